@@ -1,0 +1,38 @@
+"""Located problems in user files, reported the way compilers do (`file:line:col: message`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem at one place. Lines and columns count from 1, as editors show them."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    severity: Severity = dataclasses.field(default=Severity.ERROR, compare=False)
+
+    def format(self) -> str:
+        prefix = "" if self.severity is Severity.ERROR else "warning: "
+        return f"{self.file}:{self.line}:{self.column}: {prefix}{self.message}"
+
+
+class InvalidDocument(Exception):
+    """Raised where a caller needs a valid object and the input has errors."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__("\n".join(d.format() for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+def has_errors(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diagnostics)

@@ -1,0 +1,241 @@
+"""Typed, immutable views of the five kinds, built from schema-checked data.
+
+`from_spec` functions trust that the data passed the kind's JSON Schema (see
+`pipesync.api.documents`), so they only shape it; semantic checks live in the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from pipesync.api import durations
+
+GROUP = "pipesync.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class Kind(enum.StrEnum):
+    GIT_SOURCE = "GitSource"
+    PIPELINE = "Pipeline"
+    EXPERIMENT = "Experiment"
+    RUN = "Run"
+    RECURRING_RUN = "RecurringRun"
+
+
+class ParamType(enum.StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    LIST = "list"
+    OBJECT = "object"
+
+
+class RetryPolicy(enum.StrEnum):
+    ON_FAILURE = "OnFailure"
+    ALWAYS = "Always"
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    type: ParamType = ParamType.STRING
+    default: Any = None
+    has_default: bool = False
+    description: str = ""
+    enum: tuple[Any, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    limit: int = 0
+    backoff_seconds: float = 0.0
+    factor: float = 2.0
+    max_backoff_seconds: float | None = None
+    policy: RetryPolicy = RetryPolicy.ON_FAILURE
+
+
+@dataclasses.dataclass(frozen=True)
+class ForEach:
+    items: tuple[Any, ...] | str  # a literal list, or a placeholder holding a JSON list
+    parallelism: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: int = 0
+    ephemeral_storage: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputArtifact:
+    name: str
+    source: str  # "{{tasks.T.outputs.artifacts.A}}"
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Cache:
+    enabled: bool = False
+    max_age_seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    description: str = ""
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    working_dir: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    input_artifacts: tuple[InputArtifact, ...] = ()
+    output_parameters: tuple[str, ...] = ()
+    output_artifacts: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    when: str | None = None
+    for_each: ForEach | None = None
+    retry: Retry = Retry()
+    timeout_seconds: float | None = None
+    resources: Resources = Resources()
+    pool: str | None = None
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    cache: Cache = Cache()
+    service_account_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSpec:
+    tasks: tuple[Task, ...]
+    params: tuple[Param, ...] = ()
+    description: str = ""
+    on_exit: Task | None = None
+    trigger_on_change: bool = False
+    parallelism: int | None = None
+    timeout_seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    name: str
+    namespace: str | None = None
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+# --- building from data ---------------------------------------------------------------------
+
+
+def _seconds(value: str | None) -> float | None:
+    return None if value is None else durations.parse(value)
+
+
+def param_from_spec(data: Mapping[str, Any]) -> Param:
+    return Param(
+        name=data["name"],
+        type=ParamType(data.get("type", "string")),
+        default=data.get("default"),
+        has_default="default" in data,
+        description=data.get("description", ""),
+        enum=tuple(data.get("enum", ())),
+    )
+
+
+def retry_from_spec(data: Mapping[str, Any]) -> Retry:
+    return Retry(
+        limit=int(data.get("limit", 0)),
+        backoff_seconds=_seconds(data.get("backoff")) or 0.0,
+        factor=float(data.get("factor", 2.0)),
+        max_backoff_seconds=_seconds(data.get("maxBackoff")),
+        policy=RetryPolicy(data.get("policy", "OnFailure")),
+    )
+
+
+def _env(entries: list[Mapping[str, Any]]) -> dict[str, str]:
+    return {entry["name"]: str(entry.get("value", "")) for entry in entries}
+
+
+def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Task:
+    """A task with the pipeline's `defaults` filled in where the task is silent."""
+    defaults = defaults or {}
+
+    def pick(key: str) -> Any:
+        return data[key] if key in data else defaults.get(key)
+
+    env = {**_env(defaults.get("env", [])), **_env(data.get("env", []))}
+    node_selector = {**defaults.get("nodeSelector", {}), **data.get("nodeSelector", {})}
+    inputs = data.get("inputs", {}).get("artifacts", {})
+    outputs = data.get("outputs", {})
+    for_each = data.get("forEach")
+    resources = pick("resources") or {}
+    cache = pick("cache") or {}
+    return Task(
+        name=data["name"],
+        description=data.get("description", ""),
+        image=pick("image"),
+        command=tuple(data.get("command", ())),
+        args=tuple(data.get("args", ())),
+        working_dir=data.get("workingDir"),
+        env=tuple(env.items()),
+        input_artifacts=tuple(
+            InputArtifact(name, spec["from"], bool(spec.get("optional", False)))
+            for name, spec in inputs.items()
+        ),
+        output_parameters=tuple(outputs.get("parameters", ())),
+        output_artifacts=tuple(outputs.get("artifacts", ())),
+        depends_on=tuple(data.get("dependsOn", ())),
+        when=data.get("when"),
+        for_each=None
+        if for_each is None
+        else ForEach(
+            items=for_each["items"]
+            if isinstance(for_each["items"], str)
+            else tuple(for_each["items"]),
+            parallelism=for_each.get("parallelism"),
+        ),
+        retry=retry_from_spec(pick("retry") or {}),
+        timeout_seconds=_seconds(pick("timeout")),
+        resources=Resources(
+            cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
+            memory=resources.get("memory"),
+            gpu=int(resources.get("gpu", 0)),
+            ephemeral_storage=resources.get("ephemeralStorage"),
+        ),
+        pool=pick("pool"),
+        node_selector=node_selector,
+        tolerations=tuple(pick("tolerations") or ()),
+        affinity=pick("affinity"),
+        cache=Cache(bool(cache.get("enabled", False)), _seconds(cache.get("maxAge"))),
+        service_account_name=pick("serviceAccountName"),
+    )
+
+
+def pipeline_spec_from_spec(data: Mapping[str, Any]) -> PipelineSpec:
+    defaults = data.get("defaults", {})
+    on_exit = data.get("onExit")
+    return PipelineSpec(
+        tasks=tuple(task_from_spec(task, defaults) for task in data.get("tasks", ())),
+        params=tuple(param_from_spec(param) for param in data.get("params", ())),
+        description=data.get("description", ""),
+        on_exit=None if on_exit is None else task_from_spec(on_exit, defaults),
+        trigger_on_change=bool(data.get("trigger", {}).get("onChange", False)),
+        parallelism=data.get("parallelism"),
+        timeout_seconds=_seconds(data.get("timeout")),
+    )
+
+
+def metadata_from_spec(data: Mapping[str, Any]) -> Metadata:
+    return Metadata(
+        name=data["name"],
+        namespace=data.get("namespace"),
+        labels=dict(data.get("labels") or {}),
+        annotations=dict(data.get("annotations") or {}),
+    )

@@ -1,0 +1,200 @@
+"""YAML text to plain data, keeping where every value came from.
+
+PyYAML alone forgets positions, expands aliases without limit and silently keeps the
+last of duplicate keys. Users' files deserve better: every error points at a line, an
+alias bomb is refused before it is expanded, and a duplicate key is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import yaml
+
+from pipesync.api.diagnostics import Diagnostic
+
+#: Larger files are refused before they are read: a pipeline file is a few KiB.
+MAX_FILE_BYTES = 1024 * 1024
+#: A document whose aliases expand to more nodes than this is refused.
+MAX_NODES = 100_000
+
+Path = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceDocument:
+    """One YAML document of a file: its data and the positions of its values and keys."""
+
+    file: str
+    index: int
+    data: Any
+    start: Mark
+    values: dict[Path, Mark]
+    keys: dict[Path, Mark]
+
+    def mark(self, path: Path, *, key: bool = False) -> Mark:
+        """The position of the value (or the key) at `path`, or of its nearest ancestor."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return table[probe]
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), self.start)
+
+    def diagnostic(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
+        mark = self.mark(path, key=key)
+        return Diagnostic(self.file, mark.line, mark.column, message)
+
+
+class _Builder:
+    """Turns composed YAML nodes into data while recording positions."""
+
+    _SCALAR_TAGS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "tag:yaml.org,2002:int",
+            "tag:yaml.org,2002:float",
+            "tag:yaml.org,2002:bool",
+            "tag:yaml.org,2002:null",
+        }
+    )
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.values: dict[Path, Mark] = {}
+        self.keys: dict[Path, Mark] = {}
+        self.errors: list[Diagnostic] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.values[path] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        self._constructor.flatten_mapping(node)  # resolves `<<` merge keys
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                mark = _mark(key_node)
+                self.errors.append(
+                    Diagnostic(self.file, mark.line, mark.column, "mapping keys must be scalars")
+                )
+                continue
+            key = str(self._scalar(key_node))
+            if key in result:
+                mark = _mark(key_node)
+                self.errors.append(
+                    Diagnostic(self.file, mark.line, mark.column, f"duplicate key {key!r}")
+                )
+                continue
+            self.keys[(*path, key)] = _mark(key_node)
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        # Timestamps stay strings: schemas check them as RFC 3339 text, as the API server does.
+        if node.tag in self._SCALAR_TAGS:
+            return self._constructor.construct_object(node, deep=True)
+        return str(node.value)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Node count after alias expansion, computed without expanding (aliases share nodes)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # a recursive alias counts once instead of looping forever
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            size += _expanded_size(key, memo) + _expanded_size(value, memo)
+            if size > MAX_NODES:
+                break
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo)
+            if size > MAX_NODES:
+                break
+    memo[id(node)] = size
+    return size
+
+
+def decode(raw: bytes, file: str) -> tuple[str | None, list[Diagnostic]]:
+    """Bytes to text, refusing what is not a YAML text file."""
+    if len(raw) > MAX_FILE_BYTES:
+        return None, [
+            Diagnostic(
+                file, 1, 1, f"file is larger than {MAX_FILE_BYTES} bytes; refusing to read it"
+            )
+        ]
+    if b"\x00" in raw:
+        return None, [Diagnostic(file, 1, 1, "binary file (contains NUL bytes), not YAML")]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as error:
+        return None, [
+            Diagnostic(file, 1, 1, f"not UTF-8 text (byte {error.start}): binary file, not YAML")
+        ]
+
+
+def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]:
+    """Every document of a YAML stream, with positions; syntax errors as diagnostics."""
+    documents: list[SourceDocument] = []
+    errors: list[Diagnostic] = []
+    try:
+        for index, node in enumerate(_compose_all(text)):
+            if node is None:
+                continue
+            if _expanded_size(node, {}) > MAX_NODES:
+                mark = _mark(node)
+                errors.append(
+                    Diagnostic(
+                        file,
+                        mark.line,
+                        mark.column,
+                        f"document expands to more than {MAX_NODES} values "
+                        "(a YAML alias bomb?); refusing it",
+                    )
+                )
+                continue
+            builder = _Builder(file)
+            data = builder.build(node, ())
+            errors.extend(builder.errors)
+            documents.append(
+                SourceDocument(file, index, data, _mark(node), builder.values, builder.keys)
+            )
+    except yaml.MarkedYAMLError as error:
+        where = error.problem_mark or error.context_mark
+        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
+        problem = error.problem or error.context or "invalid YAML"
+        errors.append(Diagnostic(file, line, column, f"YAML syntax error: {problem}"))
+    except yaml.YAMLError as error:
+        errors.append(Diagnostic(file, 1, 1, f"YAML error: {error}"))
+    return documents, errors
+
+
+def _compose_all(text: str) -> Iterator[yaml.Node | None]:
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            yield loader.get_node()
+    finally:
+        loader.dispose()

@@ -1,0 +1,415 @@
+"""A pipeline spec checked and prepared for planning: templates parsed, edges resolved.
+
+Everything the planner needs per task is computed here once per run, so planning is a
+single pass over prepared data. Problems come back with a path inside the pipeline spec
+(e.g. `("tasks", 2, "args", 1)`), which the caller turns into `file:line:col`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pipesync.api.model import ParamType, PipelineSpec, Task
+from pipesync.engine import expressions, params, templating
+from pipesync.engine.templating import Ref, RefKind, Template
+
+SpecPath = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    path: SpecPath
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InputBinding:
+    name: str
+    producer: int  # index of the producing task in CompiledPipeline.tasks
+    artifact: str
+    optional: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledTask:
+    index: int
+    task: Task
+    argv: tuple[Template, ...]
+    env: tuple[tuple[str, Template], ...]
+    upstream: tuple[int, ...]  # every task this one waits for
+    consumes: tuple[int, ...]  # upstream tasks whose outputs it reads
+    when: expressions.Expr | None
+    items: tuple[Any, ...] | Ref | None  # forEach: a literal list or the ref holding one
+    inputs: tuple[InputBinding, ...]
+    is_exit: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def fan_out(self) -> bool:
+        return self.items is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledPipeline:
+    spec: PipelineSpec
+    tasks: tuple[CompiledTask, ...]  # in a topological order
+    on_exit: CompiledTask | None
+    downstream: tuple[tuple[int, ...], ...]
+
+    def task(self, name: str) -> CompiledTask:
+        for compiled in self.tasks:
+            if compiled.name == name:
+                return compiled
+        raise KeyError(name)
+
+
+class _Checker:
+    """Collects problems while compiling each task."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.problems: list[Problem] = []
+        self.positions: dict[str, int] = {}
+        self.params = {param.name: param for param in spec.params}
+
+    def add(self, path: SpecPath, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def template(self, text: str, path: SpecPath) -> Template:
+        try:
+            return templating.parse(text)
+        except templating.TemplateError as error:
+            self.add(path, str(error))
+            return Template((text,))
+
+    def check_ref(self, ref: Ref, task: Task, path: SpecPath, *, exit_task: bool) -> int | None:
+        """Whether `ref` may appear in this task; the producer index for task references."""
+        if ref.kind is RefKind.PARAM and ref.name not in self.params:
+            self.add(path, f"{ref} names an undeclared parameter {ref.name!r}")
+        elif ref.kind is RefKind.ITEM and task.for_each is None:
+            self.add(path, f"{ref} is only defined inside a task with forEach")
+        elif ref.kind is RefKind.RUN and ref.name == "status" and not exit_task:
+            self.add(path, f"{ref} is only defined in onExit")
+        elif ref.kind is RefKind.INPUT_ARTIFACT:
+            if ref.name not in {a.name for a in task.input_artifacts}:
+                self.add(path, f"{ref}: task {task.name!r} declares no input artifact {ref.name!r}")
+        elif ref.kind is RefKind.OUTPUT_ARTIFACT:
+            if ref.name not in task.output_artifacts:
+                self.add(
+                    path, f"{ref}: task {task.name!r} declares no output artifact {ref.name!r}"
+                )
+        elif ref.kind is RefKind.OUTPUT_PARAMETER:
+            if ref.name not in task.output_parameters:
+                self.add(
+                    path, f"{ref}: task {task.name!r} declares no output parameter {ref.name!r}"
+                )
+        elif ref.kind in (RefKind.TASK_PARAMETER, RefKind.TASK_ARTIFACT):
+            return self.check_task_ref(ref, task, path, exit_task=exit_task)
+        return None
+
+    def check_task_ref(
+        self, ref: Ref, task: Task, path: SpecPath, *, exit_task: bool
+    ) -> int | None:
+        producer = self.positions.get(ref.task)
+        if producer is None:
+            self.add(path, f"{ref} names an unknown task {ref.task!r}")
+            return None
+        if ref.task == task.name and not exit_task:
+            self.add(path, f"{ref}: task {task.name!r} cannot read its own outputs")
+            return None
+        declared = self.spec.tasks[producer]
+        if ref.kind is RefKind.TASK_PARAMETER and ref.name not in declared.output_parameters:
+            self.add(path, f"{ref}: task {ref.task!r} declares no output parameter {ref.name!r}")
+            return None
+        if ref.kind is RefKind.TASK_ARTIFACT and ref.name not in declared.output_artifacts:
+            self.add(path, f"{ref}: task {ref.task!r} declares no output artifact {ref.name!r}")
+            return None
+        return producer
+
+
+def compile_pipeline(spec: PipelineSpec) -> tuple[CompiledPipeline | None, list[Problem]]:
+    """The prepared pipeline, or None with every problem found (all at once)."""
+    checker = _Checker(spec)
+    for index, problem in params.check_declarations(spec.params):
+        checker.add(("params", index), problem)
+    for index, task in enumerate(spec.tasks):
+        if task.name in checker.positions:
+            checker.add(("tasks", index, "name"), f"duplicate task name {task.name!r}")
+        else:
+            checker.positions[task.name] = index
+    if spec.on_exit is not None and spec.on_exit.name in checker.positions:
+        checker.add(("onExit", "name"), f"onExit task name {spec.on_exit.name!r} is used by a task")
+
+    drafts = [
+        _compile_task(checker, index, task, ("tasks", index), exit_task=False)
+        for index, task in enumerate(spec.tasks)
+    ]
+    on_exit = (
+        None
+        if spec.on_exit is None
+        else _compile_task(checker, len(spec.tasks), spec.on_exit, ("onExit",), exit_task=True)
+    )
+    order = _topological_order(checker, drafts)
+    if checker.problems or order is None:
+        return None, checker.problems
+    return _renumber(spec, drafts, order, on_exit), []
+
+
+def _compile_task(
+    checker: _Checker, index: int, task: Task, path: SpecPath, *, exit_task: bool
+) -> CompiledTask:
+    upstream: list[int] = []
+    consumes: list[int] = []
+
+    def use(ref: Ref, where: SpecPath) -> None:
+        producer = checker.check_ref(ref, task, where, exit_task=exit_task)
+        if producer is not None and not exit_task:
+            upstream.append(producer)
+            consumes.append(producer)
+
+    if not task.command and not task.args:
+        checker.add(path, f"task {task.name!r} has neither command nor args")
+    argv: list[Template] = []
+    for field, values in (("command", task.command), ("args", task.args)):
+        for position, text in enumerate(values):
+            where = (*path, field, position)
+            template = checker.template(text, where)
+            for ref in template.refs:
+                if ref.kind is RefKind.TASK_ARTIFACT:
+                    checker.add(
+                        where,
+                        f"{ref} may only appear in inputs.artifacts.*.from; "
+                        "declare an input artifact and use {{inputs.artifacts.NAME}}",
+                    )
+                    continue
+                use(ref, where)
+            argv.append(template)
+    env: list[tuple[str, Template]] = []
+    for name, value in task.env:
+        where = (*path, "env")
+        template = checker.template(value, where)
+        for ref in template.refs:
+            if ref.kind is RefKind.TASK_ARTIFACT:
+                checker.add(where, f"{ref} may only appear in inputs.artifacts.*.from")
+                continue
+            use(ref, where)
+        env.append((name, template))
+
+    inputs = _compile_inputs(checker, task, path, upstream, consumes, exit_task=exit_task)
+    when = _compile_when(checker, task, path, use)
+    items = _compile_items(checker, task, path, use)
+
+    for dependency in task.depends_on:
+        where = (*path, "dependsOn")
+        if dependency == task.name:
+            checker.add(where, f"task {task.name!r} depends on itself")
+        elif dependency not in checker.positions:
+            checker.add(where, f"task {task.name!r} depends on unknown task {dependency!r}")
+        else:
+            upstream.append(checker.positions[dependency])
+    _check_working_dir(checker, task, path)
+    _check_duplicates(checker, task, path)
+    return CompiledTask(
+        index=index,
+        task=task,
+        argv=tuple(argv),
+        env=tuple(env),
+        upstream=tuple(dict.fromkeys(upstream)),
+        consumes=tuple(dict.fromkeys(consumes)),
+        when=when,
+        items=items,
+        inputs=inputs,
+        is_exit=exit_task,
+    )
+
+
+def _compile_inputs(
+    checker: _Checker,
+    task: Task,
+    path: SpecPath,
+    upstream: list[int],
+    consumes: list[int],
+    *,
+    exit_task: bool,
+) -> tuple[InputBinding, ...]:
+    bindings: list[InputBinding] = []
+    for artifact in task.input_artifacts:
+        where = (*path, "inputs", "artifacts", artifact.name, "from")
+        template = checker.template(artifact.source, where)
+        ref = template.single_ref()
+        if ref is None or ref.kind is not RefKind.TASK_ARTIFACT:
+            checker.add(
+                where,
+                f"input artifact {artifact.name!r} must come from exactly one "
+                "{{tasks.TASK.outputs.artifacts.NAME}} placeholder",
+            )
+            continue
+        producer = checker.check_task_ref(ref, task, where, exit_task=exit_task)
+        if producer is None:
+            continue
+        if not exit_task:
+            upstream.append(producer)
+            consumes.append(producer)
+        bindings.append(InputBinding(artifact.name, producer, ref.name, artifact.optional))
+    return tuple(bindings)
+
+
+def _compile_when(
+    checker: _Checker, task: Task, path: SpecPath, use: Any
+) -> expressions.Expr | None:
+    if task.when is None:
+        return None
+    where = (*path, "when")
+    try:
+        expr = expressions.parse(task.when)
+    except expressions.ExpressionError as error:
+        checker.add(where, f"invalid when expression: {error}")
+        return None
+    for ref in expressions.refs(expr):
+        if ref.kind in (
+            RefKind.TASK_ARTIFACT,
+            RefKind.INPUT_ARTIFACT,
+            RefKind.OUTPUT_ARTIFACT,
+            RefKind.OUTPUT_PARAMETER,
+        ):
+            checker.add(where, f"{ref} is a path; when can only read parameters and outputs")
+            continue
+        use(ref, where)
+    return expr
+
+
+def _compile_items(
+    checker: _Checker, task: Task, path: SpecPath, use: Any
+) -> tuple[Any, ...] | Ref | None:
+    if task.for_each is None:
+        return None
+    where = (*path, "forEach", "items")
+    items = task.for_each.items
+    if not isinstance(items, str):
+        return tuple(items)
+    template = checker.template(items, where)
+    ref = template.single_ref()
+    if ref is None or ref.kind not in (RefKind.PARAM, RefKind.TASK_PARAMETER):
+        checker.add(
+            where,
+            "forEach items must be a list, or exactly one {{params.NAME}} or "
+            "{{tasks.TASK.outputs.parameters.NAME}} placeholder holding a JSON list",
+        )
+        return None
+    if ref.kind is RefKind.PARAM:
+        declared = checker.params.get(ref.name)
+        if declared is not None and declared.type not in (ParamType.LIST, ParamType.STRING):
+            checker.add(
+                where,
+                f"forEach over {ref}: parameter {ref.name!r} is a "
+                f"{declared.type.value}, not a list",
+            )
+    use(ref, where)
+    return ref
+
+
+def _check_working_dir(checker: _Checker, task: Task, path: SpecPath) -> None:
+    directory = task.working_dir
+    if directory is None:
+        return
+    parts = directory.replace("\\", "/").split("/")
+    if directory.startswith("/") or ".." in parts:
+        checker.add(
+            (*path, "workingDir"),
+            f"workingDir {directory!r} must be a relative path inside the repository",
+        )
+
+
+def _check_duplicates(checker: _Checker, task: Task, path: SpecPath) -> None:
+    for field, names in (
+        ("parameters", task.output_parameters),
+        ("artifacts", task.output_artifacts),
+    ):
+        seen: set[str] = set()
+        for position, name in enumerate(names):
+            if name in seen:
+                checker.add(
+                    (*path, "outputs", field, position), f"duplicate output {field[:-1]} {name!r}"
+                )
+            seen.add(name)
+
+
+def _topological_order(checker: _Checker, drafts: Sequence[CompiledTask]) -> list[int] | None:
+    """Kahn's algorithm, keeping declaration order among independent tasks; a cycle is named."""
+    indegree = [0] * len(drafts)
+    downstream: list[list[int]] = [[] for _ in drafts]
+    for draft in drafts:
+        for producer in draft.upstream:
+            indegree[draft.index] += 1
+            downstream[producer].append(draft.index)
+    ready = [index for index, degree in enumerate(indegree) if degree == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for child in downstream[index]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                heapq.heappush(ready, child)
+    if len(order) == len(drafts):
+        return order
+    remaining = {index for index, degree in enumerate(indegree) if degree > 0}
+    cycle = _find_cycle(drafts, remaining)
+    names = " -> ".join(drafts[index].name for index in cycle)
+    checker.add(("tasks", cycle[0], "dependsOn"), f"dependency cycle: {names}")
+    return None
+
+
+def _find_cycle(drafts: Sequence[CompiledTask], remaining: set[int]) -> list[int]:
+    """Walk upstream edges inside the unresolved set until a node repeats."""
+    start = min(remaining)
+    seen: dict[int, int] = {}
+    path: list[int] = []
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(p for p in drafts[node].upstream if p in remaining)
+    cycle = path[seen[node] :]
+    cycle.reverse()  # upstream walk: reverse to read in dependency direction
+    return [*cycle, cycle[0]]
+
+
+def _renumber(
+    spec: PipelineSpec,
+    drafts: Sequence[CompiledTask],
+    order: list[int],
+    on_exit: CompiledTask | None,
+) -> CompiledPipeline:
+    """Tasks re-indexed into topological order, so the planner walks them front to back."""
+    new_index = {old: new for new, old in enumerate(order)}
+
+    def moved(draft: CompiledTask, index: int) -> CompiledTask:
+        return dataclasses.replace(
+            draft,
+            index=index,
+            upstream=_mapped(draft.upstream, new_index),
+            consumes=_mapped(draft.consumes, new_index),
+            inputs=tuple(
+                dataclasses.replace(b, producer=new_index[b.producer]) for b in draft.inputs
+            ),
+        )
+
+    tasks = tuple(moved(drafts[old], new) for new, old in enumerate(order))
+    exit_task = None if on_exit is None else moved(on_exit, len(tasks))
+    downstream: list[list[int]] = [[] for _ in tasks]
+    for compiled in tasks:
+        for producer in compiled.upstream:
+            downstream[producer].append(compiled.index)
+    return CompiledPipeline(spec, tasks, exit_task, tuple(tuple(d) for d in downstream))
+
+
+def _mapped(indices: Iterable[int], new_index: dict[int, int]) -> tuple[int, ...]:
+    return tuple(new_index[i] for i in indices)

@@ -1,0 +1,46 @@
+"""What the planner is told about a run: the state of each task and forEach instance."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+
+from pipesync.engine.retries import FailureKind
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"  # `when` was false, or outputs it reads were never produced
+    OMITTED = "Omitted"  # an upstream task failed, so this one never ran
+    CANCELLED = "Cancelled"
+
+
+class RunPhase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLING = "Cancelling"
+    CANCELLED = "Cancelled"
+
+
+#: (task index, instance index); instance -1 is the task itself (and a forEach's aggregate).
+NodeKey = tuple[int, int]
+TASK = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeState:
+    phase: Phase = Phase.PENDING
+    attempts: int = 0  # attempts started so far
+    finished_at: float | None = None  # when the last attempt ended
+    outputs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    failure: FailureKind | None = None
+    message: str = ""
+
+
+PENDING = NodeState()
