@@ -1,0 +1,1 @@
+"""Tests of pipesync: unit/ needs nothing, e2e/ needs a real control plane."""
