@@ -1,0 +1,1 @@
+"""The `pipesync` command line: thin commands over the api, engine and runtime layers."""

@@ -1,0 +1,39 @@
+"""Entry point of the `pipesync` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipesync import __version__
+from pipesync.cli import run as run_command
+from pipesync.cli import validate
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipesync",
+        description="Machine-learning pipelines on Kubernetes, declared in git.",
+    )
+    parser.add_argument("--version", action="version", version=f"pipesync {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    validate.add_parser(subparsers)
+    run_command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if not hasattr(options, "command"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    code: int = options.command(options)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

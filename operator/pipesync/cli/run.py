@@ -1,0 +1,265 @@
+"""`pipesync run FILE`: one pipeline on this machine, tasks as subprocesses, live progress."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+
+from pipesync.api import durations, model
+from pipesync.api.diagnostics import has_errors
+from pipesync.api.documents import Resource
+from pipesync.cli import progress, sources
+from pipesync.engine import checks, compiler, params, planner
+from pipesync.engine.state import RunPhase
+from pipesync.runtime.local import LocalRun
+
+EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LAYOUT_DIRS = ("pipelines", "runs", "experiments", "recurring-runs")
+
+
+class _Usage(Exception):
+    pass
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run one pipeline locally, tasks as subprocesses",
+        description="Run a pipeline on this machine: tasks run as subprocesses in the current "
+        "environment (images are ignored), in the repository's directory, with outputs, "
+        "artifacts and logs under the work directory. Exit 0 when the run succeeded, "
+        "1 when it failed or was cancelled, 2 on usage errors or invalid files.",
+    )
+    parser.add_argument("file", metavar="FILE", help="a file with a Pipeline (or a Run)")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter value (lists and objects as JSON); repeat for more",
+    )
+    parser.add_argument("--workdir", metavar="DIR", help="work directory (default: ./.pipesync)")
+    parser.add_argument("--pipeline", metavar="NAME", help="which pipeline, if FILE holds several")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="most tasks running at once (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help="the repository root tasks run in (default: the folder holding pipelines/, "
+        "else the git top level, else FILE's folder)",
+    )
+    parser.add_argument("--run-name", metavar="NAME", help="the run's name (default: generated)")
+    parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long")
+    parser.add_argument(
+        "--plain", action="store_true", help="plain progress lines even on a terminal"
+    )
+    parser.set_defaults(command=run)
+
+
+def run(options: argparse.Namespace) -> int:
+    console = Console(stderr=False, highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        local_run = _prepare(options)
+    except _Usage as error:
+        errors.print(f"pipesync run: {error}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    with _reporter(console, plain=options.plain) as reporter:
+        local_run.reporter = reporter
+        with _cancel_on_interrupt(local_run, errors):
+            outcome = local_run.execute()
+    console.print(progress.summary_table(local_run))
+    style = "green" if outcome.phase is RunPhase.SUCCEEDED else "red"
+    elapsed = durations.format_seconds(
+        (local_run.finished_at or time.time()) - local_run.started_at
+    )
+    console.print(
+        f"[{style}]{outcome.phase.value}[/{style}] in {elapsed}: {outcome.message}",
+        highlight=False,
+    )
+    console.print(f"outputs, artifacts and logs: {local_run.run_dir}", highlight=False)
+    return EXIT_SUCCEEDED if outcome.phase is RunPhase.SUCCEEDED else EXIT_FAILED
+
+
+def _prepare(options: argparse.Namespace) -> LocalRun:
+    if options.parallelism < 1:
+        raise _Usage("--parallelism must be at least 1")
+    path = Path(options.file)
+    if not path.is_file():
+        raise _Usage(f"{options.file}: no such file")
+    root = Path(options.root) if options.root else repository_root(path)
+    resources, problems = sources.load_all([path])
+    problems.extend(checks.check(resources))
+    if has_errors(problems):
+        raise _Usage("\n".join(p.format() for p in sorted(problems)))
+    pipeline_resource, run_resource = _select(resources, options.pipeline, root)
+    holder, spec_data, prefix = _pipeline_spec(pipeline_resource, run_resource)
+    spec, found = checks.pipeline_problems(holder, spec_data, prefix)
+    if spec is None:
+        raise _Usage("\n".join(p.format() for p in found))
+    compiled, _ = compiler.compile_pipeline(spec)
+    assert compiled is not None  # noqa: S101 - pipeline_problems compiled it already
+    values = _params(spec, run_resource, options.param)
+    name = options.run_name or _run_name(pipeline_resource, run_resource)
+    if not _NAME.match(name) or len(name) > 63:
+        raise _Usage(f"run name {name!r} is not a DNS-1123 label")
+    timeout = _timeout(options.timeout, run_resource, spec)
+    return LocalRun(
+        compiled,
+        planner.RunContext(
+            name=name,
+            namespace="local",
+            params=values,
+            max_running=min(options.parallelism, spec.parallelism or options.parallelism),
+        ),
+        repo_root=root,
+        workdir=Path(options.workdir) if options.workdir else Path.cwd() / ".pipesync",
+        timeout=timeout,
+    )
+
+
+def repository_root(file: Path) -> Path:
+    """Where tasks run: the folder holding pipelines/ (the repository layout), else the
+    git top level, else the file's own folder."""
+    folder = file.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if candidate.name in _LAYOUT_DIRS:
+            return candidate.parent
+        if (candidate / ".git").exists():
+            return candidate
+    return folder
+
+
+def _select(
+    resources: list[Resource], wanted: str | None, root: Path
+) -> tuple[Resource | None, Resource | None]:
+    pipelines = [r for r in resources if r.kind is model.Kind.PIPELINE]
+    runs = [r for r in resources if r.kind is model.Kind.RUN]
+    if wanted is not None:
+        chosen = [r for r in pipelines if r.name == wanted]
+        if not chosen:
+            names = ", ".join(r.name for r in pipelines) or "none"
+            raise _Usage(f"no pipeline {wanted!r} in the file (pipelines: {names})")
+        return chosen[0], None
+    if len(pipelines) == 1:
+        return pipelines[0], None
+    if len(pipelines) > 1:
+        names = ", ".join(r.name for r in pipelines)
+        raise _Usage(f"the file holds several pipelines ({names}); choose one with --pipeline")
+    if len(runs) == 1:
+        run_resource = runs[0]
+        if "pipelineSpec" in run_resource.spec:
+            return None, run_resource
+        return _referenced_pipeline(run_resource, root), run_resource
+    raise _Usage("the file holds no Pipeline (and not exactly one Run) to run")
+
+
+def _referenced_pipeline(run_resource: Resource, root: Path) -> Resource:
+    """A Run's pipelineRef, looked up in the repository's pipelines/ folder."""
+    name = run_resource.spec["pipelineRef"]["name"]
+    folder = root / "pipelines"
+    found, _ = sources.load_all(sources.discover([str(folder)]) if folder.is_dir() else [])
+    for resource in found:
+        if resource.kind is model.Kind.PIPELINE and resource.name == name:
+            return resource
+    raise _Usage(f"pipeline {name!r} (the Run's pipelineRef) is not in {folder}")
+
+
+def _pipeline_spec(
+    pipeline_resource: Resource | None, run_resource: Resource | None
+) -> tuple[Resource, Any, tuple[str, ...]]:
+    """The document holding the pipeline spec, the spec, and its path in that document."""
+    if pipeline_resource is not None:
+        return pipeline_resource, pipeline_resource.spec, ("spec",)
+    if run_resource is None:
+        raise _Usage("nothing to run")
+    return run_resource, run_resource.spec["pipelineSpec"], ("spec", "pipelineSpec")
+
+
+def _params(
+    spec: model.PipelineSpec, run_resource: Resource | None, given: list[str]
+) -> dict[str, Any]:
+    typed: dict[str, Any] = dict(run_resource.spec.get("params", {})) if run_resource else {}
+    declared = {param.name: param for param in spec.params}
+    for text in given:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise _Usage(f"-p {text!r}: expected NAME=VALUE")
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise _Usage(f"-p {name}: the pipeline declares no such parameter (declared: {known})")
+        try:
+            typed[name] = params.coerce_text(value, declared[name].type)
+        except params.ParamError as error:
+            raise _Usage(f"-p {name}: {error}") from None
+    values, problems = params.resolve(spec.params, typed)
+    if problems:
+        raise _Usage("; ".join(problems))
+    return values
+
+
+def _run_name(pipeline_resource: Resource | None, run_resource: Resource | None) -> str:
+    if run_resource is not None:
+        return run_resource.name
+    base = pipeline_resource.name if pipeline_resource is not None else "run"
+    return f"{base[:44]}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _timeout(
+    text: str | None, run_resource: Resource | None, spec: model.PipelineSpec
+) -> float | None:
+    if text is not None:
+        try:
+            return durations.parse(text)
+        except ValueError as error:
+            raise _Usage(f"--timeout: {error}") from None
+    if run_resource is not None and "timeout" in run_resource.spec:
+        return durations.parse(run_resource.spec["timeout"])
+    return spec.timeout_seconds
+
+
+@contextlib.contextmanager
+def _reporter(console: Console, *, plain: bool) -> Iterator[Any]:
+    if console.is_terminal and not plain:
+        with progress.LiveReporter(console) as live:
+            yield live
+    else:
+        yield progress.PlainReporter(console)
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt(local_run: LocalRun, errors: Console) -> Iterator[None]:
+    """Ctrl-C cancels the run cleanly (onExit still runs); a second one stops everything."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if local_run.cancelled:
+            errors.print("stopping everything now", markup=False)
+            local_run.abort()
+            return
+        errors.print("cancelling: stopping tasks, onExit will run (Ctrl-C again to stop now)")
+        local_run.cancel()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    previous_term = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)

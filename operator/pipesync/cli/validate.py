@@ -1,0 +1,75 @@
+"""`pipesync validate PATH...`: every schema and semantic error of every file, in one pass."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipesync.api.diagnostics import Diagnostic, has_errors
+from pipesync.cli import sources
+from pipesync.engine import checks
+
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check pipeline repository files against the schemas and the engine's rules",
+        description="Check files or directories. Each error is printed as "
+        "file:line:col: message. Exit 0 when valid, 1 when invalid, 2 on usage errors.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default), json, or github (workflow annotations)",
+    )
+    parser.set_defaults(command=run)
+
+
+def run(options: argparse.Namespace) -> int:
+    try:
+        files = sources.discover(options.paths)
+    except sources.UsageError as error:
+        print(f"pipesync validate: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    resources, problems = sources.load_all(files)
+    problems.extend(checks.check(resources))
+    problems.sort()
+    _print(problems, options.format)
+    errors = sum(1 for problem in problems if problem.severity.value == "error")
+    broken = len({problem.file for problem in problems})
+    if options.format == "text":
+        if errors:
+            print(f"{errors} error(s) in {broken} of {len(files)} file(s)", file=sys.stderr)
+        else:
+            print(f"{len(files)} file(s), {len(resources)} document(s): valid", file=sys.stderr)
+    return EXIT_INVALID if has_errors(problems) else EXIT_VALID
+
+
+def _print(problems: list[Diagnostic], output: str) -> None:
+    if output == "json":
+        rows = [
+            {
+                "file": p.file,
+                "line": p.line,
+                "column": p.column,
+                "severity": p.severity.value,
+                "message": p.message,
+            }
+            for p in problems
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    for problem in problems:
+        if output == "github":
+            message = problem.message.replace("%", "%25").replace("\n", "%0A")
+            print(
+                f"::{problem.severity.value} file={problem.file},line={problem.line},"
+                f"col={problem.column}::{message}"
+            )
+        else:
+            print(problem.format())

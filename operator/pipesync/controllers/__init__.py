@@ -1,0 +1,1 @@
+"""kopf controllers: thin handlers over named reconcile steps (see the operator issue)."""

@@ -1,0 +1,133 @@
+"""Semantic checks the schemas cannot express: DAG shape, placeholders, references
+between documents, parameter types, schedules. Every problem is located in its file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pipesync.api import model
+from pipesync.api.diagnostics import Diagnostic
+from pipesync.api.documents import Resource
+from pipesync.engine import compiler, params, schedules
+
+
+def check(resources: Sequence[Resource]) -> list[Diagnostic]:
+    """Problems across one set of documents (a repository, or the files given)."""
+    problems: list[Diagnostic] = []
+    problems.extend(_duplicates(resources))
+    pipelines = {r.name: r for r in resources if r.kind is model.Kind.PIPELINE}
+    experiments = {r.name for r in resources if r.kind is model.Kind.EXPERIMENT}
+    specs: dict[str, model.PipelineSpec] = {}
+    for resource in resources:
+        if resource.kind is model.Kind.PIPELINE:
+            spec, found = pipeline_problems(resource, resource.spec, ("spec",))
+            problems.extend(found)
+            if spec is not None:
+                specs[resource.name] = spec
+    for resource in resources:
+        if resource.kind in (model.Kind.RUN, model.Kind.RECURRING_RUN):
+            problems.extend(_run_problems(resource, pipelines, specs, experiments))
+        if resource.kind is model.Kind.RECURRING_RUN:
+            problems.extend(_schedule_problems(resource))
+    return problems
+
+
+def pipeline_problems(
+    resource: Resource, spec_data: Mapping[str, Any], prefix: tuple[str, ...]
+) -> tuple[model.PipelineSpec | None, list[Diagnostic]]:
+    """The pipeline spec, when it compiles; otherwise the located problems."""
+    spec = model.pipeline_spec_from_spec(spec_data)
+    _, problems = compiler.compile_pipeline(spec)
+    return (None if problems else spec), [
+        resource.diagnostic((*prefix, *problem.path), problem.message) for problem in problems
+    ]
+
+
+def _duplicates(resources: Iterable[Resource]) -> list[Diagnostic]:
+    seen: dict[tuple[str, str | None, str], Resource] = {}
+    problems = []
+    for resource in resources:
+        key = (resource.kind.value, resource.metadata.namespace, resource.name)
+        first = seen.setdefault(key, resource)
+        if first is not resource:
+            where = first.source.mark(("metadata", "name"))
+            problems.append(
+                resource.diagnostic(
+                    ("metadata", "name"),
+                    f"duplicate {resource.kind.value} {resource.name!r} "
+                    f"(also defined at {first.source.file}:{where.line}:{where.column})",
+                )
+            )
+    return problems
+
+
+def _run_problems(
+    resource: Resource,
+    pipelines: Mapping[str, Resource],
+    specs: Mapping[str, model.PipelineSpec],
+    experiments: set[str],
+) -> list[Diagnostic]:
+    spec = resource.spec
+    problems: list[Diagnostic] = []
+    pipeline: model.PipelineSpec | None = None
+    if "pipelineSpec" in spec:
+        pipeline, found = pipeline_problems(
+            resource, spec["pipelineSpec"], ("spec", "pipelineSpec")
+        )
+        problems.extend(found)
+    elif "pipelineRef" in spec:
+        name = spec["pipelineRef"]["name"]
+        if name in specs:
+            pipeline = specs[name]
+        elif pipelines and name not in pipelines:
+            known = ", ".join(sorted(pipelines))
+            problems.append(
+                resource.diagnostic(
+                    ("spec", "pipelineRef", "name"),
+                    f"unknown pipeline {name!r} (pipelines here: {known})",
+                )
+            )
+    experiment = spec.get("experimentRef", {}).get("name")
+    if experiment is not None and experiments and experiment not in experiments:
+        known = ", ".join(sorted(experiments))
+        problems.append(
+            resource.diagnostic(
+                ("spec", "experimentRef", "name"),
+                f"unknown experiment {experiment!r} (experiments here: {known})",
+            )
+        )
+    if pipeline is not None:
+        given = spec.get("params", {})
+        _, found_params = params.resolve(pipeline.params, given)
+        for message in found_params:
+            problems.append(resource.diagnostic(("spec", "params"), message))
+    return problems
+
+
+def _schedule_problems(resource: Resource) -> list[Diagnostic]:
+    spec = resource.spec
+    schedule = spec.get("schedule", {})
+    problems = []
+    if "cron" in schedule:
+        problem = schedules.cron_problem(schedule["cron"])
+        if problem:
+            problems.append(resource.diagnostic(("spec", "schedule", "cron"), problem))
+    if "timezone" in schedule:
+        problem = schedules.timezone_problem(schedule["timezone"])
+        if problem:
+            problems.append(resource.diagnostic(("spec", "schedule", "timezone"), problem))
+    start, end = _instant(spec.get("startTime")), _instant(spec.get("endTime"))
+    if start is not None and end is not None and end <= start:
+        problems.append(resource.diagnostic(("spec", "endTime"), "endTime must be after startTime"))
+    return problems
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,37 @@
+"""Where a run's records, outputs and logs live: one key layout for S3 and local disks.
+
+    <namespace>/runs/<run>/run.json
+    <namespace>/runs/<run>/<task>[/<instance>]/outputs/parameters/<name>
+    <namespace>/runs/<run>/<task>[/<instance>]/outputs/artifacts/<name>
+    <namespace>/runs/<run>/<task>[/<instance>]/logs/attempt-<n>.log
+
+Every part is a validated name (DNS-1123 or identifier) or an integer, so no key can
+climb out of its prefix.
+"""
+
+from __future__ import annotations
+
+
+def run_prefix(namespace: str, run: str) -> str:
+    return f"{namespace}/runs/{run}"
+
+
+def record_key(namespace: str, run: str) -> str:
+    return f"{run_prefix(namespace, run)}/run.json"
+
+
+def node_prefix(namespace: str, run: str, task: str, instance: int | None = None) -> str:
+    base = f"{run_prefix(namespace, run)}/{task}"
+    return base if instance is None else f"{base}/{instance}"
+
+
+def output_parameter_key(node: str, name: str) -> str:
+    return f"{node}/outputs/parameters/{name}"
+
+
+def output_artifact_key(node: str, name: str) -> str:
+    return f"{node}/outputs/artifacts/{name}"
+
+
+def log_key(node: str, attempt: int) -> str:
+    return f"{node}/logs/attempt-{attempt}.log"

@@ -1,0 +1,1 @@
+"""Metrics, the S3 mirror and Kubernetes Events."""

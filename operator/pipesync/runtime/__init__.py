@@ -1,0 +1,1 @@
+"""Adapters that run tasks: the local executor (subprocesses) and, later, the pod builder."""

@@ -1,0 +1,390 @@
+"""The local executor: a run's tasks as subprocesses of this machine, driven by the same
+planner as the cluster. Outputs, artifacts and logs land in a work directory laid out
+like the S3 keys (see `pipesync.engine.layout`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipesync.engine import layout, planner
+from pipesync.engine.compiler import CompiledPipeline, CompiledTask
+from pipesync.engine.retries import FailureKind
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.engine.templating import Ref, RefKind
+from pipesync.runtime.processes import ProcessResult, TaskProcess
+
+#: Output parameters are small values; bigger results belong in artifacts.
+MAX_PARAMETER_BYTES = 256 * 1024
+
+
+class Reporter(Protocol):
+    """Hears what happens during a run (a live view, plain lines, or nothing)."""
+
+    def node_changed(self, run: LocalRun, key: NodeKey, state: NodeState) -> None: ...
+
+    def run_finished(self, run: LocalRun, outcome: planner.Outcome) -> None: ...
+
+
+@dataclasses.dataclass
+class NodeRecord:
+    """Everything the executor knows about one task or forEach instance."""
+
+    state: NodeState = dataclasses.field(default_factory=NodeState)
+    started_at: float | None = None
+    exit_code: int | None = None
+    item: Any = None
+    log: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finished:
+    key: NodeKey
+    launch: planner.Launch
+    result: ProcessResult
+    outputs: Mapping[str, str]
+    problem: str  # a missing output turns success into failure
+
+
+class LocalRun:
+    """One run of a compiled pipeline on this machine."""
+
+    def __init__(
+        self,
+        pipeline: CompiledPipeline,
+        context: planner.RunContext,
+        *,
+        repo_root: Path,
+        workdir: Path,
+        timeout: float | None = None,
+        reporter: Reporter | None = None,
+        poll_seconds: float = 0.2,
+    ) -> None:
+        self.pipeline = pipeline
+        self.context = context
+        self.repo_root = repo_root.resolve()
+        self.workdir = workdir.resolve()
+        self.timeout = timeout
+        self.reporter = reporter
+        self.poll_seconds = poll_seconds
+        self.records: dict[NodeKey, NodeRecord] = {}
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.outcome: planner.Outcome | None = None
+        self._cancel = threading.Event()
+        self._done: queue.Queue[_Finished] = queue.Queue()
+        self._running: dict[NodeKey, TaskProcess] = {}
+
+    # --- public -----------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / layout.run_prefix(self.context.namespace, self.context.name)
+
+    def cancel(self) -> None:
+        """Ask the run to stop: running tasks are stopped, onExit still runs."""
+        self._cancel.set()
+
+    def abort(self) -> None:
+        """Stop every running process now, onExit included."""
+        self._cancel.set()
+        for process in list(self._running.values()):
+            process.stop()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def task_name(self, key: NodeKey) -> str:
+        index, instance = key
+        compiled = self._compiled(index)
+        return compiled.name if instance == TASK else f"{compiled.name}[{instance}]"
+
+    def execute(self) -> planner.Outcome:
+        """Runs until finished; returns the outcome."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        deadline = None if self.timeout is None else self.started_at + self.timeout
+        while True:
+            now = time.time()
+            decision = planner.plan(
+                self.pipeline,
+                {key: record.state for key, record in self.records.items()},
+                self.context,
+                now,
+                cancel=self._cancel.is_set(),
+                deadline_exceeded=deadline is not None and now >= deadline,
+            )
+            for transition in decision.transitions:
+                self._set(transition.key, transition.state)
+            for key in decision.stop:
+                process = self._running.get(key)
+                if process is not None:
+                    process.stop()
+            for launch in decision.launches:
+                self._start(launch)
+            if decision.finished is not None and not self._running:
+                self.outcome = decision.finished
+                break
+            self._wait(decision, deadline)
+        self.finished_at = time.time()
+        self._write_record()
+        if self.reporter is not None:
+            self.reporter.run_finished(self, self.outcome)
+        return self.outcome
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def _wait(self, decision: planner.Decision, deadline: float | None) -> None:
+        """Blocks until a task ends, a retry is due, or it is time to look again."""
+        if decision.launches or decision.transitions:
+            timeout = 0.0
+        else:
+            timeout = self.poll_seconds
+            for moment in (decision.wake_at, deadline):
+                if moment is not None:
+                    timeout = min(timeout, max(moment - time.time(), 0.0))
+        try:
+            finished = self._done.get(timeout=timeout) if timeout > 0 else self._done.get_nowait()
+        except queue.Empty:
+            return
+        self._finish(finished)
+        while True:  # drain whatever else ended meanwhile, then plan once for all of them
+            try:
+                self._finish(self._done.get_nowait())
+            except queue.Empty:
+                return
+
+    def _set(self, key: NodeKey, state: NodeState) -> None:
+        record = self.records.setdefault(key, NodeRecord())
+        record.state = state
+        if self.reporter is not None:
+            self.reporter.node_changed(self, key, state)
+
+    def _start(self, launch: planner.Launch) -> None:
+        key = launch.key
+        record = self.records.setdefault(key, NodeRecord())
+        record.item = launch.item if launch.has_item else None
+        record.started_at = time.time()
+        node_dir = self._node_dir(key)
+        if launch.attempt > 1:
+            shutil.rmtree(node_dir / "outputs", ignore_errors=True)
+        (node_dir / "outputs" / "parameters").mkdir(parents=True, exist_ok=True)
+        (node_dir / "outputs" / "artifacts").mkdir(parents=True, exist_ok=True)
+        log_path = self.workdir / layout.log_key(self._node_key(key), launch.attempt)
+        record.log = log_path
+        try:
+            argv, env, cwd = self._render(launch, node_dir)
+        except _RenderError as error:
+            self._done.put(
+                _Finished(
+                    key,
+                    launch,
+                    ProcessResult(None, FailureKind.ERROR, str(error), time.time(), time.time()),
+                    {},
+                    "",
+                )
+            )
+            return
+        process = TaskProcess(
+            argv, cwd=cwd, env=env, log_path=log_path, timeout=launch.task.task.timeout_seconds
+        )
+        self._running[key] = process
+        threading.Thread(
+            target=self._supervise, args=(launch, process, node_dir), daemon=True
+        ).start()
+
+    def _supervise(self, launch: planner.Launch, process: TaskProcess, node_dir: Path) -> None:
+        result = process.run()
+        outputs: dict[str, str] = {}
+        problem = ""
+        if result.failure is None:
+            outputs, problem = _collect_outputs(launch.task, node_dir)
+        self._done.put(_Finished(launch.key, launch, result, outputs, problem))
+
+    def _finish(self, finished: _Finished) -> None:
+        self._running.pop(finished.key, None)
+        record = self.records.setdefault(finished.key, NodeRecord())
+        result = finished.result
+        record.exit_code = result.exit_code
+        attempts = finished.launch.attempt
+        if result.failure is None and not finished.problem:
+            state = NodeState(
+                Phase.SUCCEEDED,
+                attempts=attempts,
+                finished_at=result.finished_at,
+                outputs=finished.outputs,
+            )
+        elif result.failure is FailureKind.CANCELLED:
+            state = NodeState(
+                Phase.CANCELLED,
+                attempts=attempts,
+                finished_at=result.finished_at,
+                failure=FailureKind.CANCELLED,
+                message="stopped: the run was cancelled or timed out",
+            )
+        else:
+            state = NodeState(
+                Phase.FAILED,
+                attempts=attempts,
+                finished_at=result.finished_at,
+                failure=result.failure or FailureKind.FAILED,
+                message=finished.problem or result.message,
+            )
+        self._set(finished.key, state)
+
+    # --- rendering --------------------------------------------------------------------
+
+    def _render(
+        self, launch: planner.Launch, node_dir: Path
+    ) -> tuple[list[str], dict[str, str], Path]:
+        compiled = launch.task
+
+        def resolve(ref: Ref) -> str:
+            if ref.kind is RefKind.OUTPUT_ARTIFACT:
+                return str(node_dir / "outputs" / "artifacts" / ref.name)
+            if ref.kind is RefKind.OUTPUT_PARAMETER:
+                return str(node_dir / "outputs" / "parameters" / ref.name)
+            if ref.kind is RefKind.INPUT_ARTIFACT:
+                return str(self._input_path(compiled, ref.name))
+            return launch.resolve(ref)
+
+        argv = [template.render(resolve) for template in compiled.argv]
+        env = dict(os.environ)
+        # `python` in a task means the interpreter pipesync runs on, with its packages.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env.update({name: template.render(resolve) for name, template in compiled.env})
+        env.update(
+            {
+                "PIPESYNC_RUN": self.context.name,
+                "PIPESYNC_NAMESPACE": self.context.namespace,
+                "PIPESYNC_TASK": compiled.name,
+                "PIPESYNC_ATTEMPT": str(launch.attempt),
+            }
+        )
+        if launch.has_item:
+            env["PIPESYNC_ITEM_INDEX"] = str(launch.key[1])
+        cwd = self.repo_root / (compiled.task.working_dir or ".")
+        cwd = cwd.resolve()
+        if not cwd.is_relative_to(self.repo_root):
+            raise _RenderError(f"workingDir {compiled.task.working_dir!r} leaves the repository")
+        cwd.mkdir(parents=True, exist_ok=True)
+        return argv, env, cwd
+
+    def _input_path(self, compiled: CompiledTask, name: str) -> Path:
+        binding = next(b for b in compiled.inputs if b.name == name)
+        producer = self.pipeline.tasks[binding.producer]
+        if not producer.fan_out:
+            return (
+                self._node_dir((producer.index, TASK)) / "outputs" / "artifacts" / binding.artifact
+            )
+        # A forEach task's artifact is a directory with one entry per instance, in item order.
+        collected = self._node_dir((producer.index, TASK)) / "collected" / binding.artifact
+        if not collected.exists():
+            collected.mkdir(parents=True)
+            instance = 0
+            while (producer.index, instance) in self.records:
+                source = self._node_dir((producer.index, instance)) / "outputs" / "artifacts"
+                (collected / str(instance)).symlink_to(source / binding.artifact)
+                instance += 1
+        return collected
+
+    def _node_key(self, key: NodeKey) -> str:
+        index, instance = key
+        return layout.node_prefix(
+            self.context.namespace,
+            self.context.name,
+            self._compiled(index).name,
+            None if instance == TASK else instance,
+        )
+
+    def _node_dir(self, key: NodeKey) -> Path:
+        return self.workdir / self._node_key(key)
+
+    def _compiled(self, index: int) -> CompiledTask:
+        if index < len(self.pipeline.tasks):
+            return self.pipeline.tasks[index]
+        assert self.pipeline.on_exit is not None  # noqa: S101 - the planner only names real nodes
+        return self.pipeline.on_exit
+
+    # --- the record -------------------------------------------------------------------
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per task and instance, in pipeline order."""
+        rows = []
+        for key in sorted(self.records):
+            record = self.records[key]
+            state = record.state
+            rows.append(
+                {
+                    "task": self.task_name(key),
+                    "phase": state.phase.value,
+                    "attempts": state.attempts,
+                    "startedAt": record.started_at,
+                    "finishedAt": state.finished_at,
+                    "exitCode": record.exit_code,
+                    "message": state.message,
+                    "outputs": dict(state.outputs),
+                    "log": None if record.log is None else str(record.log),
+                }
+            )
+        return rows
+
+    def _write_record(self) -> None:
+        outcome = self.outcome
+        record = {
+            "run": self.context.name,
+            "namespace": self.context.namespace,
+            "phase": None if outcome is None else outcome.phase.value,
+            "message": None if outcome is None else outcome.message,
+            "params": dict(self.context.params),
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "tasks": self.summary(),
+        }
+        path = self.workdir / layout.record_key(self.context.namespace, self.context.name)
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(record, indent=2, default=str))
+        temporary.replace(path)  # atomic: a reader never sees half a record
+
+
+class _RenderError(Exception):
+    pass
+
+
+def _collect_outputs(compiled: CompiledTask, node_dir: Path) -> tuple[dict[str, str], str]:
+    """The output parameters a successful attempt wrote, or why it did not fulfil them."""
+    outputs: dict[str, str] = {}
+    for name in compiled.task.output_parameters:
+        path = node_dir / "outputs" / "parameters" / name
+        if not path.is_file():
+            return (
+                {},
+                f"did not write output parameter {name!r} (to {{{{outputs.parameters.{name}}}}})",
+            )
+        if path.stat().st_size > MAX_PARAMETER_BYTES:
+            return {}, (
+                f"output parameter {name!r} is larger than {MAX_PARAMETER_BYTES} bytes; "
+                "write big results as artifacts"
+            )
+        text = path.read_text(errors="replace")
+        outputs[name] = text[:-1] if text.endswith("\n") else text
+    for name in compiled.task.output_artifacts:
+        if not (node_dir / "outputs" / "artifacts" / name).exists():
+            return (
+                {},
+                f"did not write output artifact {name!r} (to {{{{outputs.artifacts.{name}}}}})",
+            )
+    return outputs, ""
+
+
+def finished_phase(outcome: planner.Outcome) -> RunPhase:
+    return outcome.phase

@@ -1,0 +1,129 @@
+"""One task attempt as a local process: started in its own process group, logged to a
+file, stopped as a group (TERM, then KILL after a grace period) on timeout or cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pipesync.engine.retries import FailureKind
+
+GRACE_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int | None
+    failure: FailureKind | None  # None when it exited 0
+    message: str
+    started_at: float
+    finished_at: float
+
+
+class TaskProcess:
+    """A running attempt; `stop()` may be called from any thread."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        timeout: float | None,
+    ) -> None:
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.env = dict(env)
+        self.log_path = log_path
+        self.timeout = timeout
+        self._stopped = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def run(self) -> ProcessResult:
+        """Runs to the end (blocking) and says how it ended."""
+        started = time.time()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            try:
+                with self._lock:
+                    if self._stopped.is_set():
+                        return ProcessResult(
+                            None, FailureKind.CANCELLED, "stopped", started, time.time()
+                        )
+                    self._process = subprocess.Popen(
+                        self.argv,
+                        cwd=self.cwd,
+                        env=self.env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own group, so stop() reaches children
+                    )
+            except FileNotFoundError:
+                return ProcessResult(
+                    None,
+                    FailureKind.ERROR,
+                    f"command not found: {self.argv[0]!r}",
+                    started,
+                    time.time(),
+                )
+            except PermissionError:
+                return ProcessResult(
+                    None,
+                    FailureKind.ERROR,
+                    f"command is not executable: {self.argv[0]!r}",
+                    started,
+                    time.time(),
+                )
+            process = self._process
+            try:
+                code = process.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                self._terminate(process)
+                return ProcessResult(
+                    process.returncode,
+                    FailureKind.TIMED_OUT,
+                    f"timed out after {self.timeout:g}s",
+                    started,
+                    time.time(),
+                )
+        finished = time.time()
+        if self._stopped.is_set():
+            return ProcessResult(code, FailureKind.CANCELLED, "stopped", started, finished)
+        if code == 0:
+            return ProcessResult(0, None, "", started, finished)
+        if code < 0:
+            message = f"killed by signal {signal.Signals(-code).name}"
+        else:
+            message = f"exited with code {code}"
+        return ProcessResult(code, FailureKind.FAILED, message, started, finished)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            process = self._process
+        if process is not None and process.poll() is None:
+            threading.Thread(target=self._terminate, args=(process,), daemon=True).start()
+
+    @staticmethod
+    def _terminate(process: subprocess.Popen[bytes]) -> None:
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
