@@ -1,0 +1,104 @@
+"""Access to the JSON Schemas of the pipesync kinds, the single source of truth.
+
+The schema files live in the repository's ``schemas/`` directory. The package
+reaches them through ``pipesync/schemas`` (a symlink in the source tree, real
+files in an installed wheel), so the same code works from a checkout, an
+editable install and ``pip install .``. ``$ref``s between the files resolve
+offline through a ``referencing`` registry: validation never touches the
+network.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.protocols import Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+# kind -> file name under schemas/. "common" holds the shared $defs.
+SCHEMA_FILES: dict[str, str] = {
+    "GitSource": "gitsource.schema.json",
+    "Pipeline": "pipeline.schema.json",
+    "Experiment": "experiment.schema.json",
+    "Run": "run.schema.json",
+    "RecurringRun": "recurringrun.schema.json",
+    "common": "common.schema.json",
+}
+
+#: The kinds a document may have (every schema except the shared definitions).
+KINDS: tuple[str, ...] = tuple(k for k in SCHEMA_FILES if k != "common")
+
+_BY_LOWER = {k.lower(): k for k in SCHEMA_FILES}
+
+# RFC 3339 date-time. jsonschema only checks "date-time" when the optional
+# rfc3339-validator package is installed; we check it ourselves so
+# `pipesync validate` behaves the same everywhere.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _canonical_kind(kind: str) -> str:
+    try:
+        return _BY_LOWER[kind.lower()]
+    except KeyError:
+        known = ", ".join(SCHEMA_FILES)
+        raise KeyError(f"no schema for kind {kind!r} (known: {known})") from None
+
+
+@functools.cache
+def _load_cached(kind: str) -> dict[str, Any]:
+    path = resources.files("pipesync") / "schemas" / SCHEMA_FILES[kind]
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def load(kind: str) -> dict[str, Any]:
+    """Return the JSON Schema of ``kind`` ("Pipeline", "run", "common", ...).
+
+    The result is a fresh copy: callers may modify it freely.
+    """
+    return copy.deepcopy(_load_cached(_canonical_kind(kind)))
+
+
+def _is_datetime(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # formats only constrain strings; "type" reports the rest
+    if not _RFC3339.match(value):
+        return False
+    # fromisoformat checks the ranges (month 13, second 61, ...).
+    datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    return True
+
+
+def format_checker() -> FormatChecker:
+    """The format checker used by :func:`validator`: the formats the schemas use."""
+    checker = FormatChecker(formats=())
+    checker.checks("date-time", raises=ValueError)(_is_datetime)
+    return checker
+
+
+@functools.cache
+def registry() -> Registry[Any]:
+    """A registry holding every schema under its ``$id``, for offline ``$ref`` resolution."""
+    resources_ = []
+    for kind in SCHEMA_FILES:
+        contents = _load_cached(kind)
+        resources_.append(
+            (contents["$id"], Resource.from_contents(contents, default_specification=DRAFT202012))
+        )
+    return Registry().with_resources(resources_).crawl()
+
+
+@functools.cache
+def validator(kind: str) -> Validator:
+    """A cached Draft 2020-12 validator of documents of ``kind``, with format checking on."""
+    canonical = _canonical_kind(kind)
+    schema = _load_cached(canonical)
+    return Draft202012Validator(schema, registry=registry(), format_checker=format_checker())
