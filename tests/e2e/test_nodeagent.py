@@ -144,10 +144,10 @@ def test_gpu_capacity_is_two_and_cpu_pods_go_to_cpu_node(pods: Pods, cluster: Cl
     events = wait_for("a FailedScheduling event", failed_scheduling)
     assert any("nvidia.com/gpu" in e["message"] for e in events)
 
-    pod = pods.get(third)
-    assert pod is not None
-    assert pod["status"]["phase"] == "Pending"
-    assert not pod["spec"].get("nodeName")
+    still = pods.get(third)
+    assert still is not None
+    assert still["status"]["phase"] == "Pending"
+    assert not still["spec"].get("nodeName")
 
     cpu = pods.create("cpu", {"restartPolicy": "Never",
                               "nodeSelector": {"pipesync.io/pool": "cpu"},
@@ -208,7 +208,7 @@ def _alive(pid: int) -> bool:
 
 def test_deleting_running_pod_stops_its_process_and_removes_it(pods: Pods) -> None:
     name = pods.create("delete", {"restartPolicy": "Never", "terminationGracePeriodSeconds": 10,
-                                  "containers": [shell("main", "echo $$; exec sleep 300")]})
+                                  "containers": [shell("main", "echo $$$$; exec sleep 300")]})
     pods.wait_phase(name, "Running")
     pid = int(wait_for("the pod to print its pid", lambda: pods.logs(name).strip()))
     assert _alive(pid)
@@ -216,3 +216,63 @@ def test_deleting_running_pod_stops_its_process_and_removes_it(pods: Pods) -> No
     pods.cluster.kubectl("delete", "pod", name, "-n", pods.namespace, "--wait=false")
     wait_for("the pod object to disappear", lambda: pods.get(name) is None, timeout=30)
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_logs_follow_tail_timestamps_through_api_server(pods: Pods) -> None:
+    script = "for i in 1 2 3 4 5; do echo line-$i; sleep 0.3; done"
+    name = pods.create("logs", {"restartPolicy": "Never", "containers": [shell("main", script)]})
+    pods.wait_phase(name, "Running", "Succeeded")
+    # follow returns once the container ends, with every line.
+    followed = pods.logs(name, "-f")
+    assert followed.split() == [f"line-{i}" for i in range(1, 6)]
+    assert pods.logs(name, "--tail=2").split() == ["line-4", "line-5"]
+    stamped = pods.logs(name, "--timestamps").splitlines()
+    assert stamped[0].endswith(" line-1") and stamped[0][:4].isdigit() and "T" in stamped[0]
+    missing = pods.cluster.kubectl("logs", name, "-n", pods.namespace, "-c", "nope", check=False)
+    assert missing.returncode != 0
+
+
+def test_on_failure_restarts_container_in_place(pods: Pods) -> None:
+    script = ("if [ -e /scratch/tried ]; then echo second-run; exit 0; fi; "
+              "touch /scratch/tried; echo first-run; exit 1")
+    name = pods.create("retry", {
+        "restartPolicy": "OnFailure",
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "containers": [shell("main", script,
+                             volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}])],
+    })
+    pod = pods.wait_phase(name, "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded"
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert "second-run" in pods.logs(name)
+    assert "first-run" in pods.logs(name, "--previous")
+
+
+def test_env_and_volumes_from_config_map_and_secret_and_working_dir(
+        pods: Pods, cluster: Cluster) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    cluster.kubectl("create", "configmap", f"cm-{suffix}", "-n", pods.namespace,
+                    "--from-literal=color=blue")
+    cluster.kubectl("create", "secret", "generic", f"sec-{suffix}", "-n", pods.namespace,
+                    "--from-literal=token=s3cr3t")
+    workdir = f"/nonexistent-{suffix}/work"
+    script = 'echo "$COLOR $TOKEN $(cat /etc/demo-cm/color) $(cat /etc/demo-sec/token) $(pwd)"'
+    name = pods.create("config", {
+        "restartPolicy": "Never",
+        "volumes": [{"name": "cm", "configMap": {"name": f"cm-{suffix}"}},
+                    {"name": "sec", "secret": {"secretName": f"sec-{suffix}"}}],
+        "containers": [shell(
+            "main", script, workingDir=workdir,
+            env=[{"name": "COLOR", "valueFrom": {"configMapKeyRef": {
+                     "name": f"cm-{suffix}", "key": "color"}}},
+                 {"name": "TOKEN", "valueFrom": {"secretKeyRef": {
+                     "name": f"sec-{suffix}", "key": "token"}}}],
+            volumeMounts=[{"name": "cm", "mountPath": "/etc/demo-cm"},
+                          {"name": "sec", "mountPath": "/etc/demo-sec", "readOnly": True}])],
+    })
+    pod = pods.wait_phase(name, "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded", pods.logs(name)
+    assert pods.logs(name).split() == ["blue", "s3cr3t", "blue", "s3cr3t", workdir]
+    assert not Path(workdir).parent.exists()
