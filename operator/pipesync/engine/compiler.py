@@ -379,6 +379,8 @@ def _find_cycle(drafts: Sequence[CompiledTask], remaining: set[int]) -> list[int
         node = next(p for p in drafts[node].upstream if p in remaining)
     cycle = path[seen[node] :]
     cycle.reverse()  # upstream walk: reverse to read in dependency direction
+    first = cycle.index(min(cycle))  # start at the first declared task: stable messages
+    cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]
 
 

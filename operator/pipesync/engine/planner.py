@@ -240,7 +240,8 @@ def _plan_retry(
     has_item: bool,
 ) -> None:
     if not is_terminal(compiled, state) and not step.stopping:
-        due = (state.finished_at or step.now) + retries.backoff_seconds(
+        failed_at = step.now if state.finished_at is None else state.finished_at
+        due = failed_at + retries.backoff_seconds(
             compiled.task.retry, state.attempts
         )
         if due <= step.now:
