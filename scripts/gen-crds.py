@@ -81,7 +81,6 @@ class Kind:
 
     kind: str
     plural: str
-    schema_file: str
     short_names: tuple[str, ...]
     columns: tuple[Column, ...]
     selectable_fields: tuple[str, ...] = field(default=())
@@ -108,7 +107,6 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         kind="GitSource",
         plural="gitsources",
-        schema_file="gitsource.schema.json",
         short_names=("gs",),
         columns=(
             Column("URL", "string", ".spec.url", "The git repository URL."),
@@ -127,7 +125,6 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         kind="Pipeline",
         plural="pipelines",
-        schema_file="pipeline.schema.json",
         short_names=("pl",),
         columns=(
             Column("Ready", "string", READY, "Whether the spec is a valid DAG."),
@@ -139,7 +136,6 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         kind="Experiment",
         plural="experiments",
-        schema_file="experiment.schema.json",
         short_names=("exp",),
         columns=(
             Column("Runs", "integer", ".status.runs.total", "All runs of the experiment."),
@@ -152,7 +148,6 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         kind="Run",
         plural="runs",
-        schema_file="run.schema.json",
         short_names=("psr",),
         columns=(
             Column("Phase", "string", ".status.phase", "The run's phase."),
@@ -182,7 +177,6 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         kind="RecurringRun",
         plural="recurringruns",
-        schema_file="recurringrun.schema.json",
         short_names=("rr",),
         columns=(
             Column("Schedule", "string", ".spec.schedule.cron", "The cron schedule."),
@@ -431,9 +425,16 @@ def _finish_node(out: Schema, path: str) -> Schema:
     return _ordered(out)
 
 
+def _kind_const(doc: Schema) -> Any:
+    return doc.get("properties", {}).get("kind", {}).get("const")
+
+
 def crd_schema(kind: Kind, docs: dict[str, Schema]) -> Schema:
     """The openAPIV3Schema of one kind."""
-    doc = next(d for d in docs.values() if d.get("title") == kind.kind)
+    matches = [d for d in docs.values() if _kind_const(d) == kind.kind]
+    if len(matches) != 1:
+        raise ConversionError(f"{len(matches)} schemas have kind const {kind.kind!r}, not 1")
+    doc = matches[0]
     root = inline_refs(doc, doc["$id"], docs)
     # Kubernetes owns apiVersion, kind and metadata: the usual descriptions, no
     # constraints (they would get in the way of future versions), and metadata
