@@ -276,3 +276,34 @@ def test_env_and_volumes_from_config_map_and_secret_and_working_dir(
     assert pod["status"]["phase"] == "Succeeded", pods.logs(name)
     assert pods.logs(name).split() == ["blue", "s3cr3t", "blue", "s3cr3t", workdir]
     assert not Path(workdir).parent.exists()
+
+
+def test_failed_init_container_fails_pod_without_starting_containers(pods: Pods) -> None:
+    name = pods.create("initfail", {"restartPolicy": "Never",
+                                    "initContainers": [shell("setup", "exit 2")],
+                                    "containers": [shell("main", "echo must-not-run")]})
+    pod = pods.wait_phase(name, "Failed", "Succeeded")
+    assert pod["status"]["phase"] == "Failed"
+    assert terminated(pod, "setup", init=True)["exitCode"] == 2
+    assert "waiting" in pod["status"]["containerStatuses"][0]["state"]
+
+
+def test_container_without_command_fails_with_clear_message(pods: Pods) -> None:
+    name = pods.create("nocmd", {"restartPolicy": "Never",
+                                 "containers": [{"name": "main", "image": "busybox"}]})
+    pod = pods.wait_phase(name, "Failed", "Succeeded")
+    assert pod["status"]["phase"] == "Failed"
+    waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert waiting["reason"] == "CreateContainerConfigError"
+    assert "neither command nor args" in waiting["message"]
+
+
+def test_processes_left_behind_by_a_container_are_killed_and_reaped(pods: Pods) -> None:
+    # `$$!` is Kubernetes' escape for the shell's `$!`: the background child's pid.
+    name = pods.create("orphan", {"restartPolicy": "Never", "containers": [
+        shell("main", "sleep 321 & echo $$!")]})
+    pod = pods.wait_phase(name, "Succeeded", "Failed")
+    assert pod["status"]["phase"] == "Succeeded"
+    pid = int(pods.logs(name).strip())
+    wait_for(f"left-behind pid {pid} to be gone", lambda: not Path(f"/proc/{pid}").exists(),
+             timeout=10)

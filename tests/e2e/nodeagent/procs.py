@@ -47,6 +47,17 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
+def _own_children() -> list[int]:
+    """Our direct children, cheaply when the kernel lists them per thread."""
+    found: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            found += [int(p) for p in Path(f"/proc/self/task/{task}/children").read_text().split()]
+    except OSError:
+        return _pids()  # kernel without CONFIG_PROC_CHILDREN: scan everything
+    return found
+
+
 def group_members(pgid: int) -> list[int]:
     members = []
     for pid in _pids():
@@ -100,7 +111,7 @@ class ProcessTable:
         """Collect zombies re-parented to us that no Popen will ever wait for."""
         me = os.getpid()
         with self._lock:
-            for pid in _pids():
+            for pid in _own_children():
                 info = _stat_fields(pid)
                 if info and info[0] == "Z" and info[1] == me and pid not in self._children:
                     with contextlib.suppress(ChildProcessError):
@@ -112,7 +123,7 @@ class ProcessTable:
         for pgid in groups:
             signal_group(pgid, signal.SIGKILL)
 
-    def reaper(self, stop: threading.Event, interval: float = 0.2) -> None:
+    def reaper(self, stop: threading.Event, interval: float = 0.25) -> None:
         while not stop.wait(interval):
             try:
                 self.reap_orphans()
