@@ -132,6 +132,9 @@ def _describe(document: SourceDocument, error: jsonschema.ValidationError) -> Di
         hint = _PATTERN_HINTS.get(str(error.validator_value))
         expected = hint or f"text matching {error.validator_value}"
         return document.diagnostic(path, f"{where}: {error.instance!r} is not {expected}")
+    if validator == "not" and isinstance(error.schema, Mapping):
+        reason = error.schema.get("description", "this field is not allowed here")
+        return document.diagnostic(path, f"{where}: {reason}", key=True)
     if validator == "const":
         return document.diagnostic(path, f"{where}: must be {error.validator_value!r}")
     if validator == "enum":
