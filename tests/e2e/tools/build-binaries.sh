@@ -7,7 +7,9 @@
 # the kubectl/helm they drive must match it, not whatever is on PATH. No container
 # engine or release download is available in CI, only the Go module proxy.
 #
-# Usage: tests/e2e/tools/build-binaries.sh      (prints the bin directory on its last line)
+# Usage: tests/e2e/tools/build-binaries.sh
+#   Prints the bin directory on its last line (KUBEBUILDER_ASSETS itself when it provides
+#   every binary); progress goes to stderr.
 #   PIPESYNC_E2E_CACHE  cache root (default ~/.cache/pipesync-e2e); bin/ holds the binaries,
 #                       gomod/ and gocache/ the Go module and build caches.
 #   KUBEBUILDER_ASSETS  envtest convention: binaries found there are not built.
@@ -133,8 +135,16 @@ main() {
   if ! "$go" version >/dev/null 2>&1; then
     log "no Go toolchain found (set GO=/path/to/go or install Go >= 1.26)"; exit 1
   fi
+  local group need name all_from_assets=1
+  for group in "${!group_bins[@]}"; do
+    for name in ${group_bins[$group]}; do from_assets "$name" || all_from_assets=0; done
+  done
+  if ((all_from_assets)); then
+    log "every binary comes from KUBEBUILDER_ASSETS; nothing to build"
+    echo "$KUBEBUILDER_ASSETS"
+    return
+  fi
   mkdir -p "$bin"
-  local group need
   for group in etcd kubernetes helm; do
     need="$(missing_in "$group")"
     if [[ -n "$need" ]]; then
