@@ -114,7 +114,7 @@ def summary_table(run: LocalRun) -> Table:
         table.add_row(
             row["task"],
             Text(row["phase"], style=_STYLES[Phase(row["phase"])]),
-            str(row["attempts"]),
+            str(row["attempts"]) if row["attempts"] else "",  # forEach totals have none
             _duration(row),
             _outputs(row),
         )

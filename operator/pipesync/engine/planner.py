@@ -447,7 +447,7 @@ def _tasks_outcome(step: _Pass, *, cancel: bool, deadline_exceeded: bool) -> Out
         state = step.get((compiled.index, TASK))
         if not is_terminal(compiled, state):
             return None
-        if state.phase in (Phase.FAILED, Phase.OMITTED) and state.phase is Phase.FAILED:
+        if state.phase is Phase.FAILED:
             failed.append(compiled.name)
     if cancel:
         return Outcome(RunPhase.CANCELLED, "the run was cancelled")
