@@ -226,6 +226,7 @@ def test_logs_follow_tail_timestamps_through_api_server(pods: Pods) -> None:
     followed = pods.logs(name, "-f")
     assert followed.split() == [f"line-{i}" for i in range(1, 6)]
     assert pods.logs(name, "--tail=2").split() == ["line-4", "line-5"]
+    assert pods.logs(name, "--limit-bytes=9") == "line-1\nli"
     stamped = pods.logs(name, "--timestamps").splitlines()
     assert stamped[0].endswith(" line-1") and stamped[0][:4].isdigit() and "T" in stamped[0]
     missing = pods.cluster.kubectl("logs", name, "-n", pods.namespace, "-c", "nope", check=False)
