@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(options, "command"):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    code: int = options.command(options)
+    try:
+        code: int = options.command(options)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return code
 
 

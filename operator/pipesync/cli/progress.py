@@ -37,9 +37,9 @@ class PlainReporter:
 
     def node_changed(self, run: LocalRun, key: NodeKey, state: NodeState) -> None:
         stamp = time.strftime("%H:%M:%S")
-        detail = f" (attempt {state.attempts})" if state.phase is Phase.RUNNING else ""
-        if state.message and state.phase is not Phase.RUNNING:
-            detail = f": {state.message}"
+        detail = f" (attempt {state.attempts})" if state.attempts else ""
+        if state.message and (state.phase is not Phase.RUNNING or not state.attempts):
+            detail = f": {state.message}"  # outcomes, and a forEach task's item count
         self.console.print(
             f"{stamp} {run.task_name(key)} {state.phase.value}{detail}",
             markup=False,

@@ -255,7 +255,8 @@ def _compile_inputs(
             continue
         if not exit_task:
             upstream.append(producer)
-            consumes.append(producer)
+            if not artifact.optional:  # a skipped producer leaves an optional input absent
+                consumes.append(producer)
         bindings.append(InputBinding(artifact.name, producer, ref.name, artifact.optional))
     return tuple(bindings)
 
@@ -279,6 +280,13 @@ def _compile_when(
             RefKind.OUTPUT_PARAMETER,
         ):
             checker.add(where, f"{ref} is a path; when can only read parameters and outputs")
+            continue
+        if ref.kind is RefKind.ITEM:
+            checker.add(
+                where,
+                f"{ref} cannot appear in when: when decides once for the whole task, "
+                "before its forEach instances exist",
+            )
             continue
         use(ref, where)
     return expr

@@ -111,7 +111,9 @@ class LocalRun:
 
     def execute(self) -> planner.Outcome:
         """Runs until finished; returns the outcome."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # A reused run name starts clean: stale outputs must never feed a new run.
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
         deadline = None if self.timeout is None else self.started_at + self.timeout
         while True:
             now = time.time()
@@ -288,7 +290,7 @@ class LocalRun:
             )
         # A forEach task's artifact is a directory with one entry per instance, in item order.
         collected = self._node_dir((producer.index, TASK)) / "collected" / binding.artifact
-        if not collected.exists():
+        if not collected.exists():  # built once per run: the producer has finished by now
             collected.mkdir(parents=True)
             instance = 0
             while (producer.index, instance) in self.records:
