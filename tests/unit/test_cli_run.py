@@ -587,3 +587,19 @@ def test_ctrl_c_cancels_the_run_runs_on_exit_and_leaves_no_process(
     data = json.loads((file.parent / "work/local/runs/c1/run.json").read_text())
     assert data["phase"] == "Cancelled"
     assert {row["task"]: row["phase"] for row in data["tasks"]}["nap"] == "Cancelled"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: --workdir naming an existing file crashes with NotADirectoryError "
+    "(traceback) instead of a usage error (exit 2)",
+)
+def test_a_work_dir_that_is_a_file_is_a_usage_error(
+    cli: Cli, write_yaml: WriteYaml, tmp_path: Path
+) -> None:
+    file = pipeline(write_yaml, PARAMS)
+    not_a_dir = tmp_path / "plain-file"
+    not_a_dir.write_text("")
+    result = cli("run", file, "--workdir", not_a_dir, "--plain")
+    assert result.code == 2
+    assert "plain-file" in result.err
