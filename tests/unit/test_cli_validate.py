@@ -169,11 +169,6 @@ def test_a_yaml_alias_bomb_is_refused_quickly_without_expanding_it(
     assert "alias" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a recursive alias (`a: &a [*a]`) crashes the builder with RecursionError "
-    "(traceback, no located message)",
-)
 def test_a_recursive_alias_is_a_located_error_not_a_crash(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "recursive.yaml"
     path.write_text("a: &a [*a]\n")
@@ -183,11 +178,6 @@ def test_a_recursive_alias_is_a_located_error_not_a_crash(cli: Cli, tmp_path: Pa
     assert "alias" in located(result)[0][3]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: YAML nested ~500+ levels deep crashes PyYAML's composer with RecursionError "
-    "(traceback instead of a located 'nested too deeply' error)",
-)
 def test_deeply_nested_yaml_is_a_located_error_not_a_crash(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text("a: " + "[" * 1000 + "]" * 1000 + "\n")
@@ -365,11 +355,6 @@ def test_a_self_dependency_and_an_unknown_dependency_are_reported(
     assert messages == ["task 'd' depends on itself", "task 'd' depends on unknown task 'zz'"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: dependsOn problems point at the list's '[' (17:18), not at the offending "
-    "entry ('d' at 17:19, 'zz' at 17:22); the same holds for env entries",
-)
 def test_dependency_problems_point_at_the_offending_entry(cli: Cli, write_yaml: WriteYaml) -> None:
     rows = invalid(cli, write_yaml("dag.yaml", DAG))
     assert at(rows, 17, 19) == ["task 'd' depends on itself"]
@@ -466,16 +451,11 @@ def test_param_defaults_of_the_wrong_type_are_errors(cli: Cli, write_yaml: Write
 """,
     )
     rows = invalid(cli, path)
-    assert at(rows, 7, 7) == ["default 'abc' of 'n' is not a integer"]
+    assert at(rows, 7, 7) == ["default 'abc' of 'n' is not an integer"]
     assert at(rows, 8, 7) == ["default 'yes' of 'b' is not a boolean"]
     assert at(rows, 9, 7) == ["default 3 of 'l' is not a list"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (wording): parameter type errors say 'is not a integer' instead of "
-    "'is not an integer' (engine/params.py)",
-)
 def test_param_type_errors_read_as_english(cli: Cli, write_yaml: WriteYaml) -> None:
     path = write_yaml(
         "params.yaml",
@@ -515,12 +495,6 @@ def test_a_cron_expression_with_four_fields_is_located_at_the_cron_value(
     assert "cron" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (unclear message): a 4-field cron fails the schema pattern first and prints "
-    "the raw regex ('is not text matching ^(@(yearly|...') instead of schedules.cron_problem's "
-    "'expected 5 fields (minute hour ...), got 4'",
-)
 def test_a_cron_expression_with_four_fields_says_how_many_are_expected(
     cli: Cli, write_yaml: WriteYaml
 ) -> None:

@@ -83,7 +83,7 @@ tasks:
   - {name: a, command: ["{{item}}"], forEach: {items: "{{params.n}}"}}
 """
     )
-    assert any("is a integer, not a list" in m for m in found)
+    assert any("is an integer, not a list" in m for m in found)
 
 
 def test_bad_when_and_bad_param_defaults_are_reported() -> None:
@@ -96,7 +96,7 @@ tasks:
     )
     joined = "\n".join(found)
     assert "invalid when expression" in joined
-    assert "default 'abc' of 'n' is not a integer" in joined
+    assert "default 'abc' of 'n' is not an integer" in joined
     assert "duplicate parameter name 'n'" in joined
 
 

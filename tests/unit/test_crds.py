@@ -24,12 +24,37 @@ CRDS = sorted((ROOT / "crds").glob("*.pipesync.io.yaml"))
 
 # What an openAPIV3Schema node may contain in a structural schema as we emit it.
 ALLOWED_KEYS = {
-    "description", "type", "format", "enum", "default", "pattern", "minLength", "maxLength",
-    "minimum", "maximum", "multipleOf", "minItems", "maxItems", "minProperties",
-    "maxProperties", "required", "properties", "additionalProperties", "items", "oneOf",
-    "anyOf", "allOf", "not", "nullable", "x-kubernetes-preserve-unknown-fields",
-    "x-kubernetes-int-or-string", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-    "x-kubernetes-map-type", "x-kubernetes-validations", "x-kubernetes-embedded-resource",
+    "description",
+    "type",
+    "format",
+    "enum",
+    "default",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "oneOf",
+    "anyOf",
+    "allOf",
+    "not",
+    "nullable",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "x-kubernetes-validations",
+    "x-kubernetes-embedded-resource",
 }
 JUNCTORS = ("oneOf", "anyOf", "allOf", "not")
 
@@ -64,9 +89,9 @@ def _nodes(node: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[st
     yield from _walk(node, where, in_junctor=False)
 
 
-def _walk(node: dict[str, Any], where: str, in_junctor: bool) -> Iterator[
-    tuple[str, dict[str, Any], bool]
-]:
+def _walk(
+    node: dict[str, Any], where: str, in_junctor: bool
+) -> Iterator[tuple[str, dict[str, Any], bool]]:
     yield where, node, in_junctor
     for name, sub in node.get("properties", {}).items():
         yield from _walk(sub, f"{where}.{name}", in_junctor)
@@ -126,7 +151,10 @@ def test_crd_shape(path: Path) -> None:
 def test_short_names_per_contract() -> None:
     short = {_crd(p)["spec"]["names"]["kind"]: _crd(p)["spec"]["names"]["shortNames"] for p in CRDS}
     assert short == {
-        "GitSource": ["gs"], "Pipeline": ["pl"], "Experiment": ["exp"], "Run": ["psr"],
+        "GitSource": ["gs"],
+        "Pipeline": ["pl"],
+        "Experiment": ["exp"],
+        "Run": ["psr"],
         "RecurringRun": ["rr"],
     }
 
@@ -177,7 +205,11 @@ def _is_int_or_string_branch(node: dict[str, Any]) -> bool:
 def _default_problems(where: str, node: dict[str, Any]) -> list[str]:
     value = node["default"]
     expected = {
-        "string": str, "integer": int, "boolean": bool, "object": dict, "array": list,
+        "string": str,
+        "integer": int,
+        "boolean": bool,
+        "object": dict,
+        "array": list,
     }.get(node.get("type", ""), object)
     if not isinstance(value, expected):
         return [f"{where}: default {value!r} is not a {node.get('type')}"]
@@ -214,7 +246,8 @@ def test_free_form_and_any_value_fields_are_preserved() -> None:
 def test_one_of_constraints_survive_as_required_lists() -> None:
     run = _schema(_crd(ROOT / "crds" / "runs.pipesync.io.yaml"))
     assert run["properties"]["spec"]["oneOf"] == [
-        {"required": ["pipelineRef"]}, {"required": ["pipelineSpec"]}
+        {"required": ["pipelineRef"]},
+        {"required": ["pipelineSpec"]},
     ]
     rr = _schema(_crd(ROOT / "crds" / "recurringruns.pipesync.io.yaml"))
     schedule = rr["properties"]["spec"]["properties"]["schedule"]
@@ -270,7 +303,12 @@ def test_contract_printer_columns() -> None:
         for p in CRDS
     }
     assert list(columns["Run"]) == [
-        "Phase", "Pipeline", "Experiment", "Progress", "Age", "Duration"
+        "Phase",
+        "Pipeline",
+        "Experiment",
+        "Progress",
+        "Age",
+        "Duration",
     ]
     assert columns["Run"]["Pipeline"] == ".spec.pipelineRef.name"
     assert columns["RecurringRun"]["Active"] == ".status.activeCount"
@@ -287,8 +325,13 @@ def test_generator_rejects_what_kubernetes_cannot_express() -> None:
         gen.to_structural({"type": "string"}, "/undocumented")
     with pytest.raises(gen.ConversionError, match="set"):
         gen.to_structural(
-            {"description": "x", "type": "array", "uniqueItems": True,
-             "items": {"description": "y", "type": "object"}}, "/x",
+            {
+                "description": "x",
+                "type": "array",
+                "uniqueItems": True,
+                "items": {"description": "y", "type": "object"},
+            },
+            "/x",
         )
 
 
@@ -303,8 +346,12 @@ def test_generator_conversions() -> None:
                 "a": {"description": "a", "const": "x", "format": "uri", "type": "string"},
                 "b": {"description": "b", "type": "string", "format": "date-time"},
                 "n": {"description": "n", "anyOf": [{"type": "integer"}, {"type": "string"}]},
-                "s": {"description": "s", "type": "array", "uniqueItems": True,
-                      "items": {"description": "i", "type": "string"}},
+                "s": {
+                    "description": "s",
+                    "type": "array",
+                    "uniqueItems": True,
+                    "items": {"description": "i", "type": "string"},
+                },
             },
         }
     )

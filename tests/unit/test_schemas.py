@@ -28,9 +28,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "Pipeline": {"spec": {"tasks": [{"name": "train"}]}},
     "Experiment": {"spec": {}},
     "Run": {"spec": {"pipelineRef": {"name": "digits"}}},
-    "RecurringRun": {
-        "spec": {"pipelineRef": {"name": "digits"}, "schedule": {"interval": "6h"}}
-    },
+    "RecurringRun": {"spec": {"pipelineRef": {"name": "digits"}, "schedule": {"interval": "6h"}}},
 }
 
 # The documents of DESIGN.md's format section, verbatim.
@@ -203,7 +201,8 @@ def test_every_property_has_a_description(path: Path) -> None:
     nodes = list(_property_nodes(doc, ""))
     assert len(nodes) > 3
     missing = [
-        where for where, node in nodes
+        where
+        for where, node in nodes
         if not isinstance(node, dict) or not str(node.get("description", "")).strip()
     ]
     assert missing == []
@@ -267,80 +266,102 @@ def test_inline_pipeline_spec_and_free_form_fields_are_valid() -> None:
 INVALID = [
     pytest.param(
         with_change("Pipeline", "spec/tasks/0/imgae", "python"),
-        [("spec/tasks/0", "additionalProperties")], id="unknown-field-in-task",
+        [("spec/tasks/0", "additionalProperties")],
+        id="unknown-field-in-task",
     ),
     pytest.param(
         with_change("Pipeline", "spec", {"description": "no tasks"}),
-        [("spec", "required")], id="missing-tasks",
+        [("spec", "required")],
+        id="missing-tasks",
     ),
     pytest.param(
-        with_change("Pipeline", "spec/tasks", []), [("spec/tasks", "minItems")], id="empty-tasks",
+        with_change("Pipeline", "spec/tasks", []),
+        [("spec/tasks", "minItems")],
+        id="empty-tasks",
     ),
     pytest.param(
         with_change("Pipeline", "spec/tasks/0/timeout", "30 minutes"),
-        [("spec/tasks/0/timeout", "pattern")], id="bad-duration",
+        [("spec/tasks/0/timeout", "pattern")],
+        id="bad-duration",
     ),
     pytest.param(
         with_change("Pipeline", "metadata/name", "Digits_V2"),
-        [("metadata/name", "pattern")], id="bad-object-name",
+        [("metadata/name", "pattern")],
+        id="bad-object-name",
     ),
     pytest.param(
         with_change("Pipeline", "spec/tasks/0/name", "x" * 64),
-        [("spec/tasks/0/name", "maxLength")], id="task-name-too-long",
+        [("spec/tasks/0/name", "maxLength")],
+        id="task-name-too-long",
     ),
     pytest.param(
         with_change("Pipeline", "spec/params", [{"name": "learning rate"}]),
-        [("spec/params/0/name", "pattern")], id="bad-param-name",
+        [("spec/params/0/name", "pattern")],
+        id="bad-param-name",
     ),
     pytest.param(
         with_change("RecurringRun", "spec/concurrencyPolicy", "Sometimes"),
-        [("spec/concurrencyPolicy", "enum")], id="bad-enum",
+        [("spec/concurrencyPolicy", "enum")],
+        id="bad-enum",
     ),
     pytest.param(
         with_change("Run", "spec/pipelineSpec", {"tasks": [{"name": "a"}]}),
-        [("spec", "oneOf")], id="both-pipelineRef-and-pipelineSpec",
+        [("spec", "oneOf")],
+        id="both-pipelineRef-and-pipelineSpec",
     ),
     pytest.param(
-        with_change("Run", "spec", {"params": {}}), [("spec", "oneOf")],
+        with_change("Run", "spec", {"params": {}}),
+        [("spec", "oneOf")],
         id="neither-pipelineRef-nor-pipelineSpec",
     ),
     pytest.param(
         with_change("RecurringRun", "spec/schedule", {"cron": "0 2 * * *", "interval": "1h"}),
-        [("spec/schedule", "oneOf")], id="cron-and-interval",
+        [("spec/schedule", "oneOf")],
+        id="cron-and-interval",
     ),
     pytest.param(
         with_change("GitSource", "spec/ref", {"branch": "main", "tag": "v1"}),
-        [("spec/ref", "oneOf")], id="branch-and-tag",
+        [("spec/ref", "oneOf")],
+        id="branch-and-tag",
     ),
     pytest.param(
-        with_change("GitSource", "spec/url", "not a url"), [("spec/url", "pattern")], id="bad-url",
+        with_change("GitSource", "spec/url", "not a url"),
+        [("spec/url", "pattern")],
+        id="bad-url",
     ),
     pytest.param(
         with_change("RecurringRun", "spec/startTime", "2026-13-01T00:00:00Z"),
-        [("spec/startTime", "format")], id="bad-date-time",
+        [("spec/startTime", "format")],
+        id="bad-date-time",
     ),
     pytest.param(
         with_change("Pipeline", "spec/onExit", {"name": "notify", "dependsOn": ["train"]}),
-        [("spec/onExit/dependsOn", "not")], id="onExit-with-dependsOn",
+        [("spec/onExit/dependsOn", "not")],
+        id="onExit-with-dependsOn",
     ),
     pytest.param(
         with_change("Pipeline", "spec/tasks/0/resources", {"cpu": "two"}),
-        [("spec/tasks/0/resources/cpu", "anyOf")], id="bad-cpu-quantity",
+        [("spec/tasks/0/resources/cpu", "anyOf")],
+        id="bad-cpu-quantity",
     ),
     pytest.param(
         with_change("Pipeline", "spec/tasks/0/forEach", {"items": "{{item}}"}),
-        [("spec/tasks/0/forEach/items", "anyOf")], id="bad-forEach-placeholder",
+        [("spec/tasks/0/forEach/items", "anyOf")],
+        id="bad-forEach-placeholder",
     ),
     pytest.param(
         with_change("Run", "spec/params", {"bad name": 1}),
-        [("spec/params", "pattern")], id="bad-run-param-name",
+        [("spec/params", "pattern")],
+        id="bad-run-param-name",
     ),
     pytest.param(
-        with_change("Run", "apiVersion", "pipesync.io/v1"), [("apiVersion", "const")],
+        with_change("Run", "apiVersion", "pipesync.io/v1"),
+        [("apiVersion", "const")],
         id="wrong-apiVersion",
     ),
     pytest.param(
-        with_change("Experiment", "spec/owner", "me"), [("spec", "additionalProperties")],
+        with_change("Experiment", "spec/owner", "me"),
+        [("spec", "additionalProperties")],
         id="unknown-spec-field",
     ),
 ]

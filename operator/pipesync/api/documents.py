@@ -25,6 +25,10 @@ _PATTERN_HINTS = {
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$": "a DNS-1123 "
     "subdomain: lowercase letters, digits, '-' and '.'",
     "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$": "a duration such as 30s, 5m, 1h30m or 2d",
+    "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^\\s]+(\\s+[^\\s]+){4,5})$": (
+        "a cron expression: expected 5 fields (minute hour day-of-month month "
+        "day-of-week), 6 with seconds first, or a macro such as @daily"
+    ),
 }
 
 

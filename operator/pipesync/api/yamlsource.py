@@ -19,6 +19,8 @@ from pipesync.api.diagnostics import Diagnostic
 MAX_FILE_BYTES = 1024 * 1024
 #: A document whose aliases expand to more nodes than this is refused.
 MAX_NODES = 100_000
+#: Deeper nesting is refused (no pipeline needs it; recursion limits would).
+MAX_DEPTH = 100
 
 Path = tuple[str | int, ...]
 
@@ -116,23 +118,34 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+class _Refused(Exception):
+    """A document that must not be built: recursive, too deep or too large."""
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], depth: int = 0) -> int:
     """Node count after alias expansion, computed without expanding (aliases share nodes)."""
     known = memo.get(id(node))
     if known is not None:
         return known
-    memo[id(node)] = 1  # a recursive alias counts once instead of looping forever
+    if id(node) in active:
+        raise _Refused("a recursive YAML alias (a node that contains itself); refusing it")
+    if depth > MAX_DEPTH:
+        raise _Refused(f"values nested more than {MAX_DEPTH} levels deep; refusing it")
+    active.add(id(node))
     size = 1
+    children: list[yaml.Node] = []
     if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            size += _expanded_size(key, memo) + _expanded_size(value, memo)
-            if size > MAX_NODES:
-                break
+        children = [part for pair in node.value for part in pair]
     elif isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            size += _expanded_size(child, memo)
-            if size > MAX_NODES:
-                break
+        children = list(node.value)
+    for child in children:
+        size += _expanded_size(child, memo, active, depth + 1)
+        if size > MAX_NODES:
+            raise _Refused(
+                f"document expands to more than {MAX_NODES} values (a YAML alias bomb?); "
+                "refusing it"
+            )
+    active.discard(id(node))
     memo[id(node)] = size
     return size
 
@@ -163,17 +176,11 @@ def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            if _expanded_size(node, {}) > MAX_NODES:
+            try:
+                _expanded_size(node, {}, set())
+            except _Refused as refusal:
                 mark = _mark(node)
-                errors.append(
-                    Diagnostic(
-                        file,
-                        mark.line,
-                        mark.column,
-                        f"document expands to more than {MAX_NODES} values "
-                        "(a YAML alias bomb?); refusing it",
-                    )
-                )
+                errors.append(Diagnostic(file, mark.line, mark.column, str(refusal)))
                 continue
             builder = _Builder(file)
             data = builder.build(node, ())
@@ -188,6 +195,10 @@ def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]
         errors.append(Diagnostic(file, line, column, f"YAML syntax error: {problem}"))
     except yaml.YAMLError as error:
         errors.append(Diagnostic(file, 1, 1, f"YAML error: {error}"))
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        errors.append(
+            Diagnostic(file, 1, 1, f"values nested more than {MAX_DEPTH} levels deep; refusing it")
+        )
     return documents, errors
 
 

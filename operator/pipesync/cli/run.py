@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import re
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -102,8 +103,13 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
     if options.parallelism < 1:
         raise _Usage("--parallelism must be at least 1")
     path = Path(options.file)
+    if path.is_dir():
+        raise _Usage(f"{options.file} is a directory; give the file that holds the pipeline")
     if not path.is_file():
         raise _Usage(f"{options.file}: no such file")
+    workdir = Path(options.workdir) if options.workdir else Path.cwd() / ".pipesync"
+    if workdir.exists() and not workdir.is_dir():
+        raise _Usage(f"--workdir {workdir}: not a directory")
     root = Path(options.root) if options.root else repository_root(path)
     resources, problems = sources.load_all([path])
     problems.extend(checks.check(resources))
@@ -130,7 +136,7 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
             max_running=min(options.parallelism, spec.parallelism or options.parallelism),
         ),
         repo_root=root,
-        workdir=Path(options.workdir) if options.workdir else Path.cwd() / ".pipesync",
+        workdir=workdir,
         timeout=timeout,
     )
 
@@ -219,7 +225,8 @@ def _run_name(pipeline_resource: Resource | None, run_resource: Resource | None)
     if run_resource is not None:
         return run_resource.name
     base = pipeline_resource.name if pipeline_resource is not None else "run"
-    return f"{base[:44]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # The random tail keeps two runs started in the same second apart.
+    return f"{base[:40]}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def _timeout(

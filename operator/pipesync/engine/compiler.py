@@ -205,8 +205,8 @@ def _compile_task(
     when = _compile_when(checker, task, path, use)
     items = _compile_items(checker, task, path, use)
 
-    for dependency in task.depends_on:
-        where = (*path, "dependsOn")
+    for position, dependency in enumerate(task.depends_on):
+        where = (*path, "dependsOn", position)
         if dependency == task.name:
             checker.add(where, f"task {task.name!r} depends on itself")
         elif dependency not in checker.positions:
@@ -315,8 +315,8 @@ def _compile_items(
         if declared is not None and declared.type not in (ParamType.LIST, ParamType.STRING):
             checker.add(
                 where,
-                f"forEach over {ref}: parameter {ref.name!r} is a "
-                f"{declared.type.value}, not a list",
+                f"forEach over {ref}: parameter {ref.name!r} is "
+                f"{params.described(declared.type)}, not a list",
             )
     use(ref, where)
     return ref

@@ -14,6 +14,11 @@ class ParamError(ValueError):
     """A value that does not fit its declared parameter."""
 
 
+def described(kind: ParamType) -> str:
+    """The type with its article, for messages: "an integer", "a list"."""
+    return ("an " if kind.value[0] in "aeiou" else "a ") + kind.value
+
+
 def conforms(value: Any, kind: ParamType) -> bool:
     """Whether an already-typed value (from YAML or JSON) has the declared type."""
     if kind is ParamType.STRING:
@@ -54,9 +59,9 @@ def coerce_text(text: str, kind: ParamType) -> Any:
             raise ValueError(text)
         value = json.loads(text)
     except ValueError:
-        raise ParamError(f"{text!r} is not a valid {kind.value}") from None
+        raise ParamError(f"{text!r} is not {described(kind)}") from None
     if not conforms(value, kind):
-        raise ParamError(f"{text!r} is not a JSON {kind.value}")
+        raise ParamError(f"{text!r} is not {described(kind)} (as JSON)")
     return value
 
 
@@ -88,7 +93,7 @@ def resolve(
                 elif conforms(raw, param.type):
                     value = raw
                 else:
-                    raise ParamError(f"{raw!r} is not a {param.type.value}")
+                    raise ParamError(f"{raw!r} is not {described(param.type)}")
             except ParamError as error:
                 problems.append(f"parameter {param.name!r}: {error}")
                 continue
@@ -116,11 +121,17 @@ def check_declarations(declared: tuple[Param, ...]) -> list[tuple[int, str]]:
         seen.add(param.name)
         if param.has_default and not conforms(param.default, param.type):
             problems.append(
-                (index, f"default {param.default!r} of {param.name!r} is not a {param.type.value}")
+                (
+                    index,
+                    f"default {param.default!r} of {param.name!r} is not {described(param.type)}",
+                )
             )
         for option in param.enum:
             if not conforms(option, param.type):
                 problems.append(
-                    (index, f"enum value {option!r} of {param.name!r} is not a {param.type.value}")
+                    (
+                        index,
+                        f"enum value {option!r} of {param.name!r} is not {described(param.type)}",
+                    )
                 )
     return problems

@@ -241,9 +241,7 @@ def _plan_retry(
 ) -> None:
     if not is_terminal(compiled, state) and not step.stopping:
         failed_at = step.now if state.finished_at is None else state.finished_at
-        due = failed_at + retries.backoff_seconds(
-            compiled.task.retry, state.attempts
-        )
+        due = failed_at + retries.backoff_seconds(compiled.task.retry, state.attempts)
         if due <= step.now:
             _launch(step, key, compiled, attempt=state.attempts + 1, item=item, has_item=has_item)
         else:
