@@ -51,13 +51,9 @@ def _command(argv: list[str]) -> str:
 
 
 def _value(figure: Figure) -> str:
-    if figure.unit in ("files/s", "ms", "s"):
-        return (
-            f"{figure.value:,.1f} {figure.unit}"
-            if figure.value < 100
-            else (f"{figure.value:,.0f} {figure.unit}")
-        )
-    return f"{figure.value:.2f} {figure.unit}"
+    if figure.value >= 100:
+        return f"{figure.value:,.0f} {figure.unit}"
+    return f"{figure.value:.3g} {figure.unit}"
 
 
 def _verdict(figure: Figure) -> str:
@@ -148,8 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = list(argv if argv is not None else sys.argv[1:])
         output.write_text(render(facts, sections, shown, wall))
         print(f"\nwrote {output}")
-    missed = [f for s in sections for f in s.figures if f.met is False]
-    print(f"{len(missed)} target figure(s) missed" if missed else "every target met")
+    judged = [f for s in sections for f in s.figures if f.met is not None]
+    missed = [f for f in judged if not f.met]
+    print(f"{len(missed)} of {len(judged)} target figure(s) missed")
     return 0
 
 
