@@ -155,4 +155,4 @@ main() {
   echo "$bin"
 }
 
-main "$@"
+main "$@"; exit  # on one line: bash must not read on if the file changes meanwhile
