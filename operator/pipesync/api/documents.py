@@ -98,6 +98,8 @@ def check_document(document: SourceDocument) -> tuple[Resource | None, list[Diag
 
 
 def schema_problems(document: SourceDocument, kind: model.Kind) -> list[Diagnostic]:
+    if schemas.is_valid(kind.value, document.data):
+        return []
     validator = schemas.validator(kind.value)
     problems = [
         _describe(document, error)

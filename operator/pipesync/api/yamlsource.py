@@ -71,14 +71,17 @@ class _Builder:
         }
     )
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, *, merges: bool = True) -> None:
         self.file = file
+        self.merges = merges
         self.values: dict[Path, Mark] = {}
         self.keys: dict[Path, Mark] = {}
         self.errors: list[Diagnostic] = []
         self._constructor = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        if len(path) > MAX_DEPTH:
+            raise _Refused(f"values nested more than {MAX_DEPTH} levels deep; refusing it")
         self.values[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
@@ -87,7 +90,8 @@ class _Builder:
         return self._scalar(node)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
-        self._constructor.flatten_mapping(node)  # resolves `<<` merge keys
+        if self.merges:
+            self._constructor.flatten_mapping(node)  # resolves `<<` merge keys
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -172,23 +176,27 @@ def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]
     """Every document of a YAML stream, with positions; syntax errors as diagnostics."""
     documents: list[SourceDocument] = []
     errors: list[Diagnostic] = []
+    anchors = "&" in text
     try:
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
+            builder = _Builder(file, merges="<<" in text)
             try:
-                _expanded_size(node, {}, set())
+                if anchors:  # without anchors there are no aliases, so no bomb to measure
+                    _expanded_size(node, {}, set())
+                data = builder.build(node, ())
             except _Refused as refusal:
                 mark = _mark(node)
                 errors.append(Diagnostic(file, mark.line, mark.column, str(refusal)))
                 continue
-            builder = _Builder(file)
-            data = builder.build(node, ())
             errors.extend(builder.errors)
             documents.append(
                 SourceDocument(file, index, data, _mark(node), builder.values, builder.keys)
             )
-    except yaml.MarkedYAMLError as error:
+    except yaml.MarkedYAMLError as fast_error:
+        # libyaml is fast but terse; the pure-Python parser names the offending token.
+        error = _python_error(text) or fast_error
         where = error.problem_mark or error.context_mark
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
         problem = error.problem or error.context or "invalid YAML"
@@ -202,8 +210,20 @@ def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]
     return documents, errors
 
 
-def _compose_all(text: str) -> Iterator[yaml.Node | None]:
+def _python_error(text: str) -> yaml.MarkedYAMLError | None:
     loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            loader.get_node()
+    except yaml.MarkedYAMLError as error:
+        return error
+    finally:
+        loader.dispose()
+    return None
+
+
+def _compose_all(text: str) -> Iterator[yaml.Node | None]:
+    loader = yaml.CSafeLoader(text)
     try:
         while loader.check_node():
             yield loader.get_node()
