@@ -152,6 +152,10 @@ def _kind_of_file(file: str) -> str:
     raise KeyError(f"$ref to unknown schema file {file!r}")
 
 
+_WALK_FIRST = 12
+_checked: dict[str, int] = {}
+
+
 @functools.cache
 def _fast_check(kind: str) -> Any:
     schema = {"$schema": "http://json-schema.org/draft-07/schema#", **bundled(kind)}
@@ -168,9 +172,19 @@ def _is_datetime_quietly(value: object) -> bool:
 def is_valid(kind: str, document: Any) -> bool:
     """A fast yes/no: schema-valid documents (nearly all) skip the detailed validator.
 
-    The check is generated Python code (fastjsonschema), tens of times faster than
-    walking the schema; only documents it rejects are walked again for located errors.
+    Compiling the check costs about as much as walking a dozen documents, so the first
+    few documents of a kind are walked and the compiled check serves the rest.
     """
+    seen = _checked.get(kind, 0)
+    _checked[kind] = seen + 1
+    if seen < _WALK_FIRST:
+        return bool(validator(kind).is_valid(document))
+    return compiled_is_valid(kind, document)
+
+
+def compiled_is_valid(kind: str, document: Any) -> bool:
+    """The compiled check (fastjsonschema): generated Python code, tens of times faster
+    than walking the schema, over the bundled schema so it means the same."""
     try:
         _fast_check(_canonical_kind(kind))(document)
     except fastjsonschema.JsonSchemaException:

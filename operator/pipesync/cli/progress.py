@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,22 +30,19 @@ _MAX_LIVE_ROWS = 25
 
 
 class PlainReporter:
-    """One line per change: fit for CI logs and pipes."""
+    """One line per change: fit for CI logs and pipes (written directly: rich's
+    rendering would cost more than starting a trivial task)."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
 
     def node_changed(self, run: LocalRun, key: NodeKey, state: NodeState) -> None:
         stamp = time.strftime("%H:%M:%S")
         detail = f" (attempt {state.attempts})" if state.attempts else ""
         if state.message and (state.phase is not Phase.RUNNING or not state.attempts):
             detail = f": {state.message}"  # outcomes, and a forEach task's item count
-        self.console.print(
-            f"{stamp} {run.task_name(key)} {state.phase.value}{detail}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        self.stream.write(f"{stamp} {run.task_name(key)} {state.phase.value}{detail}\n")
+        self.stream.flush()
 
     def run_finished(self, run: LocalRun, outcome: planner.Outcome) -> None:
         pass
@@ -106,19 +103,59 @@ class LiveReporter:
         return Group(header, table)
 
 
+_COLUMNS = ("task", "state", "attempts", "duration", "outputs")
+#: A forEach with more instances than this lists only those that did not succeed.
+_MAX_INSTANCE_ROWS = 10
+
+
 def summary_table(run: LocalRun) -> Table:
+    """The end-of-run table for a terminal."""
     table = Table(title=f"run {run.context.name}", title_justify="left")
-    for column in ("task", "state", "attempts", "duration", "outputs"):
+    for column in _COLUMNS:
         table.add_column(column, overflow="fold")
-    for row in run.summary():
-        table.add_row(
-            row["task"],
-            Text(row["phase"], style=_STYLES[Phase(row["phase"])]),
-            str(row["attempts"]) if row["attempts"] else "",  # forEach totals have none
-            _duration(row),
-            _outputs(row),
-        )
+    for row in _visible_rows(run.summary()):
+        cells = _cells(row)
+        table.add_row(cells[0], Text(cells[1], style=_STYLES[Phase(cells[1])]), *cells[2:])
     return table
+
+
+def summary_text(run: LocalRun) -> str:
+    """The same table as aligned plain text, for logs and pipes (and cheap to print)."""
+    rows = [_COLUMNS, *(_cells(row) for row in _visible_rows(run.summary()))]
+    flat = [tuple(cell.replace("\n", " ") for cell in row) for row in rows]
+    widths = [max(len(row[column]) for row in flat) for column in range(len(_COLUMNS))]
+    lines = [f"run {run.context.name}"]
+    lines.extend(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in flat
+    )
+    return "\n".join(lines)
+
+
+def _cells(row: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (
+        row["task"],
+        row["phase"],
+        str(row["attempts"]) if row["attempts"] else "",  # forEach totals have none
+        _duration(row),
+        _outputs(row),
+    )
+
+
+def _visible_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every task; forEach instances only while few, else only those that did not succeed."""
+    instances: dict[str, int] = {}
+    for row in rows:
+        base, bracket, _ = row["task"].partition("[")
+        if bracket:
+            instances[base] = instances.get(base, 0) + 1
+    return [
+        row
+        for row in rows
+        if "[" not in row["task"]
+        or instances[row["task"].partition("[")[0]] <= _MAX_INSTANCE_ROWS
+        or row["phase"] != Phase.SUCCEEDED.value
+    ]
 
 
 def _duration(row: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +87,10 @@ def run(options: argparse.Namespace) -> int:
         local_run.reporter = reporter
         with _cancel_on_interrupt(local_run, errors):
             outcome = local_run.execute()
-    console.print(progress.summary_table(local_run))
+    if console.is_terminal and not options.plain:
+        console.print(progress.summary_table(local_run))
+    else:
+        print(progress.summary_text(local_run), flush=True)
     style = "green" if outcome.phase is RunPhase.SUCCEEDED else "red"
     elapsed = durations.format_seconds(
         (local_run.finished_at or time.time()) - local_run.started_at
@@ -248,7 +252,7 @@ def _reporter(console: Console, *, plain: bool) -> Iterator[Any]:
         with progress.LiveReporter(console) as live:
             yield live
     else:
-        yield progress.PlainReporter(console)
+        yield progress.PlainReporter(sys.stdout)
 
 
 @contextlib.contextmanager

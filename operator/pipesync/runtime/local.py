@@ -146,14 +146,16 @@ class LocalRun:
     # --- the loop ---------------------------------------------------------------------
 
     def _wait(self, decision: planner.Decision, deadline: float | None) -> None:
-        """Blocks until a task ends, a retry is due, or it is time to look again."""
-        if decision.launches or decision.transitions:
-            timeout = 0.0
-        else:
-            timeout = self.poll_seconds
-            for moment in (decision.wake_at, deadline):
-                if moment is not None:
-                    timeout = min(timeout, max(moment - time.time(), 0.0))
+        """Blocks until a task ends, a retry is due, or it is time to look again.
+
+        One planning pass already follows every consequence of the state it saw (skips
+        flow downstream in topological order), so nothing new can be decided before a
+        task ends, a retry falls due, the deadline passes or a cancel arrives.
+        """
+        timeout = self.poll_seconds
+        for moment in (decision.wake_at, deadline):
+            if moment is not None:
+                timeout = min(timeout, max(moment - time.time(), 0.0))
         try:
             finished = self._done.get(timeout=timeout) if timeout > 0 else self._done.get_nowait()
         except queue.Empty:
@@ -179,8 +181,13 @@ class LocalRun:
         node_dir = self._node_dir(key)
         if launch.attempt > 1:
             shutil.rmtree(node_dir / "outputs", ignore_errors=True)
-        (node_dir / "outputs" / "parameters").mkdir(parents=True, exist_ok=True)
-        (node_dir / "outputs" / "artifacts").mkdir(parents=True, exist_ok=True)
+        task = launch.task.task
+        for kind, names in (
+            ("parameters", task.output_parameters),
+            ("artifacts", task.output_artifacts),
+        ):
+            if names:  # only what the task declares: directory calls cost per task
+                (node_dir / "outputs" / kind).mkdir(parents=True, exist_ok=True)
         log_path = self.workdir / layout.log_key(self._node_key(key), launch.attempt)
         record.log = log_path
         try:
