@@ -99,9 +99,7 @@ class Kind:
 
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
-AGE = Column(
-    "Age", "date", ".metadata.creationTimestamp", "Time since the object was created."
-)
+AGE = Column("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
 
 KINDS: tuple[Kind, ...] = (
     Kind(
@@ -112,13 +110,18 @@ KINDS: tuple[Kind, ...] = (
             Column("URL", "string", ".spec.url", "The git repository URL."),
             Column("Ready", "string", READY, "Whether the last revision was applied."),
             Column(
-                "Revision", "string", ".status.lastAppliedRevision",
+                "Revision",
+                "string",
+                ".status.lastAppliedRevision",
                 "The revision last applied, as REF@sha1:SHA.",
             ),
             AGE,
             Column(
-                "Status", "string", '.status.conditions[?(@.type=="Ready")].message',
-                "The message of the Ready condition.", priority=1,
+                "Status",
+                "string",
+                '.status.conditions[?(@.type=="Ready")].message',
+                "The message of the Ready condition.",
+                priority=1,
             ),
         ),
     ),
@@ -153,19 +156,27 @@ KINDS: tuple[Kind, ...] = (
             Column("Phase", "string", ".status.phase", "The run's phase."),
             Column("Pipeline", "string", ".spec.pipelineRef.name", "The Pipeline run."),
             Column(
-                "Experiment", "string", ".spec.experimentRef.name",
+                "Experiment",
+                "string",
+                ".spec.experimentRef.name",
                 "The Experiment the run belongs to.",
             ),
             Column("Progress", "string", ".status.progress", "Finished tasks / all tasks."),
             AGE,
             Column("Duration", "string", ".status.duration", "How long the run took so far."),
             Column(
-                "Version", "string", ".status.pipeline.version",
-                "The pinned pipeline version.", priority=1,
+                "Version",
+                "string",
+                ".status.pipeline.version",
+                "The pinned pipeline version.",
+                priority=1,
             ),
             Column(
-                "Commit", "string", ".status.pipeline.commit",
-                "The git commit the tasks run at.", priority=1,
+                "Commit",
+                "string",
+                ".status.pipeline.commit",
+                "The git commit the tasks run at.",
+                priority=1,
             ),
         ),
         selectable_fields=(
@@ -182,7 +193,9 @@ KINDS: tuple[Kind, ...] = (
             Column("Schedule", "string", ".spec.schedule.cron", "The cron schedule."),
             Column("Suspended", "boolean", ".spec.suspend", "Whether scheduling is paused."),
             Column(
-                "Last", "date", ".status.lastScheduleTime",
+                "Last",
+                "date",
+                ".status.lastScheduleTime",
                 "Time since the most recent scheduled run.",
             ),
             # A future time as type date would print "<invalid>"; show the timestamp.
@@ -190,12 +203,18 @@ KINDS: tuple[Kind, ...] = (
             Column("Active", "integer", ".status.activeCount", "Runs not finished yet."),
             AGE,
             Column(
-                "Interval", "string", ".spec.schedule.interval",
-                "The interval schedule (when not cron).", priority=1,
+                "Interval",
+                "string",
+                ".spec.schedule.interval",
+                "The interval schedule (when not cron).",
+                priority=1,
             ),
             Column(
-                "Timezone", "string", ".spec.schedule.timezone",
-                "The time zone of the cron schedule.", priority=1,
+                "Timezone",
+                "string",
+                ".spec.schedule.timezone",
+                "The time zone of the cron schedule.",
+                priority=1,
             ),
             Column("Pipeline", "string", ".spec.pipelineRef.name", "The Pipeline run.", priority=1),
         ),
@@ -263,9 +282,7 @@ def inline_refs(
         doc_uri, fragment = urldefrag(target_uri)
         if doc_uri not in docs:
             raise ValueError(f"$ref to unknown document {doc_uri!r} (from {base_uri})")
-        target = inline_refs(
-            _pointer(docs[doc_uri], fragment), doc_uri, docs, (*stack, target_uri)
-        )
+        target = inline_refs(_pointer(docs[doc_uri], fragment), doc_uri, docs, (*stack, target_uri))
         siblings = {k: v for k, v in node.items() if k != "$ref"}
         return _merge(target, inline_refs(siblings, base_uri, docs, stack))
     out: Schema = {}
@@ -286,13 +303,33 @@ def inline_refs(
 K8S_FORMATS = frozenset({"date-time"})
 DROPPED = frozenset({"$schema", "$id", "$defs", "$comment", "title", "propertyNames", "examples"})
 CONSTRAINTS = (
-    "format", "enum", "default", "pattern", "minLength", "maxLength", "minimum", "maximum",
-    "multipleOf", "minItems", "maxItems", "minProperties", "maxProperties", "required",
+    "format",
+    "enum",
+    "default",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "required",
 )
 # Canonical key order of an emitted node (x-kubernetes-* keys follow, sorted).
 KEY_ORDER = (
-    "description", "type", *CONSTRAINTS,
-    "properties", "additionalProperties", "items", "oneOf", "anyOf", "allOf", "not",
+    "description",
+    "type",
+    *CONSTRAINTS,
+    "properties",
+    "additionalProperties",
+    "items",
+    "oneOf",
+    "anyOf",
+    "allOf",
+    "not",
 )
 JUNCTORS = ("oneOf", "anyOf", "allOf", "not")
 # Inside oneOf/anyOf/allOf/not a structural schema may only constrain.
@@ -448,8 +485,9 @@ def crd_schema(kind: Kind, docs: dict[str, Schema]) -> Schema:
         elif name != "metadata":
             props[name] = sub
     root["properties"] = props
-    root["required"] = [r for r in root.get("required", []) if r in props and r not in (
-        "apiVersion", "kind")]
+    root["required"] = [
+        r for r in root.get("required", []) if r in props and r not in ("apiVersion", "kind")
+    ]
     out = to_structural(root)
     with_metadata: Schema = {}
     for name, sub in out["properties"].items():
@@ -508,8 +546,12 @@ class _Dumper(yaml.SafeDumper):
 
 def to_yaml(obj: Schema) -> str:
     body = yaml.dump(
-        obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-        allow_unicode=True, width=100,
+        obj,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
     )
     return HEADER + "---\n" + body
 
@@ -529,15 +571,18 @@ def diff(expected: dict[str, str], crds_dir: Path = CRDS_DIR) -> Iterator[str]:
         new = expected.get(name, "")
         if old != new:
             yield from difflib.unified_diff(
-                old.splitlines(keepends=True), new.splitlines(keepends=True),
-                fromfile=f"crds/{name} (committed)", tofile=f"crds/{name} (generated)",
+                old.splitlines(keepends=True),
+                new.splitlines(keepends=True),
+                fromfile=f"crds/{name} (committed)",
+                tofile=f"crds/{name} (generated)",
             )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="do not write; exit 1 and print a diff if crds/ is not up to date",
     )
     args = parser.parse_args(argv)
