@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pipesync.api.model import ParamType, PipelineSpec, Task
@@ -61,12 +61,10 @@ class CompiledPipeline:
     tasks: tuple[CompiledTask, ...]  # in a topological order
     on_exit: CompiledTask | None
     downstream: tuple[tuple[int, ...], ...]
+    positions: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def task(self, name: str) -> CompiledTask:
-        for compiled in self.tasks:
-            if compiled.name == name:
-                return compiled
-        raise KeyError(name)
+        return self.tasks[self.positions[name]]
 
 
 class _Checker:
@@ -418,7 +416,13 @@ def _renumber(
     for compiled in tasks:
         for producer in compiled.upstream:
             downstream[producer].append(compiled.index)
-    return CompiledPipeline(spec, tasks, exit_task, tuple(tuple(d) for d in downstream))
+    return CompiledPipeline(
+        spec,
+        tasks,
+        exit_task,
+        tuple(tuple(d) for d in downstream),
+        {compiled.name: compiled.index for compiled in tasks},
+    )
 
 
 def _mapped(indices: Iterable[int], new_index: dict[int, int]) -> tuple[int, ...]:
