@@ -45,15 +45,20 @@ class Pods:
 
     def create(self, name: str, spec: JSON) -> str:
         name = f"{name}-{uuid.uuid4().hex[:6]}"
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec,
+        }
         self.cluster.kubectl("create", "-f", "-", input=json.dumps(pod))
         self.created.append(name)
         return name
 
     def get(self, name: str) -> JSON | None:
-        result = self.cluster.kubectl("get", "pod", name, "-n", self.namespace, "-o", "json",
-                                      check=False)
+        result = self.cluster.kubectl(
+            "get", "pod", name, "-n", self.namespace, "-o", "json", check=False
+        )
         if result.returncode != 0:
             assert "NotFound" in result.stderr, result.stderr
             return None
@@ -64,6 +69,7 @@ class Pods:
         def probe() -> JSON | None:
             pod = self.get(name)
             return pod if pod and pod.get("status", {}).get("phase") in phases else None
+
         return wait_for(f"pod {name} in phase {phases}", probe, timeout)
 
     def logs(self, name: str, *args: str) -> str:
@@ -71,8 +77,16 @@ class Pods:
 
     def delete_all(self) -> None:
         if self.created:
-            self.cluster.kubectl("delete", "pod", "-n", self.namespace, "--ignore-not-found",
-                                 "--wait=false", *self.created, check=False)
+            self.cluster.kubectl(
+                "delete",
+                "pod",
+                "-n",
+                self.namespace,
+                "--ignore-not-found",
+                "--wait=false",
+                *self.created,
+                check=False,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +105,22 @@ def pods(cluster: Cluster, namespace: str) -> Iterator[Pods]:
 
 
 def shell(name: str, script: str, **extra: Any) -> JSON:
-    container: JSON = {"name": name, "image": "ignored.invalid/none",
-                       "command": ["sh", "-c", script]}
+    container: JSON = {
+        "name": name,
+        "image": "ignored.invalid/none",
+        "command": ["sh", "-c", script],
+    }
     return container | extra
 
 
 def gpu_pod(script: str) -> JSON:
     container = shell("main", script, resources={"limits": {"nvidia.com/gpu": 1}})
-    return {"restartPolicy": "Never", "nodeSelector": {"pipesync.io/pool": "gpu"},
-            "tolerations": [GPU_TOLERATION], "containers": [container]}
+    return {
+        "restartPolicy": "Never",
+        "nodeSelector": {"pipesync.io/pool": "gpu"},
+        "tolerations": [GPU_TOLERATION],
+        "containers": [container],
+    }
 
 
 def terminated(pod: JSON, container: str = "main", init: bool = False) -> JSON:
@@ -129,18 +150,29 @@ def test_gpu_capacity_is_two_and_cpu_pods_go_to_cpu_node(pods: Pods, cluster: Cl
     def unschedulable() -> JSON | None:
         pod = pods.get(third)
         conditions = (pod or {}).get("status", {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == "PodScheduled"
-                     and c["status"] == "False"), None)
+        return next(
+            (c for c in conditions if c["type"] == "PodScheduled" and c["status"] == "False"), None
+        )
+
     condition = wait_for("third GPU pod to be unschedulable", unschedulable)
     assert condition["reason"] == "Unschedulable"
     assert "nvidia.com/gpu" in condition["message"]
 
     def failed_scheduling() -> list[JSON]:
-        events = json.loads(cluster.kubectl(
-            "get", "events", "-n", pods.namespace, "-o", "json",
-            f"--field-selector=involvedObject.name={third},reason=FailedScheduling").stdout)
+        events = json.loads(
+            cluster.kubectl(
+                "get",
+                "events",
+                "-n",
+                pods.namespace,
+                "-o",
+                "json",
+                f"--field-selector=involvedObject.name={third},reason=FailedScheduling",
+            ).stdout
+        )
         items: list[JSON] = events["items"]
         return items
+
     events = wait_for("a FailedScheduling event", failed_scheduling)
     assert any("nvidia.com/gpu" in e["message"] for e in events)
 
@@ -149,9 +181,14 @@ def test_gpu_capacity_is_two_and_cpu_pods_go_to_cpu_node(pods: Pods, cluster: Cl
     assert still["status"]["phase"] == "Pending"
     assert not still["spec"].get("nodeName")
 
-    cpu = pods.create("cpu", {"restartPolicy": "Never",
-                              "nodeSelector": {"pipesync.io/pool": "cpu"},
-                              "containers": [shell("main", "echo cpu-ok")]})
+    cpu = pods.create(
+        "cpu",
+        {
+            "restartPolicy": "Never",
+            "nodeSelector": {"pipesync.io/pool": "cpu"},
+            "containers": [shell("main", "echo cpu-ok")],
+        },
+    )
     pod = pods.wait_phase(cpu, "Succeeded")
     assert pod["spec"]["nodeName"] == "cpu-1"
 
@@ -160,15 +197,27 @@ def test_init_container_hands_file_to_main_container_through_empty_dir(pods: Pod
     shared = "/work/shared-dir"
     assert not Path(shared).exists(), "the test needs a mount path the host does not have"
     mount = {"volumeMounts": [{"name": "shared", "mountPath": shared}]}
-    name = pods.create("emptydir", {
-        "restartPolicy": "Never",
-        "volumes": [{"name": "shared", "emptyDir": {}}],
-        "initContainers": [shell(
-            "writer", f'echo "hello from $POD_NAME" > {shared}/greeting',
-            env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-            **mount)],
-        "containers": [shell("reader", f"cat {shared}/greeting", **mount)],
-    })
+    name = pods.create(
+        "emptydir",
+        {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "initContainers": [
+                shell(
+                    "writer",
+                    f'echo "hello from $POD_NAME" > {shared}/greeting',
+                    env=[
+                        {
+                            "name": "POD_NAME",
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                        }
+                    ],
+                    **mount,
+                )
+            ],
+            "containers": [shell("reader", f"cat {shared}/greeting", **mount)],
+        },
+    )
     pod = pods.wait_phase(name, "Succeeded", "Failed")
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     assert terminated(pod, "writer", init=True)["exitCode"] == 0
@@ -178,8 +227,13 @@ def test_init_container_hands_file_to_main_container_through_empty_dir(pods: Pod
 
 
 def test_failing_container_fails_pod_with_exit_code_and_message(pods: Pods) -> None:
-    name = pods.create("fail", {"restartPolicy": "Never", "containers": [shell(
-        "main", "echo 'disk on fire' > /dev/termination-log; exit 3")]})
+    name = pods.create(
+        "fail",
+        {
+            "restartPolicy": "Never",
+            "containers": [shell("main", "echo 'disk on fire' > /dev/termination-log; exit 3")],
+        },
+    )
     pod = pods.wait_phase(name, "Failed", "Succeeded")
     assert pod["status"]["phase"] == "Failed"
     state = terminated(pod)
@@ -190,8 +244,14 @@ def test_failing_container_fails_pod_with_exit_code_and_message(pods: Pods) -> N
 
 
 def test_active_deadline_kills_pod_with_deadline_exceeded(pods: Pods) -> None:
-    name = pods.create("deadline", {"restartPolicy": "Never", "activeDeadlineSeconds": 3,
-                                    "containers": [shell("main", "exec sleep 300")]})
+    name = pods.create(
+        "deadline",
+        {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": 3,
+            "containers": [shell("main", "exec sleep 300")],
+        },
+    )
     pod = pods.wait_phase(name, "Failed", "Succeeded", timeout=60)
     assert pod["status"]["phase"] == "Failed"
     assert pod["status"]["reason"] == "DeadlineExceeded"
@@ -207,8 +267,14 @@ def _alive(pid: int) -> bool:
 
 
 def test_deleting_running_pod_stops_its_process_and_removes_it(pods: Pods) -> None:
-    name = pods.create("delete", {"restartPolicy": "Never", "terminationGracePeriodSeconds": 10,
-                                  "containers": [shell("main", "echo $$$$; exec sleep 300")]})
+    name = pods.create(
+        "delete",
+        {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 10,
+            "containers": [shell("main", "echo $$$$; exec sleep 300")],
+        },
+    )
     pods.wait_phase(name, "Running")
     pid = int(wait_for("the pod to print its pid", lambda: pods.logs(name).strip()))
     assert _alive(pid)
@@ -234,14 +300,20 @@ def test_logs_follow_tail_timestamps_through_api_server(pods: Pods) -> None:
 
 
 def test_on_failure_restarts_container_in_place(pods: Pods) -> None:
-    script = ("if [ -e /scratch/tried ]; then echo second-run; exit 0; fi; "
-              "touch /scratch/tried; echo first-run; exit 1")
-    name = pods.create("retry", {
-        "restartPolicy": "OnFailure",
-        "volumes": [{"name": "scratch", "emptyDir": {}}],
-        "containers": [shell("main", script,
-                             volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}])],
-    })
+    script = (
+        "if [ -e /scratch/tried ]; then echo second-run; exit 0; fi; "
+        "touch /scratch/tried; echo first-run; exit 1"
+    )
+    name = pods.create(
+        "retry",
+        {
+            "restartPolicy": "OnFailure",
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [
+                shell("main", script, volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}])
+            ],
+        },
+    )
     pod = pods.wait_phase(name, "Succeeded", "Failed")
     assert pod["status"]["phase"] == "Succeeded"
     status = pod["status"]["containerStatuses"][0]
@@ -252,27 +324,58 @@ def test_on_failure_restarts_container_in_place(pods: Pods) -> None:
 
 
 def test_env_and_volumes_from_config_map_and_secret_and_working_dir(
-        pods: Pods, cluster: Cluster) -> None:
+    pods: Pods, cluster: Cluster
+) -> None:
     suffix = uuid.uuid4().hex[:6]
-    cluster.kubectl("create", "configmap", f"cm-{suffix}", "-n", pods.namespace,
-                    "--from-literal=color=blue")
-    cluster.kubectl("create", "secret", "generic", f"sec-{suffix}", "-n", pods.namespace,
-                    "--from-literal=token=s3cr3t")
+    cluster.kubectl(
+        "create", "configmap", f"cm-{suffix}", "-n", pods.namespace, "--from-literal=color=blue"
+    )
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        f"sec-{suffix}",
+        "-n",
+        pods.namespace,
+        "--from-literal=token=s3cr3t",
+    )
     workdir = f"/nonexistent-{suffix}/work"
     script = 'echo "$COLOR $TOKEN $(cat /etc/demo-cm/color) $(cat /etc/demo-sec/token) $(pwd)"'
-    name = pods.create("config", {
-        "restartPolicy": "Never",
-        "volumes": [{"name": "cm", "configMap": {"name": f"cm-{suffix}"}},
-                    {"name": "sec", "secret": {"secretName": f"sec-{suffix}"}}],
-        "containers": [shell(
-            "main", script, workingDir=workdir,
-            env=[{"name": "COLOR", "valueFrom": {"configMapKeyRef": {
-                     "name": f"cm-{suffix}", "key": "color"}}},
-                 {"name": "TOKEN", "valueFrom": {"secretKeyRef": {
-                     "name": f"sec-{suffix}", "key": "token"}}}],
-            volumeMounts=[{"name": "cm", "mountPath": "/etc/demo-cm"},
-                          {"name": "sec", "mountPath": "/etc/demo-sec", "readOnly": True}])],
-    })
+    name = pods.create(
+        "config",
+        {
+            "restartPolicy": "Never",
+            "volumes": [
+                {"name": "cm", "configMap": {"name": f"cm-{suffix}"}},
+                {"name": "sec", "secret": {"secretName": f"sec-{suffix}"}},
+            ],
+            "containers": [
+                shell(
+                    "main",
+                    script,
+                    workingDir=workdir,
+                    env=[
+                        {
+                            "name": "COLOR",
+                            "valueFrom": {
+                                "configMapKeyRef": {"name": f"cm-{suffix}", "key": "color"}
+                            },
+                        },
+                        {
+                            "name": "TOKEN",
+                            "valueFrom": {
+                                "secretKeyRef": {"name": f"sec-{suffix}", "key": "token"}
+                            },
+                        },
+                    ],
+                    volumeMounts=[
+                        {"name": "cm", "mountPath": "/etc/demo-cm"},
+                        {"name": "sec", "mountPath": "/etc/demo-sec", "readOnly": True},
+                    ],
+                )
+            ],
+        },
+    )
     pod = pods.wait_phase(name, "Succeeded", "Failed")
     assert pod["status"]["phase"] == "Succeeded", pods.logs(name)
     assert pods.logs(name).split() == ["blue", "s3cr3t", "blue", "s3cr3t", workdir]
@@ -280,9 +383,14 @@ def test_env_and_volumes_from_config_map_and_secret_and_working_dir(
 
 
 def test_failed_init_container_fails_pod_without_starting_containers(pods: Pods) -> None:
-    name = pods.create("initfail", {"restartPolicy": "Never",
-                                    "initContainers": [shell("setup", "exit 2")],
-                                    "containers": [shell("main", "echo must-not-run")]})
+    name = pods.create(
+        "initfail",
+        {
+            "restartPolicy": "Never",
+            "initContainers": [shell("setup", "exit 2")],
+            "containers": [shell("main", "echo must-not-run")],
+        },
+    )
     pod = pods.wait_phase(name, "Failed", "Succeeded")
     assert pod["status"]["phase"] == "Failed"
     assert terminated(pod, "setup", init=True)["exitCode"] == 2
@@ -290,8 +398,9 @@ def test_failed_init_container_fails_pod_without_starting_containers(pods: Pods)
 
 
 def test_container_without_command_fails_with_clear_message(pods: Pods) -> None:
-    name = pods.create("nocmd", {"restartPolicy": "Never",
-                                 "containers": [{"name": "main", "image": "busybox"}]})
+    name = pods.create(
+        "nocmd", {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}
+    )
     pod = pods.wait_phase(name, "Failed", "Succeeded")
     assert pod["status"]["phase"] == "Failed"
     waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
@@ -301,10 +410,12 @@ def test_container_without_command_fails_with_clear_message(pods: Pods) -> None:
 
 def test_processes_left_behind_by_a_container_are_killed_and_reaped(pods: Pods) -> None:
     # `$$!` is Kubernetes' escape for the shell's `$!`: the background child's pid.
-    name = pods.create("orphan", {"restartPolicy": "Never", "containers": [
-        shell("main", "sleep 321 & echo $$!")]})
+    name = pods.create(
+        "orphan", {"restartPolicy": "Never", "containers": [shell("main", "sleep 321 & echo $$!")]}
+    )
     pod = pods.wait_phase(name, "Succeeded", "Failed")
     assert pod["status"]["phase"] == "Succeeded"
     pid = int(pods.logs(name).strip())
-    wait_for(f"left-behind pid {pid} to be gone", lambda: not Path(f"/proc/{pid}").exists(),
-             timeout=10)
+    wait_for(
+        f"left-behind pid {pid} to be gone", lambda: not Path(f"/proc/{pid}").exists(), timeout=10
+    )

@@ -25,12 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.nodeagent")
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state-dir", required=True, type=Path)
-    parser.add_argument("--parent-pid", type=int, default=None,
-                        help="exit when this process (the one that started us) dies")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit when this process (the one that started us) dies",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
+    )
     if args.parent_pid is not None:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != args.parent_pid:  # it died before prctl took effect

@@ -37,8 +37,9 @@ def base_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 class Agent:
-    def __init__(self, kube: Kube, state_dir: Path,
-                 specs: Sequence[NodeSpec] = DEFAULT_NODES) -> None:
+    def __init__(
+        self, kube: Kube, state_dir: Path, specs: Sequence[NodeSpec] = DEFAULT_NODES
+    ) -> None:
         self.kube = kube
         self.state_dir = state_dir
         self.specs = specs
@@ -70,16 +71,23 @@ class Agent:
             keeper.register()
             keepers.append(keeper)
             ports[spec.name] = server.port
-            manager = PodManager(NodeContext(
-                kube=self.kube, node=spec.name, state_dir=self.state_dir,
-                procs=self.procs, host_paths=self.host_paths, logs=registry, base_env=env))
+            manager = PodManager(
+                NodeContext(
+                    kube=self.kube,
+                    node=spec.name,
+                    state_dir=self.state_dir,
+                    procs=self.procs,
+                    host_paths=self.host_paths,
+                    logs=registry,
+                    base_env=env,
+                )
+            )
             self.managers.append(manager)
             self._thread(f"watch-{spec.name}", watch_pods, self.kube, manager, self.stop)
         for keeper in keepers:
             keeper.strip_health_taints()
         self._thread("heartbeat", keep_alive, keepers, self.stop)
-        (self.state_dir / "agent.json").write_text(json.dumps({"pid": os.getpid(),
-                                                               "ports": ports}))
+        (self.state_dir / "agent.json").write_text(json.dumps({"pid": os.getpid(), "ports": ports}))
         return ports
 
     def shutdown(self) -> None:

@@ -69,8 +69,9 @@ def _prepare_host(launch: Launch, host_paths: HostPaths) -> list[Path]:
     return claims
 
 
-def _termination(launch: Launch, scratch: Path,
-                 host_paths: HostPaths) -> tuple[Path, Path | None, list[Path]]:
+def _termination(
+    launch: Launch, scratch: Path, host_paths: HostPaths
+) -> tuple[Path, Path | None, list[Path]]:
     """(file to read after exit, file to bind or None, host claims)."""
     host, in_volume = resolve(launch.termination_path, launch.mounts)
     if in_volume:
@@ -78,8 +79,11 @@ def _termination(launch: Launch, scratch: Path,
         host.write_bytes(b"")
         return host, None, []
     scratch.write_bytes(b"")
-    claims = [] if launch.termination_path.startswith("/dev/") else host_paths.ensure(
-        Path(launch.termination_path), is_file=True)
+    claims = (
+        []
+        if launch.termination_path.startswith("/dev/")
+        else host_paths.ensure(Path(launch.termination_path), is_file=True)
+    )
     return scratch, scratch, claims
 
 
@@ -96,22 +100,35 @@ def _log_tail(path: Path) -> str:
     return b"\n".join(lines)[-FALLBACK_BYTES:].decode("utf-8", "replace")
 
 
-def run_once(launch: Launch, *, procs: ProcessTable, host_paths: HostPaths,
-             container_log: ContainerLog, scratch: Path, stop: StopSignal,
-             on_start: Callable[[str], None]) -> tuple[int, str]:
+def run_once(
+    launch: Launch,
+    *,
+    procs: ProcessTable,
+    host_paths: HostPaths,
+    container_log: ContainerLog,
+    scratch: Path,
+    stop: StopSignal,
+    on_start: Callable[[str], None],
+) -> tuple[int, str]:
     """Run the container to its end; return (exit code, termination message)."""
     log_path = container_log.new_run()
     claims = _prepare_host(launch, host_paths)
     read_from, bind, term_claims = _termination(launch, scratch, host_paths)
     claims += term_claims
     try:
-        argv = bwrap_command(launch.argv, launch.mounts, launch.workdir,
-                             termination_file=bind, termination_path=launch.termination_path)
+        argv = bwrap_command(
+            launch.argv,
+            launch.mounts,
+            launch.workdir,
+            termination_file=bind,
+            termination_path=launch.termination_path,
+        )
         proc = procs.spawn(argv, launch.env)
         on_start(f"localproc://{uuid.uuid4().hex}")
         assert proc.stdout is not None
-        pumper = threading.Thread(target=pump, args=(proc.stdout, log_path),
-                                  name=f"log-{log_path.name}", daemon=True)
+        pumper = threading.Thread(
+            target=pump, args=(proc.stdout, log_path), name=f"log-{log_path.name}", daemon=True
+        )
         pumper.start()
         code = _wait(proc, stop)
         pumper.join(timeout=5)

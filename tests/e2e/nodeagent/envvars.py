@@ -23,11 +23,13 @@ class ConfigError(Exception):
 
 def expand(text: str, env: Mapping[str, str]) -> str:
     """Kubernetes expansion: $(NAME) if defined, else left as is; $$ escapes a $."""
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
         name = match.group(1)
         return env.get(name, match.group(0))
+
     return _REFERENCE.sub(replace, text)
 
 
@@ -39,8 +41,10 @@ def _field(pod: JSON, path: str) -> str:
         "metadata.uid": meta.get("uid", ""),
         "spec.nodeName": pod.get("spec", {}).get("nodeName", ""),
         "spec.serviceAccountName": pod.get("spec", {}).get("serviceAccountName", ""),
-        "status.podIP": POD_IP, "status.podIPs": POD_IP,
-        "status.hostIP": POD_IP, "status.hostIPs": POD_IP,
+        "status.podIP": POD_IP,
+        "status.podIPs": POD_IP,
+        "status.hostIP": POD_IP,
+        "status.hostIPs": POD_IP,
     }
     if path in simple:
         return str(simple[path])
@@ -50,8 +54,9 @@ def _field(pod: JSON, path: str) -> str:
     raise ConfigError(f"unsupported fieldRef {path!r}")
 
 
-def object_data(kube: Kube, kind: str, namespace: str, name: str,
-                 optional: bool) -> dict[str, str] | None:
+def object_data(
+    kube: Kube, kind: str, namespace: str, name: str, optional: bool
+) -> dict[str, str] | None:
     """The decoded data of a ConfigMap or Secret; None if optional and missing."""
     plural = "secrets" if kind == "Secret" else "configmaps"
     try:
@@ -86,8 +91,9 @@ def _resource(container: JSON, ref: JSON) -> str:
     return str(value) if value is not None else "0"
 
 
-def container_env(kube: Kube, pod: JSON, container: JSON,
-                  base: Mapping[str, str]) -> dict[str, str]:
+def container_env(
+    kube: Kube, pod: JSON, container: JSON, base: Mapping[str, str]
+) -> dict[str, str]:
     """The full environment: base (PATH, HOME, ...), then envFrom, then env."""
     namespace = pod["metadata"]["namespace"]
     env = dict(base)
@@ -129,5 +135,6 @@ def container_argv(container: JSON, env: Mapping[str, str]) -> list[str]:
     if not argv:
         raise ConfigError(
             f"container {container['name']!r} has neither command nor args; the test node "
-            "agent ignores images, so it has no entrypoint to run")
+            "agent ignores images, so it has no entrypoint to run"
+        )
     return [expand(a, env) for a in argv]

@@ -47,14 +47,16 @@ class Kube:
     def from_kubeconfig(cls, path: str) -> Kube:
         config = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, client_configuration=config)
+            config_file=path, client_configuration=config
+        )
         return cls(api=kubernetes.client.ApiClient(configuration=config))
 
     def _url(self, path: str, query: Mapping[str, Any] | None) -> str:
         url = str(self.api.configuration.host) + path
         if query:
-            url += "?" + urlencode({k: str(v).lower() if isinstance(v, bool) else v
-                                    for k, v in query.items()})
+            url += "?" + urlencode(
+                {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
+            )
         return url
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
@@ -64,18 +66,30 @@ class Kube:
         # Authentication (client certificate or token) lives in the configuration;
         # param_serialize adds token headers when the kubeconfig uses one.
         _method, _url, out, _body, _post = self.api.param_serialize(
-            "GET", "/", header_params=headers, auth_settings=["BearerToken"])
+            "GET", "/", header_params=headers, auth_settings=["BearerToken"]
+        )
         return dict(out)
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, content_type: str | None = None,
-                timeout: float = 30.0) -> JSON:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+    ) -> JSON:
         """One API call; returns the decoded JSON answer or raises KubeError."""
         if body is not None and content_type is None:
             content_type = "application/json"
-        resp = self.api.call_api(method, self._url(path, query),
-                                 header_params=self._headers(content_type),
-                                 body=body, _request_timeout=timeout)
+        resp = self.api.call_api(
+            method,
+            self._url(path, query),
+            header_params=self._headers(content_type),
+            body=body,
+            _request_timeout=timeout,
+        )
         data = resp.read()
         text = data.decode("utf-8", "replace") if data else ""
         if not 200 <= resp.status < 300:
@@ -96,18 +110,27 @@ class Kube:
     def merge_patch(self, path: str, body: JSON) -> JSON:
         return self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
 
-    def watch(self, path: str, resource_version: str, *, timeout_seconds: int = 60,
-              **query: Any) -> Iterator[JSON]:
+    def watch(
+        self, path: str, resource_version: str, *, timeout_seconds: int = 60, **query: Any
+    ) -> Iterator[JSON]:
         """Yield watch events (dicts with type and object) until the server ends the watch.
 
         Raises WatchExpired when the server answers 410 Gone, so the caller relists.
         """
-        params = dict(query, watch="true", resourceVersion=resource_version,
-                      allowWatchBookmarks="true", timeoutSeconds=timeout_seconds)
+        params = dict(
+            query,
+            watch="true",
+            resourceVersion=resource_version,
+            allowWatchBookmarks="true",
+            timeoutSeconds=timeout_seconds,
+        )
         # The read timeout must exceed the server-side timeout, which ends watches cleanly.
-        resp = self.api.call_api("GET", self._url(path, params),
-                                 header_params=self._headers(None),
-                                 _request_timeout=(10, timeout_seconds + 30))
+        resp = self.api.call_api(
+            "GET",
+            self._url(path, params),
+            header_params=self._headers(None),
+            _request_timeout=(10, timeout_seconds + 30),
+        )
         raw = resp.response  # urllib3 response, not preloaded
         try:
             if resp.status == 410:

@@ -111,10 +111,12 @@ class KubeletServer(ThreadingHTTPServer):
         context.load_cert_chain(str(cert), str(key))
         # The handshake then happens in the handler thread, so one slow client
         # cannot stall the accept loop.
-        self.socket = context.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
-        self._thread = threading.Thread(target=self.serve_forever, name="kubelet-https",
-                                        daemon=True)
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="kubelet-https", daemon=True
+        )
 
     @property
     def port(self) -> int:

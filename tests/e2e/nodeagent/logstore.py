@@ -27,8 +27,11 @@ def _timestamp() -> str:
 
 def _parse_timestamp(stamp: str) -> float:
     # Python parses at most microseconds: drop the nanosecond digits we padded.
-    return datetime.datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=datetime.UTC).timestamp()
+    return (
+        datetime.datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f")
+        .replace(tzinfo=datetime.UTC)
+        .timestamp()
+    )
 
 
 @dataclass
@@ -95,7 +98,7 @@ def read(path: Path, query: LogQuery, finished: threading.Event | None) -> Itera
         if records and not records[-1].endswith(b"\n"):
             pending = records.pop()  # a record being written right now
         if query.tail_lines is not None:
-            records = records[-query.tail_lines:] if query.tail_lines > 0 else []
+            records = records[-query.tail_lines :] if query.tail_lines > 0 else []
         while True:
             for record in records:
                 stamp, body = _render(record, query.timestamps)
@@ -140,6 +143,7 @@ class LogRegistry:
     def drop_pod(self, namespace: str, pod: str, uid: str) -> None:
         """Forget a pod's logs; a newer pod of the same name keeps its own."""
         with self._lock:
-            for key in [k for k, v in self._logs.items()
-                        if k[:2] == (namespace, pod) and v.pod_uid == uid]:
+            for key in [
+                k for k, v in self._logs.items() if k[:2] == (namespace, pod) and v.pod_uid == uid
+            ]:
                 del self._logs[key]

@@ -28,9 +28,17 @@ KUBELET_VERSION = "v1.36.0-pipesync-nodeagent"
 
 def _conditions() -> list[JSON]:
     now = now_rfc3339()
+
     def cond(kind: str, status: str, reason: str, message: str) -> JSON:
-        return {"type": kind, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": now}
+        return {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+
     return [
         cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "enough memory"),
         cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "enough disk"),
@@ -55,7 +63,8 @@ class NodeKeeper:
 
     def register(self) -> None:
         body: JSON = {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {"name": self.spec.name, "labels": self.spec.all_labels()},
             "spec": {"taints": list(self.spec.taints)},
         }
@@ -65,8 +74,13 @@ class NodeKeeper:
             if err.status != 409:
                 raise
             # Left over from an earlier agent: take it over with our labels and taints.
-            node = self.kube.merge_patch(self.path, {"metadata": {"labels": self.spec.all_labels()},
-                                                      "spec": {"taints": list(self.spec.taints)}})
+            node = self.kube.merge_patch(
+                self.path,
+                {
+                    "metadata": {"labels": self.spec.all_labels()},
+                    "spec": {"taints": list(self.spec.taints)},
+                },
+            )
         self._uid = node["metadata"]["uid"]
         self.post_status(full=True)
         self.renew_lease()
@@ -77,15 +91,18 @@ class NodeKeeper:
         for c in conditions:
             # Transition times must stay put while the status does not change.
             c["lastTransitionTime"] = self._transition_times.setdefault(
-                c["type"], c["lastTransitionTime"])
+                c["type"], c["lastTransitionTime"]
+            )
         status: JSON = {"conditions": conditions}
         if full:
             capacity = self.spec.capacity()
             status |= {
                 "capacity": capacity,
                 "allocatable": capacity,
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                              {"type": "Hostname", "address": self.spec.name}],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": self.spec.name},
+                ],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
                 "nodeInfo": {
                     "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, self.spec.name).hex,
@@ -105,17 +122,31 @@ class NodeKeeper:
     def renew_lease(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.spec.name}"
         lease = self.kube.maybe_get(path)
-        spec: JSON = {"holderIdentity": self.spec.name, "leaseDurationSeconds": LEASE_SECONDS,
-                      "renewTime": now_micro()}
+        spec: JSON = {
+            "holderIdentity": self.spec.name,
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "renewTime": now_micro(),
+        }
         if lease is None:
-            owner = [{"apiVersion": "v1", "kind": "Node", "name": self.spec.name,
-                      "uid": self._uid}] if self._uid else []
-            self.kube.request("POST", path.rsplit("/", 1)[0],
-                              body={"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                    "metadata": {"name": self.spec.name,
-                                                 "namespace": "kube-node-lease",
-                                                 "ownerReferences": owner},
-                                    "spec": spec})
+            owner = (
+                [{"apiVersion": "v1", "kind": "Node", "name": self.spec.name, "uid": self._uid}]
+                if self._uid
+                else []
+            )
+            self.kube.request(
+                "POST",
+                path.rsplit("/", 1)[0],
+                body={
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": self.spec.name,
+                        "namespace": "kube-node-lease",
+                        "ownerReferences": owner,
+                    },
+                    "spec": spec,
+                },
+            )
         else:
             lease["spec"] = lease.get("spec", {}) | spec
             self.kube.request("PUT", path, body=lease)

@@ -49,9 +49,13 @@ class ContainerState:
         self.restart_count += 1
 
     def _terminated(self) -> JSON:
-        doc: JSON = {"exitCode": self.exit_code, "reason": self.reason,
-                     "startedAt": self.started_at, "finishedAt": self.finished_at,
-                     "containerID": self.container_id}
+        doc: JSON = {
+            "exitCode": self.exit_code,
+            "reason": self.reason,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "containerID": self.container_id,
+        }
         if self.message:
             doc["message"] = self.message
         return doc
@@ -67,13 +71,19 @@ class ContainerState:
         elif self.state == "terminated":
             state = {"terminated": self._terminated()}
         else:
-            state = {"waiting": {"reason": self.reason} | (
-                {"message": self.message} if self.message else {})}
+            state = {
+                "waiting": {"reason": self.reason}
+                | ({"message": self.message} if self.message else {})
+            }
         doc: JSON = {
-            "name": self.name, "image": self.image, "imageID": "",
+            "name": self.name,
+            "image": self.image,
+            "imageID": "",
             "ready": self.state == "running" and not self.init,
             "started": self.state == "running",
-            "restartCount": self.restart_count, "state": state, "lastState": self.last_state,
+            "restartCount": self.restart_count,
+            "state": state,
+            "lastState": self.last_state,
         }
         if self.container_id:
             doc["containerID"] = self.container_id
@@ -96,11 +106,16 @@ class PodView:
         return all(c.succeeded for c in self.init)
 
 
-def _condition(kind: str, ok: bool, reason: str = "", message: str = "",
-               previous: JSON | None = None) -> JSON:
+def _condition(
+    kind: str, ok: bool, reason: str = "", message: str = "", previous: JSON | None = None
+) -> JSON:
     status = "True" if ok else "False"
-    doc: JSON = {"type": kind, "status": status, "lastProbeTime": None,
-                 "lastTransitionTime": now_rfc3339()}
+    doc: JSON = {
+        "type": kind,
+        "status": status,
+        "lastProbeTime": None,
+        "lastTransitionTime": now_rfc3339(),
+    }
     if previous and previous.get("status") == status:
         doc["lastTransitionTime"] = previous.get("lastTransitionTime")
     if reason:
@@ -118,21 +133,38 @@ def conditions(view: PodView, existing: list[JSON]) -> list[JSON]:
     unready = [c.name for c in view.main if c.state != "running"]
     ready = not unready and view.initialized
     ours = [
-        _condition("PodReadyToStartContainers", view.phase != "Pending" or any(
-            c.state != "waiting" for c in view.init + view.main),
-            previous=before.get("PodReadyToStartContainers")),
-        _condition("Initialized", view.initialized,
-                   "" if view.initialized else "ContainersNotInitialized",
-                   "" if view.initialized else
-                   f"containers with incomplete status: [{' '.join(pending_init)}]",
-                   before.get("Initialized")),
-        _condition("Ready", ready, "" if ready else done_reason or "ContainersNotReady",
-                   "" if ready or done_reason else
-                   f"containers with unready status: [{' '.join(unready)}]", before.get("Ready")),
-        _condition("ContainersReady", ready, "" if ready else done_reason or "ContainersNotReady",
-                   "" if ready or done_reason else
-                   f"containers with unready status: [{' '.join(unready)}]",
-                   before.get("ContainersReady")),
+        _condition(
+            "PodReadyToStartContainers",
+            view.phase != "Pending" or any(c.state != "waiting" for c in view.init + view.main),
+            previous=before.get("PodReadyToStartContainers"),
+        ),
+        _condition(
+            "Initialized",
+            view.initialized,
+            "" if view.initialized else "ContainersNotInitialized",
+            ""
+            if view.initialized
+            else f"containers with incomplete status: [{' '.join(pending_init)}]",
+            before.get("Initialized"),
+        ),
+        _condition(
+            "Ready",
+            ready,
+            "" if ready else done_reason or "ContainersNotReady",
+            ""
+            if ready or done_reason
+            else f"containers with unready status: [{' '.join(unready)}]",
+            before.get("Ready"),
+        ),
+        _condition(
+            "ContainersReady",
+            ready,
+            "" if ready else done_reason or "ContainersNotReady",
+            ""
+            if ready or done_reason
+            else f"containers with unready status: [{' '.join(unready)}]",
+            before.get("ContainersReady"),
+        ),
     ]
     mine = {c["type"] for c in ours}
     return [c for c in existing if c["type"] not in mine] + ours
@@ -142,8 +174,10 @@ def pod_status(view: PodView, existing_conditions: list[JSON]) -> JSON:
     status: JSON = {
         "phase": view.phase,
         "conditions": conditions(view, existing_conditions),
-        "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}],
-        "podIP": HOST_IP, "podIPs": [{"ip": HOST_IP}],
+        "hostIP": HOST_IP,
+        "hostIPs": [{"ip": HOST_IP}],
+        "podIP": HOST_IP,
+        "podIPs": [{"ip": HOST_IP}],
         "startTime": view.start_time,
         "containerStatuses": [c.to_status() for c in view.main],
         "reason": view.reason or None,

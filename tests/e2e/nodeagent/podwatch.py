@@ -81,8 +81,12 @@ def watch_pods(kube: Kube, manager: PodManager, stop: threading.Event) -> None:
             manager.reconcile(listed.get("items") or [])
             version = listed["metadata"]["resourceVersion"]
             while not stop.is_set():
-                for event in kube.watch(path, version, timeout_seconds=WATCH_SECONDS,
-                                        fieldSelector=f"spec.nodeName={manager.ctx.node}"):
+                for event in kube.watch(
+                    path,
+                    version,
+                    timeout_seconds=WATCH_SECONDS,
+                    fieldSelector=f"spec.nodeName={manager.ctx.node}",
+                ):
                     obj = event["object"]
                     version = obj.get("metadata", {}).get("resourceVersion", version)
                     if event["type"] in ("ADDED", "MODIFIED"):

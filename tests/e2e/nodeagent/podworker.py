@@ -58,12 +58,20 @@ class PodWorker:
         self.dir = ctx.state_dir / "pods" / self.uid
         spec = pod["spec"]
         self.view = PodView(
-            init=[ContainerState(c["name"], c.get("image", ""), True, reason="PodInitializing")
-                  for c in spec.get("initContainers") or []],
-            main=[ContainerState(c["name"], c.get("image", ""), False,
-                                 reason="PodInitializing" if spec.get("initContainers")
-                                 else "ContainerCreating")
-                  for c in spec.get("containers") or []])
+            init=[
+                ContainerState(c["name"], c.get("image", ""), True, reason="PodInitializing")
+                for c in spec.get("initContainers") or []
+            ],
+            main=[
+                ContainerState(
+                    c["name"],
+                    c.get("image", ""),
+                    False,
+                    reason="PodInitializing" if spec.get("initContainers") else "ContainerCreating",
+                )
+                for c in spec.get("containers") or []
+            ],
+        )
         self._lock = threading.Lock()  # guards view and stop_reason
         self._publish_lock = threading.Lock()  # keeps status writes in order
         self.stop = threading.Event()
@@ -72,8 +80,9 @@ class PodWorker:
         self._gone = threading.Event()  # the API object no longer exists
         self._deleting = threading.Event()  # the API object has a deletionTimestamp
         self._release = threading.Event()  # deleted, gone or agent shutdown: end the worker
-        self.thread = threading.Thread(target=self._main, name=f"pod-{self.namespace}/{self.name}",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self._main, name=f"pod-{self.namespace}/{self.name}", daemon=True
+        )
 
     @property
     def path(self) -> str:
@@ -90,8 +99,9 @@ class PodWorker:
         if meta.get("deletionTimestamp"):
             grace = meta.get("deletionGracePeriodSeconds")
             self._deleting.set()
-            self._interrupt("deleted", float(grace) if grace is not None else
-                            self._termination_grace())
+            self._interrupt(
+                "deleted", float(grace) if grace is not None else self._termination_grace()
+            )
             self._release.set()
 
     def removed(self) -> None:
@@ -144,8 +154,11 @@ class PodWorker:
             return None
         started = self.pod.get("status", {}).get("startTime")
         elapsed = time.time() - datetime.fromisoformat(started).timestamp() if started else 0.0
-        timer = threading.Timer(max(0.0, float(seconds) - elapsed), self._interrupt,
-                                args=("deadline", self._termination_grace()))
+        timer = threading.Timer(
+            max(0.0, float(seconds) - elapsed),
+            self._interrupt,
+            args=("deadline", self._termination_grace()),
+        )
         timer.daemon = True
         timer.start()
         return timer
@@ -160,13 +173,18 @@ class PodWorker:
         except ConfigError as err:
             return self._fail("CreateContainerConfigError", str(err))
         spec = self.pod["spec"]
-        for container, state in zip(spec.get("initContainers") or [], self.view.init,
-                                    strict=True):
+        for container, state in zip(spec.get("initContainers") or [], self.view.init, strict=True):
             if not self._run_container(container, state, volumes) or self.stop.is_set():
                 return self._finish()
-        threads = [threading.Thread(target=self._run_container, args=(c, s, volumes),
-                                    name=f"ctr-{self.name}/{c['name']}", daemon=True)
-                   for c, s in zip(spec["containers"], self.view.main, strict=True)]
+        threads = [
+            threading.Thread(
+                target=self._run_container,
+                args=(c, s, volumes),
+                name=f"ctr-{self.name}/{c['name']}",
+                daemon=True,
+            )
+            for c, s in zip(spec["containers"], self.view.main, strict=True)
+        ]
         for s in self.view.main:
             s.wait("ContainerCreating")
         for t in threads:
@@ -200,8 +218,9 @@ class PodWorker:
             return exit_code != 0
         return policy == "Always" or exit_code != 0
 
-    def _run_container(self, container: JSON, state: ContainerState,
-                       volumes: dict[str, Path]) -> bool:
+    def _run_container(
+        self, container: JSON, state: ContainerState, volumes: dict[str, Path]
+    ) -> bool:
         """Run with the restart policy until done or stopped; True if it succeeded."""
         clog = ContainerLog(self.dir / "logs", container["name"], self.uid)
         clog.directory.mkdir(parents=True, exist_ok=True)
@@ -211,13 +230,15 @@ class PodWorker:
             try:
                 env = container_env(self.ctx.kube, self.pod, container, self.ctx.base_env)
                 launch = Launch(
-                    argv=container_argv(container, env), env=env,
+                    argv=container_argv(container, env),
+                    env=env,
                     mounts=container_mounts(container, volumes),
                     workdir=container.get("workingDir") or "/",
                     termination_path=container.get("terminationMessagePath")
                     or "/dev/termination-log",
                     fallback_to_logs=container.get("terminationMessagePolicy")
-                    == "FallbackToLogsOnError")
+                    == "FallbackToLogsOnError",
+                )
             except ConfigError as err:
                 with self._lock:
                     state.wait("CreateContainerConfigError", str(err))
@@ -234,9 +255,14 @@ class PodWorker:
                 self._publish()
 
             code, message = run_once(
-                launch, procs=self.ctx.procs, host_paths=self.ctx.host_paths,
-                container_log=clog, scratch=self.dir / f"termination-{container['name']}",
-                stop=StopSignal(self.stop, lambda: self._grace), on_start=started)
+                launch,
+                procs=self.ctx.procs,
+                host_paths=self.ctx.host_paths,
+                container_log=clog,
+                scratch=self.dir / f"termination-{container['name']}",
+                stop=StopSignal(self.stop, lambda: self._grace),
+                on_start=started,
+            )
             with self._lock:
                 state.terminate(code, message)
             self._publish()
@@ -244,8 +270,10 @@ class PodWorker:
                 return code == 0
             with self._lock:
                 state.restart()
-                state.wait("CrashLoopBackOff" if code else "Completed",
-                           f"back-off {backoff:.0f}s restarting container {state.name}")
+                state.wait(
+                    "CrashLoopBackOff" if code else "Completed",
+                    f"back-off {backoff:.0f}s restarting container {state.name}",
+                )
             self._publish()
             if self.stop.wait(backoff):
                 return False
@@ -268,10 +296,17 @@ class PodWorker:
 
     def _delete_object(self) -> None:
         try:
-            self.ctx.kube.request("DELETE", self.path, query={"gracePeriodSeconds": 0},
-                                  body={"apiVersion": "v1", "kind": "DeleteOptions",
-                                        "gracePeriodSeconds": 0,
-                                        "preconditions": {"uid": self.uid}})
+            self.ctx.kube.request(
+                "DELETE",
+                self.path,
+                query={"gracePeriodSeconds": 0},
+                body={
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "gracePeriodSeconds": 0,
+                    "preconditions": {"uid": self.uid},
+                },
+            )
         except KubeError as err:
             if err.status not in (404, 409):
                 log.warning("deleting %s/%s: %s", self.namespace, self.name, err)

@@ -39,7 +39,7 @@ def _stat_fields(pid: int) -> tuple[str, int, int] | None:
     except OSError:
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return fields[0], int(fields[1]), int(fields[2])
 
 
@@ -93,8 +93,14 @@ class ProcessTable:
     def spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         with self._lock:
             proc = subprocess.Popen(
-                list(argv), env=dict(env), cwd="/", stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                list(argv),
+                env=dict(env),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self._children[proc.pid] = proc
             (self.pid_dir / str(proc.pid)).write_text(" ".join(argv))
         return proc

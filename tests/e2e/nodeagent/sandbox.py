@@ -29,15 +29,31 @@ def ordered(mounts: Sequence[Mount]) -> list[Mount]:
     return sorted(mounts, key=lambda m: depth(m.target))
 
 
-def bwrap_command(argv: Sequence[str], mounts: Sequence[Mount], workdir: str, *,
-                  termination_file: Path | None = None,
-                  termination_path: str = "/dev/termination-log",
-                  bwrap: str = "bwrap") -> list[str]:
+def bwrap_command(
+    argv: Sequence[str],
+    mounts: Sequence[Mount],
+    workdir: str,
+    *,
+    termination_file: Path | None = None,
+    termination_path: str = "/dev/termination-log",
+    bwrap: str = "bwrap",
+) -> list[str]:
     """The full argv: setpriv (die when the agent's thread dies) + bwrap + the container command."""
     if not argv:
         raise ValueError("a container needs a command")
-    cmd = ["setpriv", "--pdeathsig", "KILL", "--", bwrap,
-           "--dev-bind", "/", "/", "--dev", "/dev", "--die-with-parent"]
+    cmd = [
+        "setpriv",
+        "--pdeathsig",
+        "KILL",
+        "--",
+        bwrap,
+        "--dev-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--die-with-parent",
+    ]
     for mount in ordered(mounts):
         cmd += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
     if termination_file is not None:
@@ -56,7 +72,8 @@ def resolve(path: str, mounts: Sequence[Mount]) -> tuple[Path, bool]:
     for mount in mounts:
         root = PurePosixPath(mount.target)
         if (target == root or root in target.parents) and (
-                best is None or depth(mount.target) > depth(best.target)):
+            best is None or depth(mount.target) > depth(best.target)
+        ):
             best = mount
     if best is None:
         return Path(path), False

@@ -15,11 +15,13 @@ from .kube import JSON, Kube
 from .sandbox import Mount
 
 
-def _write_items(target: Path, data: dict[str, str], items: list[JSON] | None,
-                 mode: int) -> None:
+def _write_items(target: Path, data: dict[str, str], items: list[JSON] | None, mode: int) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    chosen = [(i["key"], i["path"], i.get("mode", mode)) for i in items] if items else [
-        (k, k, mode) for k in data]
+    chosen = (
+        [(i["key"], i["path"], i.get("mode", mode)) for i in items]
+        if items
+        else [(k, k, mode) for k in data]
+    )
     for key, rel, file_mode in chosen:
         if key not in data:
             raise ConfigError(f"key {key!r} missing for volume at {target.name}")
@@ -31,8 +33,9 @@ def _write_items(target: Path, data: dict[str, str], items: list[JSON] | None,
 
 def _binary_config_map(kube: Kube, namespace: str, name: str) -> dict[str, str]:
     obj = kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-    return {k: base64.b64decode(v).decode("latin-1") for k, v in
-            (obj.get("binaryData") or {}).items()}
+    return {
+        k: base64.b64decode(v).decode("latin-1") for k, v in (obj.get("binaryData") or {}).items()
+    }
 
 
 def prepare(kube: Kube, pod: JSON, pod_dir: Path) -> dict[str, Path]:
@@ -61,16 +64,23 @@ def prepare(kube: Kube, pod: JSON, pod_dir: Path) -> dict[str, Path]:
             is_secret = "secret" in volume
             spec = volume["secret" if is_secret else "configMap"]
             ref = spec["secretName" if is_secret else "name"]
-            data = object_data(kube, "Secret" if is_secret else "ConfigMap", namespace, ref,
-                                bool(spec.get("optional")))
+            data = object_data(
+                kube,
+                "Secret" if is_secret else "ConfigMap",
+                namespace,
+                ref,
+                bool(spec.get("optional")),
+            )
             if data is not None and not is_secret:
                 data |= _binary_config_map(kube, namespace, ref)
             _write_items(target, data or {}, spec.get("items"), spec.get("defaultMode", 0o644))
             paths[name] = target
         else:
             kinds = sorted(k for k in volume if k != "name")
-            raise ConfigError(f"volume {name!r}: type {kinds} is not supported by the test "
-                              "node agent (emptyDir, hostPath, configMap, secret are)")
+            raise ConfigError(
+                f"volume {name!r}: type {kinds} is not supported by the test "
+                "node agent (emptyDir, hostPath, configMap, secret are)"
+            )
     return paths
 
 
@@ -85,6 +95,7 @@ def container_mounts(container: JSON, volumes: dict[str, Path]) -> list[Mount]:
             source = source / sub
             if not source.exists():
                 source.mkdir(parents=True)  # as kubelet does for a missing subPath
-        mounts.append(Mount(source=source, target=vm["mountPath"],
-                            read_only=bool(vm.get("readOnly"))))
+        mounts.append(
+            Mount(source=source, target=vm["mountPath"], read_only=bool(vm.get("readOnly")))
+        )
     return mounts
