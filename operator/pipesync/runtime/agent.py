@@ -1,0 +1,302 @@
+"""What the in-pod agent does: fetch a task's inputs before it starts, upload its outputs
+after it ends (the contract: helper-briefs/operator-data-contract.md, summarised below).
+
+A task runs as one pod around the user's image, which need not contain Python. An init
+container runs `pipesync agent fetch` to materialise inputs under /pipesync/inputs; the
+user's container writes its exit code to the marker /pipesync/.exit; a sidecar runs
+`pipesync agent upload`, waits for that marker and, when the code is 0, uploads the declared
+outputs from /pipesync/outputs. Its one-line JSON termination message carries the exit
+code and small parameter values into the pod status, so the controller rarely reads S3.
+
+The functions here take a store, paths and a clock, and do no argument parsing, so they
+are tested against a `LocalStore` with a fake clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipesync.engine import layout
+from pipesync.runtime.storage import Clock, ObjectStore, Sleep, StoreError, check_key
+
+DEFAULT_ROOT = Path("/pipesync")
+TERMINATION_LOG = Path("/dev/termination-log")
+#: Kubernetes keeps at most 4096 bytes of a termination message; stay well below.
+TERMINATION_LIMIT = 4096
+PARAMETER_BUDGET = 3500
+POLL_SECONDS = 0.2
+_MAX_ERROR_BYTES = 1000
+
+# Exit codes of `pipesync agent upload`: the task's own result travels in the JSON.
+UPLOAD_DONE, UPLOAD_NO_MARKER, UPLOAD_STORE_FAILED = 0, 1, 2
+
+
+class AgentError(Exception):
+    """A request the agent refuses or cannot serve; the message names the key or path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """The shared volume's paths (the root is /pipesync in a pod; a temp dir in tests)."""
+
+    root: Path = DEFAULT_ROOT
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def parameters(self) -> Path:
+        return self.outputs / "parameters"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.outputs / "artifacts"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / ".exit"
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@dataclasses.dataclass(frozen=True)
+class Get:
+    key: str
+    path: Path
+
+
+def parse_get(spec: str, paths: Layout) -> Get:
+    """`KEY=PATH` with PATH under <root>/inputs/, no `..`, and a valid key."""
+    key, sep, raw = spec.partition("=")
+    if not sep or not key or not raw:
+        raise AgentError(f"--get {spec!r}: expected KEY=PATH")
+    try:
+        check_key(key)
+    except ValueError as error:
+        raise AgentError(f"--get {spec!r}: {error}") from None
+    path = PurePosixPath(raw)
+    if ".." in path.parts or not path.is_absolute():
+        raise AgentError(f"--get {spec!r}: PATH must be absolute and contain no '..'")
+    inputs = PurePosixPath(paths.inputs.as_posix())
+    if path == inputs or inputs not in path.parents:
+        raise AgentError(f"--get {spec!r}: PATH must be under {inputs}/")
+    return Get(key=key, path=Path(path))
+
+
+@dataclasses.dataclass
+class FetchResult:
+    files: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)  # optional and absent
+
+
+def fetch(store: ObjectStore, gets: Sequence[Get], optional: Iterable[str]) -> FetchResult:
+    """Materialise each key (an object, or every object under `KEY/`) at its path."""
+    optional_keys = set(optional)
+    result = FetchResult()
+    for get in gets:
+        if store.exists(get.key):
+            store.get_file(get.key, get.path)
+            result.files += 1
+            continue
+        directory = f"{get.key}/"
+        keys = store.list_prefix(directory)
+        if not keys:
+            if get.key in optional_keys:
+                result.skipped.append(get.key)
+                continue
+            raise AgentError(f"input {get.key!r} not found (neither an object nor a prefix)")
+        for key in keys:
+            relative = PurePosixPath(key[len(directory) :])
+            if not relative.parts or ".." in relative.parts:
+                raise AgentError(f"input {get.key!r}: refusing object {key!r}")
+            store.get_file(key, get.path.joinpath(*relative.parts))
+            result.files += 1
+    return result
+
+
+def prepare_outputs(paths: Layout) -> None:
+    """Create the output directories; the user's container may run as any uid, so anyone
+    may write there (the volume belongs to this pod alone)."""
+    for directory in (paths.parameters, paths.artifacts):
+        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (paths.outputs, paths.parameters, paths.artifacts):
+        os.chmod(directory, 0o777)  # noqa: S103 - deliberate, see above
+
+
+# --------------------------------------------------------------------------- upload
+
+
+@dataclasses.dataclass
+class UploadReport:
+    """What the termination message says (one JSON line, under TERMINATION_LIMIT bytes)."""
+
+    exit_code: int | None
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    missing: list[str] = dataclasses.field(default_factory=list)
+    uploaded: int = 0
+    truncated: bool = False
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return termination_message(self)
+
+
+def termination_message(report: UploadReport) -> str:
+    """The report as JSON that fits a termination message: parameter values are kept in
+    declared order while the whole stays under PARAMETER_BUDGET bytes; a value is never
+    cut, only left out (then `truncated` is true and the controller reads it from S3)."""
+
+    def render(parameters: dict[str, str], missing: list[str], error: str | None) -> str:
+        body: dict[str, Any] = {
+            "exitCode": report.exit_code,
+            "parameters": parameters,
+            "missing": missing,
+            "uploaded": report.uploaded,
+            "truncated": truncated,
+        }
+        if error is not None:
+            body["error"] = error
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+    error = None
+    if report.error is not None:  # bounded in bytes: UTF-8 may take 4 per character
+        error = report.error.encode()[:_MAX_ERROR_BYTES].decode("utf-8", errors="ignore")
+    truncated = report.truncated
+    missing = list(report.missing)
+    kept: dict[str, str] = {}
+    for name, value in report.parameters.items():
+        candidate = {**kept, name: value}
+        if len(render(candidate, missing, error).encode()) < PARAMETER_BUDGET:
+            kept = candidate
+        else:
+            truncated = True
+    text = render(kept, missing, error)
+    while len(text.encode()) >= PARAMETER_BUDGET and missing:
+        # Thousands of missing names: the count matters more than the full list.
+        missing = missing[: len(missing) // 2]
+        truncated = True
+        text = render(kept, missing, error)
+    return text
+
+
+def wait_for_marker(
+    marker: Path, timeout: float | None, clock: Clock, sleep: Sleep, poll: float = POLL_SECONDS
+) -> int | None:
+    """The exit code in the marker file, or None when `timeout` seconds pass without it.
+
+    A marker that does not hold a decimal number counts as exit code 255 (a failure)."""
+    started = clock()
+    while True:
+        try:
+            text = marker.read_text().strip()
+        except FileNotFoundError:
+            if timeout is not None and clock() - started >= timeout:
+                return None
+            sleep(poll)
+            continue
+        try:
+            return int(text)
+        except ValueError:
+            return 255
+
+
+def upload(
+    store: ObjectStore,
+    *,
+    node_prefix: str,
+    parameters: Sequence[str],
+    artifacts: Sequence[str],
+    paths: Layout,
+    marker: Path | None = None,
+    timeout: float | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> tuple[int, UploadReport]:
+    """Wait for the task to end and, if it succeeded, upload its declared outputs.
+
+    Returns the agent's exit code and the report for its termination message."""
+    check_key(node_prefix)
+    code = wait_for_marker(marker or paths.marker, timeout, clock, sleep)
+    if code is None:
+        report = UploadReport(
+            exit_code=None, error=f"no exit marker at {marker or paths.marker} after {timeout}s"
+        )
+        return UPLOAD_NO_MARKER, report
+    report = UploadReport(exit_code=code)
+    if code != 0:
+        return UPLOAD_DONE, report  # a failed attempt's outputs are never published
+    try:
+        _upload_parameters(store, node_prefix, parameters, paths, report)
+        _upload_artifacts(store, node_prefix, artifacts, paths, report)
+    except (StoreError, OSError) as error:
+        report.error = f"{type(error).__name__}: {error}"
+        return UPLOAD_STORE_FAILED, report
+    return UPLOAD_DONE, report
+
+
+def _upload_parameters(
+    store: ObjectStore,
+    node_prefix: str,
+    names: Sequence[str],
+    paths: Layout,
+    report: UploadReport,
+) -> None:
+    for name in names:
+        source = paths.parameters / name
+        if not source.is_file():
+            report.missing.append(f"parameters/{name}")
+            continue
+        data = source.read_bytes()
+        store.put_bytes(layout.output_parameter_key(node_prefix, name), data)
+        report.uploaded += 1
+        if len(data) < PARAMETER_BUDGET:
+            report.parameters[name] = data.decode("utf-8", errors="replace")
+        else:
+            report.truncated = True
+
+
+def _upload_artifacts(
+    store: ObjectStore,
+    node_prefix: str,
+    names: Sequence[str],
+    paths: Layout,
+    report: UploadReport,
+) -> None:
+    for name in names:
+        source = paths.artifacts / name
+        key = layout.output_artifact_key(node_prefix, name)
+        if not source.exists():
+            report.missing.append(f"artifacts/{name}")
+            continue
+        # A retried attempt must not inherit files an earlier attempt left behind.
+        store.delete_prefix(f"{key}/")
+        if source.is_file():
+            store.put_file(key, source)
+            report.uploaded += 1
+            continue
+        for file in sorted(p for p in source.rglob("*") if p.is_file()):
+            relative = file.relative_to(source).as_posix()
+            store.put_file(f"{key}/{relative}", file)
+            report.uploaded += 1
+
+
+def write_termination(text: str, path: Path = TERMINATION_LOG) -> str | None:
+    """Write the message; return why not (outside Kubernetes there may be no such file)."""
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    except OSError as error:
+        return str(error)
+    return None

@@ -1,0 +1,377 @@
+"""The in-pod agent (fetch inputs, upload outputs) and the store retry layer, on a LocalStore
+with a fake clock: no S3, no sleeping."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from pipesync.cli.main import main
+from pipesync.runtime import agent
+from pipesync.runtime.storage import (
+    Backoff,
+    LocalStore,
+    NotFound,
+    Retry,
+    RetryingStore,
+    StoreError,
+    TransientStoreError,
+)
+
+NODE = "ns/runs/r1/train"
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for tests: sleeping advances the clock instantly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> agent.Layout:
+    return agent.Layout(tmp_path / "pod")
+
+
+# --------------------------------------------------------------------------- LocalStore
+
+
+def test_local_store_round_trip_list_and_delete(store: LocalStore, tmp_path: Path) -> None:
+    store.put_bytes("a/b/one", b"1")
+    source = tmp_path / "f"
+    source.write_bytes(b"two")
+    store.put_file("a/b/two", source)
+    store.put_bytes("a/bc", b"3")
+    assert store.exists("a/b/one") and not store.exists("a/b")
+    assert store.list_prefix("a/b/") == ["a/b/one", "a/b/two"]
+    assert store.list_prefix("a/b") == ["a/b/one", "a/b/two", "a/bc"]
+    assert store.get_bytes("a/b/two") == b"two"
+    store.get_file("a/b/one", tmp_path / "out" / "x")
+    assert (tmp_path / "out" / "x").read_bytes() == b"1"
+    assert store.delete_prefix("a/b/") == 2
+    assert store.list_prefix("") == ["a/bc"]
+    with pytest.raises(NotFound):
+        store.get_file("a/b/one", tmp_path / "y")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/.", "..", "a\\b"])
+def test_store_refuses_keys_that_escape(store: LocalStore, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid object key"):
+        store.put_bytes(key, b"x")
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def test_fetch_a_file_and_a_prefix(store: LocalStore, paths: agent.Layout) -> None:
+    store.put_bytes("ns/runs/r1/prep/outputs/artifacts/model", b"weights")
+    store.put_bytes("ns/runs/r1/prep/outputs/artifacts/data/train.csv", b"a,b")
+    store.put_bytes("ns/runs/r1/prep/outputs/artifacts/data/sub/test.csv", b"c,d")
+    store.put_bytes("ns/runs/r1/prep/outputs/artifacts/database", b"not part of data/")
+    gets = [
+        agent.parse_get(f"ns/runs/r1/prep/outputs/artifacts/model={paths.inputs}/model", paths),
+        agent.parse_get(f"ns/runs/r1/prep/outputs/artifacts/data={paths.inputs}/data", paths),
+    ]
+    result = agent.fetch(store, gets, [])
+    assert result.files == 3
+    assert (paths.inputs / "model").read_bytes() == b"weights"
+    assert (paths.inputs / "data" / "train.csv").read_bytes() == b"a,b"
+    assert (paths.inputs / "data" / "sub" / "test.csv").read_bytes() == b"c,d"
+    assert sorted(p.name for p in (paths.inputs / "data").iterdir()) == ["sub", "train.csv"]
+
+
+def test_fetch_missing_input_fails_unless_optional(store: LocalStore, paths: agent.Layout) -> None:
+    get = agent.parse_get(f"ns/runs/r1/x/outputs/artifacts/none={paths.inputs}/none", paths)
+    with pytest.raises(agent.AgentError, match="outputs/artifacts/none"):
+        agent.fetch(store, [get], [])
+    result = agent.fetch(store, [get], [get.key])
+    assert result.skipped == [get.key]
+    assert not (paths.inputs / "none").exists()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "k=/etc/x",
+        "k={inputs}/../x",
+        "k={inputs}/a/../../x",
+        "k={inputs}",
+        "k=relative/x",
+        "k={root}/outputs/x",
+        "=/pipesync/inputs/x",
+        "k",
+        "../k={inputs}/x",
+    ],
+)
+def test_fetch_refuses_paths_outside_inputs(spec: str, paths: agent.Layout) -> None:
+    with pytest.raises(agent.AgentError):
+        agent.parse_get(spec.format(inputs=paths.inputs, root=paths.root), paths)
+
+
+def test_prepare_outputs_makes_world_writable_directories(paths: agent.Layout) -> None:
+    agent.prepare_outputs(paths)
+    for directory in (paths.outputs, paths.parameters, paths.artifacts):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o777
+
+
+# --------------------------------------------------------------------------- upload
+
+
+def _outputs(paths: agent.Layout, code: str | None = "0") -> None:
+    agent.prepare_outputs(paths)
+    (paths.parameters / "accuracy").write_text("0.94")
+    (paths.artifacts / "model").write_bytes(b"weights")
+    (paths.artifacts / "plots").mkdir()
+    (paths.artifacts / "plots" / "a.png").write_bytes(b"png")
+    (paths.artifacts / "plots" / "deep").mkdir()
+    (paths.artifacts / "plots" / "deep" / "b.png").write_bytes(b"png2")
+    if code is not None:
+        paths.marker.write_text(code)
+
+
+def test_upload_after_success(store: LocalStore, paths: agent.Layout) -> None:
+    _outputs(paths)
+    clock = FakeClock()
+    code, report = agent.upload(
+        store,
+        node_prefix=NODE,
+        parameters=["accuracy"],
+        artifacts=["model", "plots"],
+        paths=paths,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert code == agent.UPLOAD_DONE
+    assert json.loads(report.to_json()) == {
+        "exitCode": 0,
+        "parameters": {"accuracy": "0.94"},
+        "missing": [],
+        "uploaded": 4,
+        "truncated": False,
+    }
+    assert store.list_prefix(f"{NODE}/") == [
+        f"{NODE}/outputs/artifacts/model",
+        f"{NODE}/outputs/artifacts/plots/a.png",
+        f"{NODE}/outputs/artifacts/plots/deep/b.png",
+        f"{NODE}/outputs/parameters/accuracy",
+    ]
+    assert store.get_bytes(f"{NODE}/outputs/parameters/accuracy") == b"0.94"
+
+
+def test_upload_waits_for_the_marker(store: LocalStore, paths: agent.Layout) -> None:
+    _outputs(paths, code=None)
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        assert store.list_prefix("") == [], "uploaded before the task ended"
+        if len(clock.sleeps) == 5:
+            paths.marker.write_text("0\n")
+
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=[], paths=paths,
+        clock=clock, sleep=sleep,
+    )  # fmt: skip
+    assert code == agent.UPLOAD_DONE and report.exit_code == 0
+    assert clock.sleeps == [agent.POLL_SECONDS] * 5
+    assert store.exists(f"{NODE}/outputs/parameters/accuracy")
+
+
+def test_upload_gives_up_waiting_after_timeout(store: LocalStore, paths: agent.Layout) -> None:
+    _outputs(paths, code=None)
+    clock = FakeClock()
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=[], paths=paths,
+        timeout=2.0, clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+    assert code == agent.UPLOAD_NO_MARKER
+    assert report.exit_code is None and report.error and "no exit marker" in report.error
+    waited = clock.now - 1000.0
+    assert 2.0 <= waited < 2.0 + agent.POLL_SECONDS + 1e-9
+    assert store.list_prefix("") == []
+
+
+@pytest.mark.parametrize(("marker", "expected"), [("3", 3), ("garbage", 255)])
+def test_nonzero_exit_uploads_nothing(
+    store: LocalStore, paths: agent.Layout, marker: str, expected: int
+) -> None:
+    _outputs(paths, code=marker)
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=["model"], paths=paths
+    )
+    assert code == agent.UPLOAD_DONE
+    assert json.loads(report.to_json())["exitCode"] == expected
+    assert report.uploaded == 0 and report.parameters == {}
+    assert store.list_prefix("") == []
+
+
+def test_missing_outputs_are_reported(store: LocalStore, paths: agent.Layout) -> None:
+    _outputs(paths)
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy", "loss"], artifacts=["model", "report"],
+        paths=paths,
+    )  # fmt: skip
+    assert code == agent.UPLOAD_DONE
+    assert json.loads(report.to_json())["missing"] == ["parameters/loss", "artifacts/report"]
+    assert report.uploaded == 2
+
+
+def test_stale_directory_files_of_an_earlier_attempt_are_removed(
+    store: LocalStore, paths: agent.Layout
+) -> None:
+    store.put_bytes(f"{NODE}/outputs/artifacts/plots/old.png", b"stale")
+    _outputs(paths)
+    agent.upload(store, node_prefix=NODE, parameters=[], artifacts=["plots"], paths=paths)
+    assert not store.exists(f"{NODE}/outputs/artifacts/plots/old.png")
+    assert store.exists(f"{NODE}/outputs/artifacts/plots/a.png")
+
+
+def test_termination_message_stays_small_and_says_when_truncated() -> None:
+    values = {f"p{i}": "v" * 900 for i in range(6)}
+    report = agent.UploadReport(exit_code=0, parameters=values, uploaded=6)
+    text = report.to_json()
+    body = json.loads(text)
+    assert len(text.encode()) < agent.PARAMETER_BUDGET
+    assert body["truncated"] is True
+    assert 0 < len(body["parameters"]) < 6
+    assert all(value == "v" * 900 for value in body["parameters"].values())  # never cut
+
+    small = json.loads(agent.UploadReport(exit_code=0, parameters={"a": "1"}).to_json())
+    assert small["truncated"] is False and small["parameters"] == {"a": "1"}
+
+
+def test_termination_message_bounded_with_huge_error_and_missing_list() -> None:
+    report = agent.UploadReport(
+        exit_code=0,
+        missing=[f"artifacts/output_number_{i}" for i in range(2000)],
+        error="é" * 5000,
+    )
+    text = report.to_json()
+    assert len(text.encode()) < agent.TERMINATION_LIMIT
+    assert json.loads(text)["truncated"] is True
+
+
+def test_big_parameter_is_uploaded_but_left_out_of_the_message(
+    store: LocalStore, paths: agent.Layout
+) -> None:
+    _outputs(paths)
+    (paths.parameters / "big").write_text("x" * 10_000)
+    _, report = agent.upload(
+        store, node_prefix=NODE, parameters=["big", "accuracy"], artifacts=[], paths=paths
+    )
+    body = json.loads(report.to_json())
+    assert body["parameters"] == {"accuracy": "0.94"} and body["truncated"] is True
+    assert store.get_bytes(f"{NODE}/outputs/parameters/big") == b"x" * 10_000
+
+
+# --------------------------------------------------------------------------- retries
+
+
+class FlakyStore(LocalStore):
+    """A LocalStore whose writes fail `failures` times before they work."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+        self.calls = 0
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TransientStoreError("connection refused")
+        super().put_bytes(key, data)
+
+
+def test_backoff_sequence_until_the_store_answers(tmp_path: Path, paths: agent.Layout) -> None:
+    clock = FakeClock()
+    flaky = FlakyStore(tmp_path / "s", failures=7)
+    store = RetryingStore(flaky, Retry(Backoff(patience=600), clock=clock, sleep=clock.sleep))
+    _outputs(paths)
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=[], paths=paths
+    )
+    assert code == agent.UPLOAD_DONE and report.uploaded == 1
+    assert clock.sleeps == [0.5, 1, 2, 4, 8, 10, 10]
+    assert flaky.calls == 8
+
+
+def test_store_failing_beyond_patience_fails_the_agent(tmp_path: Path, paths: agent.Layout) -> None:
+    clock = FakeClock()
+    flaky = FlakyStore(tmp_path / "s", failures=10**9)
+    store = RetryingStore(flaky, Retry(Backoff(patience=20), clock=clock, sleep=clock.sleep))
+    _outputs(paths)
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=[], paths=paths
+    )
+    assert code == agent.UPLOAD_STORE_FAILED
+    assert clock.sleeps == [0.5, 1, 2, 4, 8, 4.5]  # the last pause ends at the patience
+    assert report.error is not None and "gave up after 20s" in report.error
+    assert "connection refused" in json.loads(report.to_json())["error"]
+
+
+def test_permanent_errors_are_not_retried(tmp_path: Path) -> None:
+    clock = FakeClock()
+    calls: list[int] = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise StoreError("AccessDenied")
+
+    with pytest.raises(StoreError, match="AccessDenied"):
+        Retry(clock=clock, sleep=clock.sleep)("put k", denied)
+    assert calls == [1] and clock.sleeps == []
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_agent_is_hidden_from_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "validate" in out and "agent" not in out
+
+
+def test_cli_fetch_refuses_escaping_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPESYNC_S3_BUCKET", "b")
+    code = main(["agent", "fetch", "--root", str(tmp_path), "--get", "k=/etc/x"])
+    assert code == 2
+    assert "must be under" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cli_fetch_without_inputs_prepares_outputs(tmp_path: Path) -> None:
+    # No --get: no store, so no S3 settings are needed.
+    assert main(["agent", "fetch", "--root", str(tmp_path)]) == 0
+    assert stat.S_IMODE((tmp_path / "outputs" / "parameters").stat().st_mode) == 0o777
+
+
+def test_cli_upload_without_bucket_writes_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PIPESYNC_S3_BUCKET", raising=False)
+    log = tmp_path / "termination-log"
+    code = main(
+        ["agent", "upload", "--root", str(tmp_path), "--node-prefix", NODE,
+         "--termination-log", str(log)]
+    )  # fmt: skip
+    assert code == 2
+    assert "PIPESYNC_S3_BUCKET" in json.loads(log.read_text())["error"]
