@@ -1,0 +1,432 @@
+"""One planner `Launch` as one Kubernetes Pod manifest (a plain dict), built without I/O.
+
+Why this shape (see the pod contract in the project docs): the user's image needs only
+/bin/sh. Three containers share an emptyDir mounted at /pipesync:
+
+- init `pipesync-inputs` (operator image): `pipesync agent fetch` downloads the input
+  artifacts from S3 into /pipesync/inputs/ and prepares /pipesync/outputs/;
+- `main` (user image): the task's argv behind a small /bin/sh wrapper that records the
+  program's exit code in /pipesync/.exit (the sidecar's signal that outputs are final);
+- `pipesync-outputs` (operator image): `pipesync agent upload` waits for /pipesync/.exit,
+  uploads the declared outputs and reports them in its termination message, which
+  `pipesync.runtime.podstate` reads back.
+
+The build is a pure function of the launch and settings, so the controller can rebuild
+the same manifest after a restart and rely on the deterministic pod name for idempotency.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pipesync.api.model import API_VERSION, Resources
+from pipesync.engine import layout
+from pipesync.engine.compiler import CompiledPipeline, CompiledTask
+from pipesync.engine.planner import Launch
+from pipesync.engine.state import TASK, NodeKey
+from pipesync.engine.templating import Ref, RefKind
+from pipesync.runtime import placement
+from pipesync.runtime.placement import PoolSettings
+
+LABEL_RUN = "pipesync.io/run"
+LABEL_TASK = "pipesync.io/task"
+LABEL_PIPELINE = "pipesync.io/pipeline"
+LABEL_EXPERIMENT = "pipesync.io/experiment"
+LABEL_INSTANCE = "pipesync.io/instance"
+LABEL_ATTEMPT = "pipesync.io/attempt"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "pipesync"
+#: "<task index>/<instance>" (instance -1 for a plain task): the planner's NodeKey.
+ANNOTATION_NODE_KEY = "pipesync.io/node-key"
+#: The S3 key prefix of the node's outputs (`<prefix>/<namespace>/runs/<run>/<task>[/<i>]`).
+ANNOTATION_NODE_PREFIX = "pipesync.io/node-prefix"
+
+VOLUME = "pipesync"
+MOUNT_PATH = "/pipesync"
+INPUTS_CONTAINER = "pipesync-inputs"
+MAIN_CONTAINER = "main"
+OUTPUTS_CONTAINER = "pipesync-outputs"
+WRAPPER_NAME = "pipesync-wrapper"  # $0 of the wrapper script: shows up in `ps` and errors
+
+MAX_NAME = 63  # pod names double as hostnames, which are DNS-1123 labels
+_HASH_CHARS = 8
+
+#: The /bin/sh wrapper around the user's argv. Arguments: $1 is the mount path, the rest is
+#: the argv, passed as positional parameters so no value is ever parsed by the shell.
+#: Why not `exec`: the exit code must be written after the program ends. Why the program
+#: runs in the background: a shell blocked in a foreground child runs no traps, and as
+#: PID 1 of a container it would ignore SIGTERM entirely; here TERM (deletion,
+#: activeDeadlineSeconds) is forwarded to the program, which can shut down cleanly.
+#: The marker is written to a temporary file and renamed, so the sidecar never reads half
+#: a number (falling back to a direct write in images without `mv`).
+WRAPPER_SCRIPT = (
+    'm=$1; shift; child=""; '
+    'trap \'[ -n "$child" ] && kill -TERM "$child" 2>/dev/null\' TERM; '
+    '"$@" & child=$!; '
+    'while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done; '
+    '{ printf %s "$code" > "$m/.exit.tmp" && mv -f "$m/.exit.tmp" "$m/.exit"; } 2>/dev/null '
+    '|| printf %s "$code" > "$m/.exit"; '
+    'exit "$code"'
+)
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+class PodBuildError(ValueError):
+    """The launch cannot become a pod (e.g. no image, or a forEach producer's size unknown)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """The Run a pod belongs to (its owner)."""
+
+    name: str
+    namespace: str
+    uid: str
+    pipeline: str | None = None
+    experiment: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Settings:
+    bucket: str
+    endpoint: str | None = None  # e.g. http://minio.storage:9000; None: AWS
+    region: str = "us-east-1"
+    prefix: str = ""  # optional key prefix before `<namespace>/runs/...`
+    credentials_secret: str | None = None  # a Secret with AWS_ACCESS_KEY_ID/SECRET_ACCESS_KEY
+    access_key_id: str | None = None  # literal credentials: tests and local stacks only
+    secret_access_key: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSettings:
+    image: str  # the operator image (has `pipesync` on PATH)
+    s3: S3Settings
+    agent_command: tuple[str, ...] = ("pipesync",)
+    pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
+    mount_path: str = MOUNT_PATH  # tests point the wrapper at a temporary directory
+    #: Whether a repository snapshot is unpacked at <mount>/workspace (GitSource runs).
+    #: Until then tasks run in their image's working directory and `workingDir` is ignored:
+    #: Kubernetes needs an absolute workingDir, and a relative one has nothing to be
+    #: relative to but the image's, which the pod spec cannot name.
+    workspace: bool = False
+    default_task_image: str | None = None  # for tasks (and defaults) that name no image
+    image_pull_policy: str | None = None  # of the operator image's containers
+    s3_patience_seconds: float | None = None  # the sidecar's S3 retry budget
+
+
+def build_pod(
+    launch: Launch,
+    *,
+    run: RunInfo,
+    settings: PodSettings,
+    pipeline: CompiledPipeline,
+    fan_out_sizes: Mapping[int, int] | None = None,
+) -> dict[str, Any]:
+    """The Pod manifest for one attempt of one task or forEach instance.
+
+    `pipeline` names the producers of input artifacts; `fan_out_sizes` gives, for each
+    forEach producer a task reads artifacts from (by task index), how many instances it had.
+    """
+    compiled = launch.task
+    task = compiled.task
+    index, instance = launch.key
+    position = None if instance == TASK else instance
+    mount = settings.mount_path.rstrip("/") or "/"
+    node = node_prefix(settings.s3, run, compiled.name, position)
+    image = task.image or settings.default_task_image
+    if not image:
+        raise PodBuildError(f"task {compiled.name!r} names no image and no default is set")
+
+    labels = {
+        LABEL_RUN: _label_value(run.name),
+        LABEL_TASK: _label_value(compiled.name),
+        LABEL_ATTEMPT: str(launch.attempt),
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+    if run.pipeline:
+        labels[LABEL_PIPELINE] = _label_value(run.pipeline)
+    if run.experiment:
+        labels[LABEL_EXPERIMENT] = _label_value(run.experiment)
+    if position is not None:
+        labels[LABEL_INSTANCE] = str(position)
+
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # Task pods talk to nothing in the cluster: no service env vars, no API token
+        # unless the task asks for a service account.
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": bool(task.service_account_name),
+        "volumes": [{"name": VOLUME, "emptyDir": {}}],
+        "initContainers": [
+            _inputs_container(
+                launch,
+                pipeline=pipeline,
+                settings=settings,
+                run=run,
+                mount=mount,
+                fan_out_sizes=fan_out_sizes,
+            )
+        ],
+        "containers": [
+            _main_container(launch, run, settings, image, mount),
+            _outputs_container(compiled, settings, node, mount),
+        ],
+    }
+    if task.timeout_seconds is not None:
+        spec["activeDeadlineSeconds"] = max(1, math.ceil(task.timeout_seconds))
+    if task.service_account_name:
+        spec["serviceAccountName"] = task.service_account_name
+    spec.update(placement.place(task, settings.pools).as_pod_spec())
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(run.name, compiled.name, position, launch.attempt),
+            "namespace": run.namespace,
+            "labels": labels,
+            "annotations": {
+                ANNOTATION_NODE_KEY: format_node_key((index, instance)),
+                ANNOTATION_NODE_PREFIX: node,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Run",
+                    "name": run.name,
+                    "uid": run.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+# --- names and keys ---------------------------------------------------------------------
+
+
+def pod_name(run: str, task: str, instance: int | None, attempt: int) -> str:
+    """`<run>-<task>[-<instance>]-<attempt>-<hash>`, a DNS-1123 label of at most 63 chars.
+
+    The hash of the exact parts is always there because the dashed form alone is
+    ambiguous: run `r`, task `a-1`, attempt 2 and run `r`, task `a` instance 1, attempt 2
+    would both be `r-a-1-2` (and run `x-a` task `b` meets run `x` task `a-b`). When the
+    readable part is too long it is truncated; instance, attempt and hash stay intact.
+    """
+    parts = [run, task, "" if instance is None else str(instance), str(attempt)]
+    digest = _digest("\x00".join(parts))
+    tail = ("" if instance is None else f"-{instance}") + f"-{attempt}-{digest}"
+    readable = _NOT_DNS.sub("-", f"{run}-{task}".lower()).strip("-") or "task"
+    readable = readable[: MAX_NAME - len(tail)].rstrip("-") or "t"
+    return readable + tail
+
+
+def format_node_key(key: NodeKey) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def parse_node_key(text: str) -> NodeKey | None:
+    head, sep, tail = text.partition("/")
+    try:
+        key = (int(head), int(tail)) if sep else None
+    except ValueError:
+        return None
+    if key is None or key[0] < 0 or key[1] < TASK:
+        return None
+    return key
+
+
+def node_prefix(s3: S3Settings, run: RunInfo, task: str, instance: int | None) -> str:
+    """The S3 key prefix of one node, with the operator's optional global prefix."""
+    key = layout.node_prefix(run.namespace, run.name, task, instance)
+    prefix = s3.prefix.strip("/")
+    return f"{prefix}/{key}" if prefix else key
+
+
+def _digest(text: str) -> str:
+    raw = hashlib.sha256(text.encode()).digest()
+    return base64.b32encode(raw).decode().lower()[:_HASH_CHARS]
+
+
+def _label_value(value: str) -> str:
+    """Names are DNS labels already; anything else is made a valid label value."""
+    if len(value) <= 63 and _LABEL_VALUE.match(value):
+        return value
+    cleaned = re.sub(r"[^-A-Za-z0-9_.]+", "-", value)[:54].strip("-_.")
+    return f"{cleaned}-{_digest(value)}" if cleaned else _digest(value)
+
+
+# --- containers -------------------------------------------------------------------------
+
+
+def _inputs_container(
+    launch: Launch,
+    *,
+    pipeline: CompiledPipeline,
+    settings: PodSettings,
+    run: RunInfo,
+    mount: str,
+    fan_out_sizes: Mapping[int, int] | None,
+) -> dict[str, Any]:
+    args = ["agent", "fetch"]
+    for binding in launch.task.inputs:
+        producer = pipeline.tasks[binding.producer]
+        target = f"{mount}/inputs/{binding.name}"
+        # onExit runs whatever happened, so its producers may never have written anything.
+        optional = binding.optional or launch.task.is_exit
+        if producer.fan_out:
+            size = (fan_out_sizes or {}).get(producer.index)
+            if size is None:
+                raise PodBuildError(
+                    f"task {launch.task.name!r} reads artifact {binding.artifact!r} of forEach "
+                    f"task {producer.name!r}: its number of instances is needed"
+                )
+            sources = [
+                (node_prefix(settings.s3, run, producer.name, i), f"{target}/{i}")
+                for i in range(size)
+            ]
+        else:
+            sources = [(node_prefix(settings.s3, run, producer.name, None), target)]
+        for node, path in sources:
+            key = layout.output_artifact_key(node, binding.artifact)
+            args += ["--get", f"{key}={path}"]
+            if optional:
+                args += ["--optional", key]
+    return _agent_container(INPUTS_CONTAINER, args, settings, mount)
+
+
+def _outputs_container(
+    compiled: CompiledTask, settings: PodSettings, node: str, mount: str
+) -> dict[str, Any]:
+    args = ["agent", "upload", "--wait", f"{mount}/.exit", "--node-prefix", node]
+    for name in compiled.task.output_parameters:
+        args += ["--parameter", name]
+    for name in compiled.task.output_artifacts:
+        args += ["--artifact", name]
+    if settings.s3_patience_seconds is not None:
+        args += ["--s3-patience", _number(settings.s3_patience_seconds)]
+    container = _agent_container(OUTPUTS_CONTAINER, args, settings, mount)
+    container["terminationMessagePath"] = "/dev/termination-log"
+    container["terminationMessagePolicy"] = "File"  # the JSON report, never log lines
+    return container
+
+
+def _agent_container(
+    name: str, args: list[str], settings: PodSettings, mount: str
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": settings.image,
+        "command": [*settings.agent_command, *args],
+        "env": _s3_env(settings.s3),
+        "volumeMounts": [{"name": VOLUME, "mountPath": mount}],
+    }
+    if settings.image_pull_policy:
+        container["imagePullPolicy"] = settings.image_pull_policy
+    return container
+
+
+def _s3_env(s3: S3Settings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "PIPESYNC_S3_BUCKET", "value": s3.bucket},
+        {"name": "PIPESYNC_S3_REGION", "value": s3.region},
+    ]
+    if s3.endpoint:
+        env.append({"name": "PIPESYNC_S3_ENDPOINT", "value": s3.endpoint})
+    for variable, literal in (
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
+    ):
+        if s3.credentials_secret:
+            source = {"secretKeyRef": {"name": s3.credentials_secret, "key": variable}}
+            env.append({"name": variable, "valueFrom": source})
+        elif literal is not None:
+            env.append({"name": variable, "value": literal})
+        # Neither: the SDK's own chain (e.g. a workload identity) provides credentials.
+    return env
+
+
+def _main_container(
+    launch: Launch, run: RunInfo, settings: PodSettings, image: str, mount: str
+) -> dict[str, Any]:
+    compiled = launch.task
+    task = compiled.task
+
+    def resolve(ref: Ref) -> str:
+        if ref.kind is RefKind.OUTPUT_ARTIFACT:
+            return f"{mount}/outputs/artifacts/{ref.name}"
+        if ref.kind is RefKind.OUTPUT_PARAMETER:
+            return f"{mount}/outputs/parameters/{ref.name}"
+        if ref.kind is RefKind.INPUT_ARTIFACT:
+            return f"{mount}/inputs/{ref.name}"
+        return launch.resolve(ref)
+
+    argv = [template.render(resolve) for template in compiled.argv]
+    env = {name: template.render(resolve) for name, template in compiled.env}
+    env.update(
+        {
+            "PIPESYNC_RUN": run.name,
+            "PIPESYNC_NAMESPACE": run.namespace,
+            "PIPESYNC_TASK": compiled.name,
+            "PIPESYNC_ATTEMPT": str(launch.attempt),
+        }
+    )
+    if launch.has_item:
+        env["PIPESYNC_ITEM_INDEX"] = str(launch.key[1])
+    container: dict[str, Any] = {
+        "name": MAIN_CONTAINER,
+        "image": image,
+        "command": wrapper_command(argv, mount),
+        "env": [{"name": name, "value": value} for name, value in env.items()],
+        "volumeMounts": [{"name": VOLUME, "mountPath": mount}],
+        # A failing program's last log lines become the status message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    resources = pod_resources(task.resources)
+    if resources:
+        container["resources"] = resources
+    if settings.workspace:
+        directory = (task.working_dir or "").strip("/")
+        container["workingDir"] = f"{mount}/workspace" + (f"/{directory}" if directory else "")
+    return container
+
+
+def wrapper_command(argv: list[str], mount: str = MOUNT_PATH) -> list[str]:
+    """The `main` container's command: the wrapper script, then the argv untouched."""
+    return ["/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_NAME, mount, *argv]
+
+
+def pod_resources(resources: Resources) -> dict[str, dict[str, str]]:
+    """Requests equal limits for cpu, memory and ephemeral storage; GPUs as a limit."""
+    requests: dict[str, str] = {}
+    for name, value in (
+        ("cpu", resources.cpu),
+        ("memory", resources.memory),
+        ("ephemeral-storage", resources.ephemeral_storage),
+    ):
+        if value:
+            requests[name] = value
+    limits = dict(requests)
+    if resources.gpu > 0:
+        # Extended resources are limits only; the API server copies them into requests.
+        limits[placement.GPU_RESOURCE] = str(resources.gpu)
+    result: dict[str, dict[str, str]] = {}
+    if requests:
+        result["requests"] = requests
+    if limits:
+        result["limits"] = limits
+    return result
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
