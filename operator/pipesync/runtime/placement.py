@@ -107,7 +107,8 @@ class PoolSettings:
         default = data.get("defaultPool")
         if default is not None and not isinstance(default, str):
             raise PlacementConfigError("defaultPool must be a pool name")
-        raw_pools = data.get("pools") or {}
+        raw_pools = data.get("pools")
+        raw_pools = {} if raw_pools is None else raw_pools
         if not isinstance(raw_pools, Mapping):
             raise PlacementConfigError("pools must map pool names to settings")
         pools = {str(name): _pool_from_dict(str(name), spec) for name, spec in raw_pools.items()}

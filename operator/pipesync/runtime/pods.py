@@ -221,13 +221,19 @@ def pod_name(run: str, task: str, instance: int | None, attempt: int) -> str:
     The hash of the exact parts is always there because the dashed form alone is
     ambiguous: run `r`, task `a-1`, attempt 2 and run `r`, task `a` instance 1, attempt 2
     would both be `r-a-1-2` (and run `x-a` task `b` meets run `x` task `a-b`). When the
-    readable part is too long it is truncated; instance, attempt and hash stay intact.
+    readable part is too long, run and task are truncated (the task keeps at least half
+    the room); instance, attempt and hash stay intact.
     """
     parts = [run, task, "" if instance is None else str(instance), str(attempt)]
     digest = _digest("\x00".join(parts))
     tail = ("" if instance is None else f"-{instance}") + f"-{attempt}-{digest}"
-    readable = _NOT_DNS.sub("-", f"{run}-{task}".lower()).strip("-") or "task"
-    readable = readable[: MAX_NAME - len(tail)].rstrip("-") or "t"
+    run_part, task_part = (_NOT_DNS.sub("-", p.lower()).strip("-") for p in (run, task))
+    budget = MAX_NAME - len(tail) - 1  # one dash between run and task
+    if len(run_part) + len(task_part) > budget:
+        # Both stay recognisable: the task keeps at least half of the room.
+        task_part = task_part[: max(budget - len(run_part), budget // 2)].rstrip("-")
+        run_part = run_part[: budget - len(task_part)].rstrip("-")
+    readable = "-".join(p for p in (run_part, task_part) if p) or "task"
     return readable + tail
 
 

@@ -55,6 +55,7 @@ class SidecarReport:
     uploaded: int = 0
     truncated: bool = False  # parameters did not fit: read them from S3
     error: str = ""
+    readable: bool = True  # False: the message was not the agent's JSON
 
 
 def node_from_pod(
@@ -88,9 +89,9 @@ def sidecar_report(pod: JSON) -> SidecarReport | None:
     try:
         data = json.loads(text.splitlines()[-1])
     except ValueError:
-        return SidecarReport(error=_short(text))
+        return SidecarReport(error=_short(text), readable=False)
     if not isinstance(data, Mapping):
-        return SidecarReport(error=_short(text))
+        return SidecarReport(error=_short(text), readable=False)
     parameters = data.get("parameters") or {}
     code = data.get("exitCode")
     return SidecarReport(
@@ -168,8 +169,9 @@ def _state(pod: JSON, attempts: int, now: float | None, stuck_seconds: float) ->
             else (f"the outputs sidecar failed with exit code {sidecar_code}")
         )
         return failed(FailureKind.ERROR, f"{what}: {detail}" if detail else what)
-    if report is None:
-        return failed(FailureKind.ERROR, "the outputs sidecar left no report")
+    if report is None or not report.readable:
+        detail = f": {report.error}" if report else ""
+        return failed(FailureKind.ERROR, "the outputs sidecar left no readable report" + detail)
     if report.missing:
         names = ", ".join(repr(m) for m in report.missing)
         return failed(FailureKind.FAILED, f"did not write declared outputs: {names}")
