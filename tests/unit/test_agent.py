@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -375,3 +377,19 @@ def test_cli_upload_without_bucket_writes_the_error(
     )  # fmt: skip
     assert code == 2
     assert "PIPESYNC_S3_BUCKET" in json.loads(log.read_text())["error"]
+
+
+def test_standalone_agent_entry_imports_nothing_heavy(tmp_path: Path) -> None:
+    """`python -m pipesync.cli.agent` is what pods can run: no kopf, jsonschema or boto3
+    before a store is needed."""
+    script = (
+        "import sys; from pipesync.cli import agent; "
+        f"code = agent.main(['fetch', '--root', {str(tmp_path)!r}]); "
+        "heavy = sorted({'boto3', 'kopf', 'jsonschema', 'kubernetes', 'yaml'} & set(sys.modules)); "
+        "print(code, heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "0 []"
+    assert (tmp_path / "outputs" / "artifacts").is_dir()
