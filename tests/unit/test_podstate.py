@@ -184,12 +184,16 @@ CASES: list[tuple[str, JSON, Phase, FailureKind | None, str]] = [
             [INIT_OK],
             [
                 terminated("main", 0),
-                terminated("pipesync-outputs", 0, message=report(missing=["model"])),
+                terminated(
+                    "pipesync-outputs",
+                    0,
+                    message=report(missing=["artifacts/model", "parameters/accuracy"]),
+                ),
             ],
         ),
         Phase.FAILED,
         FailureKind.FAILED,
-        "did not write declared outputs: 'model'",
+        "did not write declared output artifact 'model', output parameter 'accuracy'",
     ),
     (
         "the program failed",

@@ -330,6 +330,8 @@ def _outputs_container(
 def _agent_container(
     name: str, args: list[str], settings: PodSettings, mount: str
 ) -> dict[str, Any]:
+    if mount != MOUNT_PATH:  # the agent refuses paths outside its root (/pipesync)
+        args = [*args, "--root", mount]
     container: dict[str, Any] = {
         "name": name,
         "image": settings.image,

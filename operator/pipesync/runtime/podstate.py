@@ -173,8 +173,8 @@ def _state(pod: JSON, attempts: int, now: float | None, stuck_seconds: float) ->
         detail = f": {report.error}" if report else ""
         return failed(FailureKind.ERROR, "the outputs sidecar left no readable report" + detail)
     if report.missing:
-        names = ", ".join(repr(m) for m in report.missing)
-        return failed(FailureKind.FAILED, f"did not write declared outputs: {names}")
+        names = ", ".join(_output_name(m) for m in report.missing)
+        return failed(FailureKind.FAILED, f"did not write declared {names}")
     message = (
         "output parameters truncated in the pod status; read them from S3"
         if (report.truncated)
@@ -187,6 +187,16 @@ def _state(pod: JSON, attempts: int, now: float | None, stuck_seconds: float) ->
         outputs=dict(report.parameters),
         message=message,
     )
+
+
+def _output_name(missing: str) -> str:
+    """The agent names missing outputs `parameters/NAME` or `artifacts/NAME`."""
+    kind, _, name = missing.partition("/")
+    if kind == "parameters" and name:
+        return f"output parameter {name!r}"
+    if kind == "artifacts" and name:
+        return f"output artifact {name!r}"
+    return f"output {missing!r}"
 
 
 def _stuck(pod: JSON, status: JSON, now: float | None, stuck_seconds: float) -> str:
