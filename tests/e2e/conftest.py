@@ -21,6 +21,7 @@ FIXTURE_MODULES = [
     "tests.e2e.fixtures.s3",
     "tests.e2e.fixtures.gitserver",
     "tests.e2e.fixtures.prometheus",
+    "tests.e2e.fixtures.operator",
 ]
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from pipesync import __version__
 from pipesync.cli import agent, validate
+from pipesync.cli import operator as operator_command
 from pipesync.cli import run as run_command
 
 EXIT_USAGE = 2
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     validate.add_parser(subparsers)
     run_command.add_parser(subparsers)
+    operator_command.add_parser(subparsers)
     agent.add_parser(subparsers)
     return parser
 
