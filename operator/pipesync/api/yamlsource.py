@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import yaml
 
@@ -25,8 +25,9 @@ MAX_DEPTH = 100
 Path = tuple[str | int, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):
+    """A position; a tuple because a file has one per value and building them is hot."""
+
     line: int  # 1-based
     column: int  # 1-based
 
@@ -222,8 +223,26 @@ def _python_error(text: str) -> yaml.MarkedYAMLError | None:
     return None
 
 
+class _Loader(yaml.CSafeLoader):
+    """libyaml's parser with a memo for the implicit tags of plain scalars: the same keys
+    and values recur across files, and resolving each in Python is the slow part."""
+
+    _tags: ClassVar[dict[str, str]] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and isinstance(value, str):
+            tag = self._tags.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._tags) > 50_000:  # bounded: a memo, not a leak
+                    self._tags.clear()
+                self._tags[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
+
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = yaml.CSafeLoader(text)
+    loader = _Loader(text)
     try:
         while loader.check_node():
             yield loader.get_node()
