@@ -8,7 +8,7 @@ alias bomb is refused before it is expanded, and a duplicate key is an error.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 import yaml
@@ -233,12 +233,15 @@ class _Loader(yaml.CSafeLoader):
         if kind is yaml.ScalarNode and implicit[0] and isinstance(value, str):
             tag = self._tags.get(value)
             if tag is None:
-                tag = super().resolve(kind, value, implicit)
+                tag = _resolve_tag(self, kind, value, implicit)
                 if len(self._tags) > 50_000:  # bounded: a memo, not a leak
                     self._tags.clear()
                 self._tags[value] = tag
             return tag
-        return super().resolve(kind, value, implicit)
+        return _resolve_tag(self, kind, value, implicit)
+
+
+_resolve_tag: Callable[..., Any] = yaml.CSafeLoader.resolve
 
 
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
