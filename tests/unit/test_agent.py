@@ -4,10 +4,14 @@ with a fake clock: no S3, no sleeping."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -209,7 +213,9 @@ def test_upload_gives_up_waiting_after_timeout(store: LocalStore, paths: agent.L
     assert store.list_prefix("") == []
 
 
-@pytest.mark.parametrize(("marker", "expected"), [("3", 3), ("garbage", 255)])
+@pytest.mark.parametrize(
+    ("marker", "expected"), [("3", 3), ("garbage", 255), ("-1", 255), ("0" * 40 + "7", 255)]
+)
 def test_nonzero_exit_uploads_nothing(
     store: LocalStore, paths: agent.Layout, marker: str, expected: int
 ) -> None:
@@ -293,11 +299,12 @@ class FlakyStore(LocalStore):
         self.failures = failures
         self.calls = 0
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
         self.calls += 1
         if self.calls <= self.failures:
+            stream.read(10)  # a failed attempt may have consumed part of the stream
             raise TransientStoreError("connection refused")
-        super().put_bytes(key, data)
+        super().put_stream(key, stream)
 
 
 def test_backoff_sequence_until_the_store_answers(tmp_path: Path, paths: agent.Layout) -> None:
@@ -393,3 +400,104 @@ def test_standalone_agent_entry_imports_nothing_heavy(tmp_path: Path) -> None:
     )
     assert done.stdout.strip() == "0 []"
     assert (tmp_path / "outputs" / "artifacts").is_dir()
+
+
+def test_symlinks_and_fifos_in_outputs_are_never_followed(
+    store: LocalStore, paths: agent.Layout, tmp_path: Path
+) -> None:
+    """The user's container could point outputs at the agent's secrets (its environment
+    holds S3 credentials); the agent must not read through links."""
+    secret = tmp_path / "secret"
+    secret.write_text("AWS_SECRET_ACCESS_KEY=hunter2")
+    _outputs(paths)
+    (paths.parameters / "leak").symlink_to(secret)
+    (paths.artifacts / "leak").symlink_to(secret)
+    (paths.artifacts / "plots" / "leak.png").symlink_to(secret)
+    (paths.artifacts / "plots" / "linked-dir").symlink_to(tmp_path)
+    os.mkfifo(paths.artifacts / "plots" / "pipe")
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy", "leak"], artifacts=["leak", "plots"],
+        paths=paths,
+    )  # fmt: skip
+    assert code == agent.UPLOAD_DONE
+    body = json.loads(report.to_json())
+    assert body["refused"] == [
+        "parameters/leak",
+        "artifacts/leak",
+        "artifacts/plots/leak.png",
+        "artifacts/plots/linked-dir",
+        "artifacts/plots/pipe",
+    ]
+    assert "leak" not in body["parameters"]
+    for key in store.list_prefix(""):
+        assert b"hunter2" not in store.get_bytes(key), key
+    assert store.exists(f"{NODE}/outputs/artifacts/plots/deep/b.png")
+
+
+def test_output_directory_replaced_by_a_symlink_is_not_followed(
+    store: LocalStore, paths: agent.Layout, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "parameters").mkdir(parents=True)
+    (elsewhere / "parameters" / "accuracy").write_text("stolen")
+    paths.root.mkdir(parents=True)
+    paths.outputs.symlink_to(elsewhere)
+    paths.marker.write_text("0")
+    _, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=[], paths=paths
+    )
+    assert report.missing == ["parameters/accuracy"] and store.list_prefix("") == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ""])
+def test_output_names_must_be_plain(store: LocalStore, paths: agent.Layout, name: str) -> None:
+    with pytest.raises(ValueError, match="invalid output name"):
+        agent.upload(store, node_prefix=NODE, parameters=[name], artifacts=[], paths=paths)
+
+
+def test_marker_that_is_a_symlink_counts_as_failure(
+    store: LocalStore, paths: agent.Layout, tmp_path: Path
+) -> None:
+    (tmp_path / "zero").write_text("0")
+    _outputs(paths, code=None)
+    paths.marker.symlink_to(tmp_path / "zero")
+    code, report = agent.upload(
+        store, node_prefix=NODE, parameters=["accuracy"], artifacts=[], paths=paths
+    )
+    assert (code, report.exit_code) == (agent.UPLOAD_DONE, 255)
+    assert store.list_prefix("") == []
+
+
+def _catches_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def test_sigterm_while_waiting_is_reported(tmp_path: Path) -> None:
+    log = tmp_path / "termination-log"
+    env = {**os.environ, "PIPESYNC_S3_BUCKET": "b", "PIPESYNC_S3_ENDPOINT": "http://127.0.0.1:9"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipesync.cli.agent", "upload", "--root", str(tmp_path),
+         "--node-prefix", NODE, "--termination-log", str(log)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert json.loads(log.read_text()) == {
+        "exitCode": None,
+        "parameters": {},
+        "missing": [],
+        "uploaded": 0,
+        "truncated": False,
+        "error": "terminated by SIGTERM",
+    }

@@ -13,6 +13,7 @@ which every pod pays twice.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from pipesync.runtime import agent
 from pipesync.runtime.storage import Backoff, ObjectStore, Retry, S3Settings, S3Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,6 +105,8 @@ def run_upload(options: argparse.Namespace) -> int:
         _finish(report.to_json(), options.termination_log)
         print(f"pipesync agent upload: {error}", file=sys.stderr)
         return EXIT_USAGE
+    # Deletion or activeDeadlineSeconds: say so in the termination message, then go.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code, report = agent.upload(
             store,
@@ -113,11 +117,28 @@ def run_upload(options: argparse.Namespace) -> int:
             marker=options.wait,
             timeout=options.timeout,
         )
-    except ValueError as error:  # an invalid node prefix
+    except ValueError as error:  # an invalid node prefix or output name
         print(f"pipesync agent upload: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except _Terminated:
+        report = agent.UploadReport(exit_code=None, error="terminated by SIGTERM")
+        code = EXIT_TERMINATED
+    except Exception as error:  # anything unforeseen still reaches the pod status
+        report = agent.UploadReport(exit_code=None, error=f"{type(error).__name__}: {error}")
+        _finish(report.to_json(), options.termination_log)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _finish(report.to_json(), options.termination_log)
     return code
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated
 
 
 def _finish(message: str, termination_log: Path) -> None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipesync.engine import layout
 from pipesync.runtime.storage import Clock, ObjectStore, Sleep, StoreError, check_key
@@ -145,6 +146,8 @@ class UploadReport:
     exit_code: int | None
     parameters: dict[str, str] = dataclasses.field(default_factory=dict)
     missing: list[str] = dataclasses.field(default_factory=list)
+    #: outputs that were symlinks, FIFOs or devices: never followed, never uploaded
+    refused: list[str] = dataclasses.field(default_factory=list)
     uploaded: int = 0
     truncated: bool = False
     error: str | None = None
@@ -166,6 +169,8 @@ def termination_message(report: UploadReport) -> str:
             "uploaded": report.uploaded,
             "truncated": truncated,
         }
+        if refused:
+            body["refused"] = refused
         if error is not None:
             body["error"] = error
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
@@ -175,6 +180,7 @@ def termination_message(report: UploadReport) -> str:
         error = report.error.encode()[:_MAX_ERROR_BYTES].decode("utf-8", errors="ignore")
     truncated = report.truncated
     missing = list(report.missing)
+    refused = list(report.refused)
     kept: dict[str, str] = {}
     for name, value in report.parameters.items():
         candidate = {**kept, name: value}
@@ -183,9 +189,10 @@ def termination_message(report: UploadReport) -> str:
         else:
             truncated = True
     text = render(kept, missing, error)
-    while len(text.encode()) >= PARAMETER_BUDGET and missing:
-        # Thousands of missing names: the count matters more than the full list.
+    while len(text.encode()) >= PARAMETER_BUDGET and (missing or refused):
+        # Thousands of names: that there are some matters more than the full list.
         missing = missing[: len(missing) // 2]
+        refused = refused[: len(refused) // 2]
         truncated = True
         text = render(kept, missing, error)
     return text
@@ -196,20 +203,33 @@ def wait_for_marker(
 ) -> int | None:
     """The exit code in the marker file, or None when `timeout` seconds pass without it.
 
-    A marker that does not hold a decimal number counts as exit code 255 (a failure)."""
+    A marker that is not a regular file holding a decimal number (a symlink, a FIFO,
+    garbage) counts as exit code 255, a failure; at most 32 bytes of it are read."""
     started = clock()
     while True:
         try:
-            text = marker.read_text().strip()
+            fd = os.open(marker, _FILE_FLAGS)
         except FileNotFoundError:
             if timeout is not None and clock() - started >= timeout:
                 return None
             sleep(poll)
             continue
+        except OSError:  # ELOOP: a symlink
+            return 255
         try:
-            return int(text)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return 255
+            data = os.read(fd, 33)
+            if len(data) > 32:
+                return 255
+            text = data.decode("ascii", errors="replace").strip()
+        finally:
+            os.close(fd)
+        try:
+            code = int(text)
         except ValueError:
             return 255
+        return code if 0 <= code <= 255 else 255
 
 
 def upload(
@@ -228,6 +248,9 @@ def upload(
 
     Returns the agent's exit code and the report for its termination message."""
     check_key(node_prefix)
+    for name in (*parameters, *artifacts):
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"invalid output name {name!r}")
     code = wait_for_marker(marker or paths.marker, timeout, clock, sleep)
     if code is None:
         report = UploadReport(
@@ -246,6 +269,58 @@ def upload(
     return UPLOAD_DONE, report
 
 
+# The user's container shares the volume and may plant symlinks (to /proc/self/environ,
+# to a service-account token) that this container, which holds S3 credentials, would
+# otherwise follow and publish. So outputs are opened relative to directory descriptors
+# with O_NOFOLLOW, only regular files are read, and anything else is refused.
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_directory(name: str | Path, dir_fd: int | None = None) -> int | None:
+    try:
+        return os.open(name, _DIRECTORY_FLAGS, dir_fd=dir_fd)
+    except OSError:  # absent, a symlink (ELOOP) or not a directory
+        return None
+
+
+def _open_inside(root: Path, *parts: str) -> int | None:
+    """A directory under `root` (the volume's mount point, trusted), with no symlink on the
+    way: each component is opened relative to the previous one."""
+    current = _open_directory(root)
+    for part in parts:
+        if current is None:
+            return None
+        parent, current = current, _open_directory(part, current)
+        os.close(parent)
+    return current
+
+
+def _open_regular(name: str, dir_fd: int) -> BinaryIO | None:
+    """The file, if `name` is a regular file and not a symlink (a FIFO would block us)."""
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def _kind(name: str, dir_fd: int | None) -> str:
+    """ "missing", "file", "directory" or "other" (symlinks and devices are "other")."""
+    if dir_fd is None:
+        return "missing"
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "directory" if stat.S_ISDIR(mode) else "other"
+
+
 def _upload_parameters(
     store: ObjectStore,
     node_prefix: str,
@@ -253,18 +328,28 @@ def _upload_parameters(
     paths: Layout,
     report: UploadReport,
 ) -> None:
-    for name in names:
-        source = paths.parameters / name
-        if not source.is_file():
-            report.missing.append(f"parameters/{name}")
-            continue
-        data = source.read_bytes()
-        store.put_bytes(layout.output_parameter_key(node_prefix, name), data)
-        report.uploaded += 1
-        if len(data) < PARAMETER_BUDGET:
-            report.parameters[name] = data.decode("utf-8", errors="replace")
-        else:
-            report.truncated = True
+    directory = _open_inside(paths.root, "outputs", "parameters")
+    try:
+        for name in names:
+            stream = _open_regular(name, directory) if directory is not None else None
+            if stream is None:
+                (report.refused if _kind(name, directory) == "other" else report.missing).append(
+                    f"parameters/{name}"
+                )
+                continue
+            with stream:
+                data = stream.read(PARAMETER_BUDGET)
+                stream.seek(0)
+                store.put_stream(layout.output_parameter_key(node_prefix, name), stream)
+                size = os.fstat(stream.fileno()).st_size
+            report.uploaded += 1
+            if size < PARAMETER_BUDGET:
+                report.parameters[name] = data.decode("utf-8", errors="replace")
+            else:
+                report.truncated = True
+    finally:
+        if directory is not None:
+            os.close(directory)
 
 
 def _upload_artifacts(
@@ -274,22 +359,67 @@ def _upload_artifacts(
     paths: Layout,
     report: UploadReport,
 ) -> None:
-    for name in names:
-        source = paths.artifacts / name
-        key = layout.output_artifact_key(node_prefix, name)
-        if not source.exists():
-            report.missing.append(f"artifacts/{name}")
+    directory = _open_inside(paths.root, "outputs", "artifacts")
+    try:
+        for name in names:
+            key = layout.output_artifact_key(node_prefix, name)
+            kind = _kind(name, directory)
+            if kind in ("missing", "other") or directory is None:
+                (report.refused if kind == "other" else report.missing).append(f"artifacts/{name}")
+                continue
+            # A retried attempt must not inherit files an earlier attempt left behind.
+            store.delete_prefix(f"{key}/")
+            if kind == "file":
+                stream = _open_regular(name, directory)
+                if stream is None:  # swapped for something else since _kind looked
+                    report.refused.append(f"artifacts/{name}")
+                    continue
+                with stream:
+                    store.put_stream(key, stream)
+                report.uploaded += 1
+                continue
+            subdirectory = _open_directory(name, directory)
+            if subdirectory is None:
+                report.refused.append(f"artifacts/{name}")
+                continue
+            try:
+                _upload_tree(store, key, f"artifacts/{name}", subdirectory, report)
+            finally:
+                os.close(subdirectory)
+    finally:
+        if directory is not None:
+            os.close(directory)
+
+
+def _upload_tree(
+    store: ObjectStore, key: str, shown: str, directory: int, report: UploadReport
+) -> None:
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        child_key, child_shown = f"{key}/{entry.name}", f"{shown}/{entry.name}"
+        try:
+            check_key(child_key)
+        except ValueError:
+            report.refused.append(child_shown)
             continue
-        # A retried attempt must not inherit files an earlier attempt left behind.
-        store.delete_prefix(f"{key}/")
-        if source.is_file():
-            store.put_file(key, source)
-            report.uploaded += 1
+        if entry.is_dir(follow_symlinks=False):
+            subdirectory = _open_directory(entry.name, directory)
+            if subdirectory is None:
+                report.refused.append(child_shown)
+                continue
+            try:
+                _upload_tree(store, child_key, child_shown, subdirectory, report)
+            finally:
+                os.close(subdirectory)
             continue
-        for file in sorted(p for p in source.rglob("*") if p.is_file()):
-            relative = file.relative_to(source).as_posix()
-            store.put_file(f"{key}/{relative}", file)
-            report.uploaded += 1
+        stream = _open_regular(entry.name, directory)
+        if stream is None:  # a symlink, FIFO, socket or device
+            report.refused.append(child_shown)
+            continue
+        with stream:
+            store.put_stream(child_key, stream)
+        report.uploaded += 1
 
 
 def write_termination(text: str, path: Path = TERMINATION_LOG) -> str | None:

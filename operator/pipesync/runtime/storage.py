@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -52,6 +52,10 @@ class ObjectStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
     def put_file(self, key: str, path: Path) -> None: ...
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        """Upload an open, seekable file from its start (a retry seeks back to 0)."""
+        ...
 
     def get_bytes(self, key: str) -> bytes: ...
 
@@ -142,6 +146,9 @@ class RetryingStore:
     def put_file(self, key: str, path: Path) -> None:
         self.retry(f"put {key}", lambda: self.inner.put_file(key, path))
 
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        self.retry(f"put {key}", lambda: self.inner.put_stream(key, stream))
+
     def get_bytes(self, key: str) -> bytes:
         return self.retry(f"get {key}", lambda: self.inner.get_bytes(key))
 
@@ -198,6 +205,14 @@ class LocalStore:
 
     def put_file(self, key: str, path: Path) -> None:
         self._write(key, lambda temporary: shutil.copyfile(path, temporary))
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        def fill(temporary: Path) -> None:
+            stream.seek(0)
+            with temporary.open("wb") as out:
+                shutil.copyfileobj(stream, out)
+
+        self._write(key, fill)
 
     def get_bytes(self, key: str) -> bytes:
         source = self._path(key)
@@ -333,6 +348,7 @@ class S3Store:
     def _translate(error: Exception) -> Exception:
         from boto3.exceptions import S3UploadFailedError  # noqa: PLC0415
         from botocore.exceptions import (  # noqa: PLC0415
+            BotoCoreError,
             ClientError,
             ConnectionError,
             HTTPClientError,
@@ -345,6 +361,8 @@ class S3Store:
             return TransientStoreError(str(error))
         if isinstance(error, S3UploadFailedError):
             return TransientStoreError(str(error))  # multipart: the whole file again
+        if isinstance(error, BotoCoreError):  # e.g. NoCredentialsError: no use retrying
+            return StoreError(f"{type(error).__name__}: {error}")
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
@@ -363,12 +381,16 @@ class S3Store:
         )
 
     def put_file(self, key: str, path: Path) -> None:
+        with path.open("rb") as stream:
+            self.put_stream(key, stream)
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
         full = self._key(key)
 
         def upload() -> None:
-            if path.stat().st_size <= SINGLE_PUT_LIMIT:
-                with path.open("rb") as body:
-                    self.client.put_object(Bucket=self.settings.bucket, Key=full, Body=body)
+            stream.seek(0)
+            if os.fstat(stream.fileno()).st_size <= SINGLE_PUT_LIMIT:
+                self.client.put_object(Bucket=self.settings.bucket, Key=full, Body=stream)
                 return
             from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
 
@@ -377,7 +399,7 @@ class S3Store:
                 multipart_chunksize=SINGLE_PUT_LIMIT,
                 use_threads=False,
             )
-            self.client.upload_file(str(path), self.settings.bucket, full, Config=config)
+            self.client.upload_fileobj(stream, self.settings.bucket, full, Config=config)
 
         self._call(f"put {full}", upload)
 
