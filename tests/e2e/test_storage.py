@@ -16,7 +16,10 @@ import pytest
 
 from pipesync.runtime import agent
 from pipesync.runtime.storage import Backoff, NotFound, Retry, S3Settings, S3Store
+from tests.e2e.fixtures.controlplane import Cluster
+from tests.e2e.fixtures.nodes import Nodes
 from tests.e2e.fixtures.s3 import S3Server
+from tests.e2e.test_nodeagent import Pods
 
 PIPESYNC = Path(sys.executable).parent / "pipesync"
 OUTAGE_SECONDS = 5.0
@@ -267,3 +270,83 @@ def test_agent_console_script_fetch_and_upload(s3: S3Server, tmp_path: Path) -> 
         client.get_object(Bucket=s3.bucket, Key=f"{node}/outputs/artifacts/model")["Body"].read()
         == b"trained"
     )
+
+
+# --------------------------------------------------------------------------- in a real pod
+
+
+@pytest.fixture
+def pods(cluster: Cluster, nodes: Nodes) -> Iterator[Pods]:
+    namespace = f"storage-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    pods = Pods(cluster, namespace)
+    yield pods
+    pods.delete_all()
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_pod_shaped_as_the_contract_moves_data_through_s3(s3: S3Server, pods: Pods) -> None:
+    """init `agent fetch` -> main (sh wrapper writes /pipesync/.exit) -> sidecar
+    `agent upload`, sharing an emptyDir at /pipesync, as the pod builder will make them."""
+    run = _unique()
+    source = f"ns-{run}/runs/r/prepare/outputs/artifacts/dataset"
+    node = f"ns-{run}/runs/r/train"
+    client = s3.client()
+    client.put_object(Bucket=s3.bucket, Key=f"{source}/part-0.csv", Body=b"1,2\n")
+    client.put_object(Bucket=s3.bucket, Key=f"{source}/part-1.csv", Body=b"3,4\n")
+    env = [{"name": k, "value": v} for k, v in sorted(_agent_env(s3).items()) if k != "PATH"]
+    mount = [{"name": "pipesync", "mountPath": "/pipesync"}]
+    wrapper = '"$@"; code=$?; printf %s "$code" > /pipesync/.exit.tmp && mv /pipesync/.exit.tmp /pipesync/.exit; exit "$code"'  # noqa: E501
+    user = (
+        "cat /pipesync/inputs/dataset/*.csv | wc -l > /pipesync/outputs/parameters/rows; "
+        "mkdir /pipesync/outputs/artifacts/model; "
+        "echo weights > /pipesync/outputs/artifacts/model/w.bin"
+    )
+    name = pods.create(
+        "agent",
+        {
+            "restartPolicy": "Never",
+            "nodeSelector": {"pipesync.io/pool": "cpu"},
+            "volumes": [{"name": "pipesync", "emptyDir": {}}],
+            "initContainers": [
+                {
+                    "name": "pipesync-inputs",
+                    "image": "ignored.invalid/operator",
+                    "command": [str(PIPESYNC), "agent", "fetch",
+                                "--get", f"{source}=/pipesync/inputs/dataset"],
+                    "env": env,
+                    "volumeMounts": mount,
+                }
+            ],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "ignored.invalid/user",
+                    "command": ["/bin/sh", "-c", wrapper, "pipesync-wrapper", "sh", "-c", user],
+                    "volumeMounts": mount,
+                },
+                {
+                    "name": "pipesync-outputs",
+                    "image": "ignored.invalid/operator",
+                    "command": [str(PIPESYNC), "agent", "upload", "--wait", "/pipesync/.exit",
+                                "--node-prefix", node, "--parameter", "rows",
+                                "--artifact", "model", "--timeout", "120"],
+                    "env": env,
+                    "volumeMounts": mount,
+                },
+            ],
+        },
+    )  # fmt: skip
+    pod = pods.wait_phase(name, "Succeeded", "Failed", timeout=120)
+    assert pod["status"]["phase"] == "Succeeded", pod["status"]
+    statuses = {s["name"]: s for s in pod["status"]["containerStatuses"]}
+    message = json.loads(statuses["pipesync-outputs"]["state"]["terminated"]["message"])
+    assert message == {
+        "exitCode": 0,
+        "parameters": {"rows": "2\n"},
+        "missing": [],
+        "uploaded": 2,
+        "truncated": False,
+    }
+    body = client.get_object(Bucket=s3.bucket, Key=f"{node}/outputs/artifacts/model/w.bin")
+    assert body["Body"].read() == b"weights\n"
