@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+from pathlib import Path
 
+import yaml
+
+from pipesync import __version__
 from pipesync.controllers import operator
+from pipesync.runtime import placement, pods
+
+DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    env = os.environ.get
     parser = subparsers.add_parser(
         "operator",
         help="run the controllers (kopf) against the current kubeconfig",
         description="Run the pipesync controllers in the foreground. They use the "
-        "in-cluster service account, or KUBECONFIG / ~/.kube/config outside a cluster.",
+        "in-cluster service account, or KUBECONFIG / ~/.kube/config outside a cluster. "
+        "Every flag has an environment variable (in brackets) for charts and containers.",
     )
     parser.add_argument(
         "-n",
@@ -27,13 +38,89 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="URL",
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
+    parser.add_argument(
+        "--image",
+        default=env("PIPESYNC_IMAGE", DEFAULT_IMAGE),
+        help="the operator image, also used for the artifact init and sidecar containers "
+        "[PIPESYNC_IMAGE]",
+    )
+    parser.add_argument(
+        "--agent-command",
+        default=env("PIPESYNC_AGENT_COMMAND", "pipesync"),
+        help="how task pods call the agent in that image [PIPESYNC_AGENT_COMMAND]",
+    )
+    parser.add_argument(
+        "--default-task-image",
+        default=env("PIPESYNC_DEFAULT_TASK_IMAGE"),
+        help="image for tasks that name none [PIPESYNC_DEFAULT_TASK_IMAGE]",
+    )
+    parser.add_argument(
+        "--pools",
+        metavar="FILE",
+        default=env("PIPESYNC_POOLS"),
+        help="YAML file mapping pool names to placement [PIPESYNC_POOLS]",
+    )
+    parser.add_argument(
+        "--s3-bucket",
+        default=env("PIPESYNC_S3_BUCKET", "pipesync"),
+        help="bucket for artifacts and run records [PIPESYNC_S3_BUCKET]",
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        default=env("PIPESYNC_S3_ENDPOINT"),
+        help="S3 endpoint URL; unset for AWS [PIPESYNC_S3_ENDPOINT]",
+    )
+    parser.add_argument(
+        "--s3-region", default=env("PIPESYNC_S3_REGION", "us-east-1"), help="[PIPESYNC_S3_REGION]"
+    )
+    parser.add_argument(
+        "--s3-prefix",
+        default=env("PIPESYNC_S3_PREFIX", ""),
+        help="key prefix before <namespace>/runs/... [PIPESYNC_S3_PREFIX]",
+    )
+    parser.add_argument(
+        "--s3-credentials-secret",
+        default=env("PIPESYNC_S3_CREDENTIALS_SECRET"),
+        help="Secret (in each run's namespace) with AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY for task pods [PIPESYNC_S3_CREDENTIALS_SECRET]",
+    )
+    parser.add_argument(
+        "--s3-credentials-from-env",
+        action="store_true",
+        help="put this process's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into task pods "
+        "as plain values (local stacks and tests only)",
+    )
     parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:
+    pools = placement.PoolSettings()
+    if options.pools:
+        pools = placement.PoolSettings.from_dict(yaml.safe_load(Path(options.pools).read_text()))
+    s3 = pods.S3Settings(
+        bucket=options.s3_bucket,
+        endpoint=options.s3_endpoint,
+        region=options.s3_region,
+        prefix=options.s3_prefix,
+        credentials_secret=options.s3_credentials_secret,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID")
+        if options.s3_credentials_from_env
+        else None,
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if options.s3_credentials_from_env
+        else None,
+    )
     operator.run(
         operator.OperatorSettings(
-            namespaces=tuple(options.namespace), liveness_endpoint=options.liveness
+            pods=pods.PodSettings(
+                image=options.image,
+                s3=s3,
+                agent_command=tuple(shlex.split(options.agent_command)),
+                pools=pools,
+                default_task_image=options.default_task_image,
+            ),
+            namespaces=tuple(options.namespace),
+            liveness_endpoint=options.liveness,
         )
     )
     return 0

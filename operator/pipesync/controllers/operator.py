@@ -3,31 +3,73 @@ global state), each a thin shell over the pure controller logic in this package.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+import kubernetes
 
 from pipesync.api import model
-from pipesync.controllers import pipelines
+from pipesync.controllers import pipelines, runs
+from pipesync.controllers.kube import Kube
+from pipesync.runtime import pods
 
 
 @dataclasses.dataclass(frozen=True)
 class OperatorSettings:
+    pods: pods.PodSettings
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     liveness_endpoint: str | None = None
+    #: A run with nothing to wake it is looked at again after this long anyway.
+    resync_seconds: float = 30.0
 
 
 def now_text() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _kube_client() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+class _Wakeups:
+    """One event per run: pod changes wake the run's daemon at once instead of a poll."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
+
+    def event(self, namespace: str, name: str) -> asyncio.Event:
+        return self._events.setdefault((namespace, name), asyncio.Event())
+
+    def wake(self, namespace: str, name: str) -> None:
+        event = self._events.get((namespace, name))
+        if event is not None:
+            event.set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._events.pop((namespace, name), None)
+
+
+def _finished(body: Mapping[str, Any], **_: Any) -> bool:
+    return (body.get("status") or {}).get("phase") in runs.FINISHED
+
+
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     group, version = model.GROUP, model.VERSION
+    kube = Kube(_kube_client())
+    controller = runs.RunController(kube, settings.pods)
+    wakeups = _Wakeups()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -56,6 +98,44 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         desired = pipelines.desired_status(body, now_text())
         if _without_times(desired) != _without_times(current):
             patch.status.update(desired)
+
+    @kopf.daemon(
+        group,
+        version,
+        "runs",
+        registry=registry,
+        when=lambda body, **_: not _finished(body),
+        cancellation_timeout=10,
+    )
+    async def drive_run(**kwargs: Any) -> None:
+        """Runs a Run to its end; restarted for unfinished runs when the operator restarts."""
+        name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
+        stopped = kwargs["stopped"]
+        wakeup = wakeups.event(namespace, name)
+        try:
+            while not stopped:
+                wakeup.clear()
+                result = await asyncio.to_thread(controller.reconcile, namespace, name)
+                for kind, reason, message in result.events:
+                    kopf.event(body, type=kind, reason=reason, message=message)
+                if result.finished:
+                    return
+                delay = settings.resync_seconds
+                if result.wake_at is not None:
+                    delay = min(delay, max(result.wake_at - time.time(), 0.0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
+                await asyncio.sleep(0.05)  # let a burst of pod events settle into one pass
+        finally:
+            wakeups.forget(namespace, name)
+
+    @kopf.on.event("", "v1", "pods", labels={pods.LABEL_RUN: kopf.PRESENT}, registry=registry)
+    def pod_changed(**kwargs: Any) -> None:
+        wakeups.wake(kwargs["namespace"], kwargs["labels"][pods.LABEL_RUN])
+
+    @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
+    def cancel_requested(**kwargs: Any) -> None:
+        wakeups.wake(kwargs["namespace"], kwargs["name"])
 
     return registry
 

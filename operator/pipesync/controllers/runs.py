@@ -1,0 +1,474 @@
+"""The Run controller: one pass turns the observed pods into the planner's state, acts on
+its decision, and writes status once.
+
+The truth lives in the cluster, never in this process: the pinned spec in a ConfigMap the
+Run owns, each attempt in a pod with a deterministic name. A pass repeated after a crash
+at any point recomputes the same decision, and creating a pod that exists is a no-op, so
+a restart neither duplicates nor loses work.
+
+    pin -> observe -> plan -> act -> summarise -> write status
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pipesync.api import durations, model
+from pipesync.controllers import pipelines
+from pipesync.controllers.conditions import set_condition
+from pipesync.controllers.kube import PIPELINES, RUNS, Kube
+from pipesync.engine import compiler, params, planner
+from pipesync.engine.compiler import CompiledPipeline
+from pipesync.engine.retries import FailureKind
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.runtime import pods, podstate
+
+FINISHED = frozenset({RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.CANCELLED.value})
+#: Above this many tasks, status keeps counts and unfinished or failed tasks only.
+MAX_TASKS_IN_STATUS = 200
+SPEC_KEY = "spec.json"
+
+
+class RunError(Exception):
+    """A run that cannot proceed (bad reference or parameters): it fails with the reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class PassResult:
+    finished: bool
+    wake_at: float | None = None
+    events: tuple[tuple[str, str, str], ...] = ()  # (type, reason, message)
+
+
+@dataclasses.dataclass
+class Pinned:
+    compiled: CompiledPipeline
+    params: dict[str, Any]
+    pipeline: dict[str, str]
+
+
+class RunController:
+    """Drives runs; holds only caches of what is already in the cluster."""
+
+    def __init__(self, kube: Kube, settings: pods.PodSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self._pinned: dict[str, Pinned] = {}  # by run uid
+
+    def reconcile(self, namespace: str, name: str, now: float | None = None) -> PassResult:
+        now = time.time() if now is None else now
+        run = self.kube.get_object(RUNS, namespace, name)
+        if run is None:
+            return PassResult(finished=True)
+        status = dict(run.get("status") or {})
+        if status.get("phase") in FINISHED:
+            return PassResult(finished=True)
+        try:
+            pinned = self._pin(run)
+        except RunError as error:
+            self._write(run, _failed_status(run, status, error, now))
+            return PassResult(True, events=(("Warning", error.reason, str(error)),))
+        nodes, pods_by_key = self._observe(run)
+        started = _instant(status.get("startedAt")) or now
+        timeout = _run_timeout(run, pinned.compiled)
+        decision = planner.plan(
+            pinned.compiled,
+            nodes,
+            planner.RunContext(name, namespace, pinned.params),
+            now,
+            cancel=bool(run.get("spec", {}).get("cancel")),
+            deadline_exceeded=timeout is not None and now >= started + timeout,
+        )
+        for transition in decision.transitions:
+            nodes[transition.key] = transition.state
+        events = self._act(run, pinned, decision, nodes, pods_by_key)
+        new_status = summarise(run, pinned, nodes, decision, started=started, now=now)
+        self._write(run, new_status)
+        return PassResult(
+            finished=new_status["phase"] in FINISHED, wake_at=decision.wake_at, events=events
+        )
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _pin(self, run: Mapping[str, Any]) -> Pinned:
+        """The pipeline spec this run keeps for life, stored once in a ConfigMap it owns."""
+        metadata = run["metadata"]
+        uid = metadata["uid"]
+        if uid in self._pinned:
+            return self._pinned[uid]
+        namespace, name = metadata["namespace"], metadata["name"]
+        config_name = f"{name}-pipeline"[:253]
+        stored = self.kube.get_config_map(namespace, config_name)
+        if stored is None or SPEC_KEY not in stored:
+            spec, pipeline = self._resolve_spec(run)
+            self.kube.create_config_map(
+                namespace,
+                {
+                    "metadata": {
+                        "name": config_name,
+                        "labels": {pods.LABEL_RUN: name},
+                        "ownerReferences": [_owner(run)],
+                    },
+                    "data": {SPEC_KEY: json.dumps({"spec": spec, "pipeline": pipeline})},
+                },
+            )
+            stored = self.kube.get_config_map(namespace, config_name)
+        if stored is None or SPEC_KEY not in stored:
+            raise RunError("PinFailed", f"ConfigMap {config_name} holds no pinned spec")
+        saved = json.loads(stored[SPEC_KEY])
+        spec_model = model.pipeline_spec_from_spec(saved["spec"])
+        compiled, problems = compiler.compile_pipeline(spec_model)
+        if compiled is None:
+            shown = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in problems[:3])
+            raise RunError("InvalidPipeline", f"the pipeline is invalid: {shown}")
+        values, param_problems = params.resolve(spec_model.params, run["spec"].get("params", {}))
+        if param_problems:
+            raise RunError("InvalidParams", "; ".join(param_problems))
+        pinned = Pinned(compiled, values, saved["pipeline"])
+        self._pinned[uid] = pinned
+        return pinned
+
+    def _resolve_spec(self, run: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        spec = run["spec"]
+        if "pipelineSpec" in spec:
+            inline: dict[str, Any] = spec["pipelineSpec"]
+            digest = pipelines.digest(inline)
+            return inline, {"name": "", "version": digest[7:19], "digest": digest, "commit": ""}
+        reference = spec["pipelineRef"]
+        found = self.kube.get_object(PIPELINES, run["metadata"]["namespace"], reference["name"])
+        if found is None:
+            raise RunError("PipelineNotFound", f"pipeline {reference['name']!r} does not exist")
+        digest = pipelines.digest(found["spec"])
+        version = digest[7:19]
+        wanted = reference.get("version")
+        if wanted and wanted != version:
+            raise RunError(
+                "VersionNotAvailable",
+                f"pipeline {reference['name']!r} is at version {version}, not {wanted}",
+            )
+        annotations = found["metadata"].get("annotations") or {}
+        return found["spec"], {
+            "name": reference["name"],
+            "version": version,
+            "digest": digest,
+            "commit": annotations.get(pipelines.COMMIT_ANNOTATION, ""),
+        }
+
+    def _observe(
+        self, run: Mapping[str, Any]
+    ) -> tuple[dict[NodeKey, NodeState], dict[NodeKey, dict[str, Any]]]:
+        """Each node's newest attempt, from its pod."""
+        metadata = run["metadata"]
+        found = self.kube.list_pods(metadata["namespace"], f"{pods.LABEL_RUN}={metadata['name']}")
+        nodes: dict[NodeKey, NodeState] = {}
+        newest: dict[NodeKey, dict[str, Any]] = {}
+        for pod in found:
+            owners = pod["metadata"].get("ownerReferences") or []
+            if not any(owner.get("uid") == metadata["uid"] for owner in owners):
+                continue  # a pod of an earlier Run with the same name
+            observed = podstate.node_from_pod(pod, now=time.time())
+            if observed is None:
+                continue
+            key, state = observed
+            if pod["metadata"].get("deletionTimestamp") and state.phase is not Phase.SUCCEEDED:
+                # We stopped it (cancel or run timeout): not a failure to retry.
+                state = NodeState(
+                    Phase.CANCELLED,
+                    attempts=state.attempts,
+                    finished_at=state.finished_at,
+                    failure=FailureKind.CANCELLED,
+                    message="stopped: the run was cancelled or timed out",
+                )
+            if key not in nodes or state.attempts > nodes[key].attempts:
+                nodes[key] = state
+                newest[key] = pod
+        return nodes, newest
+
+    def _act(
+        self,
+        run: Mapping[str, Any],
+        pinned: Pinned,
+        decision: planner.Decision,
+        nodes: Mapping[NodeKey, NodeState],
+        pods_by_key: Mapping[NodeKey, Mapping[str, Any]],
+    ) -> tuple[tuple[str, str, str], ...]:
+        metadata = run["metadata"]
+        info = pods.RunInfo(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            pipeline=pinned.pipeline.get("name") or None,
+            experiment=(run["spec"].get("experimentRef") or {}).get("name"),
+        )
+        sizes = _fan_out_sizes(pinned.compiled, nodes)
+        events: list[tuple[str, str, str]] = []
+        for launch in decision.launches:
+            pod = pods.build_pod(
+                launch,
+                run=info,
+                settings=self.settings,
+                pipeline=pinned.compiled,
+                fan_out_sizes=sizes,
+            )
+            self.kube.create_pod(metadata["namespace"], pod)
+            if launch.attempt > 1:
+                name = _node_name(pinned.compiled, launch.key)
+                events.append(("Normal", "TaskRetried", f"{name}: attempt {launch.attempt}"))
+        for key in decision.stop:
+            stopping = pods_by_key.get(key)
+            if stopping is not None:
+                self.kube.delete_pod(metadata["namespace"], stopping["metadata"]["name"])
+        reported = (run.get("status") or {}).get("tasks") or {}
+        for key, state in nodes.items():
+            if key[1] != TASK or state.phase is not Phase.FAILED:
+                continue
+            name = _node_name(pinned.compiled, key)
+            before = reported.get(name) or {}
+            # An event per failed attempt, not per pass: status remembers what was told.
+            if (
+                before.get("phase") != Phase.FAILED.value
+                or before.get("attempts") != state.attempts
+            ):
+                events.append(("Warning", "TaskFailed", f"{name}: {state.message}"[:1000]))
+        return tuple(events)
+
+    def _write(self, run: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        current = run.get("status") or {}
+        if _comparable(status) != _comparable(current):
+            metadata = run["metadata"]
+            self.kube.patch_status(RUNS, metadata["namespace"], metadata["name"], status)
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+def summarise(
+    run: Mapping[str, Any],
+    pinned: Pinned,
+    nodes: Mapping[NodeKey, NodeState],
+    decision: planner.Decision,
+    *,
+    started: float,
+    now: float,
+) -> dict[str, Any]:
+    """The Run's status after a pass: phase, progress, per-task summary, conditions."""
+    status = dict(run.get("status") or {})
+    compiled = pinned.compiled
+    generation = run["metadata"].get("generation")
+    cancel = bool(run.get("spec", {}).get("cancel"))
+    finished = decision.finished
+    if finished is not None:
+        phase = finished.phase.value
+    elif cancel:
+        phase = RunPhase.CANCELLING.value
+    elif nodes:
+        phase = RunPhase.RUNNING.value
+    else:
+        phase = RunPhase.PENDING.value
+    counts = {
+        "total": len(compiled.tasks),
+        "pending": 0,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "skipped": 0,
+    }
+    tasks: dict[str, Any] = {}
+    for task in compiled.tasks:
+        state = nodes.get((task.index, TASK))
+        phase_of_task = state.phase if state is not None else Phase.PENDING
+        bucket = {
+            Phase.PENDING: "pending",
+            Phase.RUNNING: "running",
+            Phase.SUCCEEDED: "succeeded",
+            Phase.FAILED: "failed" if state and planner.is_terminal(task, state) else "running",
+            Phase.SKIPPED: "skipped",
+            Phase.OMITTED: "skipped",
+            Phase.CANCELLED: "skipped",
+        }[phase_of_task]
+        counts[bucket] += 1
+        tasks[task.name] = _task_summary(task, state, nodes)
+    done = counts["succeeded"] + counts["failed"] + counts["skipped"]
+    if len(tasks) > MAX_TASKS_IN_STATUS:
+        tasks = {
+            name: summary
+            for name, summary in tasks.items()
+            if summary["phase"] not in (Phase.SUCCEEDED.value, Phase.SKIPPED.value)
+        }
+        tasks = dict(list(tasks.items())[:MAX_TASKS_IN_STATUS])
+        status["tasksTruncated"] = True
+    status.update(
+        {
+            "observedGeneration": generation,
+            "phase": phase,
+            "progress": f"{done}/{len(compiled.tasks)}",
+            "taskCounts": counts,
+            "tasks": tasks,
+            "pipeline": dict(pinned.pipeline),
+            "startedAt": status.get("startedAt") or _text(started),
+        }
+    )
+    end = now
+    if finished is not None and not status.get("finishedAt"):
+        status["finishedAt"] = _text(now)
+    if status.get("finishedAt"):
+        end = _instant(status["finishedAt"]) or now
+    status["duration"] = durations.format_seconds(max(end - started, 0.0))
+    status["conditions"] = _conditions(
+        status.get("conditions", []), phase, finished, generation, now
+    )
+    return status
+
+
+def _task_summary(
+    task: compiler.CompiledTask, state: NodeState | None, nodes: Mapping[NodeKey, NodeState]
+) -> dict[str, Any]:
+    if state is None:
+        return {"phase": Phase.PENDING.value, "attempts": 0}
+    summary: dict[str, Any] = {"phase": state.phase.value, "attempts": state.attempts}
+    if state.message:
+        summary["message"] = state.message[:500]
+    small = {k: v for k, v in state.outputs.items() if len(v) <= 256}
+    if small:
+        summary["outputs"] = small
+    if state.finished_at is not None:
+        summary["finishedAt"] = _text(state.finished_at)
+    if task.fan_out:
+        instances = [s for (index, i), s in nodes.items() if index == task.index and i != TASK]
+        summary["instances"] = {
+            "total": len(instances),
+            "succeeded": sum(1 for s in instances if s.phase is Phase.SUCCEEDED),
+            "failed": sum(1 for s in instances if s.phase is Phase.FAILED),
+            "running": sum(1 for s in instances if s.phase is Phase.RUNNING),
+        }
+    return summary
+
+
+def _conditions(
+    conditions: list[dict[str, Any]],
+    phase: str,
+    finished: planner.Outcome | None,
+    generation: int | None,
+    now: float,
+) -> list[dict[str, Any]]:
+    stamp = _text(now)
+    if finished is None:
+        return set_condition(
+            conditions,
+            type="Ready",
+            status=False,
+            reason=phase,
+            message=f"the run is {phase.lower()}",
+            generation=generation,
+            now=stamp,
+        )
+    result = set_condition(
+        conditions,
+        type="Ready",
+        status=True,
+        reason="Finished",
+        message=finished.message,
+        generation=generation,
+        now=stamp,
+    )
+    return set_condition(
+        result,
+        type="Succeeded",
+        status=finished.phase is RunPhase.SUCCEEDED,
+        reason=finished.phase.value,
+        message=finished.message,
+        generation=generation,
+        now=stamp,
+    )
+
+
+def _failed_status(
+    run: Mapping[str, Any], status: dict[str, Any], error: RunError, now: float
+) -> dict[str, Any]:
+    generation = run["metadata"].get("generation")
+    status = dict(status)
+    status.update(
+        {
+            "phase": RunPhase.FAILED.value,
+            "observedGeneration": generation,
+            "startedAt": status.get("startedAt") or _text(now),
+            "finishedAt": _text(now),
+        }
+    )
+    outcome = planner.Outcome(RunPhase.FAILED, str(error))
+    status["conditions"] = set_condition(
+        _conditions(status.get("conditions", []), "Failed", outcome, generation, now),
+        type="Succeeded",
+        status=False,
+        reason=error.reason,
+        message=str(error),
+        generation=generation,
+        now=_text(now),
+    )
+    return status
+
+
+def _fan_out_sizes(
+    compiled: CompiledPipeline, nodes: Mapping[NodeKey, NodeState]
+) -> dict[int, int]:
+    sizes: dict[int, int] = {}
+    for index, instance in nodes:
+        if instance != TASK and compiled.tasks[index].fan_out:
+            sizes[index] = max(sizes.get(index, 0), instance + 1)
+    return sizes
+
+
+def _node_name(compiled: CompiledPipeline, key: NodeKey) -> str:
+    index, instance = key
+    task = compiled.tasks[index] if index < len(compiled.tasks) else compiled.on_exit
+    name = task.name if task is not None else "?"
+    return name if instance == TASK else f"{name}[{instance}]"
+
+
+def _run_timeout(run: Mapping[str, Any], compiled: CompiledPipeline) -> float | None:
+    text = run.get("spec", {}).get("timeout")
+    return durations.parse(text) if text else compiled.spec.timeout_seconds
+
+
+def _owner(run: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = run["metadata"]
+    return {
+        "apiVersion": model.API_VERSION,
+        "kind": "Run",
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _comparable(status: Mapping[str, Any]) -> Any:
+    """Status without the fields that change with the clock alone."""
+    result = {k: v for k, v in status.items() if k != "duration"}
+    result["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions", [])
+    ]
+    return result
+
+
+def _text(moment: float) -> str:
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instant(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,196 @@
+"""Runs driven by the operator on the real control plane: pods on the right nodes, data
+through S3, `when`, forEach, retries, onExit, status and events."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.fixtures.controlplane import Cluster
+from tests.e2e.fixtures.operator import Operator
+
+FLOW = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: flow}
+spec:
+  params:
+    - {name: items, type: list, default: [1, 2, 3]}
+  tasks:
+    - name: prepare
+      command: [sh, -c, 'echo "dataset v1" > "$0"; printf 3 > "$1"',
+                "{{outputs.artifacts.data}}", "{{outputs.parameters.count}}"]
+      outputs: {artifacts: [data], parameters: [count]}
+    - name: square
+      forEach: {items: "{{params.items}}", parallelism: 2}
+      command: [sh, -c, 'expr "$0" \\* "$0" > "$1"', "{{item}}", "{{outputs.parameters.sq}}"]
+      outputs: {parameters: [sq]}
+    - name: report
+      inputs: {artifacts: {data: {from: "{{tasks.prepare.outputs.artifacts.data}}"}}}
+      command: [sh, -c, 'cat "$0"; echo "squares $1"', "{{inputs.artifacts.data}}",
+                "{{tasks.square.outputs.parameters.sq}}"]
+    - name: train-on-gpu
+      pool: gpu
+      resources: {gpu: 1}
+      command: [sh, -c, "echo training"]
+      dependsOn: [prepare]
+    - name: publish
+      when: "{{tasks.prepare.outputs.parameters.count}} > 5"
+      command: [sh, -c, "echo never"]
+  onExit:
+    name: done
+    command: [sh, -c, 'echo "finished $0"', "{{run.status}}"]
+"""
+
+FLAKY = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: flaky}
+spec:
+  tasks:
+    - name: fails
+      retry: {limit: 2, backoff: 1s}
+      command: [sh, -c, "echo boom >&2; exit 3"]
+    - name: after
+      dependsOn: [fails]
+      command: [sh, -c, "echo unreachable"]
+  onExit:
+    name: cleanup
+    command: [sh, -c, 'echo "cleanup after $0"', "{{run.status}}"]
+"""
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"runs-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def run_document(name: str, pipeline: str, params: dict[str, Any] | None = None) -> str:
+    spec: dict[str, Any] = {"pipelineRef": {"name": pipeline}}
+    if params:
+        spec["params"] = params
+    return yaml.safe_dump(
+        {
+            "apiVersion": "pipesync.io/v1alpha1",
+            "kind": "Run",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def wait_finished(
+    cluster: Cluster, namespace: str, name: str, timeout: float = 150
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = json.loads(cluster.kubectl("get", "run", name, "-n", namespace, "-o", "json").stdout)
+        if run.get("status", {}).get("phase") in ("Succeeded", "Failed", "Cancelled"):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {name} did not finish: {json.dumps(run.get('status'), indent=1)}")
+
+
+def pods_of(cluster: Cluster, namespace: str, run: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"pipesync.io/run={run}", "-o", "json"
+    ).stdout
+    items: list[dict[str, Any]] = json.loads(out)["items"]
+    return items
+
+
+def test_a_run_flows_data_through_s3_and_lands_pods_on_their_pools(
+    cluster: Cluster, operator: Operator, namespace: str, s3: Any
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FLOW)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/flow", "-n", namespace, "--timeout=60s"
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("flow-1", "flow"))
+    run = wait_finished(cluster, namespace, "flow-1")
+    status = run["status"]
+    assert status["phase"] == "Succeeded", (json.dumps(status, indent=1), operator.log())
+    tasks = status["tasks"]
+    assert tasks["square"]["outputs"]["sq"] == "[1,4,9]"
+    assert tasks["square"]["instances"] == {"total": 3, "succeeded": 3, "failed": 0, "running": 0}
+    assert tasks["prepare"]["outputs"]["count"] == "3"
+    assert tasks["publish"]["phase"] == "Skipped"
+    assert status["progress"] == "5/5"
+    ready = {c["type"]: c for c in status["conditions"]}
+    assert ready["Succeeded"]["status"] == "True"
+
+    pods = pods_of(cluster, namespace, "flow-1")
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        by_task.setdefault(pod["metadata"]["labels"]["pipesync.io/task"], []).append(pod)
+    assert sorted(by_task) == ["done", "prepare", "report", "square", "train-on-gpu"]
+    assert len(by_task["square"]) == 3
+    assert by_task["train-on-gpu"][0]["spec"]["nodeName"] == "gpu-1"
+    assert by_task["prepare"][0]["spec"]["nodeName"] == "cpu-1"
+    assert all(p["metadata"]["ownerReferences"][0]["kind"] == "Run" for p in pods)
+
+    report = by_task["report"][0]["metadata"]["name"]
+    log = cluster.kubectl("logs", "-n", namespace, report, "-c", "main").stdout
+    assert "dataset v1" in log and "squares [1,4,9]" in log
+    done = by_task["done"][0]["metadata"]["name"]
+    assert (
+        "finished Succeeded" in cluster.kubectl("logs", "-n", namespace, done, "-c", "main").stdout
+    )
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]]
+    assert f"{namespace}/runs/flow-1/prepare/outputs/artifacts/data" in keys
+
+    table = cluster.kubectl("get", "runs", "-n", namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert "PHASE" in header and "PROGRESS" in header
+    assert "flow-1" in row and "Succeeded" in row and "5/5" in row
+
+
+def test_a_failing_task_is_retried_then_the_run_fails_after_onExit(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FLAKY)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/flaky", "-n", namespace, "--timeout=60s"
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("flaky-1", "flaky"))
+    status = wait_finished(cluster, namespace, "flaky-1")["status"]
+    assert status["phase"] == "Failed"
+    assert status["tasks"]["fails"]["attempts"] == 3
+    assert (
+        "exited with code 3" in status["tasks"]["fails"]["message"]
+        or "3" in status["tasks"]["fails"]["message"]
+    )
+    assert status["tasks"]["after"]["phase"] == "Omitted"
+    pods = pods_of(cluster, namespace, "flaky-1")
+    attempts = sorted(
+        p["metadata"]["labels"]["pipesync.io/attempt"]
+        for p in pods
+        if p["metadata"]["labels"]["pipesync.io/task"] == "fails"
+    )
+    assert attempts == ["1", "2", "3"]  # one pod per attempt, never two for the same one
+    cleanup = [p for p in pods if p["metadata"]["labels"]["pipesync.io/task"] == "cleanup"]
+    assert len(cleanup) == 1
+    log = cluster.kubectl("logs", "-n", namespace, cleanup[0]["metadata"]["name"], "-c", "main")
+    assert "cleanup after Failed" in log.stdout
+    events = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=flaky-1",
+        "-o",
+        "json",
+    ).stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"TaskFailed", "TaskRetried"} <= reasons
