@@ -10,7 +10,6 @@ from pathlib import Path
 import yaml
 
 from pipesync import __version__
-from pipesync.controllers import operator
 from pipesync.runtime import placement, pods
 
 DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
@@ -94,6 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(options: argparse.Namespace) -> int:
+    # Imported here: kopf costs half a second, and every task pod starts `pipesync agent`.
+    from pipesync.controllers import operator  # noqa: PLC0415
+
     pools = placement.PoolSettings()
     if options.pools:
         pools = placement.PoolSettings.from_dict(yaml.safe_load(Path(options.pools).read_text()))

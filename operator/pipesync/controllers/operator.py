@@ -25,6 +25,7 @@ from pipesync.runtime import pods
 class OperatorSettings:
     pods: pods.PodSettings
     namespaces: tuple[str, ...] = ()  # empty: every namespace
+    observers: tuple[runs.RunObserver, ...] = ()  # metrics, the S3 mirror
     liveness_endpoint: str | None = None
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
@@ -68,7 +69,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     group, version = model.GROUP, model.VERSION
     kube = Kube(_kube_client())
-    controller = runs.RunController(kube, settings.pods)
+    controller = runs.RunController(kube, settings.pods, settings.observers)
     wakeups = _Wakeups()
 
     @kopf.on.login(registry=registry)

@@ -16,7 +16,7 @@ import datetime
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pipesync.api import durations, model
 from pipesync.controllers import pipelines
@@ -56,12 +56,38 @@ class Pinned:
     pipeline: dict[str, str]
 
 
+@dataclasses.dataclass(frozen=True)
+class PassReport:
+    """What one pass saw and decided, for observers (metrics, the S3 mirror)."""
+
+    run: Mapping[str, Any]  # the Run as read at the start of the pass
+    previous: Mapping[str, Any]  # its status before the pass
+    status: Mapping[str, Any]  # its status after the pass (written if it differed)
+    pinned: Pinned | None  # None when the run failed before its spec was pinned
+    nodes: Mapping[NodeKey, NodeState]
+    pods: Mapping[NodeKey, Mapping[str, Any]]  # the newest pod of each node
+    launched: int
+    seconds: float  # how long the pass took
+
+
+class RunObserver(Protocol):
+    """Hears every pass; must not block (queue slow work) and must not raise."""
+
+    def run_pass(self, report: PassReport) -> None: ...
+
+
 class RunController:
     """Drives runs; holds only caches of what is already in the cluster."""
 
-    def __init__(self, kube: Kube, settings: pods.PodSettings) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: pods.PodSettings,
+        observers: tuple[RunObserver, ...] = (),
+    ) -> None:
         self.kube = kube
         self.settings = settings
+        self.observers = observers
         self._pinned: dict[str, Pinned] = {}  # by run uid
 
     def reconcile(self, namespace: str, name: str, now: float | None = None) -> PassResult:
@@ -72,10 +98,13 @@ class RunController:
         status = dict(run.get("status") or {})
         if status.get("phase") in FINISHED:
             return PassResult(finished=True)
+        began = time.monotonic()
         try:
             pinned = self._pin(run)
         except RunError as error:
-            self._write(run, _failed_status(run, status, error, now))
+            failed = _failed_status(run, status, error, now)
+            self._write(run, failed)
+            self._tell(PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began))
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
         nodes, pods_by_key = self._observe(run)
         started = _instant(status.get("startedAt")) or now
@@ -93,9 +122,25 @@ class RunController:
         events = self._act(run, pinned, decision, nodes, pods_by_key)
         new_status = summarise(run, pinned, nodes, decision, started=started, now=now)
         self._write(run, new_status)
+        self._tell(
+            PassReport(
+                run,
+                status,
+                new_status,
+                pinned,
+                nodes,
+                pods_by_key,
+                len(decision.launches),
+                time.monotonic() - began,
+            )
+        )
         return PassResult(
             finished=new_status["phase"] in FINISHED, wake_at=decision.wake_at, events=events
         )
+
+    def _tell(self, report: PassReport) -> None:
+        for observer in self.observers:
+            observer.run_pass(report)
 
     # --- steps -------------------------------------------------------------------------
 
