@@ -153,7 +153,6 @@ KINDS: tuple[Kind, ...] = (
         plural="runs",
         short_names=("psr",),
         columns=(
-            Column("Phase", "string", ".status.phase", "The run's phase."),
             Column("Pipeline", "string", ".spec.pipelineRef.name", "The Pipeline run."),
             Column(
                 "Experiment",
@@ -161,9 +160,17 @@ KINDS: tuple[Kind, ...] = (
                 ".spec.experimentRef.name",
                 "The Experiment the run belongs to.",
             ),
+            Column("Phase", "string", ".status.phase", "The run's phase."),
             Column("Progress", "string", ".status.progress", "Finished tasks / all tasks."),
-            AGE,
+            Column("Started", "date", ".status.startedAt", "When the run started."),
             Column("Duration", "string", ".status.duration", "How long the run took so far."),
+            Column(
+                "Age",
+                "date",
+                ".metadata.creationTimestamp",
+                "Time since the object was created.",
+                priority=1,
+            ),
             Column(
                 "Version",
                 "string",

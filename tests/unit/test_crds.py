@@ -302,12 +302,14 @@ def test_contract_printer_columns() -> None:
         }
         for p in CRDS
     }
+    # Issue 4: `kubectl get runs` shows NAME, PIPELINE, EXPERIMENT, PHASE, PROGRESS,
+    # STARTED, DURATION (AGE with -o wide).
     assert list(columns["Run"]) == [
-        "Phase",
         "Pipeline",
         "Experiment",
+        "Phase",
         "Progress",
-        "Age",
+        "Started",
         "Duration",
     ]
     assert columns["Run"]["Pipeline"] == ".spec.pipelineRef.name"
