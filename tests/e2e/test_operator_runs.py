@@ -194,3 +194,32 @@ def test_a_failing_task_is_retried_then_the_run_fails_after_onExit(
     ).stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     assert {"TaskFailed", "TaskRetried"} <= reasons
+
+
+def test_an_experiment_counts_its_runs_by_phase(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FLAKY)
+    experiment = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {"name": "tuning"},
+        "spec": {"description": "counts"},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(experiment))
+    for name in ("try-1", "try-2"):
+        document = yaml.safe_load(run_document(name, "flaky"))
+        document["spec"]["experimentRef"] = {"name": "tuning"}
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(document))
+    for name in ("try-1", "try-2"):
+        wait_finished(cluster, namespace, name)
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        found = cluster.kubectl("get", "experiment", "tuning", "-n", namespace, "-o", "json")
+        status = json.loads(found.stdout).get("status", {})
+        if status.get("runs", {}).get("failed") == 2:
+            break
+        time.sleep(0.5)
+    assert status["runs"]["total"] == 2 and status["runs"]["failed"] == 2, status
+    assert status["lastRun"]["name"] in ("try-1", "try-2")

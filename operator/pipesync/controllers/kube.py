@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from pipesync.api import model
 
-RUNS, PIPELINES = "runs", "pipelines"
+RUNS, PIPELINES, EXPERIMENTS = "runs", "pipelines", "experiments"
 
 
 class Kube:
@@ -51,6 +51,21 @@ class Kube:
                 return None
             raise
         return result
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        response = self._call(
+            "list",
+            self.custom.list_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            field_selector=field_selector,
+        )
+        items: list[dict[str, Any]] = response["items"]
+        return items
 
     def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]

@@ -16,8 +16,8 @@ import kopf
 import kubernetes
 
 from pipesync.api import model
-from pipesync.controllers import pipelines, runs
-from pipesync.controllers.kube import Kube
+from pipesync.controllers import experiments, pipelines, runs
+from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
 from pipesync.runtime import pods
 
 
@@ -67,11 +67,15 @@ def _finished(body: Mapping[str, Any], **_: Any) -> bool:
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    group, version = model.GROUP, model.VERSION
     kube = Kube(_kube_client())
-    controller = runs.RunController(kube, settings.pods, settings.observers)
-    wakeups = _Wakeups()
+    _register_plumbing(registry)
+    _register_pipelines(registry)
+    _register_experiments(registry, kube)
+    _register_runs(registry, kube, settings)
+    return registry
 
+
+def _register_plumbing(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In-cluster service account, else KUBECONFIG / ~/.kube/config (kubernetes client).
@@ -91,6 +95,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
 
+
+def _register_pipelines(registry: kopf.OperatorRegistry) -> None:
+    group, version = model.GROUP, model.VERSION
+
     @kopf.on.resume(group, version, "pipelines", registry=registry)
     @kopf.on.create(group, version, "pipelines", registry=registry)
     @kopf.on.update(group, version, "pipelines", registry=registry)
@@ -99,6 +107,40 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         desired = pipelines.desired_status(body, now_text())
         if _without_times(desired) != _without_times(current):
             patch.status.update(desired)
+
+
+def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
+    group, version = model.GROUP, model.VERSION
+
+    def count_experiment_runs(namespace: str, experiment: str) -> None:
+        body = kube.get_object(EXPERIMENTS, namespace, experiment)
+        if body is None:
+            return
+        found = kube.list_objects(RUNS, namespace, f"spec.experimentRef.name={experiment}")
+        desired = experiments.desired_status(body, found, now_text())
+        if _without_times(desired) != _without_times(body.get("status") or {}):
+            kube.patch_status(EXPERIMENTS, namespace, experiment, desired)
+
+    @kopf.on.resume(group, version, "experiments", registry=registry)
+    @kopf.on.create(group, version, "experiments", registry=registry)
+    def reconcile_experiment(**kwargs: Any) -> None:
+        count_experiment_runs(kwargs["namespace"], kwargs["name"])
+
+    @kopf.on.field(group, version, "runs", field="status.phase", registry=registry)
+    @kopf.on.create(group, version, "runs", registry=registry)
+    @kopf.on.delete(group, version, "runs", registry=registry, optional=True)
+    def run_changed(**kwargs: Any) -> None:
+        # optional=True: no finalizer; a Run deleted while the operator is down is
+        # counted out at the next change of its experiment's runs.
+        experiment = (kwargs["spec"].get("experimentRef") or {}).get("name")
+        if experiment:
+            count_experiment_runs(kwargs["namespace"], experiment)
+
+
+def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
+    group, version = model.GROUP, model.VERSION
+    controller = runs.RunController(kube, settings.pods, settings.observers)
+    wakeups = _Wakeups()
 
     @kopf.daemon(
         group,
@@ -137,8 +179,6 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
     def cancel_requested(**kwargs: Any) -> None:
         wakeups.wake(kwargs["namespace"], kwargs["name"])
-
-    return registry
 
 
 def _without_times(status: Mapping[str, Any]) -> Any:
