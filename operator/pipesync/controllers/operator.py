@@ -19,6 +19,7 @@ from pipesync.api import model
 from pipesync.controllers import experiments, pipelines, runs
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
 from pipesync.runtime import pods
+from pipesync.runtime.storage import ObjectStore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class OperatorSettings:
     pods: pods.PodSettings
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     observers: tuple[runs.RunObserver, ...] = ()  # metrics, the S3 mirror
+    store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
     liveness_endpoint: str | None = None
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
@@ -139,7 +141,7 @@ def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
 
 def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
     group, version = model.GROUP, model.VERSION
-    controller = runs.RunController(kube, settings.pods, settings.observers)
+    controller = runs.RunController(kube, settings.pods, settings.observers, settings.store)
     wakeups = _Wakeups()
 
     @kopf.daemon(

@@ -22,11 +22,12 @@ from pipesync.api import durations, model
 from pipesync.controllers import pipelines
 from pipesync.controllers.conditions import set_condition
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
-from pipesync.engine import compiler, params, planner
+from pipesync.engine import compiler, layout, params, planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.runtime import pods, podstate
+from pipesync.runtime.storage import ObjectStore
 
 FINISHED = frozenset({RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.CANCELLED.value})
 #: Above this many tasks, status keeps counts and unfinished or failed tasks only.
@@ -84,11 +85,14 @@ class RunController:
         kube: Kube,
         settings: pods.PodSettings,
         observers: tuple[RunObserver, ...] = (),
+        store: ObjectStore | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.observers = observers
+        self.store = store  # reads output parameters too big for a termination message
         self._pinned: dict[str, Pinned] = {}  # by run uid
+        self._outputs: dict[str, dict[str, str]] = {}  # by pod uid: outputs read from S3
 
     def reconcile(self, namespace: str, name: str, now: float | None = None) -> PassResult:
         now = time.time() if now is None else now
@@ -106,7 +110,7 @@ class RunController:
             self._write(run, failed)
             self._tell(PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began))
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
-        nodes, pods_by_key = self._observe(run)
+        nodes, pods_by_key = self._observe(run, pinned.compiled)
         started = _instant(status.get("startedAt")) or now
         timeout = _run_timeout(run, pinned.compiled)
         decision = planner.plan(
@@ -209,7 +213,7 @@ class RunController:
         }
 
     def _observe(
-        self, run: Mapping[str, Any]
+        self, run: Mapping[str, Any], compiled: CompiledPipeline
     ) -> tuple[dict[NodeKey, NodeState], dict[NodeKey, dict[str, Any]]]:
         """Each node's newest attempt, from its pod."""
         metadata = run["metadata"]
@@ -233,10 +237,31 @@ class RunController:
                     failure=FailureKind.CANCELLED,
                     message="stopped: the run was cancelled or timed out",
                 )
+            if state.phase is Phase.SUCCEEDED:
+                task = _task_at(compiled, key)
+                state = self._complete_outputs(pod, state, task.task.output_parameters)
             if key not in nodes or state.attempts > nodes[key].attempts:
                 nodes[key] = state
                 newest[key] = pod
         return nodes, newest
+
+    def _complete_outputs(
+        self, pod: Mapping[str, Any], state: NodeState, declared: tuple[str, ...]
+    ) -> NodeState:
+        """Output parameters left out of the sidecar's message (too big), read from S3."""
+        report = podstate.sidecar_report(pod)
+        if report is None or not report.truncated or self.store is None:
+            return state
+        uid = pod["metadata"]["uid"]
+        if uid not in self._outputs:
+            prefix = pod["metadata"]["annotations"][pods.ANNOTATION_NODE_PREFIX]
+            outputs = dict(state.outputs)
+            for name in declared:
+                if name not in outputs:
+                    key = layout.output_parameter_key(prefix, name)
+                    outputs[name] = self.store.get_bytes(key).decode(errors="replace")
+            self._outputs[uid] = outputs
+        return dataclasses.replace(state, outputs=self._outputs[uid])
 
     def _act(
         self,
@@ -472,11 +497,18 @@ def _fan_out_sizes(
     return sizes
 
 
+def _task_at(compiled: CompiledPipeline, key: NodeKey) -> compiler.CompiledTask:
+    index = key[0]
+    if index < len(compiled.tasks):
+        return compiled.tasks[index]
+    if compiled.on_exit is None:
+        raise KeyError(key)
+    return compiled.on_exit
+
+
 def _node_name(compiled: CompiledPipeline, key: NodeKey) -> str:
-    index, instance = key
-    task = compiled.tasks[index] if index < len(compiled.tasks) else compiled.on_exit
-    name = task.name if task is not None else "?"
-    return name if instance == TASK else f"{name}[{instance}]"
+    name = _task_at(compiled, key).name
+    return name if key[1] == TASK else f"{name}[{key[1]}]"
 
 
 def _run_timeout(run: Mapping[str, Any], compiled: CompiledPipeline) -> float | None:
