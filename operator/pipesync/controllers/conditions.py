@@ -1,10 +1,15 @@
-"""metav1.Condition lists: set one condition, keeping lastTransitionTime when the status
-did not change (so `kubectl wait` and kstatus see real transitions only)."""
+"""Status plumbing shared by the controllers: metav1.Condition lists (lastTransitionTime
+kept when a condition's status did not change, so `kubectl wait` and kstatus see real
+transitions only), timestamps, and the comparison that keeps no-op passes from writing."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+#: Status fields that change with the clock alone; a pass that only moves them writes nothing.
+_CLOCK_ONLY = frozenset({"duration"})
 
 
 def set_condition(
@@ -48,3 +53,28 @@ def set_condition(
             }
         )
     return [{k: v for k, v in c.items() if v is not None} for c in result]
+
+
+def timestamp(moment: float | None = None) -> str:
+    """RFC 3339 in UTC with seconds, as Kubernetes writes times."""
+    when = (
+        datetime.datetime.now(datetime.UTC)
+        if moment is None
+        else datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    )
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two statuses differ only in what the clock moves (transition times,
+    durations): then writing would be a no-op for anyone reading them."""
+    return bool(_comparable(a) == _comparable(b))
+
+
+def _comparable(status: Mapping[str, Any]) -> Any:
+    result = {k: v for k, v in status.items() if k not in _CLOCK_ONLY}
+    result["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions", [])
+    ]
+    return result

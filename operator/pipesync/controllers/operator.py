@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import logging
 import time
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ import kopf
 import kubernetes
 
 from pipesync.api import model
-from pipesync.controllers import experiments, pipelines, runs
+from pipesync.controllers import conditions, experiments, pipelines, runs
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
 from pipesync.runtime import pods
 from pipesync.runtime.storage import ObjectStore
@@ -31,10 +30,6 @@ class OperatorSettings:
     liveness_endpoint: str | None = None
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
-
-
-def now_text() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _kube_client() -> kubernetes.client.ApiClient:
@@ -106,8 +101,8 @@ def _register_pipelines(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.update(group, version, "pipelines", registry=registry)
     def reconcile_pipeline(body: Mapping[str, Any], patch: kopf.Patch, **_: Any) -> None:
         current = dict(body.get("status") or {})
-        desired = pipelines.desired_status(body, now_text())
-        if _without_times(desired) != _without_times(current):
+        desired = pipelines.desired_status(body, conditions.timestamp())
+        if not conditions.same_status(desired, current):
             patch.status.update(desired)
 
 
@@ -119,8 +114,8 @@ def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
         if body is None:
             return
         found = kube.list_objects(RUNS, namespace, f"spec.experimentRef.name={experiment}")
-        desired = experiments.desired_status(body, found, now_text())
-        if _without_times(desired) != _without_times(body.get("status") or {}):
+        desired = experiments.desired_status(body, found, conditions.timestamp())
+        if not conditions.same_status(desired, body.get("status") or {}):
             kube.patch_status(EXPERIMENTS, namespace, experiment, desired)
 
     @kopf.on.resume(group, version, "experiments", registry=registry)
@@ -181,16 +176,6 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
     def cancel_requested(**kwargs: Any) -> None:
         wakeups.wake(kwargs["namespace"], kwargs["name"])
-
-
-def _without_times(status: Mapping[str, Any]) -> Any:
-    """A status compared without transition times: a no-op reconcile writes nothing."""
-    result = dict(status)
-    result["conditions"] = [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"}
-        for c in status.get("conditions", [])
-    ]
-    return result
 
 
 def run(settings: OperatorSettings) -> None:

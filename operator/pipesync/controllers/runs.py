@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pipesync.api import durations, model
 from pipesync.controllers import pipelines
-from pipesync.controllers.conditions import set_condition
+from pipesync.controllers.conditions import same_status, set_condition, timestamp
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
 from pipesync.engine import compiler, layout, params, planner
 from pipesync.engine.compiler import CompiledPipeline
@@ -313,7 +313,7 @@ class RunController:
 
     def _write(self, run: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         current = run.get("status") or {}
-        if _comparable(status) != _comparable(current):
+        if not same_status(status, current):
             metadata = run["metadata"]
             self.kube.patch_status(RUNS, metadata["namespace"], metadata["name"], status)
 
@@ -384,12 +384,12 @@ def summarise(
             "taskCounts": counts,
             "tasks": tasks,
             "pipeline": dict(pinned.pipeline),
-            "startedAt": status.get("startedAt") or _text(started),
+            "startedAt": status.get("startedAt") or timestamp(started),
         }
     )
     end = now
     if finished is not None and not status.get("finishedAt"):
-        status["finishedAt"] = _text(now)
+        status["finishedAt"] = timestamp(now)
     if status.get("finishedAt"):
         end = _instant(status["finishedAt"]) or now
     status["duration"] = durations.format_seconds(max(end - started, 0.0))
@@ -411,7 +411,7 @@ def _task_summary(
     if small:
         summary["outputs"] = small
     if state.finished_at is not None:
-        summary["finishedAt"] = _text(state.finished_at)
+        summary["finishedAt"] = timestamp(state.finished_at)
     if task.fan_out:
         instances = [s for (index, i), s in nodes.items() if index == task.index and i != TASK]
         summary["instances"] = {
@@ -430,7 +430,7 @@ def _conditions(
     generation: int | None,
     now: float,
 ) -> list[dict[str, Any]]:
-    stamp = _text(now)
+    stamp = timestamp(now)
     if finished is None:
         return set_condition(
             conditions,
@@ -470,8 +470,8 @@ def _failed_status(
         {
             "phase": RunPhase.FAILED.value,
             "observedGeneration": generation,
-            "startedAt": status.get("startedAt") or _text(now),
-            "finishedAt": _text(now),
+            "startedAt": status.get("startedAt") or timestamp(now),
+            "finishedAt": timestamp(now),
         }
     )
     outcome = planner.Outcome(RunPhase.FAILED, str(error))
@@ -482,7 +482,7 @@ def _failed_status(
         reason=error.reason,
         message=str(error),
         generation=generation,
-        now=_text(now),
+        now=timestamp(now),
     )
     return status
 
@@ -526,20 +526,6 @@ def _owner(run: Mapping[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def _comparable(status: Mapping[str, Any]) -> Any:
-    """Status without the fields that change with the clock alone."""
-    result = {k: v for k, v in status.items() if k != "duration"}
-    result["conditions"] = [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"}
-        for c in status.get("conditions", [])
-    ]
-    return result
-
-
-def _text(moment: float) -> str:
-    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _instant(text: Any) -> float | None:
