@@ -89,12 +89,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="put this process's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into task pods "
         "as plain values (local stacks and tests only)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=env("PIPESYNC_METRICS_ADDRESS", "0.0.0.0:8080"),
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus) and /healthz here; 'off' serves nothing "
+        "[PIPESYNC_METRICS_ADDRESS]",
+    )
     parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:
     # Imported here: kopf costs half a second, and every task pod starts `pipesync agent`.
     from pipesync.controllers import operator  # noqa: PLC0415
+    from pipesync.observe import endpoint, metrics  # noqa: PLC0415
 
     pools = placement.PoolSettings()
     if options.pools:
@@ -112,6 +120,13 @@ def run(options: argparse.Namespace) -> int:
         if options.s3_credentials_from_env
         else None,
     )
+    observed: metrics.Metrics | None = None
+    if options.metrics_address != "off":
+        observed = metrics.Metrics()
+        # Bound before kopf starts, so a taken port fails the start, not a later scrape.
+        server = endpoint.serve(observed.registry, options.metrics_address)
+        host, port = str(server.server_address[0]), server.server_address[1]
+        print(f"metrics on http://{host}:{port}/metrics", flush=True)
     operator.run(
         operator.OperatorSettings(
             pods=pods.PodSettings(
@@ -123,6 +138,8 @@ def run(options: argparse.Namespace) -> int:
             ),
             namespaces=tuple(options.namespace),
             liveness_endpoint=options.liveness,
+            metrics=observed,
+            observers=(observed,) if observed is not None else (),
         )
     )
     return 0

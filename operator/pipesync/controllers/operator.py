@@ -8,7 +8,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import kopf
@@ -17,6 +18,7 @@ import kubernetes
 from pipesync.api import model
 from pipesync.controllers import conditions, experiments, pipelines, runs
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
+from pipesync.observe.metrics import Metrics
 from pipesync.runtime import pods
 from pipesync.runtime.storage import ObjectStore
 
@@ -28,6 +30,7 @@ class OperatorSettings:
     observers: tuple[runs.RunObserver, ...] = ()  # metrics, the S3 mirror
     store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
     liveness_endpoint: str | None = None
+    metrics: Metrics | None = None  # reconcile timing and API request counts
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
 
@@ -62,11 +65,23 @@ def _finished(body: Mapping[str, Any], **_: Any) -> bool:
     return (body.get("status") or {}).get("phase") in runs.FINISHED
 
 
+Timer = Callable[[str], AbstractContextManager[None]]
+
+
+def _timer(settings: OperatorSettings) -> Timer:
+    """Wraps each reconcile pass: duration and errors by controller, when metrics are on."""
+    if settings.metrics is not None:
+        return settings.metrics.reconcile
+    return lambda _controller: contextlib.nullcontext()
+
+
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kube = Kube(_kube_client())
+    if settings.metrics is not None:
+        settings.metrics.watch_requests(kube)
     _register_plumbing(registry)
-    _register_pipelines(registry)
+    _register_pipelines(registry, _timer(settings))
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
     return registry
@@ -93,17 +108,18 @@ def _register_plumbing(registry: kopf.OperatorRegistry) -> None:
         settings.watching.server_timeout = 300
 
 
-def _register_pipelines(registry: kopf.OperatorRegistry) -> None:
+def _register_pipelines(registry: kopf.OperatorRegistry, timed: Timer) -> None:
     group, version = model.GROUP, model.VERSION
 
     @kopf.on.resume(group, version, "pipelines", registry=registry)
     @kopf.on.create(group, version, "pipelines", registry=registry)
     @kopf.on.update(group, version, "pipelines", registry=registry)
     def reconcile_pipeline(body: Mapping[str, Any], patch: kopf.Patch, **_: Any) -> None:
-        current = dict(body.get("status") or {})
-        desired = pipelines.desired_status(body, conditions.timestamp())
-        if not conditions.same_status(desired, current):
-            patch.status.update(desired)
+        with timed("pipelines"):
+            current = dict(body.get("status") or {})
+            desired = pipelines.desired_status(body, conditions.timestamp())
+            if not conditions.same_status(desired, current):
+                patch.status.update(desired)
 
 
 def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
@@ -138,6 +154,11 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
     group, version = model.GROUP, model.VERSION
     controller = runs.RunController(kube, settings.pods, settings.observers, settings.store)
     wakeups = _Wakeups()
+    timed = _timer(settings)
+
+    def reconcile(namespace: str, name: str) -> runs.PassResult:
+        with timed("runs"):
+            return controller.reconcile(namespace, name)
 
     @kopf.daemon(
         group,
@@ -155,7 +176,7 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
         try:
             while not stopped:
                 wakeup.clear()
-                result = await asyncio.to_thread(controller.reconcile, namespace, name)
+                result = await asyncio.to_thread(reconcile, namespace, name)
                 for kind, reason, message in result.events:
                     kopf.event(body, type=kind, reason=reason, message=message)
                 if result.finished:

@@ -1,0 +1,453 @@
+"""Prometheus metrics of the operator, derived from what each Run controller pass reports.
+
+Why derived from pass reports: the controller already reads the Run, its status before
+and after the pass, and its pods once per pass. Comparing the status before and after
+tells what happened in this pass (a run started, finished, a task ended), so metrics need
+no extra API calls and no hand instrumentation inside the controller.
+
+Semantics across restarts (the operator may be SIGKILLed at any moment):
+- Counters count what this process observed, in base units, and start at zero in a new
+  process (Prometheus' `rate`/`increase` handle the reset). Run starts and finishes come
+  from the phase change between the status a pass read and the one it wrote: that status
+  is stored in the cluster, so a restarted operator never counts a transition again that
+  its predecessor already wrote (a crash between writing and reporting loses one count,
+  it never doubles one).
+- A run a process first meets mid-flight sets a baseline: pods that already exist then
+  are not counted as retries, and pods already finished then are counted as finished
+  tasks only when the status written before the restart had not yet recorded their end.
+- Gauges (active runs, tasks by phase, pending pods) are recomputed at scrape time from
+  the latest pass of every unfinished run, so they are right again as soon as the
+  restarted operator has passed over each run once; a run not reported for
+  `stale_seconds` (deleted while running) drops out of them.
+
+Labels are the pipeline, phase, pool, namespace or controller: never the run
+(cardinality; a run's detail lives in its status and the S3 record).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipesync import __version__
+from pipesync.engine.compiler import CompiledPipeline
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+
+_log = logging.getLogger(__name__)
+
+NOT_STARTED = frozenset({"", "Pending"})
+FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
+INLINE = "(inline)"  # pipeline label of runs with an inline spec (not a valid object name)
+NO_POOL = "none"
+#: Pod fields written by pipesync.runtime.pods (not imported: observe sits beside runtime).
+LABEL_ATTEMPT = "pipesync.io/attempt"
+POOL_SELECTOR = "pipesync.io/pool"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: A run's status.taskCounts keys, as the phase label of pipesync_tasks.
+TASK_COUNT_PHASES = {
+    "pending": "Pending",
+    "running": "Running",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "skipped": "Skipped",
+}
+_NODE_ENDED = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+_TASK_ENDED = frozenset(p.value for p in (*_NODE_ENDED, Phase.SKIPPED, Phase.OMITTED))
+
+RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+TASK_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class PinnedLike(Protocol):
+    @property
+    def compiled(self) -> CompiledPipeline: ...
+    @property
+    def pipeline(self) -> Mapping[str, str]: ...
+
+
+class PassReportLike(Protocol):
+    """The fields of pipesync.controllers.runs.PassReport that metrics read."""
+
+    @property
+    def run(self) -> Mapping[str, Any]: ...
+    @property
+    def previous(self) -> Mapping[str, Any]: ...
+    @property
+    def status(self) -> Mapping[str, Any]: ...
+    @property
+    def pinned(self) -> PinnedLike | None: ...
+    @property
+    def nodes(self) -> Mapping[NodeKey, NodeState]: ...
+    @property
+    def pods(self) -> Mapping[NodeKey, Mapping[str, Any]]: ...
+
+
+class RequestCounts(Protocol):
+    """pipesync.controllers.kube.Kube: API requests counted by (verb, status code)."""
+
+    @property
+    def requests(self) -> Mapping[tuple[str, int], int]: ...
+
+
+@dataclasses.dataclass
+class _Tracked:
+    """An unfinished run as its latest pass left it."""
+
+    namespace: str
+    seen: float  # monotonic time of the latest report
+    task_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    pods_pending: int = 0
+    known_pods: set[str] = dataclasses.field(default_factory=set)  # pod uids seen
+    ended_pods: set[str] = dataclasses.field(default_factory=set)  # pod uids counted ended
+
+
+class Metrics:
+    """Implements RunObserver; one instance per operator process, on its own registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        version: str = __version__,
+        stale_seconds: float = 600.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Never the global default registry: tests and embedders get isolated metrics.
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.stale_seconds = stale_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._runs: dict[str, _Tracked] = {}  # by run uid
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._namespaces: set[str] = set()  # reported as 0 once they have no active run
+        self._request_sources: list[RequestCounts] = []
+        r = self.registry
+        self.runs_started = Counter(
+            "pipesync_runs_started", "Runs that left Pending.", ["pipeline"], registry=r
+        )
+        self.runs_finished = Counter(
+            "pipesync_runs_finished",
+            "Runs that reached a final phase.",
+            ["pipeline", "phase"],
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "pipesync_run_duration_seconds",
+            "Run duration from start to finish.",
+            ["pipeline", "phase"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.task_duration = Histogram(
+            "pipesync_task_duration_seconds",
+            "Duration of each finished task pod (one per attempt and forEach item).",
+            ["pipeline", "phase"],
+            buckets=TASK_BUCKETS,
+            registry=r,
+        )
+        self.task_retries = Counter(
+            "pipesync_task_retries", "Task attempts after the first.", ["pipeline"], registry=r
+        )
+        self.gpu_seconds = Counter(
+            "pipesync_gpu_seconds",
+            "GPU limit times runtime of finished task pods.",
+            ["pool"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "pipesync_reconcile_duration_seconds",
+            "Duration of one reconcile pass.",
+            ["controller"],
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "pipesync_reconcile_errors",
+            "Reconcile passes that raised.",
+            ["controller"],
+            registry=r,
+        )
+        self.mirror_failures = Counter(
+            "pipesync_s3_mirror_failures",
+            "Failed attempts to write a run record to S3.",
+            registry=r,
+        )
+        self.mirror_backlog = Gauge(
+            "pipesync_s3_mirror_backlog", "Run records waiting to be written to S3.", registry=r
+        )
+        Gauge(
+            "pipesync_build_info", "The running pipesync version.", ["version"], registry=r
+        ).labels(version).set(1)
+        r.register(_Collector(self))
+
+    # --- hooks for the wiring and the S3 mirror ------------------------------------------
+
+    @contextlib.contextmanager
+    def reconcile(self, controller: str) -> Iterator[None]:
+        """Times one reconcile pass of `controller`; counts it as an error if it raises."""
+        began = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            self.reconcile_errors.labels(controller).inc()
+            raise
+        finally:
+            self.reconcile_duration.labels(controller).observe(time.perf_counter() - began)
+
+    def watch_requests(self, source: RequestCounts) -> None:
+        """Expose `source.requests` as pipesync_kubernetes_requests_total, read at scrape."""
+        with self._lock:
+            self._request_sources.append(source)
+
+    def mirror_failed(self) -> None:
+        self.mirror_failures.inc()
+
+    def set_mirror_backlog(self, records: int) -> None:
+        self.mirror_backlog.set(records)
+
+    # --- RunObserver ---------------------------------------------------------------------
+
+    def run_pass(self, report: PassReportLike) -> None:
+        """Must not raise (it runs inside the controller's pass): bad input is skipped."""
+        try:
+            with self._lock:
+                self._run_pass(report)
+        except Exception:  # a metrics bug must never stop a run
+            _log.exception("metrics: could not read a pass report")
+
+    def _run_pass(self, report: PassReportLike) -> None:
+        metadata = report.run.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "")
+        uid = str(metadata.get("uid") or f"{namespace}/{metadata.get('name')}")
+        if uid in self._finished:
+            return  # its end is counted; a late report must not count it again
+        before = str(report.previous.get("phase") or "")
+        after = str(report.status.get("phase") or "")
+        pipeline = _pipeline_label(report)
+        tracked = self._runs.get(uid)
+        baseline = tracked is None and before not in NOT_STARTED
+        if tracked is None:
+            tracked = self._runs[uid] = _Tracked(namespace, self._monotonic())
+            self._namespaces.add(namespace)
+        tracked.seen = self._monotonic()
+        if before in NOT_STARTED and after not in NOT_STARTED:
+            self.runs_started.labels(pipeline).inc()
+        self._observe_pods(report, tracked, pipeline, baseline)
+        counts = report.status.get("taskCounts") or {}
+        tracked.task_counts = {k: int(counts.get(k) or 0) for k in TASK_COUNT_PHASES}
+        tracked.pods_pending = sum(
+            1
+            for pod in report.pods.values()
+            if (pod.get("status") or {}).get("phase", "Pending") == "Pending"
+            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+        )
+        if after in FINISHED:
+            del self._runs[uid]
+            self._finished[uid] = None
+            while len(self._finished) > 10_000:
+                self._finished.popitem(last=False)
+            if before not in FINISHED:
+                self.runs_finished.labels(pipeline, after).inc()
+                began = _instant(report.status.get("startedAt"))
+                ended = _instant(report.status.get("finishedAt"))
+                if began is not None and ended is not None:
+                    self.run_duration.labels(pipeline, after).observe(max(ended - began, 0.0))
+
+    def _observe_pods(
+        self, report: PassReportLike, tracked: _Tracked, pipeline: str, baseline: bool
+    ) -> None:
+        previous_tasks: Mapping[str, Any] = report.previous.get("tasks") or {}
+        for key, pod in report.pods.items():
+            pod_metadata = pod.get("metadata") or {}
+            pod_uid = str(pod_metadata.get("uid") or pod_metadata.get("name"))
+            attempt = _attempt(pod)
+            first_sight = pod_uid not in tracked.known_pods
+            tracked.known_pods.add(pod_uid)
+            if first_sight and attempt > 1 and not baseline:
+                self.task_retries.labels(pipeline).inc()
+            if pod_uid in tracked.ended_pods:
+                continue
+            ended = _pod_ended(pod, report.nodes.get(key), attempt)
+            if ended is None:
+                continue
+            tracked.ended_pods.add(pod_uid)
+            if baseline and _recorded_before(report, key, attempt, previous_tasks):
+                continue
+            phase, finished_at = ended
+            if finished_at is None:
+                finished_at = self._clock()  # stopped pods: until they were told to stop
+            began = _instant((pod.get("status") or {}).get("startTime")) or _instant(
+                pod_metadata.get("creationTimestamp")
+            )
+            if began is None:
+                continue
+            seconds = max(finished_at - began, 0.0)
+            self.task_duration.labels(pipeline, phase).observe(seconds)
+            gpus = _gpus(pod)
+            if gpus:
+                self.gpu_seconds.labels(_pool(pod)).inc(gpus * seconds)
+
+    # --- scrape-time values --------------------------------------------------------------
+
+    def _gauges(self) -> tuple[dict[str, int], dict[str, int], int]:
+        with self._lock:
+            oldest = self._monotonic() - self.stale_seconds
+            for uid in [u for u, t in self._runs.items() if t.seen < oldest]:
+                del self._runs[uid]  # deleted while running: no pass reports its end
+            active = dict.fromkeys(self._namespaces, 0)
+            tasks = dict.fromkeys(TASK_COUNT_PHASES.values(), 0)
+            pending = 0
+            for tracked in self._runs.values():
+                active[tracked.namespace] += 1
+                for key, phase in TASK_COUNT_PHASES.items():
+                    tasks[phase] += tracked.task_counts.get(key, 0)
+                pending += tracked.pods_pending
+            return active, tasks, pending
+
+    def _requests(self) -> dict[tuple[str, int], int]:
+        with self._lock:
+            sources = list(self._request_sources)
+        totals: collections.Counter[tuple[str, int]] = collections.Counter()
+        for source in sources:
+            for _ in range(5):  # the controller threads may add a key while we copy
+                try:
+                    totals.update(dict(source.requests))
+                    break
+                except RuntimeError:
+                    continue
+        return dict(totals)
+
+
+class _Collector(Collector):
+    """The values computed when Prometheus scrapes, not when something happens."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        active, tasks, pending = self.metrics._gauges()
+        runs = GaugeMetricFamily(
+            "pipesync_runs_active", "Unfinished runs the operator drives.", labels=["namespace"]
+        )
+        for namespace, value in sorted(active.items()):
+            runs.add_metric([namespace], value)
+        yield runs
+        by_phase = GaugeMetricFamily(
+            "pipesync_tasks", "Tasks of unfinished runs by phase.", labels=["phase"]
+        )
+        for phase, value in tasks.items():
+            by_phase.add_metric([phase], value)
+        yield by_phase
+        yield GaugeMetricFamily(
+            "pipesync_pods_pending",
+            "Task pods not yet running (unscheduled or starting).",
+            value=pending,
+        )
+        requests = CounterMetricFamily(
+            "pipesync_kubernetes_requests",
+            "Kubernetes API requests of the controllers by verb and status code.",
+            labels=["verb", "code"],
+        )
+        for (verb, code), value in sorted(self.metrics._requests().items()):
+            requests.add_metric([verb, str(code)], value)
+        yield requests
+
+
+# --- reading reports and pods --------------------------------------------------------------
+
+
+def _pipeline_label(report: PassReportLike) -> str:
+    name = ""
+    if report.pinned is not None:
+        name = report.pinned.pipeline.get("name") or ""
+    if not name:
+        name = str(((report.run.get("spec") or {}).get("pipelineRef") or {}).get("name") or "")
+    return name or INLINE
+
+
+def _attempt(pod: Mapping[str, Any]) -> int:
+    try:
+        return int(((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT, "1"))
+    except ValueError:
+        return 1
+
+
+def _pod_ended(
+    pod: Mapping[str, Any], node: NodeState | None, attempt: int
+) -> tuple[str, float | None] | None:
+    """(phase, finish time) once the pod's attempt is over; None while it runs."""
+    if node is not None and node.attempts == attempt and node.phase in _NODE_ENDED:
+        return node.phase.value, node.finished_at or _containers_finished_at(pod)
+    if node is not None and node.attempts > attempt:
+        # The planner launched the next attempt in this pass: this one failed.
+        return Phase.FAILED.value, _containers_finished_at(pod)
+    pod_phase = (pod.get("status") or {}).get("phase")
+    if pod_phase in ("Succeeded", "Failed"):
+        return str(pod_phase), _containers_finished_at(pod)
+    return None
+
+
+def _recorded_before(
+    report: PassReportLike, key: NodeKey, attempt: int, previous_tasks: Mapping[str, Any]
+) -> bool:
+    """Whether the status written before this pass already showed this attempt ended."""
+    if key[1] != TASK or report.pinned is None:
+        return True  # forEach items have no status line each: assume counted before
+    compiled = report.pinned.compiled
+    task = compiled.tasks[key[0]] if key[0] < len(compiled.tasks) else compiled.on_exit
+    if task is None:
+        return True
+    summary = previous_tasks.get(task.name)
+    if not isinstance(summary, Mapping):
+        return bool(report.previous.get("tasksTruncated"))  # dropped: it had ended
+    return summary.get("phase") in _TASK_ENDED and int(summary.get("attempts") or 0) >= attempt
+
+
+def _containers_finished_at(pod: Mapping[str, Any]) -> float | None:
+    status = pod.get("status") or {}
+    ends = [
+        _instant(((entry.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        for entry in (
+            *(status.get("initContainerStatuses") or ()),
+            *(status.get("containerStatuses") or ()),
+        )
+    ]
+    known = [end for end in ends if end is not None]
+    return max(known) if known else None
+
+
+def _gpus(pod: Mapping[str, Any]) -> float:
+    total = 0.0
+    for container in (pod.get("spec") or {}).get("containers") or ():
+        limit = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
+        with contextlib.suppress(TypeError, ValueError):
+            total += float(limit or 0)
+    return total
+
+
+def _pool(pod: Mapping[str, Any]) -> str:
+    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+    return str(selector.get(POOL_SELECTOR) or NO_POOL)
+
+
+def _instant(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
