@@ -1,0 +1,356 @@
+"""Metrics derived from Run controller pass reports, fed by hand into a fresh registry.
+
+Documented semantics under test (see pipesync.observe.metrics): counters count what this
+process observed, run starts and finishes come from the status phase change a pass
+wrote (so a restarted operator never counts a finish twice), and gauges are recomputed
+from the latest pass of each unfinished run.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from pipesync.controllers import runs
+from pipesync.engine.retries import FailureKind
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.observe import endpoint
+from pipesync.observe.metrics import Metrics
+from tests.unit.pipelines import compile_yaml
+
+PIPELINE = "tasks: [{name: prep, command: [x]}, {name: train, command: [x], dependsOn: [prep]}]"
+PINNED = runs.Pinned(compile_yaml(PIPELINE), {}, {"name": "digits", "version": "v", "digest": "d"})
+PREP: NodeKey = (0, TASK)
+TRAIN: NodeKey = (1, TASK)
+
+
+def run(uid: str = "uid-1", namespace: str = "ml", name: str = "digits-1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "spec": {"pipelineRef": {"name": "digits"}},
+    }
+
+
+def status(phase: str, **extra: Any) -> dict[str, Any]:
+    return {"phase": phase, **extra}
+
+
+def pod(
+    uid: str,
+    *,
+    attempt: int = 1,
+    phase: str = "Running",
+    started: str = "2026-01-01T00:00:00Z",
+    finished: str | None = None,
+    gpu: int = 0,
+    pool: str | None = None,
+) -> dict[str, Any]:
+    main: dict[str, Any] = {"name": "main", "state": {"running": {}}}
+    if finished is not None:
+        main["state"] = {"terminated": {"exitCode": 0, "finishedAt": finished}}
+    container: dict[str, Any] = {"name": "main"}
+    if gpu:
+        container["resources"] = {"limits": {"nvidia.com/gpu": str(gpu)}}
+    spec: dict[str, Any] = {"containers": [container]}
+    if pool:
+        spec["nodeSelector"] = {"pipesync.io/pool": pool}
+    return {
+        "metadata": {
+            "name": f"pod-{uid}",
+            "uid": uid,
+            "labels": {"pipesync.io/attempt": str(attempt)},
+            "creationTimestamp": started,
+        },
+        "spec": spec,
+        "status": {"phase": phase, "startTime": started, "containerStatuses": [main]},
+    }
+
+
+def report(
+    previous: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    the_run: Mapping[str, Any] | None = None,
+    nodes: Mapping[NodeKey, NodeState] | None = None,
+    pods: Mapping[NodeKey, Mapping[str, Any]] | None = None,
+    pinned: runs.Pinned | None = PINNED,
+) -> runs.PassReport:
+    return runs.PassReport(
+        the_run or run(), previous, new, pinned, nodes or {}, pods or {}, 0, 0.01
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry(), version="9.9.9")
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_run_from_pending_to_succeeded_counts_one_start_one_finish_and_its_duration(
+    metrics: Metrics,
+) -> None:
+    metrics.run_pass(report({}, status("Pending")))
+    assert value(metrics, "pipesync_runs_started_total", pipeline="digits") is None
+    metrics.run_pass(report(status("Pending"), status("Running", startedAt="2026-01-01T00:00:00Z")))
+    metrics.run_pass(report(status("Running"), status("Running")))
+    done = status("Succeeded", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:42Z")
+    metrics.run_pass(report(status("Running"), done))
+    assert value(metrics, "pipesync_runs_started_total", pipeline="digits") == 1
+    assert value(metrics, "pipesync_runs_finished_total", pipeline="digits", phase="Succeeded") == 1
+    duration = {"pipeline": "digits", "phase": "Succeeded"}
+    assert value(metrics, "pipesync_run_duration_seconds_sum", **duration) == 42
+    assert value(metrics, "pipesync_run_duration_seconds_bucket", le="30.0", **duration) == 0
+    assert value(metrics, "pipesync_run_duration_seconds_bucket", le="60.0", **duration) == 1
+
+
+def test_a_finish_is_counted_once_even_if_reported_again_or_seen_by_a_restarted_process(
+    metrics: Metrics,
+) -> None:
+    done = status("Failed", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:05Z")
+    finishing = report(status("Running"), done)
+    metrics.run_pass(finishing)
+    metrics.run_pass(finishing)  # a repeated report of the same pass
+    metrics.run_pass(report(done, done))  # a pass that read the finished status
+    assert value(metrics, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") == 1
+    # A new process (restart) first meets the run mid-flight: the start was written (and
+    # counted) by its predecessor; the finish happens in this process and counts once.
+    restarted = Metrics(CollectorRegistry())
+    restarted.run_pass(report(status("Running"), status("Running")))
+    restarted.run_pass(report(status("Running"), done))
+    assert value(restarted, "pipesync_runs_started_total", pipeline="digits") is None
+    assert value(restarted, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") == 1
+    # ... and one that only sees an already finished status counts nothing.
+    late = Metrics(CollectorRegistry())
+    late.run_pass(report(done, done))
+    assert value(late, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") is None
+
+
+def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metrics) -> None:
+    running = {
+        PREP: pod("p1", phase="Running"),
+        TRAIN: pod("t1", phase="Running", gpu=2, pool="gpu"),
+    }
+    metrics.run_pass(
+        report(
+            status("Pending"),
+            status("Running"),
+            nodes={PREP: NodeState(Phase.RUNNING, 1), TRAIN: NodeState(Phase.RUNNING, 1)},
+            pods=running,
+        )
+    )
+    assert value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits",
+                 phase="Succeeded") is None  # fmt: skip
+    ended = {
+        PREP: pod("p1", phase="Succeeded", finished="2026-01-01T00:00:03Z"),
+        TRAIN: pod("t1", phase="Succeeded", finished="2026-01-01T00:00:10Z", gpu=2, pool="gpu"),
+    }
+    nodes = {
+        PREP: NodeState(Phase.SUCCEEDED, 1, finished_at=None),
+        TRAIN: NodeState(Phase.SUCCEEDED, 1, finished_at=None),
+    }
+    for _ in range(2):  # the same ended pods in a second pass count once
+        metrics.run_pass(report(status("Running"), status("Running"), nodes=nodes, pods=ended))
+    labels = {"pipeline": "digits", "phase": "Succeeded"}
+    assert value(metrics, "pipesync_task_duration_seconds_count", **labels) == 2
+    assert value(metrics, "pipesync_task_duration_seconds_sum", **labels) == 13
+    assert value(metrics, "pipesync_gpu_seconds_total", pool="gpu") == 20  # 2 GPUs x 10 s
+    assert value(metrics, "pipesync_gpu_seconds_total", pool="none") is None
+
+
+def test_a_gpu_pod_without_a_pool_selector_is_booked_to_pool_none(metrics: Metrics) -> None:
+    ended = pod("g", phase="Failed", finished="2026-01-01T00:00:04Z", gpu=1)
+    metrics.run_pass(report(status("Running"), status("Running"), pods={PREP: ended}))
+    assert value(metrics, "pipesync_gpu_seconds_total", pool="none") == 4
+    assert (
+        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Failed")
+        == 1
+    )
+
+
+def test_retries_count_each_new_attempt_pod_once(metrics: Metrics) -> None:
+    failed = NodeState(Phase.FAILED, 1, finished_at=None, failure=FailureKind.FAILED)
+    first = pod("a1", phase="Failed", finished="2026-01-01T00:00:01Z")
+    metrics.run_pass(report(status("Pending"), status("Running"), pods={PREP: first}))
+    # the planner launched attempt 2 in this pass: node shows it, the pod is still attempt 1
+    metrics.run_pass(
+        report(
+            status("Running"),
+            status("Running"),
+            nodes={PREP: NodeState(Phase.RUNNING, 2)},
+            pods={PREP: first},
+        )
+    )
+    assert value(metrics, "pipesync_task_retries_total", pipeline="digits") is None
+    second = pod("a2", attempt=2)
+    for _ in range(3):
+        metrics.run_pass(
+            report(
+                status("Running"),
+                status("Running"),
+                nodes={PREP: NodeState(Phase.RUNNING, 2)},
+                pods={PREP: second},
+            )
+        )
+    assert value(metrics, "pipesync_task_retries_total", pipeline="digits") == 1
+    assert failed.phase is Phase.FAILED
+    assert (
+        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Failed")
+        == 1
+    )
+
+
+def test_a_restarted_process_sets_a_baseline_from_what_status_already_recorded(
+    metrics: Metrics,
+) -> None:
+    previous = status(
+        "Running",
+        tasks={"prep": {"phase": "Succeeded", "attempts": 1}, "train": {"phase": "Running",
+                                                                        "attempts": 2}},
+    )  # fmt: skip
+    pods = {
+        # ended before the restart, and the status said so: counted by the predecessor
+        PREP: pod("p1", phase="Succeeded", finished="2026-01-01T00:00:03Z"),
+        # ended while no operator watched: the status still said Running, so it counts
+        TRAIN: pod("t2", attempt=2, phase="Failed", finished="2026-01-01T00:00:08Z"),
+    }
+    nodes = {
+        PREP: NodeState(Phase.SUCCEEDED, 1),
+        TRAIN: NodeState(Phase.FAILED, 2, failure=FailureKind.FAILED),
+    }
+    metrics.run_pass(report(previous, status("Running"), nodes=nodes, pods=pods))
+    assert (
+        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Failed")
+        == 1
+    )
+    assert (
+        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Succeeded")
+        is None
+    )
+    # attempt 2 existed before this process saw the run: its retry was counted already
+    assert value(metrics, "pipesync_task_retries_total", pipeline="digits") is None
+
+
+def test_gauges_follow_the_latest_pass_of_unfinished_runs() -> None:
+    ticks = Clock()
+    metrics = Metrics(CollectorRegistry(), stale_seconds=100, monotonic=ticks)
+    counts = {"total": 5, "pending": 2, "running": 2, "succeeded": 1, "failed": 0, "skipped": 0}
+    waiting = pod("w", phase="Pending")
+    metrics.run_pass(
+        report(status("Pending"), status("Running", taskCounts=counts), pods={PREP: waiting})
+    )
+    metrics.run_pass(
+        report(status("Pending"), status("Running"), the_run=run(uid="u2", namespace="other"))
+    )
+    assert value(metrics, "pipesync_runs_active", namespace="ml") == 1
+    assert value(metrics, "pipesync_runs_active", namespace="other") == 1
+    assert value(metrics, "pipesync_tasks", phase="Running") == 2
+    assert value(metrics, "pipesync_tasks", phase="Succeeded") == 1
+    assert value(metrics, "pipesync_pods_pending") == 1
+    done = status("Succeeded", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:01Z")
+    metrics.run_pass(report(status("Running"), done))
+    assert value(metrics, "pipesync_runs_active", namespace="ml") == 0
+    assert value(metrics, "pipesync_tasks", phase="Running") == 0
+    assert value(metrics, "pipesync_pods_pending") == 0
+    # a run deleted while running is never reported again: it drops out after a while
+    ticks.now += 101
+    assert value(metrics, "pipesync_runs_active", namespace="other") == 0
+
+
+def test_reconcile_timing_counts_passes_and_errors_by_controller(metrics: Metrics) -> None:
+    with metrics.reconcile("runs"):
+        pass
+    with pytest.raises(RuntimeError), metrics.reconcile("runs"):
+        raise RuntimeError("api down")
+    assert value(metrics, "pipesync_reconcile_duration_seconds_count", controller="runs") == 2
+    assert value(metrics, "pipesync_reconcile_errors_total", controller="runs") == 1
+
+
+def test_api_requests_are_read_from_the_kube_adapter_at_scrape_time(metrics: Metrics) -> None:
+    class FakeKube:  # only the counter the real adapter keeps; no API involved
+        def __init__(self) -> None:
+            self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
+
+    kube = FakeKube()
+    metrics.watch_requests(kube)
+    kube.requests[("get", 200)] += 3
+    kube.requests[("patch", 409)] += 1
+    assert value(metrics, "pipesync_kubernetes_requests_total", verb="get", code="200") == 3
+    kube.requests[("get", 200)] += 1
+    assert value(metrics, "pipesync_kubernetes_requests_total", verb="get", code="200") == 4
+    assert value(metrics, "pipesync_kubernetes_requests_total", verb="patch", code="409") == 1
+
+
+def test_mirror_hooks_and_build_info(metrics: Metrics) -> None:
+    metrics.mirror_failed()
+    metrics.mirror_failed()
+    metrics.set_mirror_backlog(7)
+    assert value(metrics, "pipesync_s3_mirror_failures_total") == 2
+    assert value(metrics, "pipesync_s3_mirror_backlog") == 7
+    assert value(metrics, "pipesync_build_info", version="9.9.9") == 1
+
+
+def test_no_series_is_labelled_by_run_and_the_global_registry_stays_untouched(
+    metrics: Metrics,
+) -> None:
+    ended = pod("x", phase="Succeeded", finished="2026-01-01T00:00:02Z", gpu=1, pool="gpu")
+    metrics.run_pass(report(status("Pending"), status("Running"), pods={PREP: ended}))
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            assert not {"run", "name", "uid"} & set(sample.labels), sample
+            assert "digits-1" not in sample.labels.values(), sample
+    assert not [f for f in REGISTRY.collect() if f.name.startswith("pipesync_")]
+
+
+def test_a_malformed_report_never_raises_into_the_controller(metrics: Metrics) -> None:
+    bad = report(status("Pending"), status("Running"), pods={PREP: {"metadata": None}})
+    metrics.run_pass(bad)  # logged, not raised
+    # a run that failed before its spec was pinned still has its pipeline label
+    metrics.run_pass(report({}, status("Failed"), the_run=run(uid="u2"), pinned=None))
+    assert value(metrics, "pipesync_runs_started_total", pipeline="digits") == 2
+    assert value(metrics, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") == 1
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_endpoint_serves_metrics_and_healthz_and_404_elsewhere(metrics: Metrics) -> None:
+    server = endpoint.serve(metrics.registry, "127.0.0.1:0")
+    try:
+        code, body = get(server.server_port, "/metrics")
+        assert code == 200 and b'pipesync_build_info{version="9.9.9"} 1.0' in body
+        assert get(server.server_port, "/healthz") == (200, b"ok\n")
+        assert get(server.server_port, "/metricz")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_addresses_parse_like_the_flag_documents() -> None:
+    assert endpoint.parse_address("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert endpoint.parse_address(":9100") == ("", 9100)
+    assert endpoint.parse_address("[::1]:9100") == ("::1", 9100)
+    with pytest.raises(ValueError):
+        endpoint.parse_address("localhost")
