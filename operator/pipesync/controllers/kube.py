@@ -130,20 +130,22 @@ class Kube:
 
     def read_pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
-    ) -> str | None:
-        """One container's log (at most `limit_bytes`); None when the pod is gone or the
-        container never started (400 from the API server)."""
+    ) -> bytes | None:
+        """One container's log as raw bytes (at most `limit_bytes`: programs print any
+        bytes); None when the pod is gone or the container never started."""
         try:
-            text: str = self._call(
+            response = self._call(
                 "get",
                 self.core.read_namespaced_pod_log,
                 pod,
                 namespace,
                 container=container,
                 limit_bytes=limit_bytes,
+                _preload_content=False,
             )
         except ApiException as error:
             if error.status in (400, 404):
                 return None
             raise
-        return text
+        data: bytes = response.data
+        return data
