@@ -102,7 +102,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(options: argparse.Namespace) -> int:
     # Imported here: kopf costs half a second, and every task pod starts `pipesync agent`.
     from pipesync.controllers import operator  # noqa: PLC0415
-    from pipesync.observe import endpoint, metrics  # noqa: PLC0415
+    from pipesync.observe import endpoint, metrics, records  # noqa: PLC0415
+    from pipesync.runtime import storage  # noqa: PLC0415
 
     pools = placement.PoolSettings()
     if options.pools:
@@ -127,6 +128,20 @@ def run(options: argparse.Namespace) -> int:
         server = endpoint.serve(observed.registry, options.metrics_address)
         host, port = str(server.server_address[0]), server.server_address[1]
         print(f"metrics on http://{host}:{port}/metrics", flush=True)
+    # The S3 mirror: short patience per write, its worker retries with backoff for as long
+    # as S3 is away, so an outage never blocks a pass.
+    store = storage.S3Store(
+        storage.S3Settings(
+            bucket=options.s3_bucket,
+            endpoint_url=options.s3_endpoint,
+            region=options.s3_region,
+            prefix=options.s3_prefix.strip("/"),
+        ),
+        storage.Retry(storage.Backoff(patience=5.0, maximum=2.0)),
+    )
+    recorder = records.RunRecorder(
+        store, bucket=options.s3_bucket, prefix=options.s3_prefix, metrics=observed
+    )
     operator.run(
         operator.OperatorSettings(
             pods=pods.PodSettings(
@@ -139,7 +154,9 @@ def run(options: argparse.Namespace) -> int:
             namespaces=tuple(options.namespace),
             liveness_endpoint=options.liveness,
             metrics=observed,
-            observers=(observed,) if observed is not None else (),
+            observers=((observed,) if observed is not None else ()) + (recorder,),
+            records=recorder,
         )
     )
+    recorder.stop()
     return 0

@@ -19,6 +19,7 @@ from pipesync.api import model
 from pipesync.controllers import conditions, experiments, pipelines, runs
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
 from pipesync.observe.metrics import Metrics
+from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
 from pipesync.runtime.storage import ObjectStore
 
@@ -31,6 +32,7 @@ class OperatorSettings:
     store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
     liveness_endpoint: str | None = None
     metrics: Metrics | None = None  # reconcile timing and API request counts
+    records: RunRecorder | None = None  # the S3 mirror (also list it in observers)
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
 
@@ -84,7 +86,21 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_pipelines(registry, _timer(settings))
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
+    if settings.records is not None:
+        _register_records(registry, kube, settings.records)
     return registry
+
+
+def _register_records(registry: kopf.OperatorRegistry, kube: Kube, records: RunRecorder) -> None:
+    records.start(kube)
+
+    def unrecorded(body: Mapping[str, Any], **_: Any) -> bool:
+        return _finished(body) and not ((body.get("status") or {}).get("record") or {}).get("uri")
+
+    @kopf.on.resume(model.GROUP, model.VERSION, "runs", registry=registry, when=unrecorded)
+    def recover_record(body: Mapping[str, Any], **_: Any) -> None:
+        # The operator may have died between a run's finished status and its S3 record.
+        records.recover(body)
 
 
 def _register_plumbing(registry: kopf.OperatorRegistry) -> None:

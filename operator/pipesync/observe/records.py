@@ -1,0 +1,566 @@
+"""The S3 mirror: every run's record and its tasks' logs, written to the object store so
+history outlives the Run and its pods (which Kubernetes garbage-collects with it).
+
+Why a queue and a worker thread: the controller's pass must never wait for S3 and an S3
+outage must never fail a run. A pass only *enqueues* work (cheap dict building); one
+background thread writes it, retrying each failed write with exponential backoff for as
+long as it takes. Why keyed jobs: a record is one object per run (`run.json`, rewritten
+on every phase change), so the queue keeps one job per object key and a newer record
+replaces an older one still waiting; after a 30 s outage one write catches up, not one
+per change that happened meanwhile. Writes are idempotent (same key, same content), and
+content already written by this process is not written again.
+
+Crash safety: the controller writes the finished status first and tells observers after,
+so a crash can fall between the two. The final record write therefore ends by patching
+`status.record.uri`; at start-up the operator hands every finished run that lacks it to
+`recover`, which rebuilds the record from the Run and its pods.
+
+This module sits beside runtime and under controllers (import-linter), so the store, the
+Kubernetes adapter and the metrics come in as Protocols; pod field names written by
+pipesync.runtime.pods are repeated here as constants.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from pipesync.engine import layout
+from pipesync.engine.compiler import CompiledPipeline, CompiledTask
+from pipesync.engine.state import TASK, NodeKey, NodeState
+
+_log = logging.getLogger(__name__)
+
+API_VERSION = "pipesync.io/v1alpha1"
+RECORD_KIND = "RunRecord"
+FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
+#: Written by pipesync.runtime.pods and pipesync.controllers.runs (not imported: layers).
+LABEL_RUN = "pipesync.io/run"
+LABEL_TASK = "pipesync.io/task"
+LABEL_ATTEMPT = "pipesync.io/attempt"
+LABEL_INSTANCE = "pipesync.io/instance"
+ANNOTATION_NODE_PREFIX = "pipesync.io/node-prefix"
+MAIN_CONTAINER = "main"
+INPUTS_CONTAINER = "pipesync-inputs"
+OUTPUTS_CONTAINER = "pipesync-outputs"
+PINNED_CONFIG_SUFFIX = "-pipeline"
+PINNED_KEY = "spec.json"
+#: A log longer than this (per container) is cut: the record is history, not a log store.
+LOG_LIMIT_BYTES = 16 * 1024 * 1024
+#: Digests of this many written objects are kept, to skip rewriting identical content.
+REMEMBERED_WRITES = 10_000
+
+
+class RecordStore(Protocol):
+    """The part of pipesync.runtime.storage.ObjectStore the mirror uses."""
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+
+class KubeLike(Protocol):
+    """The part of pipesync.controllers.kube.Kube the mirror uses."""
+
+    def read_pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
+    ) -> bytes | None: ...
+
+    def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None: ...
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None: ...
+
+
+class MirrorMetrics(Protocol):
+    """pipesync.observe.metrics.Metrics: failed writes and the queue's length."""
+
+    def mirror_failed(self) -> None: ...
+
+    def set_mirror_backlog(self, records: int) -> None: ...
+
+
+class PinnedLike(Protocol):
+    @property
+    def compiled(self) -> CompiledPipeline: ...
+    @property
+    def pipeline(self) -> Mapping[str, str]: ...
+
+
+class PassReportLike(Protocol):
+    """The fields of pipesync.controllers.runs.PassReport the mirror reads."""
+
+    @property
+    def run(self) -> Mapping[str, Any]: ...
+    @property
+    def previous(self) -> Mapping[str, Any]: ...
+    @property
+    def status(self) -> Mapping[str, Any]: ...
+    @property
+    def pinned(self) -> PinnedLike | None: ...
+    @property
+    def nodes(self) -> Mapping[NodeKey, NodeState]: ...
+    @property
+    def pods(self) -> Mapping[NodeKey, Mapping[str, Any]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """Delay before the n-th retry of one job: first * factor**(n-1), capped."""
+
+    first: float = 0.5
+    factor: float = 2.0
+    maximum: float = 10.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.first * self.factor ** max(failures - 1, 0), self.maximum))
+
+
+class _Gone(Exception):
+    """What a job would write no longer exists (pod deleted before its log was read)."""
+
+
+@dataclasses.dataclass
+class _Job:
+    key: str
+    #: Builds the bytes to write; runs in the worker (may call the Kubernetes API).
+    produce: Callable[[], bytes]
+    #: Runs once the object is written (patches status.record.uri for final records).
+    after: Callable[[], None] | None = None
+    content: bytes | None = None  # produced once, kept across retries
+    written: bool = False
+    failures: int = 0
+    due: float = 0.0
+
+
+class RunRecorder:
+    """Implements RunObserver: enqueues records and logs; a worker thread writes them."""
+
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        bucket: str = "",
+        prefix: str = "",
+        metrics: MirrorMetrics | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")  # the store's own key prefix (for URIs and pods)
+        self.metrics = metrics
+        self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.kube: KubeLike | None = None
+        self._pending: collections.OrderedDict[str, _Job] = collections.OrderedDict()
+        #: key -> sha256 of what this process wrote last (bounded: oldest forgotten first)
+        self._written: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._logged: dict[str, set[str]] = {}  # run uid -> pod uids whose log is queued
+        self._specs: dict[str, Any] = {}  # run uid -> pinned pipeline spec (raw JSON)
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self, kube: KubeLike) -> None:
+        """Starts the worker; `kube` reads pod logs and pinned specs, patches status."""
+        self.kube = kube
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="s3-mirror", daemon=True)
+            self._thread.start()
+
+    def stop(self, flush_seconds: float = 5.0) -> None:
+        """Gives the queue `flush_seconds` to drain, then stops the worker."""
+        deadline = self.clock() + flush_seconds
+        while self.backlog() and self.clock() < deadline and self._thread is not None:
+            time.sleep(0.05)
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def backlog(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def uri(self, key: str) -> str:
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        return f"s3://{self.bucket}/{full}"
+
+    # --- RunObserver ---------------------------------------------------------------------
+
+    def run_pass(self, report: PassReportLike) -> None:
+        """Must not raise or block (it runs inside the controller's pass)."""
+        try:
+            self._run_pass(report)
+        except Exception:  # a mirror bug must never stop a run
+            _log.exception("s3 mirror: could not read a pass report")
+
+    def _run_pass(self, report: PassReportLike) -> None:
+        run = report.run
+        metadata = run["metadata"]
+        uid = str(metadata.get("uid", ""))
+        for pod in report.pods.values():
+            self._queue_log(uid, pod)
+        before = (report.previous or {}).get("phase")
+        phase = report.status.get("phase")
+        finished = phase in FINISHED
+        if before != phase:
+            record = build_record(run, report.status, report.pinned, report.nodes, report.pods)
+            self._queue_record(run, record, final=finished)
+        if finished:
+            with self._lock:
+                self._logged.pop(uid, None)
+
+    def recover(self, run: Mapping[str, Any]) -> None:
+        """A finished run whose final record may be missing (the operator crashed between
+        the status write and the S3 write): rebuild it from the Run and its pods."""
+        run = copy.deepcopy(dict(run))  # a snapshot: kopf's body may change under us
+
+        def gather() -> None:
+            kube = self._need_kube()
+            metadata = run["metadata"]
+            uid = str(metadata.get("uid", ""))
+            found = kube.list_pods(metadata["namespace"], f"{LABEL_RUN}={metadata['name']}")
+            owned = [pod for pod in found if _owned_by(pod, uid)]
+            for pod in owned:
+                self._queue_log(uid, pod)
+            record = build_record(run, run.get("status") or {}, None, {}, {})
+            record["recovered"] = True
+            record["pods"] = [_pod_detail(pod) for pod in sorted(owned, key=_pod_name)]
+            self._queue_record(run, record, final=True)
+
+        # Listing pods is an API call: the worker does it, never the caller's thread.
+        self._enqueue(_Job(f"\0recover/{run['metadata'].get('uid')}", _nothing, after=gather))
+
+    # --- enqueueing ----------------------------------------------------------------------
+
+    def _queue_record(self, run: Mapping[str, Any], record: dict[str, Any], *, final: bool) -> None:
+        metadata = run["metadata"]
+        namespace, name, uid = metadata["namespace"], metadata["name"], metadata.get("uid", "")
+        key = layout.record_key(namespace, name)
+
+        def produce() -> bytes:
+            if record.get("pipeline") is not None and "spec" not in record["pipeline"]:
+                record["pipeline"]["spec"] = self._pinned_spec(namespace, name, str(uid))
+            return _encode(record)
+
+        after = None
+        if final:
+
+            def after() -> None:
+                self._set_record_uri(namespace, name, key)
+                self._specs.pop(str(uid), None)  # the run is over: no later record needs it
+
+        self._enqueue(_Job(key, produce, after))
+
+    def _queue_log(self, run_uid: str, pod: Mapping[str, Any]) -> None:
+        if not pod_finished(pod):
+            return
+        metadata = pod["metadata"]
+        pod_uid = str(metadata.get("uid", ""))
+        with self._lock:
+            seen = self._logged.setdefault(run_uid, set())
+            if pod_uid in seen:
+                return
+            seen.add(pod_uid)
+        node = self._unprefixed(
+            str((metadata.get("annotations") or {}).get(ANNOTATION_NODE_PREFIX))
+        )
+        attempt = int((metadata.get("labels") or {}).get(LABEL_ATTEMPT, "1"))
+        namespace, name = metadata["namespace"], metadata["name"]
+        self._enqueue(_Job(layout.log_key(node, attempt), lambda: self._read_log(namespace, name)))
+
+    def _enqueue(self, job: _Job) -> None:
+        with self._lock:
+            earlier = self._pending.get(job.key)
+            if earlier is not None:
+                # Keep the newest content; a job backing off keeps its schedule.
+                job.due, job.failures = earlier.due, earlier.failures
+                if earlier.after is not None and job.after is None:
+                    job.after = earlier.after
+            else:
+                job.due = self.clock()
+            self._pending[job.key] = job
+            self._lock.notify_all()
+        self._report_backlog()
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def step(self, now: float | None = None) -> float | None:
+        """Tries every job due at `now`; returns when the next job is due (None: empty).
+        The worker thread calls it in a loop; tests call it with a fake clock."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            due = [job for job in self._pending.values() if job.due <= now]
+            for job in due:
+                del self._pending[job.key]
+        for job in due:
+            self._attempt(job, now)
+        self._report_backlog()
+        with self._lock:
+            return min((job.due for job in self._pending.values()), default=None)
+
+    def _attempt(self, job: _Job, now: float) -> None:
+        try:
+            if job.content is None:
+                job.content = job.produce()
+            if not job.written and job.content:
+                digest = hashlib.sha256(job.content).hexdigest()
+                if self._written.get(job.key) != digest:
+                    self.store.put_bytes(job.key, job.content)
+                self._remember(job.key, digest)
+                job.written = True
+            if job.after is not None:
+                job.after()
+        except _Gone as gone:
+            _log.warning("s3 mirror: %s: %s, nothing to write", job.key, gone)
+        except Exception as error:
+            job.failures += 1
+            job.due = now + self.backoff.delay(job.failures)
+            _log.warning(
+                "s3 mirror: %s failed (%d), retry in %.1fs: %s",
+                job.key,
+                job.failures,
+                job.due - now,
+                error,
+            )
+            if self.metrics is not None:
+                self.metrics.mirror_failed()
+            with self._lock:
+                # A newer job for the same key replaced this one meanwhile: it wins.
+                self._pending.setdefault(job.key, job)
+
+    def _remember(self, key: str, digest: str) -> None:
+        self._written[key] = digest
+        self._written.move_to_end(key)
+        while len(self._written) > REMEMBERED_WRITES:
+            self._written.popitem(last=False)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+            try:
+                next_due = self.step()
+            except Exception:  # never let the worker die: log and go on
+                _log.exception("s3 mirror: worker step failed")
+                next_due = self.clock() + 1.0
+            with self._lock:
+                if self._stopping:
+                    return
+                pending_now = any(job.due <= self.clock() for job in self._pending.values())
+                if not pending_now:
+                    wait = None if next_due is None else max(next_due - self.clock(), 0.0)
+                    self._lock.wait(timeout=wait)
+
+    def _report_backlog(self) -> None:
+        if self.metrics is not None:
+            try:
+                self.metrics.set_mirror_backlog(self.backlog())
+            except Exception:
+                _log.exception("s3 mirror: metrics callback failed")
+
+    # --- reads and patches (worker thread) -----------------------------------------------
+
+    def _need_kube(self) -> KubeLike:
+        if self.kube is None:
+            raise RuntimeError("the recorder was not started with a Kubernetes adapter")
+        return self.kube
+
+    def _read_log(self, namespace: str, pod: str) -> bytes:
+        kube = self._need_kube()
+        parts: list[bytes] = []
+        main = kube.read_pod_log(namespace, pod, MAIN_CONTAINER, LOG_LIMIT_BYTES)
+        if main is None:
+            raise _Gone(f"pod {namespace}/{pod} is gone")
+        parts.append(_cut(main))
+        for container in (INPUTS_CONTAINER, OUTPUTS_CONTAINER):
+            text = kube.read_pod_log(namespace, pod, container, LOG_LIMIT_BYTES)
+            if text is None:
+                continue
+            if parts[-1] and not parts[-1].endswith(b"\n"):
+                parts.append(b"\n")
+            parts.append(f"===== {container} =====\n".encode())
+            parts.append(_cut(text))
+        return b"".join(parts)
+
+    def _pinned_spec(self, namespace: str, name: str, uid: str) -> Any:
+        if uid not in self._specs:
+            stored = self._need_kube().get_config_map(namespace, f"{name}{PINNED_CONFIG_SUFFIX}")
+            if stored is None or PINNED_KEY not in stored:
+                return None  # not cached: a later write may find it
+            self._specs[uid] = json.loads(stored[PINNED_KEY]).get("spec")
+        return self._specs[uid]
+
+    def _set_record_uri(self, namespace: str, name: str, key: str) -> None:
+        try:
+            self._need_kube().patch_status(
+                "runs", namespace, name, {"record": {"uri": self.uri(key)}}
+            )
+        except Exception as error:
+            if getattr(error, "status", None) == 404:
+                return  # the Run was deleted: the record is all that is left, as intended
+            raise
+
+    def _unprefixed(self, node_prefix: str) -> str:
+        if self.prefix and node_prefix.startswith(self.prefix + "/"):
+            return node_prefix[len(self.prefix) + 1 :]
+        return node_prefix
+
+
+# --- the record ---------------------------------------------------------------------------
+
+
+def build_record(
+    run: Mapping[str, Any],
+    status: Mapping[str, Any],
+    pinned: PinnedLike | None,
+    nodes: Mapping[NodeKey, NodeState],
+    pods: Mapping[NodeKey, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The run.json document: the Run, its pinned pipeline and every node's full detail."""
+    metadata = run["metadata"]
+    record: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": RECORD_KIND,
+        "metadata": {
+            field: metadata[field]
+            for field in ("name", "namespace", "uid", "labels", "creationTimestamp")
+            if field in metadata
+        },
+        "spec": dict(run.get("spec") or {}),
+        "status": dict(status),
+        "pipeline": dict(pinned.pipeline) if pinned is not None else None,
+        "tasks": {},
+    }
+    if pinned is None:
+        return record
+    compiled = pinned.compiled
+    everything = list(compiled.tasks)
+    if compiled.on_exit is not None:
+        everything.append(compiled.on_exit)
+    for task in everything:
+        record["tasks"][task.name] = _task_detail(task, nodes, pods)
+    return record
+
+
+def _task_detail(
+    task: CompiledTask,
+    nodes: Mapping[NodeKey, NodeState],
+    pods: Mapping[NodeKey, Mapping[str, Any]],
+) -> dict[str, Any]:
+    key = (task.index, TASK)
+    detail = _node_detail(nodes.get(key), pods.get(key))
+    if task.is_exit:
+        detail["onExit"] = True
+    if task.fan_out:
+        instances = sorted(k[1] for k in nodes if k[0] == task.index and k[1] != TASK)
+        detail["instances"] = [
+            {"index": i, **_node_detail(nodes[(task.index, i)], pods.get((task.index, i)))}
+            for i in instances
+        ]
+    return detail
+
+
+def _node_detail(state: NodeState | None, pod: Mapping[str, Any] | None) -> dict[str, Any]:
+    if state is None:
+        return {"phase": "Pending", "attempts": 0}
+    detail: dict[str, Any] = {"phase": state.phase.value, "attempts": state.attempts}
+    if state.message:
+        detail["message"] = state.message
+    if state.outputs:
+        detail["outputs"] = dict(state.outputs)  # all of them, however long
+    if state.failure is not None:
+        detail["failure"] = str(state.failure.value)
+    if state.finished_at is not None:
+        detail["finishedAt"] = _stamp(state.finished_at)
+    if pod is not None:
+        detail.update(_pod_detail(pod))
+    return detail
+
+
+def _pod_detail(pod: Mapping[str, Any]) -> dict[str, Any]:
+    metadata, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    labels = metadata.get("labels") or {}
+    detail: dict[str, Any] = {"pod": metadata.get("name"), "task": labels.get(LABEL_TASK)}
+    if LABEL_INSTANCE in labels:
+        detail["instance"] = int(labels[LABEL_INSTANCE])
+    if LABEL_ATTEMPT in labels:
+        detail["attempt"] = int(labels[LABEL_ATTEMPT])
+    if spec.get("nodeName"):
+        detail["nodeName"] = spec["nodeName"]
+    main = _terminated(pod, MAIN_CONTAINER)
+    if main is not None:
+        detail["exitCode"] = main.get("exitCode")
+        for field in ("startedAt", "finishedAt"):
+            if main.get(field):
+                detail[f"main{field[0].upper()}{field[1:]}"] = main[field]
+    podphase = (pod.get("status") or {}).get("phase")
+    if podphase:
+        detail["podPhase"] = podphase
+    return detail
+
+
+def pod_finished(pod: Mapping[str, Any]) -> bool:
+    """The pod's logs are final: it ended, or its program and upload sidecar both ended."""
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return True
+    main = _terminated(pod, MAIN_CONTAINER)
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    has_sidecar = any(entry.get("name") == OUTPUTS_CONTAINER for entry in statuses)
+    return main is not None and (not has_sidecar or _terminated(pod, OUTPUTS_CONTAINER) is not None)
+
+
+def _terminated(pod: Mapping[str, Any], container: str) -> Mapping[str, Any] | None:
+    status = pod.get("status") or {}
+    for entry in [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]:
+        if entry.get("name") == container:
+            terminated = (entry.get("state") or {}).get("terminated")
+            return terminated if isinstance(terminated, Mapping) else None
+    return None
+
+
+def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(owner.get("uid") == uid for owner in owners)
+
+
+def _pod_name(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name", ""))
+
+
+def _encode(record: Mapping[str, Any]) -> bytes:
+    # Sorted and without a write time: the same run state always gives the same bytes.
+    return (json.dumps(record, indent=1, sort_keys=True, default=str) + "\n").encode()
+
+
+def _cut(data: bytes) -> bytes:
+    if len(data) >= LOG_LIMIT_BYTES:
+        return data + f"\n[pipesync: log cut at {LOG_LIMIT_BYTES} bytes]\n".encode()
+    return data
+
+
+def _stamp(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _nothing() -> bytes:
+    return b""
