@@ -24,13 +24,8 @@ import kubernetes
 import pytest
 import yaml
 
-from tests.e2e.fixtures import killable_operator as _own_operator
 from tests.e2e.fixtures.controlplane import Cluster
 from tests.e2e.fixtures.killable_operator import KillableOperator
-
-# The fixtures this module needs beyond conftest's (pytest finds fixtures by module name).
-killable_operator = _own_operator.killable_operator
-solo_namespace = _own_operator.solo_namespace
 
 RUN = "pipesync.io/run"
 TASK = "pipesync.io/task"
@@ -561,12 +556,6 @@ def test_cancel_stops_the_running_pod_runs_onExit_and_ends_cancelled(
     assert "farewell Cancelled" in main_log(cluster, namespace, farewell[0]["metadata"]["name"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the run deadline never wakes the run's daemon: RunController.reconcile "
-    "returns wake_at only for retries (planner), so a quiet run is looked at again only "
-    "after resync_seconds (30 s); a 5s Run.spec.timeout stops the pod after ~30 s",
-)
 def test_run_timeout_stops_the_run_and_fails_it_after_onExit(
     cluster: Cluster,
     killable_operator: KillableOperator,

@@ -138,9 +138,12 @@ class RunController:
                 time.monotonic() - began,
             )
         )
-        return PassResult(
-            finished=new_status["phase"] in FINISHED, wake_at=decision.wake_at, events=events
-        )
+        wake_at = decision.wake_at
+        if timeout is not None and decision.finished is None:
+            # The run deadline must be noticed when it passes, not at the next resync.
+            deadline = started + timeout
+            wake_at = deadline if wake_at is None else min(wake_at, deadline)
+        return PassResult(finished=new_status["phase"] in FINISHED, wake_at=wake_at, events=events)
 
     def _tell(self, report: PassReport) -> None:
         for observer in self.observers:

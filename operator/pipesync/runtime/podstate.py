@@ -153,6 +153,11 @@ def _state(pod: JSON, attempts: int, now: float | None, stuck_seconds: float) ->
             return failed(FailureKind.ERROR, stuck)
         return NodeState(Phase.RUNNING, attempts=attempts)  # uploading the outputs
 
+    if phase not in ("Failed", "Succeeded"):
+        # Both containers ended, but the pod is over only when its kubelet says so: until
+        # then it still counts against parallelism caps and GPU capacity.
+        return NodeState(Phase.RUNNING, attempts=attempts)
+
     code = main_done.get("exitCode")
     report = sidecar_report(pod)
     if code != 0:
