@@ -1,4 +1,4 @@
-"""`python -m bench.run [--quick]`: every benchmark figure of TARGETS.md's P6 and P8,
+"""`python -m bench.run [--quick]`: every benchmark figure of TARGETS.md's P1, P5-P8,
 printed as measured and written to bench/RESULTS.md with the machine it ran on.
 
 Nothing in the report is typed by hand: each figure, the date and the machine facts come
@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import engine_bench, executor_bench, validate_bench
+from bench import engine_bench, executor_bench, operator_bench, validate_bench
 from bench.figures import Figure, Section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("validate", "engine", "executor"),
+        choices=("validate", "engine", "executor", "operator"),
         action="append",
         help="run only these benchmarks (repeatable)",
     )
@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("validate", validate_bench),
         ("engine", engine_bench),
         ("executor", executor_bench),
+        ("operator", operator_bench),
     ):
         if options.only and key not in options.only:
             continue
