@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import yaml
@@ -125,7 +126,14 @@ def run(options: argparse.Namespace) -> int:
     if options.metrics_address != "off":
         observed = metrics.Metrics()
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
-        server = endpoint.serve(observed.registry, options.metrics_address)
+        try:
+            server = endpoint.serve(observed.registry, options.metrics_address)
+        except (OSError, ValueError) as error:
+            print(
+                f"pipesync operator: --metrics-address {options.metrics_address}: {error}",
+                file=sys.stderr,
+            )
+            return 2
         host, port = str(server.server_address[0]), server.server_address[1]
         print(f"metrics on http://{host}:{port}/metrics", flush=True)
     # The S3 mirror: short patience per write, its worker retries with backoff for as long
@@ -138,6 +146,13 @@ def run(options: argparse.Namespace) -> int:
             prefix=options.s3_prefix.strip("/"),
         ),
         storage.Retry(storage.Backoff(patience=5.0, maximum=2.0)),
+    )
+    # Keys in pod annotations already carry the prefix: this store adds none.
+    outputs_store = storage.S3Store(
+        storage.S3Settings(
+            bucket=options.s3_bucket, endpoint_url=options.s3_endpoint, region=options.s3_region
+        ),
+        storage.Retry(storage.Backoff(patience=30.0, maximum=5.0)),
     )
     recorder = records.RunRecorder(
         store, bucket=options.s3_bucket, prefix=options.s3_prefix, metrics=observed
@@ -156,6 +171,7 @@ def run(options: argparse.Namespace) -> int:
             metrics=observed,
             observers=((observed,) if observed is not None else ()) + (recorder,),
             records=recorder,
+            store=outputs_store,
         )
     )
     recorder.stop()
