@@ -54,7 +54,6 @@ class Stack:
         self.metrics_port = free_port()
 
     def start(self) -> Cluster:
-        _keep_host_mount_point()
         self.plane = LocalControlPlane(self.workdir / "controlplane")
         self.cluster = self.plane.start()
         crds = str(REPO / "crds")
@@ -193,25 +192,6 @@ class Stack:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-#: Where task pods mount their shared volume (pods.MOUNT_PATH); the node agent's sandbox
-#: binds it over the host path of the same name.
-HOST_MOUNT_POINT = Path("/pipesync")
-
-
-def _keep_host_mount_point() -> None:
-    """Makes sure no node agent ever removes the host's /pipesync while pods use it.
-
-    Why: every node agent on this machine (other sessions' pytest runs too) creates
-    /pipesync on the host for its bind mount and removes it once *its own* pods are done;
-    removing a directory that is a mount point in another mount namespace detaches that
-    mount (Linux >= 3.18), so a pod of the other agent loses its volume and its sidecar
-    waits for /pipesync/.exit forever (seen: a chain's pod stuck 11 min, 1/2 NotReady).
-    An agent never removes a path that existed before it, nor a non-empty one, so the
-    directory is created here with a marker inside and left in place."""
-    HOST_MOUNT_POINT.mkdir(exist_ok=True)
-    (HOST_MOUNT_POINT / ".kept-by-pipesync-bench").touch()
 
 
 def rss_bytes(pid: int) -> int:

@@ -5,17 +5,66 @@ The sandbox's root is the host's root, so a mount target such as
 creates those paths before a container starts and removes them again once no
 running pod needs them (reference counted, deepest first, only if still empty),
 so tests leave the host as they found it.
+
+Several agents may share one host (pytest-xdist workers, a benchmark beside a test run):
+every agent also leaves a claim file per path it uses in a shared directory, and a path
+is removed only when no live process still claims it. Otherwise one agent's clean-up
+would pull a mount point from under another agent's running sandbox.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+CLAIMS = Path(tempfile.gettempdir()) / "pipesync-nodeagent-claims"
+
+
+def _claim_stem(path: Path) -> str:
+    return hashlib.sha256(str(path).encode()).hexdigest()[:24]
+
+
+def _claim(path: Path) -> None:
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    (CLAIMS / f"{_claim_stem(path)}-{os.getpid()}").touch()
+
+
+def _unclaim(path: Path) -> None:
+    (CLAIMS / f"{_claim_stem(path)}-{os.getpid()}").unlink(missing_ok=True)
+
+
+def _mark_created(path: Path) -> None:
+    """Remember that an agent, not the host, made `path`: only such paths are removed."""
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    (CLAIMS / f"{_claim_stem(path)}.created").touch()
+
+
+def _was_created(path: Path) -> bool:
+    return (CLAIMS / f"{_claim_stem(path)}.created").exists()
+
+
+def _claimed_elsewhere(path: Path) -> bool:
+    """Whether another live process still uses `path` (stale claims are cleared)."""
+    for claim in CLAIMS.glob(f"{_claim_stem(path)}-*"):
+        pid = int(claim.name.rsplit("-", 1)[1])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            claim.unlink(missing_ok=True)  # its agent died without cleaning up
+            continue
+        except PermissionError:
+            pass
+        return True
+    return False
 
 
 class HostPaths:
@@ -35,12 +84,15 @@ class HostPaths:
                 if created == path and is_file:
                     created.touch()
                 else:
-                    created.mkdir()
+                    created.mkdir(exist_ok=True)  # another agent may race us here
+                _mark_created(created)
             # Paths another running pod created are shared: claim them too, so they
             # are not removed while this pod still uses them.
             shared = {p for p in self._users if p == path or p in path.parents}
-            claims = sorted(set(missing) | shared)
+            claims = sorted(set(missing) | shared | {path})
             for p in claims:
+                if self._users[p] == 0:
+                    _claim(p)
                 self._users[p] += 1
             return claims
 
@@ -52,6 +104,10 @@ class HostPaths:
             # Deepest first, so parents are empty when their turn comes.
             for p in sorted(unused, key=lambda q: len(q.parts), reverse=True):
                 del self._users[p]
+                _unclaim(p)
+                if not _was_created(p) or _claimed_elsewhere(p):
+                    continue  # the host had it, or another agent's pod still needs it
+                (CLAIMS / f"{_claim_stem(p)}.created").unlink(missing_ok=True)
                 try:
                     if p.is_dir() and not p.is_symlink():
                         p.rmdir()
