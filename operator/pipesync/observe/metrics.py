@@ -41,8 +41,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pipesync import __version__
-from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.observe.passes import PassReportLike
 
 _log = logging.getLogger(__name__)
 
@@ -68,30 +68,6 @@ _TASK_ENDED = frozenset(p.value for p in (*_NODE_ENDED, Phase.SKIPPED, Phase.OMI
 RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 TASK_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-
-class PinnedLike(Protocol):
-    @property
-    def compiled(self) -> CompiledPipeline: ...
-    @property
-    def pipeline(self) -> Mapping[str, str]: ...
-
-
-class PassReportLike(Protocol):
-    """The fields of pipesync.controllers.runs.PassReport that metrics read."""
-
-    @property
-    def run(self) -> Mapping[str, Any]: ...
-    @property
-    def previous(self) -> Mapping[str, Any]: ...
-    @property
-    def status(self) -> Mapping[str, Any]: ...
-    @property
-    def pinned(self) -> PinnedLike | None: ...
-    @property
-    def nodes(self) -> Mapping[NodeKey, NodeState]: ...
-    @property
-    def pods(self) -> Mapping[NodeKey, Mapping[str, Any]]: ...
 
 
 class RequestCounts(Protocol):

@@ -34,8 +34,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pipesync.engine import layout
-from pipesync.engine.compiler import CompiledPipeline, CompiledTask
+from pipesync.engine.compiler import CompiledTask
 from pipesync.engine.state import TASK, NodeKey, NodeState
+from pipesync.observe.passes import PassReportLike, PinnedLike
 
 _log = logging.getLogger(__name__)
 
@@ -87,30 +88,6 @@ class MirrorMetrics(Protocol):
     def mirror_failed(self) -> None: ...
 
     def set_mirror_backlog(self, records: int) -> None: ...
-
-
-class PinnedLike(Protocol):
-    @property
-    def compiled(self) -> CompiledPipeline: ...
-    @property
-    def pipeline(self) -> Mapping[str, str]: ...
-
-
-class PassReportLike(Protocol):
-    """The fields of pipesync.controllers.runs.PassReport the mirror reads."""
-
-    @property
-    def run(self) -> Mapping[str, Any]: ...
-    @property
-    def previous(self) -> Mapping[str, Any]: ...
-    @property
-    def status(self) -> Mapping[str, Any]: ...
-    @property
-    def pinned(self) -> PinnedLike | None: ...
-    @property
-    def nodes(self) -> Mapping[NodeKey, NodeState]: ...
-    @property
-    def pods(self) -> Mapping[NodeKey, Mapping[str, Any]]: ...
 
 
 @dataclasses.dataclass(frozen=True)
