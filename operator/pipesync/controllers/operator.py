@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -172,9 +174,19 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
     wakeups = _Wakeups()
     timed = _timer(settings)
 
-    def reconcile(namespace: str, name: str) -> runs.PassResult:
+    pod_cache = _PodCache()
+
+    def reconcile(namespace: str, name: str, refresh: bool) -> runs.PassResult:
+        key = (namespace, name)
         with timed("runs"):
-            return controller.reconcile(namespace, name)
+            known = None if refresh else pod_cache.known(key)
+            if known is None:
+                # The first pass of a run in this process, and every resync, lists its
+                # pods; between them the pod watch keeps the view current for free.
+                selector = f"{pods.LABEL_RUN}={name}"
+                pod_cache.prime(key, kube.list_pods(namespace, selector))
+                known = pod_cache.known(key)
+            return controller.reconcile(namespace, name, known_pods=known)
 
     @kopf.daemon(
         group,
@@ -189,10 +201,11 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
         name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
         stopped = kwargs["stopped"]
         wakeup = wakeups.event(namespace, name)
+        refresh = True
         try:
             while not stopped:
                 wakeup.clear()
-                result = await asyncio.to_thread(reconcile, namespace, name)
+                result = await asyncio.to_thread(reconcile, namespace, name, refresh)
                 for kind, reason, message in result.events:
                     kopf.event(body, type=kind, reason=reason, message=message)
                 if result.finished:
@@ -200,19 +213,109 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
                 delay = settings.resync_seconds
                 if result.wake_at is not None:
                     delay = min(delay, max(result.wake_at - time.time(), 0.0))
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(wakeup.wait(), timeout=delay)
+                    refresh = False
+                except TimeoutError:
+                    refresh = result.wake_at is None  # a resync, not a due retry or deadline
                 await asyncio.sleep(0.05)  # let a burst of pod events settle into one pass
         finally:
             wakeups.forget(namespace, name)
+            pod_cache.forget((namespace, name))
 
     @kopf.on.event("", "v1", "pods", labels={pods.LABEL_RUN: kopf.PRESENT}, registry=registry)
     def pod_changed(**kwargs: Any) -> None:
-        wakeups.wake(kwargs["namespace"], kwargs["labels"][pods.LABEL_RUN])
+        key = (kwargs["namespace"], kwargs["labels"][pods.LABEL_RUN])
+        event = kwargs["event"]
+        pod_cache.update(key, str(event.get("type")), kwargs["body"])
+        wakeups.wake(*key)
 
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
     def cancel_requested(**kwargs: Any) -> None:
         wakeups.wake(kwargs["namespace"], kwargs["name"])
+
+
+class _PodCache:
+    """Each running Run's pods as the watch reports them, after one list per run.
+
+    Entries keep the newest resourceVersion seen, so an event racing a list never rolls
+    a pod back; a view that lags (a pod just created, not yet reported) is harmless: the
+    pass re-creates it and the API server answers that it exists.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pods: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._primed: set[tuple[str, str]] = set()
+
+    def known(self, key: tuple[str, str]) -> list[dict[str, Any]] | None:
+        with self._lock:
+            if key not in self._primed:
+                return None
+            return list(self._pods.get(key, {}).values())
+
+    def prime(self, key: tuple[str, str], listed: Sequence[Mapping[str, Any]]) -> None:
+        with self._lock:
+            for pod in listed:
+                self._merge(key, _slim_pod(pod))
+            self._primed.add(key)
+
+    def update(self, key: tuple[str, str], kind: str, body: Mapping[str, Any]) -> None:
+        pod = _slim_pod(body)
+        with self._lock:
+            if kind == "DELETED":
+                self._pods.get(key, {}).pop(pod["metadata"].get("uid", ""), None)
+            else:
+                self._merge(key, pod)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._pods.pop(key, None)
+            self._primed.discard(key)
+
+    def _merge(self, key: tuple[str, str], pod: dict[str, Any]) -> None:
+        pods_of_run = self._pods.setdefault(key, {})
+        uid = pod["metadata"].get("uid", "")
+        old = pods_of_run.get(uid)
+        if old is None or _version(pod) >= _version(old):
+            pods_of_run[uid] = pod
+
+
+def _version(pod: Mapping[str, Any]) -> int:
+    try:
+        return int(pod["metadata"].get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a pass reads of a pod; the index keeps only this (memory grows with pods)."""
+    metadata, status = body.get("metadata", {}), body.get("status", {})
+    kept_metadata = (
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "deletionTimestamp",
+        "creationTimestamp",
+    )
+    kept_status = (
+        "phase",
+        "reason",
+        "message",
+        "startTime",
+        "conditions",
+        "containerStatuses",
+        "initContainerStatuses",
+    )
+    return {
+        "metadata": {k: copy.deepcopy(metadata[k]) for k in kept_metadata if k in metadata},
+        "spec": {"nodeName": body.get("spec", {}).get("nodeName")},
+        "status": {k: copy.deepcopy(status[k]) for k in kept_status if k in status},
+    }
 
 
 def run(settings: OperatorSettings) -> None:

@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pipesync.api import durations, model
@@ -94,7 +94,17 @@ class RunController:
         self._pinned: dict[str, Pinned] = {}  # by run uid
         self._outputs: dict[str, dict[str, str]] = {}  # by pod uid: outputs read from S3
 
-    def reconcile(self, namespace: str, name: str, now: float | None = None) -> PassResult:
+    def reconcile(
+        self,
+        namespace: str,
+        name: str,
+        now: float | None = None,
+        *,
+        known_pods: Sequence[Mapping[str, Any]] | None = None,
+    ) -> PassResult:
+        """One pass. `known_pods`: the run's pods as a watch already knows them (may lag a
+        little: a pod created a moment ago and missing here is created again, which the
+        API server refuses as existing); without it they are listed."""
         now = time.time() if now is None else now
         run = self.kube.get_object(RUNS, namespace, name)
         if run is None:
@@ -110,7 +120,7 @@ class RunController:
             self._write(run, failed)
             self._tell(PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began))
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
-        nodes, pods_by_key = self._observe(run, pinned.compiled)
+        nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = _instant(status.get("startedAt")) or now
         timeout = _run_timeout(run, pinned.compiled)
         decision = planner.plan(
@@ -216,13 +226,20 @@ class RunController:
         }
 
     def _observe(
-        self, run: Mapping[str, Any], compiled: CompiledPipeline
-    ) -> tuple[dict[NodeKey, NodeState], dict[NodeKey, dict[str, Any]]]:
+        self,
+        run: Mapping[str, Any],
+        compiled: CompiledPipeline,
+        known_pods: Sequence[Mapping[str, Any]] | None,
+    ) -> tuple[dict[NodeKey, NodeState], dict[NodeKey, Mapping[str, Any]]]:
         """Each node's newest attempt, from its pod."""
         metadata = run["metadata"]
-        found = self.kube.list_pods(metadata["namespace"], f"{pods.LABEL_RUN}={metadata['name']}")
+        found = (
+            known_pods
+            if known_pods is not None
+            else self.kube.list_pods(metadata["namespace"], f"{pods.LABEL_RUN}={metadata['name']}")
+        )
         nodes: dict[NodeKey, NodeState] = {}
-        newest: dict[NodeKey, dict[str, Any]] = {}
+        newest: dict[NodeKey, Mapping[str, Any]] = {}
         for pod in found:
             owners = pod["metadata"].get("ownerReferences") or []
             if not any(owner.get("uid") == metadata["uid"] for owner in owners):
