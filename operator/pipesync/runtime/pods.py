@@ -63,13 +63,20 @@ _HASH_CHARS = 8
 #: runs in the background: a shell blocked in a foreground child runs no traps, and as
 #: PID 1 of a container it would ignore SIGTERM entirely; here TERM (deletion,
 #: activeDeadlineSeconds) is forwarded to the program, which can shut down cleanly.
-#: The marker is written to a temporary file and renamed, so the sidecar never reads half
-#: a number (falling back to a direct write in images without `mv`).
+#: A TERM arriving while the program is being started is remembered and forwarded once
+#: its pid is known. The marker is written to a temporary file and renamed, so the
+#: sidecar never reads half a number (falling back to a direct write without `mv`).
 WRAPPER_SCRIPT = (
-    'm=$1; shift; child=""; '
-    'trap \'[ -n "$child" ] && kill -TERM "$child" 2>/dev/null\' TERM; '
+    'm=$1; shift; child=""; term=""; '
+    'trap \'term=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null\' TERM; '
     '"$@" & child=$!; '
+    # A TERM that came before $! was known is forwarded now, not lost.
+    '[ -n "$term" ] && kill -TERM "$child" 2>/dev/null; '
     'while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done; '
+    # A wait cut short by the TERM trap says 143 even when the program then exited with
+    # its own code; asking once more gets that code (127: it was already collected).
+    'if [ -n "$term" ] && [ "$code" -gt 128 ]; then '
+    'wait "$child"; again=$?; [ "$again" -ne 127 ] && code=$again; fi; '
     '{ printf %s "$code" > "$m/.exit.tmp" && mv -f "$m/.exit.tmp" "$m/.exit"; } 2>/dev/null '
     '|| printf %s "$code" > "$m/.exit"; '
     'exit "$code"'
