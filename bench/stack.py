@@ -28,10 +28,10 @@ from tests.e2e.fixtures.controlplane import (
     Cluster,
     LocalControlPlane,
     ManagedProcess,
-    free_port,
 )
 from tests.e2e.fixtures.nodes import _ready_nodes, _stop
 from tests.e2e.fixtures.operator import PIPESYNC, REPO
+from tests.e2e.fixtures.processes import free_port
 from tests.e2e.fixtures.s3 import S3Server
 from tests.e2e.nodeagent.nodespec import DEFAULT_NODES
 
