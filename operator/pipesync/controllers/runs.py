@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import durations, model
+from pipesync.api import documents, durations, model
 from pipesync.controllers import pipelines
 from pipesync.controllers.conditions import same_status, set_condition, timestamp
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
@@ -190,7 +190,9 @@ class RunController:
         spec_model = model.pipeline_spec_from_spec(saved["spec"])
         compiled, problems = compiler.compile_pipeline(spec_model)
         if compiled is None:
-            shown = "; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in problems[:3])
+            shown = "; ".join(
+                f"{documents.dotted(('spec', *p.path))}: {p.message}" for p in problems[:3]
+            )
             raise RunError("InvalidPipeline", f"the pipeline is invalid: {shown}")
         values, param_problems = params.resolve(spec_model.params, run["spec"].get("params", {}))
         if param_problems:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from pipesync.engine import layout, planner
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
-from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.engine.templating import Ref, RefKind
 from pipesync.runtime.processes import ProcessResult, TaskProcess
 
@@ -393,7 +393,3 @@ def _collect_outputs(compiled: CompiledTask, node_dir: Path) -> tuple[dict[str, 
                 f"did not write output artifact {name!r} (to {{{{outputs.artifacts.{name}}}}})",
             )
     return outputs, ""
-
-
-def finished_phase(outcome: planner.Outcome) -> RunPhase:
-    return outcome.phase
