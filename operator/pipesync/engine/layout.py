@@ -4,6 +4,7 @@
     <namespace>/runs/<run>/<task>[/<instance>]/outputs/parameters/<name>
     <namespace>/runs/<run>/<task>[/<instance>]/outputs/artifacts/<name>
     <namespace>/runs/<run>/<task>[/<instance>]/logs/attempt-<n>.log
+    <namespace>/sources/<gitsource>/<commit>.tar.gz   (the repository tree at a commit)
 
 Every part is a validated name (DNS-1123 or identifier) or an integer, so no key can
 climb out of its prefix.
@@ -35,3 +36,9 @@ def output_artifact_key(node: str, name: str) -> str:
 
 def log_key(node: str, attempt: int) -> str:
     return f"{node}/logs/attempt-{attempt}.log"
+
+
+def source_archive_key(namespace: str, source: str, commit: str) -> str:
+    """The tar.gz of a GitSource's repository tree at a commit: task pods unpack it as
+    their working directory, so they need no git credentials."""
+    return f"{namespace}/sources/{source}/{commit}.tar.gz"
