@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(options: argparse.Namespace) -> int:
     # Imported here: kopf costs half a second, and every task pod starts `pipesync agent`.
-    from pipesync.controllers import operator  # noqa: PLC0415
+    from pipesync.controllers import operator, settings  # noqa: PLC0415
     from pipesync.observe import endpoint, metrics, records  # noqa: PLC0415
     from pipesync.runtime import storage  # noqa: PLC0415
 
@@ -158,7 +158,7 @@ def run(options: argparse.Namespace) -> int:
         store, bucket=options.s3_bucket, prefix=options.s3_prefix, metrics=observed
     )
     operator.run(
-        operator.OperatorSettings(
+        settings.OperatorSettings(
             pods=pods.PodSettings(
                 image=options.image,
                 s3=s3,

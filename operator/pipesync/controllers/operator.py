@@ -4,14 +4,11 @@ global state), each a thin shell over the pure controller logic in this package.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -20,23 +17,9 @@ import kubernetes
 from pipesync.api import model
 from pipesync.controllers import conditions, experiments, pipelines, runs
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
-from pipesync.observe.metrics import Metrics
+from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
-from pipesync.runtime.storage import ObjectStore
-
-
-@dataclasses.dataclass(frozen=True)
-class OperatorSettings:
-    pods: pods.PodSettings
-    namespaces: tuple[str, ...] = ()  # empty: every namespace
-    observers: tuple[runs.RunObserver, ...] = ()  # metrics, the S3 mirror
-    store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
-    liveness_endpoint: str | None = None
-    metrics: Metrics | None = None  # reconcile timing and API request counts
-    records: RunRecorder | None = None  # the S3 mirror (also list it in observers)
-    #: A run with nothing to wake it is looked at again after this long anyway.
-    resync_seconds: float = 30.0
 
 
 def _kube_client() -> kubernetes.client.ApiClient:
@@ -69,23 +52,13 @@ def _finished(body: Mapping[str, Any], **_: Any) -> bool:
     return (body.get("status") or {}).get("phase") in runs.FINISHED
 
 
-Timer = Callable[[str], AbstractContextManager[None]]
-
-
-def _timer(settings: OperatorSettings) -> Timer:
-    """Wraps each reconcile pass: duration and errors by controller, when metrics are on."""
-    if settings.metrics is not None:
-        return settings.metrics.reconcile
-    return lambda _controller: contextlib.nullcontext()
-
-
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kube = Kube(_kube_client())
     if settings.metrics is not None:
         settings.metrics.watch_requests(kube)
     _register_plumbing(registry)
-    _register_pipelines(registry, _timer(settings))
+    _register_pipelines(registry, timer(settings))
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
     if settings.records is not None:
@@ -172,7 +145,7 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
     group, version = model.GROUP, model.VERSION
     controller = runs.RunController(kube, settings.pods, settings.observers, settings.store)
     wakeups = _Wakeups()
-    timed = _timer(settings)
+    timed = timer(settings)
 
     pod_cache = _PodCache()
 

@@ -1,0 +1,37 @@
+"""What the operator is configured with, shared by every controller's kopf wiring."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from pipesync.controllers.runs import RunObserver
+from pipesync.observe.metrics import Metrics
+from pipesync.observe.records import RunRecorder
+from pipesync.runtime import pods
+from pipesync.runtime.storage import ObjectStore
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    pods: pods.PodSettings
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    observers: tuple[RunObserver, ...] = ()  # metrics, the S3 mirror
+    store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
+    liveness_endpoint: str | None = None
+    metrics: Metrics | None = None  # reconcile timing and API request counts
+    records: RunRecorder | None = None  # the S3 mirror (also list it in observers)
+    #: A run with nothing to wake it is looked at again after this long anyway.
+    resync_seconds: float = 30.0
+
+
+Timer = Callable[[str], AbstractContextManager[None]]
+
+
+def timer(settings: OperatorSettings) -> Timer:
+    """Wraps each reconcile pass: duration and errors by controller, when metrics are on."""
+    if settings.metrics is not None:
+        return settings.metrics.reconcile
+    return lambda _controller: contextlib.nullcontext()
