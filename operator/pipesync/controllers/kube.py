@@ -1,7 +1,8 @@
-"""The Kubernetes calls the run controller makes, in one thin adapter (easy to count)."""
+"""The Kubernetes calls the controllers make, in one thin adapter (easy to count)."""
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 from collections.abc import Mapping
@@ -13,6 +14,9 @@ from kubernetes.client.exceptions import ApiException
 from pipesync.api import model
 
 RUNS, PIPELINES, EXPERIMENTS = "runs", "pipelines", "experiments"
+RECURRING_RUNS, GIT_SOURCES = "recurringruns", "gitsources"
+#: Server-side apply's field manager for everything the operator owns.
+FIELD_MANAGER = "pipesync"
 
 
 class Kube:
@@ -80,6 +84,91 @@ class Kube:
             name,
             {"status": dict(status)},
         )
+
+    def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
+        """Creates a pipesync object; False when one of that name exists already, so a
+        repeated decision (a restart, a second replica) never makes a second one."""
+        try:
+            self._call(
+                "create",
+                self.custom.create_namespaced_custom_object,
+                model.GROUP,
+                model.VERSION,
+                namespace,
+                plural,
+                dict(body),
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def apply_object(
+        self, plural: str, namespace: str, body: Mapping[str, Any], *, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply under the `pipesync` field manager; returns the object."""
+        name = body["metadata"]["name"]
+        result: dict[str, Any] = self._call(
+            "apply",
+            self.custom.patch_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            name,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            force=force,
+            _content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def patch_object(
+        self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """A JSON merge patch of a pipesync object (e.g. spec.cancel, a label)."""
+        self._call(
+            "patch",
+            self.custom.patch_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            name,
+            dict(patch),
+            _content_type="application/merge-patch+json",
+        )
+
+    def delete_object(self, plural: str, namespace: str, name: str) -> bool:
+        """Deletes a pipesync object (background propagation); False when already gone."""
+        try:
+            self._call(
+                "delete",
+                self.custom.delete_namespaced_custom_object,
+                model.GROUP,
+                model.VERSION,
+                namespace,
+                plural,
+                name,
+                propagation_policy="Background",
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A Secret's data, decoded; None when it does not exist."""
+        try:
+            secret = self._call("get", self.core.read_namespaced_secret, name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         response = self._call(
