@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from pipesync.controllers.runs import RunObserver
+from pipesync.gitops.triggers import SyncTriggers
 from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
@@ -25,6 +26,8 @@ class OperatorSettings:
     records: RunRecorder | None = None  # the S3 mirror (also list it in observers)
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
+    #: Shared with the webhook receiver: pushes wake a GitSource's sync at once.
+    triggers: SyncTriggers | None = None
 
 
 Timer = Callable[[str], AbstractContextManager[None]]
