@@ -4,6 +4,7 @@ global state), each a thin shell over the pure controller logic in this package.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import logging
 import threading
@@ -22,12 +23,16 @@ from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
 
 
-def _kube_client() -> kubernetes.client.ApiClient:
+def _kube_client(connections: int) -> kubernetes.client.ApiClient:
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # urllib3's default pool keeps cpu_count * 5 sockets; more threads than that open and
+    # throw away a TLS connection per request.
+    configuration.connection_pool_maxsize = connections
+    return kubernetes.client.ApiClient(configuration)
 
 
 class _Wakeups:
@@ -54,7 +59,7 @@ def _finished(body: Mapping[str, Any], **_: Any) -> bool:
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kube = Kube(_kube_client())
+    kube = Kube(_kube_client(settings.pass_workers + 4))
     if settings.metrics is not None:
         settings.metrics.watch_requests(kube)
     _register_plumbing(registry)
@@ -97,6 +102,9 @@ def _register_plumbing(registry: kopf.OperatorRegistry) -> None:
         )
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
+        # Sync handlers (Pipeline and Experiment passes) run in kopf's thread pool; its
+        # default of cpu_count + 4 threads is too few when many runs change at once.
+        settings.execution.max_workers = 16
 
 
 def _register_pipelines(registry: kopf.OperatorRegistry, timed: Timer) -> None:
@@ -148,6 +156,11 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
     timed = timer(settings)
 
     pod_cache = _PodCache()
+    # Not asyncio.to_thread: its default pool has cpu_count + 4 threads, so a few hundred
+    # runs starting together would queue behind each other's API calls.
+    passes = concurrent.futures.ThreadPoolExecutor(
+        max_workers=settings.pass_workers, thread_name_prefix="run-pass"
+    )
 
     def reconcile(namespace: str, name: str, refresh: bool) -> runs.PassResult:
         key = (namespace, name)
@@ -178,7 +191,9 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
         try:
             while not stopped:
                 wakeup.clear()
-                result = await asyncio.to_thread(reconcile, namespace, name, refresh)
+                result = await asyncio.get_running_loop().run_in_executor(
+                    passes, reconcile, namespace, name, refresh
+                )
                 for kind, reason, message in result.events:
                     kopf.event(body, type=kind, reason=reason, message=message)
                 if result.finished:
@@ -197,14 +212,16 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
             pod_cache.forget((namespace, name))
 
     @kopf.on.event("", "v1", "pods", labels={pods.LABEL_RUN: kopf.PRESENT}, registry=registry)
-    def pod_changed(**kwargs: Any) -> None:
+    async def pod_changed(**kwargs: Any) -> None:
+        # async, so it runs in the event loop: an asyncio.Event set from kopf's handler
+        # threads would not wake its waiter until something else woke the loop.
         key = (kwargs["namespace"], kwargs["labels"][pods.LABEL_RUN])
         event = kwargs["event"]
         pod_cache.update(key, str(event.get("type")), kwargs["body"])
         wakeups.wake(*key)
 
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
-    def cancel_requested(**kwargs: Any) -> None:
+    async def cancel_requested(**kwargs: Any) -> None:
         wakeups.wake(kwargs["namespace"], kwargs["name"])
 
 
