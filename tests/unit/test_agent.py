@@ -3,12 +3,14 @@ with a fake clock: no S3, no sleeping."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -501,3 +503,77 @@ def test_sigterm_while_waiting_is_reported(tmp_path: Path) -> None:
         "truncated": False,
         "error": "terminated by SIGTERM",
     }
+
+
+# --------------------------------------------------------------------- the workspace
+
+
+def _archive(tmp_path: Path, members: list[tuple[str, bytes | None, str | None]]) -> Path:
+    """A tar.gz of (name, file content or None for a directory, symlink target or None)."""
+    path = tmp_path / "tree.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content, link in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            elif content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def test_the_repository_tree_is_unpacked_as_the_workspace(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    archive = _archive(
+        tmp_path,
+        [
+            ("steps", None, None),
+            ("steps/train.py", b"print('hi')\n", None),
+            ("pipelines/digits.yaml", b"kind: Pipeline\n", None),
+            ("steps/latest.py", None, "train.py"),  # a link inside the tree is fine
+        ],
+    )
+    store.put_file("ns/sources/repo/abc.tar.gz", archive)
+    paths = agent.Layout(tmp_path / "pod")
+    assert agent.unpack_workspace(store, "ns/sources/repo/abc.tar.gz", paths) == 4
+    assert (paths.workspace / "steps/train.py").read_bytes() == b"print('hi')\n"
+    assert (paths.workspace / "steps/latest.py").read_bytes() == b"print('hi')\n"
+    # Another uid (the user's container) can write where it works.
+    assert stat.S_IMODE((paths.workspace / "steps").stat().st_mode) == 0o777
+    assert not (paths.root / ".workspace.tar.gz").exists()
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        ("../escaped.txt", b"x", None),
+        ("steps/out", None, "../../../etc/passwd"),
+        ("steps/abs", None, "/etc/passwd"),
+    ],
+)
+def test_an_archive_cannot_write_outside_the_workspace(
+    store: LocalStore, tmp_path: Path, member: tuple[str, bytes | None, str | None]
+) -> None:
+    store.put_file("k.tar.gz", _archive(tmp_path, [member]))
+    paths = agent.Layout(tmp_path / "pod")
+    with pytest.raises(agent.AgentError, match=r"k\.tar\.gz"):
+        agent.unpack_workspace(store, "k.tar.gz", paths)
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_absolute_names_land_inside_the_workspace(store: LocalStore, tmp_path: Path) -> None:
+    store.put_file("k.tar.gz", _archive(tmp_path, [("/absolute-pipesync-test.txt", b"x", None)]))
+    paths = agent.Layout(tmp_path / "pod")
+    agent.unpack_workspace(store, "k.tar.gz", paths)
+    assert (paths.workspace / "absolute-pipesync-test.txt").read_bytes() == b"x"
+    assert not Path("/absolute-pipesync-test.txt").exists()
+
+
+def test_a_missing_archive_is_named(store: LocalStore, tmp_path: Path) -> None:
+    with pytest.raises(agent.AgentError, match=r"'ns/sources/r/c\.tar\.gz' not found"):
+        agent.unpack_workspace(store, "ns/sources/r/c.tar.gz", agent.Layout(tmp_path))

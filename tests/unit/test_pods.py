@@ -478,12 +478,36 @@ def test_forEach_instances_get_their_item_and_index() -> None:
 
 
 @pytest.mark.parametrize(
-    ("task", "working_dir"),
-    [("train", "/pipesync/workspace/steps/train"), ("prepare", "/pipesync/workspace")],
+    ("task", "source_path", "working_dir"),
+    [
+        ("train", "", "/pipesync/workspace/steps/train"),
+        ("prepare", "./", "/pipesync/workspace"),
+        ("train", "ml/project/", "/pipesync/workspace/ml/project/steps/train"),
+    ],
 )
-def test_workspace_working_directory(task: str, working_dir: str) -> None:
-    settings = PodSettings(image="op", s3=S3, workspace=True)
-    assert container(build(task, settings=settings), "main")["workingDir"] == working_dir
+def test_a_run_from_git_works_in_its_repository_tree(
+    task: str, source_path: str, working_dir: str
+) -> None:
+    key = pods.workspace_key(S3, "ml", "ml-repo", "ab" * 20)
+    assert key == f"pipesync/ml/sources/ml-repo/{'ab' * 20}.tar.gz"
+    run = dataclasses.replace(RUN, workspace=pods.Workspace(key, source_path))
+    pod = build(task, run=run)
+    assert container(pod, "main")["workingDir"] == working_dir
+    fetch = container(pod, "pipesync-inputs")["command"]
+    assert fetch[fetch.index("--workspace") + 1] == key
+
+
+@pytest.mark.parametrize("source_path", ["../elsewhere", "ml/../../etc"])
+def test_a_source_path_cannot_climb_out_of_the_workspace(source_path: str) -> None:
+    run = dataclasses.replace(RUN, workspace=pods.Workspace("k.tar.gz", source_path))
+    with pytest.raises(PodBuildError, match="leaves the repository"):
+        build("train", run=run)
+
+
+def test_without_git_there_is_no_workspace() -> None:
+    pod = build("train")
+    assert "workingDir" not in container(pod, "main")
+    assert "--workspace" not in container(pod, "pipesync-inputs")["command"]
 
 
 def test_image_falls_back_to_the_default_or_fails() -> None:

@@ -19,7 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipesync.runtime import agent
-from pipesync.runtime.storage import Backoff, ObjectStore, Retry, S3Settings, S3Store, StoreError
+from pipesync.runtime.storage import (
+    Backoff,
+    ObjectStore,
+    Retry,
+    S3Settings,
+    S3Store,
+    StoreError,
+    check_key,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -37,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     fetch = commands.add_parser("fetch", description="Download inputs before the task starts.")
     fetch.add_argument("--get", action="append", default=[], metavar="KEY=PATH")
     fetch.add_argument("--optional", action="append", default=[], metavar="KEY")
+    fetch.add_argument("--workspace", default=None, metavar="KEY", help="repository tar.gz")
     _common(fetch)
     fetch.set_defaults(command=run_fetch)
 
@@ -81,11 +90,16 @@ def run_fetch(options: argparse.Namespace) -> int:
         unknown = set(options.optional) - {get.key for get in gets}
         if unknown:
             raise agent.AgentError(f"--optional names keys no --get asks for: {sorted(unknown)}")
-        store = _store(options) if gets else None
+        if options.workspace is not None:
+            check_key(options.workspace)
+        store = _store(options) if gets or options.workspace else None
     except (agent.AgentError, ValueError) as error:
         print(f"pipesync agent fetch: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if store is not None and options.workspace is not None:
+            members = agent.unpack_workspace(store, options.workspace, paths)
+            print(f"pipesync agent fetch: workspace of {members} entries", file=sys.stderr)
         result = agent.fetch(store, gets, options.optional) if store else agent.FetchResult()
         agent.prepare_outputs(paths)
     except (agent.AgentError, StoreError, OSError) as error:

@@ -19,6 +19,8 @@ from pipesync.engine import compiler
 MAX_VERSIONS = 20
 COMMIT_ANNOTATION = "pipesync.io/commit"
 SOURCE_ANNOTATION = "pipesync.io/source"
+#: The GitSource's path: the repository folder holding pipelines/, the tasks' working dir.
+SOURCE_PATH_ANNOTATION = "pipesync.io/source-path"
 _MAX_PROBLEMS_SHOWN = 5
 
 

@@ -225,6 +225,8 @@ class RunController:
             "version": version,
             "digest": digest,
             "commit": annotations.get(pipelines.COMMIT_ANNOTATION, ""),
+            "source": annotations.get(pipelines.SOURCE_ANNOTATION, ""),
+            "path": annotations.get(pipelines.SOURCE_PATH_ANNOTATION, ""),
         }
 
     def _observe(
@@ -300,6 +302,7 @@ class RunController:
             uid=metadata["uid"],
             pipeline=pinned.pipeline.get("name") or None,
             experiment=(run["spec"].get("experimentRef") or {}).get("name"),
+            workspace=_workspace(self.settings, metadata["namespace"], pinned.pipeline),
         )
         sizes = _fan_out_sizes(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
@@ -536,6 +539,17 @@ def _node_name(compiled: CompiledPipeline, key: NodeKey) -> str:
 def _run_timeout(run: Mapping[str, Any], compiled: CompiledPipeline) -> float | None:
     text = run.get("spec", {}).get("timeout")
     return durations.parse(text) if text else compiled.spec.timeout_seconds
+
+
+def _workspace(
+    settings: pods.PodSettings, namespace: str, pipeline: Mapping[str, str]
+) -> pods.Workspace | None:
+    """A pipeline synced from git runs in its repository tree at the pinned commit."""
+    source, commit = pipeline.get("source"), pipeline.get("commit")
+    if not source or not commit:
+        return None
+    key = pods.workspace_key(settings.s3, namespace, source, commit)
+    return pods.Workspace(archive_key=key, directory=pipeline.get("path") or "")
 
 
 def _owner(run: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import stat
+import tarfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
@@ -67,6 +68,10 @@ class Layout:
     @property
     def marker(self) -> Path:
         return self.root / ".exit"
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
 
 
 # --------------------------------------------------------------------------- fetch
@@ -125,6 +130,28 @@ def fetch(store: ObjectStore, gets: Sequence[Get], optional: Iterable[str]) -> F
             store.get_file(key, get.path.joinpath(*relative.parts))
             result.files += 1
     return result
+
+
+def unpack_workspace(store: ObjectStore, key: str, paths: Layout) -> int:
+    """The repository archive at `key` unpacked into <root>/workspace; returns the number
+    of members. tarfile's "data" filter refuses absolute names, `..`, links that point
+    outside, devices and set-uid bits, so an archive cannot write outside the workspace."""
+    archive = paths.root / ".workspace.tar.gz"
+    if not store.exists(key):
+        raise AgentError(f"repository archive {key!r} not found")
+    store.get_file(key, archive)
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            members = tar.getmembers()
+            tar.extractall(paths.workspace, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise AgentError(f"repository archive {key!r}: {error}") from None
+    finally:
+        archive.unlink(missing_ok=True)
+    # The user's container may run as another uid; the volume belongs to this pod alone.
+    for directory, _subdirectories, _files in os.walk(paths.workspace):
+        os.chmod(directory, 0o777)  # noqa: S103 - a pod-private emptyDir
+    return len(members)
 
 
 def prepare_outputs(paths: Layout) -> None:

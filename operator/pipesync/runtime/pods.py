@@ -23,6 +23,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 from pipesync.api.model import API_VERSION, Resources
@@ -99,6 +100,15 @@ class RunInfo:
     uid: str
     pipeline: str | None = None
     experiment: str | None = None
+    #: The pipeline came from git: its repository tree at the pinned commit, unpacked as the
+    #: tasks' working directory (so pods need no git credentials).
+    workspace: Workspace | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    archive_key: str  # the tar.gz in S3, operator prefix included (see workspace_key)
+    directory: str = ""  # the GitSource's path: the folder holding pipelines/
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +129,6 @@ class PodSettings:
     agent_command: tuple[str, ...] = ("pipesync",)
     pools: PoolSettings = dataclasses.field(default_factory=PoolSettings)
     mount_path: str = MOUNT_PATH  # tests point the wrapper at a temporary directory
-    #: Whether a repository snapshot is unpacked at <mount>/workspace (GitSource runs).
-    #: Until then tasks run in their image's working directory and `workingDir` is ignored:
-    #: Kubernetes needs an absolute workingDir, and a relative one has nothing to be
-    #: relative to but the image's, which the pod spec cannot name.
-    workspace: bool = False
     default_task_image: str | None = None  # for tasks (and defaults) that name no image
     image_pull_policy: str | None = None  # of the operator image's containers
     s3_patience_seconds: float | None = None  # the sidecar's S3 retry budget
@@ -292,6 +297,8 @@ def _inputs_container(
     fan_out_sizes: Mapping[int, int] | None,
 ) -> dict[str, Any]:
     args = ["agent", "fetch"]
+    if run.workspace is not None:
+        args += ["--workspace", run.workspace.archive_key]
     for binding in launch.task.inputs:
         producer = pipeline.tasks[binding.producer]
         target = f"{mount}/inputs/{binding.name}"
@@ -410,10 +417,33 @@ def _main_container(
     resources = pod_resources(task.resources)
     if resources:
         container["resources"] = resources
-    if settings.workspace:
-        directory = (task.working_dir or "").strip("/")
-        container["workingDir"] = f"{mount}/workspace" + (f"/{directory}" if directory else "")
+    if run.workspace is not None:
+        # Without a workspace the image's own working directory stays: Kubernetes needs an
+        # absolute workingDir, and a relative one has nothing to be relative to.
+        container["workingDir"] = workspace_directory(
+            mount, run.workspace.directory, task.working_dir or ""
+        )
     return container
+
+
+def workspace_key(s3: S3Settings, namespace: str, source: str, commit: str) -> str:
+    """The repository archive's S3 key, with the operator's optional global prefix."""
+    key = layout.source_archive_key(namespace, source, commit)
+    prefix = s3.prefix.strip("/")
+    return f"{prefix}/{key}" if prefix else key
+
+
+def workspace_directory(mount: str, source_path: str, working_dir: str) -> str:
+    """<mount>/workspace/<source path>/<task workingDir>, refusing any way out of it."""
+    parts: list[str] = []
+    for relative in (source_path, working_dir):
+        for part in PurePosixPath(relative).parts:
+            if part in ("/", "."):
+                continue
+            if part == "..":
+                raise PodBuildError(f"working directory {relative!r} leaves the repository")
+            parts.append(part)
+    return "/".join([f"{mount.rstrip('/')}/workspace", *parts])
 
 
 def wrapper_command(argv: list[str], mount: str = MOUNT_PATH) -> list[str]:
