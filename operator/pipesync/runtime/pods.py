@@ -322,7 +322,10 @@ def _inputs_container(
             args += ["--get", f"{key}={path}"]
             if optional:
                 args += ["--optional", key]
-    return _agent_container(INPUTS_CONTAINER, args, settings, mount)
+    container = _agent_container(INPUTS_CONTAINER, args, settings, mount)
+    # Its error (a missing input or archive, named by key) becomes the task's message.
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    return container
 
 
 def _outputs_container(
