@@ -53,6 +53,11 @@ class FlakyStore:
         self.puts.append(key)
         self.inner.put_bytes(key, data)
 
+    def exists(self, key: str) -> bool:
+        if self.down:
+            raise TransientStoreError("connection refused")
+        return self.inner.exists(key)
+
     def read(self, key: str) -> Any:
         return json.loads(self.inner.get_bytes(key))
 
@@ -343,6 +348,43 @@ def test_recovery_rebuilds_the_final_record_from_the_run_and_its_pods(parts: Any
     assert [p["pod"] for p in record["pods"]] == ["flow-1-prepare-1"]  # owned pods only
     assert store.inner.exists("ml/runs/flow-1/prepare/logs/attempt-1.log")
     assert kube.patches[-1][3] == {"record": {"uri": "s3://b/prefix/ml/runs/flow-1/run.json"}}
+
+
+def test_a_restarted_operator_uploads_logs_of_earlier_attempts_it_never_saw(
+    parts: Any,
+) -> None:
+    recorder, store, kube, _, _ = parts
+    first = pod("flow-1-prepare-1", "prepare", exit_code=1)
+    second = pod("flow-1-prepare-2", "prepare", attempt=2, done=False)
+    uploaded = pod("flow-1-square-0-1", "square", instance=0)
+    kube.pods = [first, second, uploaded]
+    kube.logs[("flow-1-prepare-1", "main")] = b"attempt one failed\n"
+    kube.logs[("flow-1-square-0-1", "main")] = b"new content\n"
+    store.inner.put_bytes("ml/runs/flow-1/square/0/logs/attempt-1.log", b"already there\n")
+    # The first pass this process makes sees only the newest pod of each task.
+    recorder.run_pass(report("Running", "Running", pods={(0, TASK): second}))
+    recorder.step()  # lists the run's pods, queues what S3 lacks
+    recorder.step()
+    assert store.inner.get_bytes("ml/runs/flow-1/prepare/logs/attempt-1.log") == (
+        b"attempt one failed\n"
+    )
+    assert store.inner.get_bytes("ml/runs/flow-1/square/0/logs/attempt-1.log") == (
+        b"already there\n"
+    )
+    # Later passes of the same run do not list again.
+    kube.pods = []
+    recorder.run_pass(report("Running", "Running", pods={(0, TASK): second}))
+    assert recorder.backlog() == 0
+
+
+def test_a_run_this_process_starts_is_not_listed_for_old_logs(parts: Any) -> None:
+    recorder, store, kube, _, _ = parts
+    kube.pods = [pod("flow-1-prepare-1", "prepare")]
+    kube.logs[("flow-1-prepare-1", "main")] = b"x\n"
+    recorder.run_pass(report("", "Running"))
+    recorder.step()
+    recorder.step()
+    assert not store.inner.exists("ml/runs/flow-1/prepare/logs/attempt-1.log")
 
 
 def test_a_malformed_report_never_raises(parts: Any) -> None:

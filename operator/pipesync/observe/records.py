@@ -65,6 +65,8 @@ class RecordStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
+    def exists(self, key: str) -> bool: ...
+
 
 class KubeLike(Protocol):
     """The part of pipesync.controllers.kube.Kube the mirror uses."""
@@ -190,11 +192,18 @@ class RunRecorder:
         run = report.run
         metadata = run["metadata"]
         uid = str(metadata.get("uid", ""))
-        for pod in report.pods.values():
-            self._queue_log(uid, pod)
         before = (report.previous or {}).get("phase")
         phase = report.status.get("phase")
         finished = phase in FINISHED
+        with self._lock:
+            first_sight = uid not in self._logged
+            self._logged.setdefault(uid, set())
+        if first_sight and before and before not in FINISHED:
+            # The run started under an earlier operator process, whose queue died with it:
+            # logs of attempts that are no longer the newest pod of their task would be lost.
+            self._catch_up_logs(run)
+        for pod in report.pods.values():
+            self._queue_log(uid, pod)
         if before != phase:
             record = build_record(run, report.status, report.pinned, report.nodes, report.pods)
             self._queue_record(run, record, final=finished)
@@ -222,6 +231,22 @@ class RunRecorder:
 
         # Listing pods is an API call: the worker does it, never the caller's thread.
         self._enqueue(_Job(f"\0recover/{run['metadata'].get('uid')}", _nothing, after=gather))
+
+    def _catch_up_logs(self, run: Mapping[str, Any]) -> None:
+        metadata = dict(run["metadata"])
+        uid = str(metadata.get("uid", ""))
+
+        def gather() -> None:
+            found = self._need_kube().list_pods(
+                metadata["namespace"], f"{LABEL_RUN}={metadata['name']}"
+            )
+            for pod in found:
+                owned = _owned_by(pod, uid) and pod_finished(pod)
+                if owned and not self.store.exists(self._log_key(pod)):
+                    self._queue_log(uid, pod)
+
+        # Listing pods and asking S3 are calls: the worker does them, never the pass.
+        self._enqueue(_Job(f"\0catch-up/{uid}", _nothing, after=gather))
 
     # --- enqueueing ----------------------------------------------------------------------
 
@@ -254,12 +279,16 @@ class RunRecorder:
             if pod_uid in seen:
                 return
             seen.add(pod_uid)
+        namespace, name = metadata["namespace"], metadata["name"]
+        self._enqueue(_Job(self._log_key(pod), lambda: self._read_log(namespace, name)))
+
+    def _log_key(self, pod: Mapping[str, Any]) -> str:
+        metadata = pod["metadata"]
         node = self._unprefixed(
             str((metadata.get("annotations") or {}).get(ANNOTATION_NODE_PREFIX))
         )
         attempt = int((metadata.get("labels") or {}).get(LABEL_ATTEMPT, "1"))
-        namespace, name = metadata["namespace"], metadata["name"]
-        self._enqueue(_Job(layout.log_key(node, attempt), lambda: self._read_log(namespace, name)))
+        return layout.log_key(node, attempt)
 
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
