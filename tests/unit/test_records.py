@@ -387,6 +387,22 @@ def test_a_run_this_process_starts_is_not_listed_for_old_logs(parts: Any) -> Non
     assert not store.inner.exists("ml/runs/flow-1/prepare/logs/attempt-1.log")
 
 
+def test_an_outage_holds_log_bytes_only_within_the_budget(parts: Any) -> None:
+    recorder, store, kube, _, clock = parts
+    kube.logs[("flow-1-prepare-1", "main")] = b"first read\n"
+    recorder.log_budget = 4  # bytes: smaller than the log
+    store.down = True
+    recorder.run_pass(report("Running", "Running", pods={(0, TASK): PODS[(0, TASK)]}))
+    recorder.step()
+    pending = list(recorder._pending.values())
+    assert [job.content for job in pending if job.key.endswith(".log")] == [None]
+    kube.logs[("flow-1-prepare-1", "main")] = b"read again\n"
+    store.down = False
+    clock.now += 30
+    recorder.step()
+    assert store.inner.get_bytes("ml/runs/flow-1/prepare/logs/attempt-1.log") == b"read again\n"
+
+
 def test_a_malformed_report_never_raises(parts: Any) -> None:
     recorder, _, _, _, _ = parts
     broken = runs.PassReport({}, {}, {}, None, {}, {}, 0, 0.0)

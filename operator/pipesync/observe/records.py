@@ -56,6 +56,9 @@ PINNED_CONFIG_SUFFIX = "-pipeline"
 PINNED_KEY = "spec.json"
 #: A log longer than this (per container) is cut: the record is history, not a log store.
 LOG_LIMIT_BYTES = 16 * 1024 * 1024
+#: Logs kept in memory across retries while S3 is away, in all; beyond, logs are read
+#: again from their pods at the next try (a pod deleted meanwhile loses its log).
+LOG_BUDGET_BYTES = 64 * 1024 * 1024
 #: Digests of this many written objects are kept, to skip rewriting identical content.
 REMEMBERED_WRITES = 10_000
 
@@ -116,6 +119,9 @@ class _Job:
     #: Runs once the object is written (patches status.record.uri for final records).
     after: Callable[[], None] | None = None
     content: bytes | None = None  # produced once, kept across retries
+    #: A log: its bytes count against the recorder's log budget while it waits.
+    is_log: bool = False
+    held: int = 0  # bytes of this log counted in the budget
     written: bool = False
     failures: int = 0
     due: float = 0.0
@@ -146,6 +152,9 @@ class RunRecorder:
         self._written: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._logged: dict[str, set[str]] = {}  # run uid -> pod uids whose log is queued
         self._specs: dict[str, Any] = {}  # run uid -> pinned pipeline spec (raw JSON)
+        #: Bytes of logs kept for their retry during an S3 outage, at most log_budget.
+        self.log_budget = LOG_BUDGET_BYTES
+        self._held_log_bytes = 0
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -280,7 +289,9 @@ class RunRecorder:
                 return
             seen.add(pod_uid)
         namespace, name = metadata["namespace"], metadata["name"]
-        self._enqueue(_Job(self._log_key(pod), lambda: self._read_log(namespace, name)))
+        self._enqueue(
+            _Job(self._log_key(pod), lambda: self._read_log(namespace, name), is_log=True)
+        )
 
     def _log_key(self, pod: Mapping[str, Any]) -> str:
         metadata = pod["metadata"]
@@ -296,6 +307,7 @@ class RunRecorder:
             if earlier is not None:
                 # Keep the newest content; a job backing off keeps its schedule.
                 job.due, job.failures = earlier.due, earlier.failures
+                self._held_log_bytes -= earlier.held
                 if earlier.after is not None and job.after is None:
                     job.after = earlier.after
             else:
@@ -330,6 +342,7 @@ class RunRecorder:
                     self.store.put_bytes(job.key, job.content)
                 self._remember(job.key, digest)
                 job.written = True
+            self._release(job)
             if job.after is not None:
                 job.after()
         except _Gone as gone:
@@ -337,6 +350,8 @@ class RunRecorder:
         except Exception as error:
             job.failures += 1
             job.due = now + self.backoff.delay(job.failures)
+            if job.is_log and not job.written:
+                self._hold_or_drop(job)
             _log.warning(
                 "s3 mirror: %s failed (%d), retry in %.1fs: %s",
                 job.key,
@@ -349,6 +364,24 @@ class RunRecorder:
             with self._lock:
                 # A newer job for the same key replaced this one meanwhile: it wins.
                 self._pending.setdefault(job.key, job)
+
+    def _hold_or_drop(self, job: _Job) -> None:
+        """Keeps a failed log's bytes for the retry (its pod may be deleted meanwhile)
+        while the budget allows; beyond it the log is read from the pod again."""
+        if job.content is None or job.held:
+            return
+        with self._lock:
+            if self._held_log_bytes + len(job.content) <= self.log_budget:
+                job.held = len(job.content)
+                self._held_log_bytes += job.held
+                return
+        job.content = None
+
+    def _release(self, job: _Job) -> None:
+        if job.held:
+            with self._lock:
+                self._held_log_bytes -= job.held
+            job.held = 0
 
     def _remember(self, key: str, digest: str) -> None:
         self._written[key] = digest
