@@ -16,7 +16,7 @@ import kopf
 import kubernetes
 
 from pipesync.api import model
-from pipesync.controllers import conditions, experiments, pipelines, runs
+from pipesync.controllers import conditions, experiments, pipelines, recurringruns_handlers, runs
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.observe.records import RunRecorder
@@ -66,6 +66,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_pipelines(registry, timer(settings))
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
+    recurringruns_handlers.register(registry, kube, settings)
     if settings.records is not None:
         _register_records(registry, kube, settings.records)
     return registry

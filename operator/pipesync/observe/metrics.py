@@ -67,6 +67,7 @@ _TASK_ENDED = frozenset(p.value for p in (*_NODE_ENDED, Phase.SKIPPED, Phase.OMI
 
 RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 TASK_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
+SCHEDULE_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -165,6 +166,7 @@ class Metrics:
         self.mirror_backlog = Gauge(
             "pipesync_s3_mirror_backlog", "Run records waiting to be written to S3.", registry=r
         )
+        self._init_recurring(r)
         Gauge(
             "pipesync_build_info", "The running pipesync version.", ["version"], registry=r
         ).labels(version).set(1)
@@ -306,6 +308,64 @@ class Metrics:
                 except RuntimeError:
                     continue
         return dict(totals)
+
+    # --- RecurringRuns (observed by controllers/recurringruns.py) ------------------------
+
+    def _init_recurring(self, r: CollectorRegistry) -> None:
+        self.recurring_fires = Counter(
+            "pipesync_recurring_fires",
+            "Scheduled times of RecurringRuns that started a Run.",
+            registry=r,
+        )
+        self.recurring_skips = Counter(
+            "pipesync_recurring_skips",
+            "Scheduled times due on time but not started, by reason (Suspended, "
+            "ConcurrencyForbid, ConcurrencyLimit, Replaced).",
+            ["reason"],
+            registry=r,
+        )
+        self.recurring_misses = Counter(
+            "pipesync_recurring_missed",
+            "Scheduled times too late to start (operator down or busy), by reason "
+            "(DeadlineExceeded, CatchupNone, CatchupLatest, CatchupMaxRuns).",
+            ["reason"],
+            registry=r,
+        )
+        self.recurring_lag = Histogram(
+            "pipesync_recurring_schedule_lag_seconds",
+            "Time from a RecurringRun's scheduled time to the creation of its Run.",
+            buckets=SCHEDULE_LAG_BUCKETS,
+            registry=r,
+        )
+
+    def recurring_fired(self, lag_seconds: float) -> None:
+        self.recurring_fires.inc()
+        self.recurring_lag.observe(lag_seconds)
+
+    def recurring_skipped(self, reason: str, count: int) -> None:
+        self.recurring_skips.labels(reason).inc(count)
+
+    def recurring_missed(self, reason: str, count: int) -> None:
+        self.recurring_misses.labels(reason).inc(count)
+
+    # --- push webhook receiver (gitops/webhooks.py reports through this callback) --------
+
+    def count_webhooks(self, results: Iterable[str] = ()) -> Callable[[str], None]:
+        """The receiver's `on_result` callback, counting pipesync_webhook_requests_total by
+        result; created on first use (once), each of `results` starting at zero."""
+        with self._lock:
+            counter: Counter | None = getattr(self, "_webhook_requests", None)
+            if counter is None:
+                counter = Counter(
+                    "pipesync_webhook_requests",
+                    "Requests to the push webhook receiver, by result.",
+                    ["result"],
+                    registry=self.registry,
+                )
+                self._webhook_requests = counter
+            for result in results:
+                counter.labels(result)
+        return lambda result: counter.labels(result).inc()
 
 
 class _Collector(Collector):
