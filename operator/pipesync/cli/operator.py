@@ -94,18 +94,62 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--metrics-address",
         default=env("PIPESYNC_METRICS_ADDRESS", "0.0.0.0:8080"),
         metavar="HOST:PORT",
-        help="serve /metrics (Prometheus) and /healthz here; 'off' serves nothing "
+        help="serve /metrics (Prometheus), /healthz and the push webhook (/hooks/) here; "
+        "'off' serves nothing "
         "[PIPESYNC_METRICS_ADDRESS]",
     )
+    parser.add_argument(
+        "--leader-election",
+        action="store_true",
+        default=env("PIPESYNC_LEADER_ELECTION", "") in ("1", "true"),
+        help="run as one of several replicas: only the holder of a coordination.k8s.io "
+        "Lease drives resources, the others wait as standbys [PIPESYNC_LEADER_ELECTION]",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        default=env("PIPESYNC_LEADER_ELECTION_NAMESPACE") or env("POD_NAMESPACE"),
+        help="namespace of the Lease (default: the pod's namespace) "
+        "[PIPESYNC_LEADER_ELECTION_NAMESPACE, POD_NAMESPACE]",
+    )
+    parser.add_argument(
+        "--leader-election-lease",
+        metavar="NAME",
+        default=env("PIPESYNC_LEADER_ELECTION_LEASE", "pipesync-operator"),
+        help="name of the Lease [PIPESYNC_LEADER_ELECTION_LEASE]",
+    )
     parser.set_defaults(command=run)
+
+
+def _service_account_namespace() -> str | None:
+    """The pod's namespace as Kubernetes mounts it for the service account."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def run(options: argparse.Namespace) -> int:
     # Imported here: kopf costs half a second, and every task pod starts `pipesync agent`.
     from pipesync.controllers import operator, settings  # noqa: PLC0415
+    from pipesync.gitops import triggers, webhooks  # noqa: PLC0415
     from pipesync.observe import endpoint, metrics, records  # noqa: PLC0415
     from pipesync.runtime import storage  # noqa: PLC0415
 
+    election = None
+    if options.leader_election:
+        from pipesync.controllers import leadership  # noqa: PLC0415
+
+        namespace = options.leader_election_namespace or _service_account_namespace()
+        if not namespace:
+            print(
+                "pipesync operator: --leader-election needs --leader-election-namespace "
+                "(or POD_NAMESPACE) outside a cluster",
+                file=sys.stderr,
+            )
+            return 2
+        election = leadership.Election(namespace, options.leader_election_lease)
     pools = placement.PoolSettings()
     if options.pools:
         pools = placement.PoolSettings.from_dict(yaml.safe_load(Path(options.pools).read_text()))
@@ -123,11 +167,18 @@ def run(options: argparse.Namespace) -> int:
         else None,
     )
     observed: metrics.Metrics | None = None
+    # Shared by the GitSource controller and the push webhook served on the same port.
+    sync_triggers = triggers.SyncTriggers()
     if options.metrics_address != "off":
         observed = metrics.Metrics()
+        hooks = webhooks.WebhookApp(
+            sync_triggers, on_result=observed.count_webhooks(webhooks.RESULTS)
+        )
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
         try:
-            server = endpoint.serve(observed.registry, options.metrics_address)
+            server = endpoint.serve(
+                observed.registry, options.metrics_address, routes={webhooks.PREFIX: hooks}
+            )
         except (OSError, ValueError) as error:
             print(
                 f"pipesync operator: --metrics-address {options.metrics_address}: {error}",
@@ -172,7 +223,9 @@ def run(options: argparse.Namespace) -> int:
             observers=((observed,) if observed is not None else ()) + (recorder,),
             records=recorder,
             store=outputs_store,
-        )
+            triggers=sync_triggers,
+        ),
+        election,
     )
     recorder.stop()
     return 0

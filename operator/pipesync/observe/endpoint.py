@@ -1,4 +1,5 @@
-"""The operator's HTTP endpoint: /metrics for Prometheus and /healthz for probes.
+"""The operator's HTTP endpoint: /metrics for Prometheus, /healthz for probes, and extra
+routes mounted by prefix (the push webhook at /hooks/).
 
 Why not prometheus_client.start_http_server: it answers every path with the metrics, so a
 typo in a probe path would pass; here unknown paths are 404 and /healthz is a plain "ok".
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 DEFAULT_ADDRESS = "0.0.0.0:8080"
 
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -42,11 +44,18 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)  # "" binds every interface
 
 
-def application(registry: CollectorRegistry) -> Callable[[dict[str, Any], StartResponse], Any]:
+def application(
+    registry: CollectorRegistry, routes: Mapping[str, WsgiApp] | None = None
+) -> Callable[[dict[str, Any], StartResponse], Any]:
+    """/metrics, /healthz, and `routes`: path prefix (e.g. "/hooks/") -> WSGI app."""
     metrics = make_wsgi_app(registry)
+    extra = dict(routes or {})
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
+        for prefix, routed in extra.items():
+            if path.startswith(prefix):
+                return routed(environ, start_response)
         if path == "/metrics":
             result: Iterable[bytes] = metrics(environ, start_response)
             return result
@@ -59,13 +68,21 @@ def application(registry: CollectorRegistry) -> Callable[[dict[str, Any], StartR
     return app
 
 
-def serve(registry: CollectorRegistry, address: str = DEFAULT_ADDRESS) -> WSGIServer:
+def serve(
+    registry: CollectorRegistry,
+    address: str = DEFAULT_ADDRESS,
+    routes: Mapping[str, WsgiApp] | None = None,
+) -> WSGIServer:
     """Serves in a daemon thread; returns the server (its `server_port` is the bound port,
     useful with port 0). Raises OSError at once when the address cannot be bound."""
     host, port = parse_address(address)
     server_class = _IPv6Server if ":" in host else _Server
     server = make_server(
-        host, port, application(registry), server_class=server_class, handler_class=_QuietHandler
+        host,
+        port,
+        application(registry, routes),
+        server_class=server_class,
+        handler_class=_QuietHandler,
     )
     thread = threading.Thread(target=server.serve_forever, name="pipesync-metrics", daemon=True)
     thread.start()
