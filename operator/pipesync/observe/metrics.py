@@ -368,26 +368,6 @@ class Metrics:
         return lambda result: counter.labels(result).inc()
 
 
-    # --- push webhook receiver (gitops/webhooks.py reports through this callback) --------
-
-    def count_webhooks(self, results: Iterable[str] = ()) -> Callable[[str], None]:
-        """The receiver's `on_result` callback, counting pipesync_webhook_requests_total by
-        result; created on first use (once), each of `results` starting at zero."""
-        with self._lock:
-            counter: Counter | None = getattr(self, "_webhook_requests", None)
-            if counter is None:
-                counter = Counter(
-                    "pipesync_webhook_requests",
-                    "Requests to the push webhook receiver, by result.",
-                    ["result"],
-                    registry=self.registry,
-                )
-                self._webhook_requests = counter
-            for result in results:
-                counter.labels(result)
-        return lambda result: counter.labels(result).inc()
-
-
 class _Collector(Collector):
     """The values computed when Prometheus scrapes, not when something happens."""
 
