@@ -16,7 +16,14 @@ import kopf
 import kubernetes
 
 from pipesync.api import model
-from pipesync.controllers import conditions, experiments, pipelines, recurringruns_handlers, runs
+from pipesync.controllers import (
+    conditions,
+    experiments,
+    leadership,
+    pipelines,
+    recurringruns_handlers,
+    runs,
+)
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.observe.records import RunRecorder
@@ -309,7 +316,11 @@ def _slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(settings: OperatorSettings) -> None:
+def run(settings: OperatorSettings, election: leadership.Election | None = None) -> None:
+    if election is not None:
+        # A standby blocks here: its /metrics and /healthz (served by the CLI) stay up;
+        # it builds no registry and starts no controller until it holds the Lease.
+        leadership.lead(_kube_client(2), election)
     registry = build_registry(settings)
     kopf.run(
         registry=registry,
