@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipesync.api import documents, yamlsource
 from pipesync.api.diagnostics import Diagnostic
+from pipesync.engine import kfp
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _SKIPPED_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".pipesync"}
@@ -67,7 +68,8 @@ def load_all(paths: Iterable[Path]) -> tuple[list[documents.Resource], list[Diag
         raw, found = read(path)
         problems.extend(found)
         if raw is not None:
-            loaded, found = documents.load(raw, str(path))
+            # A KFP SDK pipeline file reads as one Pipeline (pipesync.engine.kfp).
+            loaded, found = kfp.load(raw, str(path)) or documents.load(raw, str(path))
             resources.extend(loaded)
             problems.extend(found)
     return resources, problems

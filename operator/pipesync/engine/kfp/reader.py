@@ -1,0 +1,836 @@
+"""A KFP v2 pipeline (the SDK's compiled "IR" YAML) as a pipesync Pipeline document.
+
+The IR nests sub-DAGs for conditions, loops, exit handlers and pipelines used as
+components; pipesync runs a flat DAG. The reader flattens: each container task becomes
+one pipesync task, group conditions become its `when`, a loop becomes its `forEach`,
+the exit handler's task becomes `onExit`, DAG outputs are followed to the task that
+produces them. The result is an ordinary Pipeline body, so the same schema, compiler,
+planner, local executor and operator run it; its positions point into the KFP file.
+
+What pipesync cannot run is reported with the place in the KFP file, all at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pipesync.api.diagnostics import Diagnostic
+from pipesync.api.yamlsource import Mark, Path, SourceDocument
+from pipesync.engine.kfp import cel, commands, platform, shim
+from pipesync.engine.kfp import values as v
+from pipesync.engine.kfp.values import Kind, Value
+
+#: Sub-DAGs the SDK generates for control flow: flattened without a name prefix.
+_GROUP = re.compile(r"^(condition|condition-branches|for-loop|exit-handler)-\d+$")
+_SELECTOR = re.compile(r"""^parseJson\(string_value\)\[\s*(['"])(?P<key>[A-Za-z_][\w-]*)\1\s*\]$""")
+_DNS = re.compile(r"[^a-z0-9-]+")
+_TYPES = {
+    "STRING": "string",
+    "NUMBER_INTEGER": "integer",
+    "NUMBER_DOUBLE": "number",
+    "BOOLEAN": "boolean",
+    "LIST": "list",
+    "STRUCT": "object",
+}
+_ALL_DONE = "ALL_UPSTREAM_TASKS_COMPLETED"
+
+
+class _Loop:
+    def __init__(self, items: Any, parallelism: int | None, path: Path) -> None:
+        self.items = items
+        self.parallelism = parallelism
+        self.path = path
+        self.tasks: list[dict[str, Any]] = []
+
+
+class _Context:
+    def __init__(
+        self,
+        prefix: str = "",
+        when: tuple[tuple[str, Path], ...] = (),
+        deps: tuple[str, ...] = (),
+        loop: _Loop | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.when = when
+        self.deps = deps
+        self.loop = loop
+
+
+@dataclasses.dataclass(frozen=True)
+class _Site:
+    """The KFP task being translated: its name, its data and its path in the file."""
+
+    name: str
+    task: Mapping[str, Any]
+    path: Path
+
+
+@dataclasses.dataclass
+class _Dag:
+    """One DAG being flattened: its inputs, context, and what its tasks became so far."""
+
+    scope: Mapping[str, Value]
+    context: _Context
+    flat: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, dict[str, Value]] = dataclasses.field(default_factory=dict)
+
+
+class Reader:
+    """One KFP document (and its optional platform document) to a Pipeline body."""
+
+    def __init__(self, main: SourceDocument, platforms: SourceDocument | None) -> None:
+        self.doc = main
+        self.data: Mapping[str, Any] = main.data
+        self.platforms = platforms
+        self.problems: list[Diagnostic] = []
+        self.marks: dict[Path, Mark] = {}
+        self.tasks: list[dict[str, Any]] = []
+        self.on_exit: dict[str, Any] | None = None
+        self.components: Mapping[str, Any] = _mapping(self.data.get("components"))
+        deployment = _mapping(self.data.get("deploymentSpec"))
+        self.executors: Mapping[str, Any] = _mapping(deployment.get("executors"))
+
+    # --- entry ------------------------------------------------------------------------
+
+    def problem(self, path: Path, message: str) -> None:
+        self.problems.append(self.doc.diagnostic(path, message))
+
+    def place(self, target: Path, source: Path) -> None:
+        self.marks[target] = self.doc.mark(source)
+
+    def pipeline(self) -> dict[str, Any]:
+        info = _mapping(self.data.get("pipelineInfo"))
+        raw_name = str(info.get("name", "kfp-pipeline"))
+        name = _dns(raw_name) or "kfp-pipeline"
+        self.place(("metadata", "name"), ("pipelineInfo", "name"))
+        self.place((), ())
+        root = _mapping(self.data.get("root"))
+        spec: dict[str, Any] = {}
+        if info.get("description") or info.get("displayName"):
+            spec["description"] = str(info.get("description") or info.get("displayName"))
+        params = self.params(root)
+        if params:
+            spec["params"] = params
+        scope = {p["name"]: v.text("{{params." + p["name"] + "}}") for p in params}
+        for artifact in _mapping(_mapping(root.get("inputDefinitions")).get("artifacts")):
+            self.problem(
+                ("root", "inputDefinitions", "artifacts", artifact),
+                f"pipeline input artifact {artifact!r} is not supported yet: pipesync "
+                "pipelines take parameters; produce the artifact with a task (e.g. an importer)",
+            )
+        if "dag" not in root:
+            self.problem(("root",), "root has no dag")
+        else:
+            self.walk(("root", "dag"), scope, _Context(), root_level=True)
+        spec["tasks"] = self.tasks
+        if self.on_exit is not None:
+            spec["onExit"] = self.on_exit
+        return {
+            "apiVersion": "pipesync.io/v1alpha1",
+            "kind": "Pipeline",
+            "metadata": {
+                "name": name,
+                "annotations": {
+                    "pipesync.io/format": "kfp-ir",
+                    "pipesync.io/kfp-pipeline-name": raw_name,
+                },
+            },
+            "spec": spec,
+        }
+
+    def params(self, root: Mapping[str, Any]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        definitions = _mapping(_mapping(root.get("inputDefinitions")).get("parameters"))
+        for index, (name, definition) in enumerate(definitions.items()):
+            path = ("root", "inputDefinitions", "parameters", name)
+            kind = str(_mapping(definition).get("parameterType", "STRING"))
+            param: dict[str, Any] = {"name": name, "type": _TYPES.get(kind, "string")}
+            if kind not in _TYPES:
+                self.problem((*path, "parameterType"), f"parameter type {kind} is not supported")
+            if "defaultValue" in definition:
+                default = v.whole(definition["defaultValue"])
+                if kind == "NUMBER_INTEGER" and isinstance(default, float):
+                    default = int(default)
+                param["default"] = default
+            elif definition.get("isOptional"):
+                param["default"] = None
+            if definition.get("description"):
+                param["description"] = str(definition["description"])
+            self.place(("spec", "params", index), path)
+            found.append(param)
+        return found
+
+    # --- DAGs -------------------------------------------------------------------------
+
+    def walk(
+        self, dag_path: Path, scope: Mapping[str, Value], context: _Context, *, root_level: bool
+    ) -> tuple[dict[str, list[str]], dict[str, dict[str, Value]]]:
+        """Flatten one DAG: the flat names of each of its tasks, and their outputs."""
+        dag = _mapping(self.at(dag_path))
+        tasks = _mapping(dag.get("tasks"))
+        state = _Dag(scope, context)
+        exits = [
+            name
+            for name, task in tasks.items()
+            if _mapping(task.get("triggerPolicy")).get("strategy") == _ALL_DONE
+        ]
+        for name in _order(tasks):
+            path = (*dag_path, "tasks", name)
+            task = _mapping(tasks[name])
+            site = _Site(name, task, path)
+            if name in exits and _is_exit_task(task):
+                if not root_level or context.loop is not None:
+                    self.problem(path, "an exit handler task is only supported at the top level")
+                elif self.on_exit is not None:
+                    self.problem(path, "only one exit handler per pipeline is supported")
+                else:
+                    self.exit_task(site, state)
+                continue
+            if name in exits:
+                self.problem(
+                    (*path, "triggerPolicy", "strategy"),
+                    f"task {name!r}: ignore_upstream_failure is not supported yet",
+                )
+                continue
+            self.task(site, state)
+        return state.flat, state.outputs
+
+    def at(self, path: Path) -> Any:
+        node: Any = self.data
+        for part in path:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                return None
+        return node
+
+    def task(self, site: _Site, dag: _Dag) -> None:
+        name, task, path, context = site.name, site.task, site.path, dag.context
+        component_name = str(_mapping(task.get("componentRef")).get("name", ""))
+        component = self.components.get(component_name)
+        if not isinstance(component, dict):
+            self.problem((*path, "componentRef"), f"unknown component {component_name!r}")
+            return
+        inputs = self.inputs(site, component, dag)
+        deps = list(context.deps)
+        for dependency in task.get("dependentTasks") or ():
+            deps.extend(dag.flat.get(str(dependency), ()))
+        when = context.when
+        condition = _mapping(task.get("triggerPolicy")).get("condition")
+        if condition:
+            translated = self.condition(
+                str(condition), (*path, "triggerPolicy", "condition"), component, inputs
+            )
+            if translated is not None:
+                when = (*when, (translated, (*path, "triggerPolicy", "condition")))
+        inner = _Context(context.prefix, when, tuple(dict.fromkeys(deps)), context.loop)
+        if "dag" in component:
+            self.group(site, component_name, inputs, inner, dag)
+        elif "executorLabel" in component:
+            created = self.container(site, component, inputs, inner)
+            dag.flat[name] = [] if created is None else [created]
+            dag.outputs[name] = self.task_outputs(created, component, inner) if created else {}
+        else:
+            self.problem(
+                (*path, "componentRef"), f"component {component_name!r} has no dag or executor"
+            )
+
+    def group(
+        self,
+        site: _Site,
+        component_name: str,
+        inputs: dict[str, Value],
+        context: _Context,
+        dag: _Dag,
+    ) -> None:
+        name, task, path = site.name, site.task, site.path
+        prefix = context.prefix if _GROUP.match(name) else f"{context.prefix}{name}--"
+        loop = context.loop
+        scope = dict(inputs)
+        if "parameterIterator" in task or "artifactIterator" in task:
+            if loop is not None:
+                self.problem(path, "nested ParallelFor loops are not supported yet")
+                return
+            loop = self.loop(task, path, inputs, scope)
+            if loop is None:
+                return
+        inner = _Context(prefix, context.when, context.deps, loop)
+        dag_path = ("components", component_name, "dag")
+        names, produced = self.walk(dag_path, scope, inner, root_level=False)
+        if loop is not None and context.loop is None and len(loop.tasks) != 1:
+            self.problem(
+                path,
+                f"ParallelFor {name!r} runs {len(loop.tasks)} tasks per item; pipesync runs "
+                "one task per item so far (not supported yet: several tasks in one loop body)",
+            )
+        dag.flat[name] = [n for group in names.values() for n in group]
+        dag.outputs[name] = self.dag_outputs(dag_path, produced)
+
+    def loop(
+        self,
+        task: Mapping[str, Any],
+        path: Path,
+        inputs: Mapping[str, Value],
+        scope: dict[str, Value],
+    ) -> _Loop | None:
+        parallelism = _mapping(task.get("iteratorPolicy")).get("parallelismLimit")
+        limit = int(parallelism) if parallelism else None
+        if "artifactIterator" in task:
+            self.problem(
+                (*path, "artifactIterator"),
+                "ParallelFor over a list of artifacts is not supported yet",
+            )
+            return None
+        iterator = _mapping(task.get("parameterIterator"))
+        ipath = (*path, "parameterIterator")
+        items_spec = _mapping(iterator.get("items"))
+        items: Any
+        if "raw" in items_spec:
+            raw = items_spec["raw"]
+            try:
+                items = v.whole(json.loads(raw) if isinstance(raw, str) else raw)
+            except ValueError:
+                self.problem((*ipath, "items", "raw"), "loop items are not a JSON list")
+                return None
+            if not isinstance(items, list):
+                self.problem((*ipath, "items", "raw"), "loop items are not a JSON list")
+                return None
+        else:
+            source = inputs.get(str(items_spec.get("inputParameter", "")))
+            if source is None or source.kind is not Kind.TEXT:
+                self.problem((*ipath, "items"), "loop items come from an input with no value")
+                return None
+            if source.literal:
+                try:
+                    items = json.loads(source.text)
+                except ValueError:
+                    items = None
+                if not isinstance(items, list):
+                    self.problem((*ipath, "items"), "loop items are not a list")
+                    return None
+            elif source.single_placeholder and (
+                source.text.startswith("{{params.") or ".outputs.parameters." in source.text
+            ):
+                items = source.text
+            else:
+                self.problem(
+                    (*ipath, "items"),
+                    "loop items must be a pipeline parameter or a task's output parameter",
+                )
+                return None
+        scope[str(iterator.get("itemInput", ""))] = v.text("{{item}}")
+        return _Loop(items, limit, ipath)
+
+    def dag_outputs(
+        self, dag_path: Path, produced: Mapping[str, Mapping[str, Value]]
+    ) -> dict[str, Value]:
+        found: dict[str, Value] = {}
+        outputs = _mapping(_mapping(self.at(dag_path)).get("outputs"))
+        for key, spec in _mapping(outputs.get("parameters")).items():
+            path = (*dag_path, "outputs", "parameters", key)
+            if "valueFromOneof" in spec:
+                self.problem(path, f"DAG output {key!r}: OneOf outputs are not supported yet")
+                continue
+            selector = _mapping(spec.get("valueFromParameter"))
+            value = produced.get(str(selector.get("producerSubtask")), {}).get(
+                str(selector.get("outputParameterKey"))
+            )
+            if value is not None:
+                found[key] = value
+        for key, spec in _mapping(outputs.get("artifacts")).items():
+            selectors = spec.get("artifactSelectors") or []
+            path = (*dag_path, "outputs", "artifacts", key)
+            if len(selectors) != 1:
+                self.problem(path, f"DAG output {key!r}: OneOf outputs are not supported yet")
+                continue
+            selector = _mapping(selectors[0])
+            value = produced.get(str(selector.get("producerSubtask")), {}).get(
+                str(selector.get("outputArtifactKey"))
+            )
+            if value is not None:
+                found[key] = value
+        return found
+
+    # --- inputs -----------------------------------------------------------------------
+
+    def inputs(self, site: _Site, component: Mapping[str, Any], dag: _Dag) -> dict[str, Value]:
+        task, path, scope, outputs = site.task, site.path, dag.scope, dag.outputs
+        given = _mapping(task.get("inputs"))
+        definitions = _mapping(component.get("inputDefinitions"))
+        parameter_defs = _mapping(definitions.get("parameters"))
+        resolved: dict[str, Value] = {}
+        constants: list[tuple[str, Any, Path]] = []
+        for name, spec in _mapping(given.get("parameters")).items():
+            where = (*path, "inputs", "parameters", name)
+            if "runtimeValue" in spec:
+                constants.append((name, _mapping(spec["runtimeValue"]).get("constant"), where))
+                continue
+            value = self.parameter(spec, where, scope, outputs)
+            if value is not None:
+                resolved[name] = value
+        for name, constant, where in constants:
+            kind = str(_mapping(parameter_defs.get(name)).get("parameterType", "STRING"))
+            resolved[name] = self.constant(constant, kind, where, resolved)
+        for name, spec in _mapping(given.get("artifacts")).items():
+            where = (*path, "inputs", "artifacts", name)
+            value = self.artifact(spec, where, scope, outputs)
+            if value is not None:
+                resolved[name] = value
+        for name, definition in parameter_defs.items():
+            if name not in resolved:
+                if "defaultValue" in definition:
+                    kind = str(definition.get("parameterType", "STRING"))
+                    resolved[name] = v.constant(definition["defaultValue"], kind)
+                else:
+                    resolved[name] = v.ABSENT
+        for name in _mapping(definitions.get("artifacts")):
+            resolved.setdefault(name, v.ABSENT)
+        return resolved
+
+    def parameter(
+        self,
+        spec: Mapping[str, Any],
+        where: Path,
+        scope: Mapping[str, Value],
+        outputs: Mapping[str, Mapping[str, Value]],
+    ) -> Value | None:
+        if "componentInputParameter" in spec:
+            value = scope.get(str(spec["componentInputParameter"]))
+            if value is None:
+                self.problem(where, f"unknown input {spec['componentInputParameter']!r}")
+                return None
+            selector = spec.get("parameterExpressionSelector")
+            if selector:
+                match = _SELECTOR.match(str(selector).strip())
+                if match is None or value.text != "{{item}}":
+                    self.problem(
+                        (*where, "parameterExpressionSelector"),
+                        f"selector {selector!r} is only supported on a loop item as "
+                        'parseJson(string_value)["key"]',
+                    )
+                    return None
+                return v.text("{{item." + match.group("key") + "}}")
+            return value
+        if "taskOutputParameter" in spec:
+            source = _mapping(spec["taskOutputParameter"])
+            producer, key = str(source.get("producerTask")), str(source.get("outputParameterKey"))
+            value = outputs.get(producer, {}).get(key)
+            if value is None:
+                self.problem(where, f"output {key!r} of task {producer!r} is not available here")
+            return value
+        if "taskFinalStatus" in spec:
+            return Value(
+                Kind.STATUS, group=str(_mapping(spec["taskFinalStatus"]).get("producerTask"))
+            )
+        self.problem(where, f"unsupported input source {', '.join(spec) or 'empty'}")
+        return None
+
+    def constant(
+        self, constant: Any, kind: str, where: Path, resolved: Mapping[str, Value]
+    ) -> Value:
+        if not isinstance(constant, str) or "{{$.inputs.parameters[" not in constant:
+            value = v.constant(constant, kind)
+            if "{{" in value.text:
+                self.problem(where, "a constant holding '{{' cannot be passed to a pipesync task")
+            return value
+        # An f-string in the DSL: the SDK refers to the task's own (channel) inputs.
+        try:
+            text = commands.render([constant], commands.TaskIO("", resolved))[0]
+        except commands.CommandError as error:
+            self.problem(where, str(error))
+            return v.ABSENT
+        return v.text(text)
+
+    def artifact(
+        self,
+        spec: Mapping[str, Any],
+        where: Path,
+        scope: Mapping[str, Value],
+        outputs: Mapping[str, Mapping[str, Value]],
+    ) -> Value | None:
+        if "taskOutputArtifact" in spec:
+            source = _mapping(spec["taskOutputArtifact"])
+            producer, key = str(source.get("producerTask")), str(source.get("outputArtifactKey"))
+            value = outputs.get(producer, {}).get(key)
+            if value is None:
+                self.problem(where, f"artifact {key!r} of task {producer!r} is not available here")
+            return value
+        if "componentInputArtifact" in spec:
+            value = scope.get(str(spec["componentInputArtifact"]))
+            if value is None:
+                self.problem(where, f"unknown input artifact {spec['componentInputArtifact']!r}")
+            return value
+        self.problem(where, f"unsupported artifact source {', '.join(spec) or 'empty'}")
+        return None
+
+    def condition(
+        self, text: str, where: Path, component: Mapping[str, Any], inputs: Mapping[str, Value]
+    ) -> str | None:
+        definitions = _mapping(_mapping(component.get("inputDefinitions")).get("parameters"))
+
+        def operand(name: str, numeric: bool) -> str:
+            value = inputs.get(name)
+            if value is None or value.kind is not Kind.TEXT:
+                raise cel.CelError(f"the condition reads {name!r}, which has no value")
+            if "{{item" in value.text:
+                raise cel.CelError("conditions on loop items are not supported yet")
+            kind = str(_mapping(definitions.get(name)).get("parameterType", "STRING"))
+            bare = numeric or kind in ("NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN")
+            if value.literal:
+                if bare:
+                    return value.text or "''"
+                return "'" + value.text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            if bare and value.single_placeholder:
+                return value.text
+            return "'" + value.text + "'"
+
+        try:
+            return cel.translate(text, operand)
+        except cel.CelError as error:
+            self.problem(where, f"condition {text!r}: {error}")
+            return None
+
+    # --- container tasks --------------------------------------------------------------
+
+    def container(
+        self,
+        site: _Site,
+        component: Mapping[str, Any],
+        inputs: Mapping[str, Value],
+        context: _Context,
+        *,
+        exit_task: bool = False,
+    ) -> str | None:
+        name, task, path = site.name, site.task, site.path
+        flat_name = context.prefix + name
+        label = str(component.get("executorLabel"))
+        executor = _mapping(self.executors.get(label))
+        epath: Path = ("deploymentSpec", "executors", label)
+        if "importer" in executor:
+            self.problem((*epath, "importer"), f"task {name!r}: importer is not supported yet")
+            return None
+        container = _mapping(executor.get("container"))
+        cpath = (*epath, "container")
+        if not container:
+            self.problem(epath, f"task {name!r}: executor {label!r} has no container")
+            return None
+        index = len(self.tasks)
+        target: Path = ("spec", "onExit") if exit_task else ("spec", "tasks", index)
+        self.place(target, path)
+        body: dict[str, Any] = {"name": flat_name}
+        if len(flat_name) > 63:
+            self.problem(path, f"flattened task name {flat_name!r} is longer than 63 characters")
+        if container.get("image"):
+            body["image"] = str(container["image"])
+        if not self.command(site, body, component, inputs, (cpath, target)):
+            return None
+        self.io(
+            body,
+            component,
+            inputs,
+            lightweight=_lightweight(list(container.get("command") or [])) is not None,
+        )
+        env = [
+            {"name": str(e.get("name")), "value": v.render(e.get("value", ""))}
+            for e in container.get("env") or []
+            if isinstance(e, dict)
+        ]
+        if env:
+            body["env"] = env
+        if not exit_task:
+            self.placement(body, context, target)
+        self.retry(body, task, path, target)
+        self.resources(body, container, cpath)
+        platform.apply(self, body, label, target)
+        if exit_task:
+            self.on_exit = body
+        else:
+            self.tasks.append(body)
+        return flat_name
+
+    def command(
+        self,
+        site: _Site,
+        body: dict[str, Any],
+        component: Mapping[str, Any],
+        inputs: Mapping[str, Value],
+        paths: tuple[Path, Path],
+    ) -> bool:
+        """The argv: the runtime shim for lightweight components, else the container's
+        command and args with their placeholders rendered. False when unusable."""
+        cpath, target = paths
+        container = _mapping(self.at(cpath))
+        command = list(container.get("command") or [])
+        args = list(container.get("args") or [])
+        source = _lightweight(command)
+        if source is not None:
+            function = _function(args)
+            if function is None:
+                self.problem((*cpath, "args"), "no --function_to_execute in the args")
+                return False
+            outputs = _mapping(component.get("outputDefinitions"))
+            slots = self.slots(
+                component,
+                inputs,
+                list(_mapping(outputs.get("parameters"))),
+                list(_mapping(outputs.get("artifacts"))),
+            )
+            body["command"] = shim.argv(function, source, slots)
+            self.place((*target, "command"), (*cpath, "command"))
+            return True
+        io = commands.TaskIO(body["name"], inputs)
+        for field, items in (("command", command), ("args", args)):
+            if not items:
+                continue
+            try:
+                body[field] = commands.render(items, io)
+            except commands.CommandError as error:
+                self.problem((*cpath, field), f"task {site.name!r}: {error}")
+            self.place((*target, field), (*cpath, field))
+        if not command and not args:
+            self.problem(cpath, f"task {site.name!r}: the container has no command or args")
+        return True
+
+    def io(
+        self,
+        body: dict[str, Any],
+        component: Mapping[str, Any],
+        inputs: Mapping[str, Value],
+        *,
+        lightweight: bool,
+    ) -> None:
+        """Input artifacts and declared outputs (plus the shim's metadata parameters)."""
+        outputs = _mapping(component.get("outputDefinitions"))
+        out_params = list(_mapping(outputs.get("parameters")))
+        out_artifacts = list(_mapping(outputs.get("artifacts")))
+        if lightweight:
+            out_params += [shim.META_PREFIX + a for a in out_artifacts]
+        artifacts_in = {
+            key: {"from": "{{tasks." + value.task + ".outputs.artifacts." + value.name + "}}"}
+            for key, value in inputs.items()
+            if value.kind is Kind.ARTIFACT
+        }
+        if artifacts_in:
+            body["inputs"] = {"artifacts": artifacts_in}
+        if out_params or out_artifacts:
+            body["outputs"] = {}
+            if out_params:
+                body["outputs"]["parameters"] = out_params
+            if out_artifacts:
+                body["outputs"]["artifacts"] = out_artifacts
+
+    def placement(self, body: dict[str, Any], context: _Context, target: Path) -> None:
+        """Where the task sits in the flattened DAG: dependencies, condition, loop."""
+        deps = [d for d in context.deps if d != body["name"]]
+        if deps:
+            body["dependsOn"] = deps
+        if context.when:
+            body["when"] = " and ".join(f"({w})" for w, _ in context.when)
+            self.place((*target, "when"), context.when[-1][1])
+        if context.loop is not None:
+            loop = context.loop
+            for_each: dict[str, Any] = {"items": loop.items}
+            if loop.parallelism:
+                for_each["parallelism"] = loop.parallelism
+            body["forEach"] = for_each
+            self.place((*target, "forEach"), loop.path)
+            loop.tasks.append(body)
+
+    def slots(
+        self,
+        component: Mapping[str, Any],
+        inputs: Mapping[str, Value],
+        out_params: list[str],
+        out_artifacts: list[str],
+    ) -> list[dict[str, Any]]:
+        definitions = _mapping(component.get("inputDefinitions"))
+        slots: list[dict[str, Any]] = []
+        for name, definition in _mapping(definitions.get("parameters")).items():
+            value = inputs.get(name, v.ABSENT)
+            if value.kind is Kind.STATUS:
+                slots.append({"k": "status", "n": name, "g": value.group, "v": "{{run.status}}"})
+            elif value.kind is Kind.TEXT:
+                kind = str(definition.get("parameterType", "STRING"))
+                slots.append({"k": "param", "n": name, "t": kind, "v": value.text})
+        for name, definition in _mapping(definitions.get("artifacts")).items():
+            value = inputs.get(name, v.ABSENT)
+            if value.kind is not Kind.ARTIFACT:
+                continue
+            title = _title(definition)
+            listed = bool(definition.get("isArtifactList")) or value.fan_out
+            kind = "artifact-list" if listed else "artifact"
+            slots.append(
+                {"k": kind, "n": name, "s": title, "v": "{{inputs.artifacts." + name + "}}"}
+            )
+            if value.meta:
+                meta = (
+                    "{{tasks."
+                    + value.task
+                    + ".outputs.parameters."
+                    + shim.META_PREFIX
+                    + value.name
+                    + "}}"
+                )
+                slots.append({"k": kind + "-meta", "n": name, "v": meta})
+        for name in out_params:
+            slots.append({"k": "out-param", "n": name, "v": "{{outputs.parameters." + name + "}}"})
+        artifact_defs = _mapping(_mapping(component.get("outputDefinitions")).get("artifacts"))
+        for name in out_artifacts:
+            title = _title(_mapping(artifact_defs.get(name)))
+            slots.append(
+                {
+                    "k": "out-artifact",
+                    "n": name,
+                    "s": title,
+                    "v": "{{outputs.artifacts." + name + "}}",
+                }
+            )
+            meta = "{{outputs.parameters." + shim.META_PREFIX + name + "}}"
+            slots.append({"k": "out-meta", "n": name, "v": meta})
+        return slots
+
+    def task_outputs(
+        self, flat_name: str, component: Mapping[str, Any], context: _Context
+    ) -> dict[str, Value]:
+        outputs = _mapping(component.get("outputDefinitions"))
+        executor = _mapping(self.executors.get(str(component.get("executorLabel"))))
+        meta = (
+            _lightweight(list(_mapping(executor.get("container")).get("command") or [])) is not None
+        )
+        found: dict[str, Value] = {
+            key: v.text("{{tasks." + flat_name + ".outputs.parameters." + key + "}}")
+            for key in _mapping(outputs.get("parameters"))
+        }
+        for key in _mapping(outputs.get("artifacts")):
+            found[key] = Value(
+                Kind.ARTIFACT, task=flat_name, name=key, fan_out=context.loop is not None, meta=meta
+            )
+        return found
+
+    def exit_task(self, site: _Site, dag: _Dag) -> None:
+        name, task, path = site.name, site.task, site.path
+        component = self.components.get(str(_mapping(task.get("componentRef")).get("name", "")))
+        if not isinstance(component, dict) or "executorLabel" not in component:
+            self.problem(path, "an exit handler must be a single component, not a pipeline")
+            return
+        inputs = self.inputs(site, component, dag)
+        created = self.container(site, component, inputs, _Context(), exit_task=True)
+        dag.flat[name] = [] if created is None else [created]
+
+    def retry(
+        self, body: dict[str, Any], task: Mapping[str, Any], path: Path, target: Path
+    ) -> None:
+        policy = _mapping(task.get("retryPolicy"))
+        if not policy:
+            return
+        retry: dict[str, Any] = {"limit": int(policy.get("maxRetryCount", 0))}
+        for key, field in (("backoffDuration", "backoff"), ("backoffMaxDuration", "maxBackoff")):
+            if policy.get(key):
+                retry[field] = str(policy[key])
+        if policy.get("backoffFactor"):
+            retry["factor"] = max(1.0, float(policy["backoffFactor"]))
+        body["retry"] = retry
+        self.place((*target, "retry"), (*path, "retryPolicy"))
+
+    def resources(self, body: dict[str, Any], container: Mapping[str, Any], cpath: Path) -> None:
+        spec = _mapping(container.get("resources"))
+        if not spec:
+            return
+        resources: dict[str, Any] = {}
+        cpu = spec.get("resourceCpuLimit") or spec.get("cpuLimit") or spec.get("resourceCpuRequest")
+        if cpu:
+            resources["cpu"] = str(cpu)
+        memory = spec.get("resourceMemoryLimit") or spec.get("resourceMemoryRequest")
+        if memory:
+            resources["memory"] = str(memory)
+        elif spec.get("memoryLimit"):
+            resources["memory"] = f"{int(float(spec['memoryLimit']) * 1000)}M"
+        accelerator = _mapping(spec.get("accelerator"))
+        count = accelerator.get("resourceCount") or accelerator.get("count")
+        if count:
+            resources["gpu"] = int(float(count))
+            body["pool"] = "gpu"
+            kind = accelerator.get("resourceType") or accelerator.get("type")
+            if kind and "nvidia" not in str(kind).lower() and "gpu" not in str(kind).lower():
+                self.problem(
+                    (*cpath, "resources", "accelerator"),
+                    f"accelerator {kind!r}: pipesync schedules nvidia.com/gpu only",
+                )
+        if resources:
+            body["resources"] = resources
+
+
+def _order(tasks: Mapping[str, Any]) -> list[str]:
+    """Tasks so that producers come before the tasks that read them (declaration order
+    otherwise); unknown names are left for the reader to report."""
+    ordered: list[str] = []
+    state: dict[str, int] = {}
+
+    def upstream(task: Mapping[str, Any]) -> list[str]:
+        names = [str(d) for d in task.get("dependentTasks") or ()]
+        inputs = _mapping(task.get("inputs"))
+        for group in ("parameters", "artifacts"):
+            for spec in _mapping(inputs.get(group)).values():
+                for key in ("taskOutputParameter", "taskOutputArtifact", "taskFinalStatus"):
+                    producer = _mapping(_mapping(spec).get(key)).get("producerTask")
+                    if producer:
+                        names.append(str(producer))
+        return names
+
+    def visit(name: str) -> None:
+        if state.get(name) or name not in tasks:
+            return
+        state[name] = 1
+        for dependency in upstream(_mapping(tasks[name])):
+            visit(dependency)
+        state[name] = 2
+        ordered.append(name)
+
+    for name in tasks:
+        visit(name)
+    return ordered
+
+
+def _is_exit_task(task: Mapping[str, Any]) -> bool:
+    parameters = _mapping(_mapping(task.get("inputs")).get("parameters"))
+    if any("taskFinalStatus" in _mapping(spec) for spec in parameters.values()):
+        return True
+    return any(str(d).startswith("exit-handler-") for d in task.get("dependentTasks") or ())
+
+
+def _lightweight(command: list[Any]) -> str | None:
+    """The component source when `command` is the SDK's lightweight-component launcher."""
+    if (
+        len(command) >= 7
+        and command[:2] == ["sh", "-c"]
+        and command[4] in ("-ec", "-c")
+        and "kfp.dsl.executor_main" in str(command[5])
+    ):
+        return str(command[6])
+    return None
+
+
+def _function(args: list[Any]) -> str | None:
+    for position, arg in enumerate(args[:-1]):
+        if arg == "--function_to_execute":
+            return str(args[position + 1])
+    return None
+
+
+def _title(definition: Mapping[str, Any]) -> str:
+    return str(_mapping(definition.get("artifactType")).get("schemaTitle", "system.Artifact"))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dns(name: str) -> str:
+    return _DNS.sub("-", name.lower()).strip("-")[:63].strip("-")

@@ -1,0 +1,82 @@
+"""What a KFP task input resolves to once the nested DAGs are flattened.
+
+KFP passes values down through sub-DAG inputs (`pipelinechannel--...`) and up through
+DAG outputs; pipesync tasks read parameters, items and other tasks' outputs directly.
+A `Value` is the end of that chain: a pipesync template, an artifact of a flat task,
+the exit handler's final status, or nothing at all (an optional input left unset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any
+
+
+class Kind(enum.Enum):
+    TEXT = "text"
+    ARTIFACT = "artifact"
+    STATUS = "status"
+    ABSENT = "absent"
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    kind: Kind
+    text: str = ""  # TEXT: a pipesync template giving the value's text
+    literal: bool = False  # TEXT without placeholders (a constant)
+    task: str = ""  # ARTIFACT: the flat producer task
+    name: str = ""  # ARTIFACT: the producer's output artifact name
+    fan_out: bool = False  # ARTIFACT from a forEach task: a list, one entry per instance
+    meta: bool = False  # ARTIFACT whose producer records KFP metadata
+    group: str = ""  # STATUS: the KFP task whose final status this is
+
+    @property
+    def single_placeholder(self) -> bool:
+        return (
+            self.text.startswith("{{") and self.text.endswith("}}") and self.text.count("{{") == 1
+        )
+
+
+ABSENT = Value(Kind.ABSENT)
+
+
+def text(template: str) -> Value:
+    return Value(Kind.TEXT, text=template)
+
+
+def constant(value: Any, parameter_type: str) -> Value:
+    return Value(Kind.TEXT, text=render(value, parameter_type), literal=True)
+
+
+def render(value: Any, parameter_type: str = "") -> str:
+    """A KFP constant as the text a program receives: integers written as doubles by the
+    SDK (`3.0`) become `3`, also inside lists and structs."""
+    value = whole(value)
+    if parameter_type == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def whole(value: Any) -> Any:
+    """Whole-number doubles inside lists and mappings as ints (how the SDK's values read)."""
+    if isinstance(value, list):
+        return [_whole_item(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _whole_item(item) for key, item in value.items()}
+    return value
+
+
+def _whole_item(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return whole(value)
