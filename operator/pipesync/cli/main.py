@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from pipesync import __version__
-from pipesync.cli import agent, history, validate
+from pipesync.cli import agent, diff, history, validate
 from pipesync.cli import operator as operator_command
 from pipesync.cli import run as run_command
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator_command.add_parser(subparsers)
     agent.add_parser(subparsers)
     history.add_parser(subparsers)
+    diff.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,295 @@
+"""`pipesync diff --repo DIR --from REF --to REF`: what merging REF would change.
+
+Reads git objects only (gitops.snapshot): no checkout, no cluster, and nothing from the
+revisions is executed, so CI can run it on untrusted pull requests. Renders one
+gitops.diff.ChangeSet as text, Markdown (a pull-request comment with a Mermaid DAG of
+each changed pipeline) or JSON (docs/diff.md documents its keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+
+import git
+
+from pipesync.gitops import diff
+from pipesync.gitops.diff import ChangeSet, FieldChange, PipelineChange, ScheduleView
+from pipesync.gitops.snapshot import SnapshotError, read_snapshot
+
+EXIT_SAME, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+#: Longer values are cut in text and Markdown (JSON has them whole).
+MAX_VALUE = 160
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "diff",
+        help="what merging one revision into another would change (pipelines, schedules, ...)",
+        description="Compare the pipesync resources of two revisions of a repository: "
+        "pipelines (task by task), schedules with their next fire times, experiments, "
+        "runs a merge would start, and validation errors of the new revision. Reads git "
+        "only. Exit 0 when nothing changes, 1 when something does, 2 on errors.",
+    )
+    parser.add_argument("--repo", required=True, metavar="DIR", help="the git repository")
+    parser.add_argument(
+        "--from", dest="base", required=True, metavar="REF", help="base revision, e.g. main"
+    )
+    parser.add_argument(
+        "--to", dest="head", required=True, metavar="REF", help="new revision, e.g. HEAD"
+    )
+    parser.add_argument(
+        "--path",
+        default=".",
+        help="folder holding pipelines/, experiments/, ... (a GitSource's spec.path)",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="output format"
+    )
+    parser.set_defaults(command=run)
+
+
+def run(options: argparse.Namespace) -> int:
+    try:
+        repo = git.Repo(options.repo)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        print(f"pipesync diff: {options.repo}: not a git repository", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        with repo:
+            old = read_snapshot(repo, options.base, options.path)
+            new = read_snapshot(repo, options.head, options.path)
+    except SnapshotError as error:
+        print(f"pipesync diff: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except git.GitError as error:
+        print(f"pipesync diff: cannot read {options.repo}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    changes = diff.compare(old, new, base_ref=options.base, head_ref=options.head)
+    if options.format == "json":
+        print(json.dumps(diff.to_json(changes), indent=2, sort_keys=False, default=str))
+    elif options.format == "markdown":
+        print(markdown(changes))
+    else:
+        print(text(changes))
+    return EXIT_CHANGED if changes.changed else EXIT_SAME
+
+
+# --- shared wording --------------------------------------------------------------------
+
+
+def _short(commit: str) -> str:
+    return commit[:10]
+
+
+def _value(value: object) -> str:
+    shown = diff.shown(value)
+    return shown if len(shown) <= MAX_VALUE else shown[: MAX_VALUE - 3] + "..."
+
+
+def _summary(changes: ChangeSet) -> str:
+    parts = [
+        f"{len(changes.pipelines)} pipeline(s)",
+        f"{len(changes.schedules)} schedule(s)",
+        f"{len(changes.experiments)} experiment(s)",
+        f"{len(changes.runs)} run file(s)",
+    ]
+    line = ", ".join(parts) + " changed"
+    line += f"; {len(changes.starts)} run(s) would start"
+    line += f"; {len(changes.problems)} validation error(s) in the new revision"
+    return line
+
+
+def _view(view: ScheduleView | None) -> str:
+    if view is None:
+        return "(none)"
+    times = ", ".join(view.next)
+    note = f" ({view.note})" if view.note else ""
+    return f"{view.schedule}: next {times or 'none'}{note}"
+
+
+# --- text ------------------------------------------------------------------------------
+
+
+def text(changes: ChangeSet) -> str:
+    lines = [
+        f"pipesync diff {changes.base.ref} ({_short(changes.base.commit)}) -> "
+        f"{changes.head.ref} ({_short(changes.head.commit)})"
+    ]
+    if not changes.changed:
+        lines.append("no changes")
+        return "\n".join(lines)
+    lines.append(_summary(changes))
+
+    def fields(items: Iterable[FieldChange], indent: str) -> None:
+        for f in items:
+            lines.append(f"{indent}{f.field}: {_value(f.before)} -> {_value(f.after)}")
+
+    for p in changes.pipelines:
+        lines.append(f"pipeline {p.name} {p.change} ({p.file})")
+        fields(p.fields, "  ")
+        for t in p.tasks:
+            lines.append(f"  task {t.name}{' (onExit)' if t.on_exit else ''} {t.change}")
+            fields(t.fields, "    ")
+    for s in changes.schedules:
+        lines.append(f"schedule {s.name} {s.change} ({s.file}), pipeline {s.pipeline}")
+        fields(s.fields, "  ")
+        if s.before is not None:
+            lines.append(f"  before: {_view(s.before)}")
+        if s.after is not None:
+            lines.append(f"  after:  {_view(s.after)}")
+    for e in changes.experiments:
+        lines.append(f"experiment {e.name} {e.change} ({e.file})")
+        fields(e.fields, "  ")
+    for r in changes.runs:
+        lines.append(f"run {r.name} {r.change} ({r.file}), pipeline {r.pipeline}")
+        fields(r.fields, "  ")
+    for start in changes.starts:
+        lines.append(f"would start: {_start(start)}")
+    for problem in changes.problems:
+        lines.append(f"{problem.file}:{problem.line}:{problem.column}: {problem.message}")
+    return "\n".join(lines)
+
+
+def _start(start: diff.Start) -> str:
+    if start.run is not None:
+        return f"run {start.run} of pipeline {start.pipeline} ({start.file})"
+    return f"a run of pipeline {start.pipeline} (trigger.onChange, {start.file})"
+
+
+# --- Markdown --------------------------------------------------------------------------
+
+_MARKS = {diff.ADDED: "added", diff.CHANGED: "changed", diff.REMOVED: "removed"}
+
+
+def _cell(value: object) -> str:
+    """A table cell: pipes and newlines would break the table, backticks the code span."""
+    shown = _value(value).replace("\n", " ").replace("|", "\\|").replace("`", "'")
+    return f"`{shown}`"
+
+
+def markdown(changes: ChangeSet) -> str:
+    out = [
+        f"## pipesync diff: `{changes.base.ref}` ({_short(changes.base.commit)}) → "
+        f"`{changes.head.ref}` ({_short(changes.head.commit)})",
+        "",
+    ]
+    if not changes.changed:
+        out.append("No changes to pipelines, schedules, experiments or runs.")
+        return "\n".join(out)
+    out += [f"**{_summary(changes)}**", ""]
+    if changes.pipelines:
+        out += ["### Pipelines", ""]
+        for p in changes.pipelines:
+            out += _pipeline_section(p)
+    if changes.schedules:
+        out += ["### Schedules", ""]
+        for s in changes.schedules:
+            out += [f"#### `{s.name}` {s.change} (`{s.file}`, pipeline `{s.pipeline}`)", ""]
+            out += ["| | before | after |", "|---|---|---|"]
+            out.append(
+                f"| schedule | {_schedule_cell(s.before, 'schedule')} "
+                f"| {_schedule_cell(s.after, 'schedule')} |"
+            )
+            out.append(
+                f"| next {diff.FIRE_TIMES} fire times | {_schedule_cell(s.before, 'next')} "
+                f"| {_schedule_cell(s.after, 'next')} |"
+            )
+            for f in s.fields:
+                if not f.field.startswith("spec.schedule"):
+                    out.append(f"| {f.field} | {_cell(f.before)} | {_cell(f.after)} |")
+            out.append("")
+    if changes.experiments:
+        out += ["### Experiments", ""]
+        for e in changes.experiments:
+            out.append(f"- `{e.name}` {e.change} (`{e.file}`)")
+            out += [f"  - {f.field}: {_cell(f.before)} → {_cell(f.after)}" for f in e.fields]
+        out.append("")
+    if changes.runs:
+        out += ["### Run files", ""]
+        for r in changes.runs:
+            note = {
+                diff.ADDED: "a merge creates it",
+                diff.CHANGED: "edited: reported, not run again",
+                diff.REMOVED: "removed: the Run object is kept",
+                diff.INVALID: "invalid in the new revision",
+            }.get(r.change, r.change)
+            out.append(f"- `{r.name}` {r.change} (`{r.file}`, pipeline `{r.pipeline}`): {note}")
+        out.append("")
+    if changes.starts:
+        out += ["### Runs a merge would start", ""]
+        out += [f"- {_start(start)}" for start in changes.starts]
+        out.append("")
+    if changes.problems:
+        out += ["### Validation errors in the new revision", ""]
+        out += [f"- `{p.file}:{p.line}:{p.column}`: {_plain(p.message)}" for p in changes.problems]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _plain(message: str) -> str:
+    return message.replace("`", "'")
+
+
+def _schedule_cell(view: ScheduleView | None, part: str) -> str:
+    if view is None:
+        return "(none)"
+    if part == "schedule":
+        return _cell(view.schedule)
+    cells = "<br>".join(view.next) or "none"
+    return cells + (f" ({view.note})" if view.note else "")
+
+
+def _pipeline_section(p: PipelineChange) -> list[str]:
+    out = [f"#### `{p.name}` {p.change} (`{p.file}`)", ""]
+    if p.change == diff.INVALID:
+        out += [
+            "The new revision's document is invalid (see the validation errors below); "
+            "the cluster keeps its last good version.",
+            "",
+        ]
+    if p.fields:
+        out += ["| field | before | after |", "|---|---|---|"]
+        out += [f"| {f.field} | {_cell(f.before)} | {_cell(f.after)} |" for f in p.fields]
+        out.append("")
+    if p.tasks:
+        out += ["| task | change | field | before | after |", "|---|---|---|---|---|"]
+        for t in p.tasks:
+            name = f"`{t.name}`" + (" (onExit)" if t.on_exit else "")
+            if not t.fields:
+                out.append(f"| {name} | {t.change} | | | |")
+            for f in t.fields:
+                out.append(
+                    f"| {name} | {t.change} | {f.field} | {_cell(f.before)} | {_cell(f.after)} |"
+                )
+        out.append("")
+    if p.dag:
+        out += ["```mermaid", *mermaid(p), "```", ""]
+    return out
+
+
+def mermaid(p: PipelineChange) -> list[str]:
+    """The pipeline's DAG, tasks marked added / changed / removed by class and label."""
+    ids = {node.name: f"t{index}" for index, node in enumerate(p.dag)}
+    lines = ["graph TD"]
+    for node in p.dag:
+        label = node.name + (" (onExit)" if node.on_exit else "")
+        if node.mark:
+            label += f" ({node.mark})"
+        lines.append(f'  {ids[node.name]}["{label.replace(chr(34), "#quot;")}"]')
+    for node in p.dag:
+        for dependency in node.depends_on:
+            if dependency in ids:
+                lines.append(f"  {ids[dependency]} --> {ids[node.name]}")
+    lines += [
+        "  classDef added fill:#d5f5d5,stroke:#2a7d2a",
+        "  classDef changed fill:#fff1b8,stroke:#a07800",
+        "  classDef removed fill:#f8d4d4,stroke:#a33,stroke-dasharray: 4 2",
+    ]
+    for mark in _MARKS:
+        marked = [ids[n.name] for n in p.dag if n.mark == mark]
+        if marked:
+            lines.append(f"  class {','.join(marked)} {mark}")
+    return lines
