@@ -108,21 +108,20 @@ KINDS: tuple[Kind, ...] = (
         short_names=("gs",),
         columns=(
             Column("URL", "string", ".spec.url", "The git repository URL."),
-            Column("Ready", "string", READY, "Whether the last revision was applied."),
             Column(
                 "Revision",
                 "string",
                 ".status.lastAppliedRevision",
                 "The revision last applied, as REF@sha1:SHA.",
             ),
-            AGE,
+            Column("Ready", "string", READY, "Whether the last revision was applied."),
             Column(
                 "Status",
                 "string",
                 '.status.conditions[?(@.type=="Ready")].message',
-                "The message of the Ready condition.",
-                priority=1,
+                "The message of the Ready condition: what was applied, or why not.",
             ),
+            AGE,
         ),
     ),
     Kind(

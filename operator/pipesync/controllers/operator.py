@@ -19,6 +19,7 @@ from pipesync.api import model
 from pipesync.controllers import (
     conditions,
     experiments,
+    gitsources_handlers,
     leadership,
     pipelines,
     recurringruns_handlers,
@@ -74,6 +75,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
+    gitsources_handlers.register(registry, kube, settings)
     if settings.records is not None:
         _register_records(registry, kube, settings.records)
     return registry

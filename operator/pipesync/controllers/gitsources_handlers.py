@@ -1,0 +1,93 @@
+"""The kopf wiring of the GitSource controller: one daemon per GitSource.
+
+Why a daemon that sleeps for `interval` instead of a kopf timer: a webhook push must
+start a sync at once, so the daemon waits on the source's trigger event (set by the
+webhook receiver through gitops.triggers, or by a spec or reconcile-request change)
+with the interval as its timeout. Git work runs in a small thread pool of its own, so
+a slow remote never blocks kopf's event loop or the other controllers' passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from pipesync.api import model
+from pipesync.controllers import gitsources
+from pipesync.controllers.kube import Kube
+from pipesync.controllers.settings import OperatorSettings, timer
+
+_log = logging.getLogger(__name__)
+
+#: After a pass raised (an unexpected error), the next try comes this much later.
+RETRY_SECONDS = 10.0
+GIT_WORKERS = 4
+
+
+def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
+    group, version = model.GROUP, model.VERSION
+    controller = gitsources.GitSourceController(kube, settings.store, settings.triggers)
+    timed = timer(settings)
+    passes = concurrent.futures.ThreadPoolExecutor(
+        max_workers=GIT_WORKERS, thread_name_prefix="gitsource-pass"
+    )
+    own_events: dict[tuple[str, str], asyncio.Event] = {}
+    # What each source's last seen event carried: only a change of these wakes it (our
+    # own status writes must not).
+    seen: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def wakeup(namespace: str, name: str) -> asyncio.Event:
+        if settings.triggers is not None:  # shared with the webhook receiver
+            return settings.triggers.event(namespace, name)
+        return own_events.setdefault((namespace, name), asyncio.Event())
+
+    def reconcile(namespace: str, name: str) -> gitsources.PassResult:
+        with timed("gitsources"):
+            return controller.reconcile(namespace, name)
+
+    @kopf.daemon(group, version, "gitsources", registry=registry, cancellation_timeout=10)
+    async def sync_git_source(**kwargs: Any) -> None:
+        """Syncs the source on its interval and at once when woken, while it exists."""
+        name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
+        stopped = kwargs["stopped"]
+        loop = asyncio.get_running_loop()
+        while not stopped:
+            event = wakeup(namespace, name)
+            event.clear()
+            try:
+                result = await loop.run_in_executor(passes, reconcile, namespace, name)
+            except Exception:  # an API error reading the source: try again soon
+                _log.exception("git source %s/%s: pass failed", namespace, name)
+                delay = RETRY_SECONDS
+            else:
+                if result.wait_seconds is None:
+                    return
+                for kind, reason, message in result.events:
+                    kopf.event(body, type=kind, reason=reason, message=message)
+                delay = result.wait_seconds
+            with contextlib.suppress(TimeoutError):  # the interval is up: poll
+                await asyncio.wait_for(event.wait(), timeout=delay)
+
+    @kopf.on.event(group, version, "gitsources", registry=registry)
+    async def git_source_changed(**kwargs: Any) -> None:
+        key = (kwargs["namespace"], kwargs["name"])
+        if kwargs["event"].get("type") == "DELETED":
+            seen.pop(key, None)
+            own_events.pop(key, None)
+            await asyncio.get_running_loop().run_in_executor(passes, controller.forget, *key)
+            return
+        body: Mapping[str, Any] = kwargs["body"]
+        metadata = body.get("metadata") or {}
+        wanted = (
+            metadata.get("generation"),
+            (metadata.get("annotations") or {}).get(gitsources.RECONCILE_ANNOTATION),
+        )
+        if seen.get(key, wanted) != wanted:
+            wakeup(*key).set()
+        seen[key] = wanted
