@@ -1,0 +1,330 @@
+"""`pipesync diff` and gitops.diff: what a merge would change, from real git commits.
+
+The contract: exit 0 when nothing changes, 1 when something does, 2 on errors; Markdown
+with fixed sections for pull-request comments; JSON with stable keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+
+from pipesync.cli import diff as cli_diff
+from pipesync.gitops import diff
+from pipesync.gitops.snapshot import read_snapshot
+from tests.unit.conftest import Cli
+from tests.unit.gitrepos import GitRepo
+
+NOW = datetime.datetime(2026, 3, 27, 12, 0, tzinfo=datetime.UTC)  # Friday before DST
+
+PIPELINE = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {{name: train}}
+spec:
+  defaults: {{image: "py:{version}", pool: cpu}}
+  trigger: {{onChange: true}}
+  tasks:
+    - {{name: prepare, command: [python, prep.py]}}
+    - name: fit
+      dependsOn: [prepare]
+      resources: {{cpu: "1", memory: {memory}}}
+      command: [python, fit.py]
+{extra}"""
+
+OTHER = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: other}
+spec:
+  tasks:
+    - {name: only, image: busybox, command: [echo]}
+"""
+
+SCHEDULE = """\
+apiVersion: pipesync.io/v1alpha1
+kind: RecurringRun
+metadata: {{name: nightly}}
+spec:
+  pipelineRef: {{name: train}}
+  schedule: {{cron: "{cron}", timezone: Europe/Berlin}}
+"""
+
+EXPERIMENT = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Experiment
+metadata: {{name: tuning}}
+spec: {{description: {text}}}
+"""
+
+RUN = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Run
+metadata: {{name: {name}}}
+spec:
+  pipelineRef: {{name: train}}
+  params: {{}}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    return GitRepo(tmp_path / "repo")
+
+
+def base(repo: GitRepo) -> str:
+    repo.write("pipelines/train.yaml", PIPELINE.format(version="3.11", memory="1Gi", extra=""))
+    repo.write("pipelines/other.yaml", OTHER)
+    repo.write("recurring-runs/nightly.yaml", SCHEDULE.format(cron="0 2 * * *"))
+    repo.write("experiments/tuning.yaml", EXPERIMENT.format(text="first"))
+    repo.write("runs/once.yaml", RUN.format(name="once"))
+    return repo.commit("base")
+
+
+def head(repo: GitRepo) -> str:
+    """Image via defaults, a resource, a new task, a schedule, an experiment, a new Run
+    file, an edited Run file, one broken file, and a removed pipeline."""
+    extra = "    - {name: report, dependsOn: [fit], command: [python, report.py]}\n"
+    repo.write("pipelines/train.yaml", PIPELINE.format(version="3.12", memory="2Gi", extra=extra))
+    repo.remove("pipelines/other.yaml")
+    repo.write("recurring-runs/nightly.yaml", SCHEDULE.format(cron="30 2 * * *"))
+    repo.write("experiments/tuning.yaml", EXPERIMENT.format(text="second"))
+    repo.write("runs/once.yaml", RUN.format(name="once") + "  timeout: 2h\n")
+    repo.write("runs/again.yaml", RUN.format(name="again"))
+    repo.write("experiments/broken.yaml", "apiVersion: pipesync.io/v1alpha1\nkind: Experiment\n")
+    return repo.commit("head")
+
+
+def changes_between(repo: GitRepo, old: str, new: str) -> diff.ChangeSet:
+    return diff.compare(
+        read_snapshot(repo.repo, old),
+        read_snapshot(repo.repo, new),
+        base_ref="main",
+        head_ref="pr",
+        now=NOW,
+    )
+
+
+EXPECTED_MARKDOWN = """\
+## pipesync diff: `main` ({old}) → `pr` ({new})
+
+{summary}
+
+### Pipelines
+
+#### `other` removed (`pipelines/other.yaml`)
+
+#### `train` changed (`pipelines/train.yaml`)
+
+| field | before | after |
+|---|---|---|
+| defaults.image | `py:3.11` | `py:3.12` |
+
+| task | change | field | before | after |
+|---|---|---|---|---|
+| `prepare` | changed | image | `py:3.11` | `py:3.12` |
+| `fit` | changed | image | `py:3.11` | `py:3.12` |
+| `fit` | changed | resources.memory | `1Gi` | `2Gi` |
+| `report` | added | | | |
+
+```mermaid
+graph TD
+  t0["prepare (changed)"]
+  t1["fit (changed)"]
+  t2["report (added)"]
+  t0 --> t1
+  t1 --> t2
+  classDef added fill:#d5f5d5,stroke:#2a7d2a
+  classDef changed fill:#fff1b8,stroke:#a07800
+  classDef removed fill:#f8d4d4,stroke:#a33,stroke-dasharray: 4 2
+  class t2 added
+  class t0,t1 changed
+```
+
+### Schedules
+
+#### `nightly` changed (`recurring-runs/nightly.yaml`, pipeline `train`)
+
+| | before | after |
+|---|---|---|
+| schedule | `cron 0 2 * * * (Europe/Berlin)` | `cron 30 2 * * * (Europe/Berlin)` |
+{times}
+
+### Experiments
+
+- `tuning` changed (`experiments/tuning.yaml`)
+  - spec.description: `first` → `second`
+
+### Run files
+
+- `again` added (`runs/again.yaml`, pipeline `train`): a merge creates it
+- `once` changed (`runs/once.yaml`, pipeline `train`): edited: reported, not run again
+
+### Runs a merge would start
+
+- run again of pipeline train (runs/again.yaml)
+- a run of pipeline train (trigger.onChange, pipelines/train.yaml)
+
+### Validation errors in the new revision
+
+- `experiments/broken.yaml:1:1`: document: 'metadata' is a required field
+- `experiments/broken.yaml:1:1`: document: 'spec' is a required field
+"""
+SUMMARY = (
+    "**2 pipeline(s), 1 schedule(s), 1 experiment(s), 2 run file(s) changed; "
+    "2 run(s) would start; 2 validation error(s) in the new revision**"
+)
+# 02:00 on 29 March does not exist in Berlin (clocks jump to 03:00): it does not fire.
+TIMES = (
+    "| next 3 fire times "
+    "| 2026-03-28T02:00:00+01:00<br>2026-03-30T02:00:00+02:00<br>2026-03-31T02:00:00+02:00 "
+    "| 2026-03-28T02:30:00+01:00<br>2026-03-30T02:30:00+02:00<br>2026-03-31T02:30:00+02:00 |"
+)
+
+
+def test_crafted_pair_gives_the_expected_markdown(repo: GitRepo) -> None:
+    old = base(repo)
+    new = head(repo)
+    changes = changes_between(repo, old, new)
+    expected = EXPECTED_MARKDOWN.format(old=old[:10], new=new[:10], summary=SUMMARY, times=TIMES)
+    assert cli_diff.markdown(changes) == expected
+
+
+def test_cli_exit_codes_and_sections(repo: GitRepo, cli: Cli) -> None:
+    old = base(repo)
+    head(repo)
+    result = cli("diff", "--repo", repo.root, "--from", old, "--to", "HEAD", "--format", "markdown")
+    assert result.code == 1, result.text
+    for section in (
+        "### Pipelines",
+        "### Schedules",
+        "### Experiments",
+        "### Run files",
+        "### Runs a merge would start",
+        "### Validation errors in the new revision",
+        "```mermaid",
+    ):
+        assert section in result.out
+    same = cli("diff", "--repo", repo.root, "--from", "HEAD", "--to", "main")
+    assert (same.code, same.out.splitlines()[-1]) == (0, "no changes")
+    text = cli("diff", "--repo", repo.root, "--from", "HEAD~1", "--to", "HEAD")
+    assert text.code == 1
+    assert "  task fit changed" in text.out
+    assert "    resources.memory: 1Gi -> 2Gi" in text.out
+
+
+def test_bad_revision_or_repository_is_exit_2(repo: GitRepo, cli: Cli, tmp_path: Path) -> None:
+    base(repo)
+    result = cli("diff", "--repo", repo.root, "--from", "nope", "--to", "HEAD")
+    assert result.code == 2
+    assert "unknown revision 'nope'" in result.err
+    assert "Traceback" not in result.text
+    result = cli("diff", "--repo", tmp_path / "missing", "--from", "a", "--to", "b")
+    assert (result.code, "not a git repository" in result.err) == (2, True)
+    result = cli("diff", "--repo", repo.root, "--from", "HEAD", "--to", "HEAD", "--path", "../x")
+    assert result.code == 2 and "'..'" in result.err
+
+
+def test_json_is_stable_and_complete(repo: GitRepo, cli: Cli) -> None:
+    old = base(repo)
+    head(repo)
+    result = cli("diff", "--repo", repo.root, "--from", old, "--to", "HEAD", "--format", "json")
+    assert result.code == 1
+    data = json.loads(result.out)
+    assert list(data) == [
+        "version",
+        "from",
+        "to",
+        "changed",
+        "pipelines",
+        "schedules",
+        "experiments",
+        "runs",
+        "starts",
+        "problems",
+        "newProblems",
+        "fixedProblems",
+    ]
+    assert data["version"] == 1 and data["changed"] is True
+    train = next(p for p in data["pipelines"] if p["name"] == "train")
+    fit = next(t for t in train["tasks"] if t["name"] == "fit")
+    assert {"field": "resources.memory", "before": "1Gi", "after": "2Gi"} in fit["fields"]
+    assert [n["name"] for n in train["dag"]] == ["prepare", "fit", "report"]
+    assert data["starts"][0] == {
+        "reason": "runs/",
+        "pipeline": "train",
+        "run": "again",
+        "file": "runs/again.yaml",
+    }
+    assert data["problems"][0]["file"] == "experiments/broken.yaml"
+    (schedule,) = data["schedules"]
+    assert len(schedule["after"]["next"]) == 3
+
+
+def test_moving_a_document_or_editing_comments_is_no_change(repo: GitRepo) -> None:
+    old = base(repo)
+    repo.git("mv", "pipelines/other.yaml", "pipelines/renamed.yaml")
+    text = (repo.root / "experiments/tuning.yaml").read_text()
+    (repo.root / "experiments/tuning.yaml").write_text("# a comment\n" + text)
+    new = repo.commit()
+    changes = changes_between(repo, old, new)
+    assert not changes.changed
+
+
+def test_broken_pipeline_is_invalid_not_removed(repo: GitRepo) -> None:
+    old = base(repo)
+    repo.write("pipelines/other.yaml", OTHER.replace("image: busybox", "image: [oops"))
+    new = repo.commit()
+    changes = changes_between(repo, old, new)
+    (change,) = changes.pipelines
+    assert (change.name, change.change) == ("other", diff.INVALID)
+    assert changes.new_problems and changes.new_problems[0].file == "pipelines/other.yaml"
+    assert "keeps its last good version" in cli_diff.markdown(changes)
+
+
+def test_removed_task_is_drawn_as_removed(repo: GitRepo) -> None:
+    repo.write("pipelines/train.yaml", PIPELINE.format(version="1", memory="1Gi", extra=""))
+    old = repo.commit()
+    text = PIPELINE.format(version="1", memory="1Gi", extra="")
+    text = text.replace("    - {name: prepare, command: [python, prep.py]}\n", "").replace(
+        "      dependsOn: [prepare]\n", ""
+    )
+    repo.write("pipelines/train.yaml", text)
+    new = repo.commit()
+    (change,) = changes_between(repo, old, new).pipelines
+    assert [(t.name, t.change) for t in change.tasks] == [
+        ("fit", "changed"),
+        ("prepare", "removed"),
+    ]
+    fit = change.tasks[0]
+    assert [(f.field, f.before, f.after) for f in fit.fields] == [("dependsOn", ["prepare"], None)]
+    drawn = "\n".join(cli_diff.mermaid(change))
+    assert 't1["prepare (removed)"]' in drawn
+    assert "class t1 removed" in drawn
+    assert "-->" not in drawn
+
+
+def test_schedule_views() -> None:
+    now = NOW
+    interval = diff.schedule_view(
+        {"schedule": {"interval": "6h"}, "startTime": "2026-03-27T00:00:00Z"}, now
+    )
+    assert interval.next == (
+        "2026-03-27T18:00:00+00:00",
+        "2026-03-28T00:00:00+00:00",
+        "2026-03-28T06:00:00+00:00",
+    )
+    floating = diff.schedule_view({"schedule": {"interval": "1h"}}, now)
+    assert floating.next[0] == "2026-03-27T13:00:00+00:00"
+    assert "creation" in floating.note
+    suspended = diff.schedule_view({"schedule": {"cron": "@daily"}, "suspend": True}, now)
+    assert suspended.next == () and "suspended" in suspended.note
+    ending = diff.schedule_view(
+        {"schedule": {"cron": "0 * * * *"}, "endTime": "2026-03-27T13:30:00Z"}, now
+    )
+    assert ending.next == ("2026-03-27T13:00:00+00:00",) and "endTime" in ending.note
+    seconds = diff.schedule_view({"schedule": {"cron": "*/20 * * * * *"}}, now)
+    assert seconds.next[:2] == ("2026-03-27T12:00:20+00:00", "2026-03-27T12:00:40+00:00")
