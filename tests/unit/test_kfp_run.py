@@ -1,0 +1,361 @@
+"""KFP SDK pipelines, compiled with kfp 2.17.0 during the test, run by `pipesync run`.
+
+Each test writes its own DSL pipeline, compiles it to the v2 YAML the SDK emits, runs
+the file with the local executor and checks task states and outputs in the run record.
+Lightweight components run through the runtime shim in this venv's python3 (kfp is
+importable there), exactly as they would in a pod whose image has kfp.
+"""
+
+# No `from __future__ import annotations`: the KFP SDK reads component annotations as types.
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    kfp = pytest.importorskip(
+        "kfp", reason="kfp is not installed (pip install kfp==2.17.0; see docs/kfp.md)"
+    )
+    from kfp import compiler, dsl
+    from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
+
+from tests.unit.conftest import Cli
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+IMAGE = "python:3.11"
+
+
+def compile_to(pipeline: Any, path: Path) -> Path:
+    """The pipeline compiled by the KFP SDK into `path`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiler.Compiler().compile(pipeline, str(path))
+    return path
+
+
+def run(cli: Cli, tmp_path: Path, pipeline: Any, *params: str) -> tuple[int, dict[str, Any]]:
+    """`pipesync run` on the compiled pipeline: exit code and the run record."""
+    path = compile_to(pipeline, tmp_path / "pipeline.yaml")
+    workdir = tmp_path / "work"
+    args: list[str] = ["run", str(path), "--workdir", str(workdir), "--plain", "--run-name", "r"]
+    for param in params:
+        args += ["-p", param]
+    result = cli(*args)
+    record_path = workdir / "local" / "runs" / "r" / "run.json"
+    assert record_path.exists(), result.text
+    return result.code, json.loads(record_path.read_text())
+
+
+def tasks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["task"]: row for row in record["tasks"]}
+
+
+def log(tmp_path: Path, task: str, attempt: int = 1) -> str:
+    return (
+        tmp_path / "work" / "local" / "runs" / "r" / task / "logs" / f"attempt-{attempt}.log"
+    ).read_text()
+
+
+# --- components ---------------------------------------------------------------------------
+
+
+@dsl.component(base_image=IMAGE)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.component(base_image=IMAGE)
+def describe(  # noqa: PLR0917 - KFP passes inputs by keyword; the signature is the interface
+    i: int, f: float, flag: bool, items: list, conf: dict, text: str
+) -> str:
+    kinds = f"{type(i).__name__}:{i} {type(f).__name__}:{f}"
+    return f"{kinds} {flag} {items} {sorted(conf.items())} {text}"
+
+
+@dsl.component(base_image=IMAGE)
+def split(n: int) -> NamedTuple("Split", [("low", int), ("high", int)]):  # type: ignore[misc]
+    return (n // 2, n - n // 2)
+
+
+@dsl.component(base_image=IMAGE)
+def make_dataset(n: int, data: Output[Dataset], metrics: Output[Metrics]) -> None:
+    with open(data.path, "w") as handle:
+        handle.write(",".join(str(i) for i in range(n)))
+    data.metadata["rows"] = n
+    metrics.log_metric("rows", n)
+
+
+@dsl.component(base_image=IMAGE)
+def read_dataset(data: Input[Dataset]) -> str:
+    with open(data.path) as handle:
+        return f"{handle.read()}|rows={data.metadata.get('rows')}"
+
+
+@dsl.component(base_image=IMAGE)
+def flip(side: str) -> str:
+    return side
+
+
+@dsl.component(base_image=IMAGE)
+def say(text: str) -> str:
+    print("say:", text)
+    return text
+
+
+@dsl.component(base_image=IMAGE)
+def total(values: list) -> int:
+    return sum(values)
+
+
+@dsl.component(base_image=IMAGE)
+def square(x: int) -> int:
+    return x * x
+
+
+@dsl.component(base_image=IMAGE)
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@dsl.component(base_image=IMAGE)
+def write_number(x: int, out: Output[Artifact]) -> None:
+    with open(out.path, "w") as handle:
+        handle.write(str(x))
+
+
+@dsl.component(base_image=IMAGE)
+def join_artifacts(parts: Input[list[Artifact]]) -> str:
+    texts = []
+    for part in parts:
+        with open(part.path) as handle:
+            texts.append(handle.read())
+    return ",".join(texts)
+
+
+@dsl.component(base_image=IMAGE)
+def fail(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@dsl.component(base_image=IMAGE)
+def report(status: dsl.PipelineTaskFinalStatus, marker: str) -> None:
+    print(f"final-state={status.state} task={status.pipeline_task_name} marker={marker}")
+
+
+@dsl.component(base_image=IMAGE)
+def flaky(counter_dir: str) -> str:
+    import os  # noqa: PLC0415 - the component's source runs alone in the task
+
+    path = os.path.join(counter_dir, "attempts")
+    count = 1
+    if os.path.exists(path):
+        with open(path) as handle:
+            count = int(handle.read()) + 1
+    with open(path, "w") as handle:
+        handle.write(str(count))
+    if count < 2:
+        raise RuntimeError("first attempt fails")
+    return f"attempt={count}"
+
+
+@dsl.container_component
+def echo(message: str, suffix: str = "", extra: str = None) -> dsl.ContainerSpec:  # type: ignore[assignment]  # noqa: RUF013
+    return dsl.ContainerSpec(
+        image="alpine:3",
+        command=["echo"],
+        args=[
+            dsl.ConcatPlaceholder(["msg=", message, suffix]),
+            dsl.IfPresentPlaceholder(input_name="extra", then=["--extra", extra], else_=["--none"]),
+        ],
+    )
+
+
+@dsl.container_component
+def write_text(text: str, out: dsl.OutputPath(str)) -> dsl.ContainerSpec:  # type: ignore[valid-type]
+    return dsl.ContainerSpec(
+        image="alpine:3", command=["sh", "-c", 'printf "%s" "$0" > "$1"', text, out]
+    )
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_lightweight_parameters_arrive_typed_and_outputs_come_back(
+    cli: Cli, tmp_path: Path
+) -> None:
+    @dsl.pipeline(name="typed")
+    def pipeline(n: int = 3, f: float = 1.5, flag: bool = True) -> None:
+        first = add(a=n, b=4)
+        parts = split(n=first.output)
+        describe(
+            i=parts.outputs["high"],
+            f=f,
+            flag=flag,
+            items=[1, 2, 3],
+            conf={"k": 2},
+            text="a 'quoted' {text}",
+        )
+
+    code, record = run(cli, tmp_path, pipeline, "n=5")
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["add"]["outputs"] == {"Output": "9"}
+    assert rows["split"]["outputs"] == {"low": "4", "high": "5"}
+    assert rows["describe"]["outputs"]["Output"] == (
+        "int:5 float:1.5 True [1, 2, 3] [('k', 2)] a 'quoted' {text}"
+    )
+
+
+def test_container_components_render_concat_and_if_present(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="containers")
+    def pipeline(word: str = "hello") -> None:
+        echo(message=word, suffix="!").set_display_name("with-default")
+        echo(message="x", extra="given")
+        written = write_text(text=word)
+        say(text=written.output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert log(tmp_path, "echo").strip() == "msg=hello! --none"
+    assert log(tmp_path, "echo-2").strip() == "msg=x --extra given"
+    assert rows["write-text"]["outputs"] == {"out": "hello"}
+    assert rows["say"]["outputs"] == {"Output": "hello"}
+
+
+def test_artifacts_carry_files_and_metadata(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="artifacts")
+    def pipeline() -> None:
+        made = make_dataset(n=4)
+        read_dataset(data=made.outputs["data"])
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["read-dataset"]["outputs"] == {"Output": "0,1,2,3|rows=4"}
+    assert json.loads(rows["make-dataset"]["outputs"]["kfp-meta-metrics"]) == {"rows": 4.0}
+
+
+def test_conditions_if_elif_else_and_nesting(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="conditions")
+    def pipeline(side: str = "tails", n: int = 7) -> None:
+        coin = flip(side=side)
+        with dsl.If(coin.output == "heads"):
+            say(text="heads")
+        with dsl.Elif(coin.output == "tails"):
+            say(text="tails")
+            with dsl.If(n > 5):
+                say(text="big")
+        with dsl.Else():
+            say(text="edge")
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    phases = {name: row["phase"] for name, row in rows.items() if name.startswith("say")}
+    assert phases == {
+        "say": "Skipped",
+        "say-2": "Succeeded",
+        "say-3": "Succeeded",
+        "say-4": "Skipped",
+    }
+    code, record = run(cli, tmp_path, pipeline, "side=edge", "n=1")
+    phases = {name: row["phase"] for name, row in tasks(record).items() if name.startswith("say")}
+    assert phases == {
+        "say": "Skipped",
+        "say-2": "Skipped",
+        "say-3": "Skipped",
+        "say-4": "Succeeded",
+    }
+
+
+def test_parallel_for_raw_dicts_upstream_lists_and_collected(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="loops")
+    def pipeline(count: int = 4) -> None:
+        with dsl.ParallelFor([{"a": 1, "b": 10}, {"a": 2, "b": 20}]) as item:
+            add(a=item.a, b=item.b)
+        listed = numbers(n=count)
+        with dsl.ParallelFor(listed.output, parallelism=2) as x:
+            squared = square(x=x)
+        total(values=dsl.Collected(squared.output))
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["add"]["outputs"] == {"Output": "[11,22]"}
+    assert rows["square"]["outputs"] == {"Output": "[0,1,4,9]"}
+    assert rows["total"]["outputs"] == {"Output": "14"}
+
+
+def test_collected_artifacts(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="collected-artifacts")
+    def pipeline() -> None:
+        with dsl.ParallelFor([0, 1, 2]) as x:
+            written = write_number(x=x)
+        join_artifacts(parts=dsl.Collected(written.outputs["out"]))
+
+    code, record = run(cli, tmp_path, pipeline)
+    assert code == 0, record
+    assert tasks(record)["join-artifacts"]["outputs"] == {"Output": "0,1,2"}
+
+
+def test_exit_handler_sees_the_final_status(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="exit-handler")
+    def pipeline(broken: bool = False) -> None:
+        final = report(marker="done")
+        with dsl.ExitHandler(final):
+            say(text="body")
+            with dsl.If(broken == True):  # noqa: E712 - the DSL builds a condition from ==
+                fail(message="boom")
+
+    code, record = run(cli, tmp_path, pipeline)
+    assert code == 0, record
+    assert "final-state=SUCCEEDED task=exit-handler-1 marker=done" in log(tmp_path, "report")
+    code, record = run(cli, tmp_path, pipeline, "broken=true")
+    assert code == 1
+    assert tasks(record)["fail"]["phase"] == "Failed"
+    assert tasks(record)["report"]["phase"] == "Succeeded"
+    assert "final-state=FAILED" in log(tmp_path, "report")
+
+
+def test_retry_policy_retries_until_success(cli: Cli, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    counter.mkdir()
+
+    @dsl.pipeline(name="retry")
+    def pipeline(where: str) -> None:
+        flaky(counter_dir=where).set_retry(num_retries=2, backoff_duration="0s")
+
+    code, record = run(cli, tmp_path, pipeline, f"where={counter}")
+    row = tasks(record)["flaky"]
+    assert code == 0, record
+    assert row["attempts"] == 2
+    assert row["outputs"] == {"Output": "attempt=2"}
+
+
+@dsl.pipeline(name="inner")
+def inner(x: int) -> int:
+    doubled = add(a=x, b=x)
+    return add(a=doubled.output, b=1).output
+
+
+def test_nested_pipelines_and_dag_outputs(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="outer")
+    def pipeline(x: int = 5) -> None:
+        nested = inner(x=x)
+        square(x=nested.output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["inner--add-2"]["outputs"] == {"Output": "11"}
+    assert rows["square"]["outputs"] == {"Output": "121"}
