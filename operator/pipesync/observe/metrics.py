@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -171,6 +171,8 @@ class Metrics:
             "pipesync_build_info", "The running pipesync version.", ["version"], registry=r
         ).labels(version).set(1)
         r.register(_Collector(self))
+        # process_resident_memory_bytes, process_cpu_seconds_total...: the dashboards' memory.
+        ProcessCollector(registry=r)
 
     # --- hooks for the wiring and the S3 mirror ------------------------------------------
 
