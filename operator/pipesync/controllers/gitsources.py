@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,13 @@ class GitSourceController:
         store: ObjectStore | None = None,
         triggers: SyncTriggers | None = None,
         cache: Path | None = None,
+        archive_key: Callable[[str, str, str], str] = layout.source_archive_key,
     ) -> None:
         self.kube = kube
         self.store = store
+        #: (namespace, source, commit) -> the store key task pods read (it may add the
+        #: operator's S3 prefix: runtime.pods.workspace_key).
+        self.archive_key = archive_key
         self.triggers = triggers
         self.cache = cache
         self._applier = concurrent.futures.ThreadPoolExecutor(
@@ -299,7 +303,7 @@ class _Pass:
         store = self.owner.store
         if store is None:
             return
-        key = layout.source_archive_key(self.namespace, self.name, fetched.commit)
+        key = self.owner.archive_key(self.namespace, self.name, fetched.commit)
         try:
             if store.exists(key):
                 return

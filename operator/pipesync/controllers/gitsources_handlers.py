@@ -22,6 +22,7 @@ from pipesync.api import model
 from pipesync.controllers import gitsources
 from pipesync.controllers.kube import Kube
 from pipesync.controllers.settings import OperatorSettings, timer
+from pipesync.runtime import pods
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +33,16 @@ GIT_WORKERS = 4
 
 def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
     group, version = model.GROUP, model.VERSION
-    controller = gitsources.GitSourceController(kube, settings.store, settings.triggers)
+    s3 = settings.pods.s3
+    controller = gitsources.GitSourceController(
+        kube,
+        settings.store,
+        settings.triggers,
+        # The key task pods read: the archive lands where pods.workspace_key looks.
+        archive_key=lambda namespace, source, commit: pods.workspace_key(
+            s3, namespace, source, commit
+        ),
+    )
     timed = timer(settings)
     passes = concurrent.futures.ThreadPoolExecutor(
         max_workers=GIT_WORKERS, thread_name_prefix="gitsource-pass"
