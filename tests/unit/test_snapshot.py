@@ -233,3 +233,27 @@ def test_hidden_and_other_files_are_ignored(repo: GitRepo) -> None:
     snapshot = read_snapshot(repo.repo, repo.commit())
     assert snapshot.problems == ()
     assert snapshot.files == {"pipelines/nested/deep.yml": ("Pipeline/deep",)}
+
+
+def test_reading_never_changes_what_the_files_say(repo: GitRepo) -> None:
+    """Past the first dozen documents of a kind the compiled schema check serves: it must
+    not fill the schemas' defaults in (digests and diffs would change with file count)."""
+    for number in range(30):
+        repo.write(
+            f"recurring-runs/r{number}.yaml",
+            f"""\
+            apiVersion: pipesync.io/v1alpha1
+            kind: RecurringRun
+            metadata: {{name: r{number}}}
+            spec:
+              pipelineRef: {{name: p}}
+              schedule: {{cron: "0 2 * * *"}}
+            """,
+        )
+    snapshot = read_snapshot(repo.repo, repo.commit())
+    assert len(snapshot.resources) == 30
+    for resource in snapshot.resources:
+        assert dict(resource.spec) == {
+            "pipelineRef": {"name": "p"},
+            "schedule": {"cron": "0 2 * * *"},
+        }

@@ -159,7 +159,11 @@ _checked: dict[str, int] = {}
 @functools.cache
 def _fast_check(kind: str) -> Any:
     schema = {"$schema": "http://json-schema.org/draft-07/schema#", **bundled(kind)}
-    return fastjsonschema.compile(schema, formats={"date-time": _is_datetime_quietly})
+    # use_default=False: fastjsonschema would otherwise write the schemas' defaults into
+    # the document it checks, so documents would change after the first dozen of a kind.
+    return fastjsonschema.compile(
+        schema, formats={"date-time": _is_datetime_quietly}, use_default=False
+    )
 
 
 def _is_datetime_quietly(value: object) -> bool:
