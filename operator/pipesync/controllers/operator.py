@@ -180,6 +180,7 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
                 # The first pass of a run in this process, and every resync, lists its
                 # pods; between them the pod watch keeps the view current for free.
                 selector = f"{pods.LABEL_RUN}={name}"
+                pod_cache.expect(key)
                 pod_cache.prime(key, kube.list_pods(namespace, selector))
                 known = pod_cache.known(key)
             return controller.reconcile(namespace, name, known_pods=known)
@@ -238,6 +239,8 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
 class _PodCache:
     """Each running Run's pods as the watch reports them, after one list per run.
 
+    Only runs a daemon drives are kept (from just before their first list until the
+    daemon ends): pods of finished runs, which the watch still reports, cost nothing.
     Entries keep the newest resourceVersion seen, so an event racing a list never rolls
     a pod back; a view that lags (a pod just created, not yet reported) is harmless: the
     pass re-creates it and the API server answers that it exists.
@@ -247,6 +250,11 @@ class _PodCache:
         self._lock = threading.Lock()
         self._pods: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._primed: set[tuple[str, str]] = set()
+
+    def expect(self, key: tuple[str, str]) -> None:
+        """From now on events for this run are kept, also those racing its first list."""
+        with self._lock:
+            self._pods.setdefault(key, {})
 
     def known(self, key: tuple[str, str]) -> list[dict[str, Any]] | None:
         with self._lock:
@@ -261,12 +269,15 @@ class _PodCache:
             self._primed.add(key)
 
     def update(self, key: tuple[str, str], kind: str, body: Mapping[str, Any]) -> None:
-        pod = _slim_pod(body)
         with self._lock:
+            pods_of_run = self._pods.get(key)
+            if pods_of_run is None:
+                return  # no daemon drives this run here
+            uid = (body.get("metadata") or {}).get("uid", "")
             if kind == "DELETED":
-                self._pods.get(key, {}).pop(pod["metadata"].get("uid", ""), None)
+                pods_of_run.pop(uid, None)
             else:
-                self._merge(key, pod)
+                self._merge(key, _slim_pod(body))
 
     def forget(self, key: tuple[str, str]) -> None:
         with self._lock:

@@ -1,0 +1,59 @@
+"""The run daemons' pod view (controllers/operator.py _PodCache): only runs being driven
+are kept, the newest resourceVersion wins over a racing list, deletions drop pods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipesync.controllers.operator import _PodCache
+
+RUN = ("ml", "flow-1")
+
+
+def pod(uid: str, version: int, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"p-{uid}", "uid": uid, "resourceVersion": str(version)},
+        "spec": {"nodeName": "cpu-1", "containers": [{"name": "main", "image": "x" * 500}]},
+        "status": {"phase": phase},
+    }
+
+
+def phases(cache: _PodCache) -> dict[str, str]:
+    known = cache.known(RUN)
+    assert known is not None
+    return {p["metadata"]["uid"]: p["status"]["phase"] for p in known}
+
+
+def test_pods_of_runs_no_daemon_drives_are_not_kept() -> None:
+    cache = _PodCache()
+    cache.update(RUN, "MODIFIED", pod("a", 5))
+    assert cache.known(RUN) is None
+    cache.expect(RUN)
+    cache.prime(RUN, [])
+    assert phases(cache) == {}  # the event before the daemon's list was not kept
+
+
+def test_an_event_racing_the_first_list_is_not_rolled_back() -> None:
+    cache = _PodCache()
+    cache.expect(RUN)
+    cache.update(RUN, "MODIFIED", pod("a", 9, "Succeeded"))  # arrives while listing
+    cache.prime(RUN, [pod("a", 7, "Running"), pod("b", 8)])
+    assert phases(cache) == {"a": "Succeeded", "b": "Running"}
+
+
+def test_events_update_and_delete_and_forget_drops_everything() -> None:
+    cache = _PodCache()
+    cache.expect(RUN)
+    cache.prime(RUN, [pod("a", 1)])
+    cache.update(RUN, "MODIFIED", pod("a", 2, "Failed"))
+    cache.update(RUN, "ADDED", pod("b", 3))
+    cache.update(RUN, "DELETED", pod("b", 4))
+    assert phases(cache) == {"a": "Failed"}
+    slim = cache.known(RUN)
+    assert slim is not None and "containers" not in slim[0]["spec"]  # only what passes read
+    cache.forget(RUN)
+    assert cache.known(RUN) is None
+    cache.update(RUN, "MODIFIED", pod("a", 5))
+    cache.expect(RUN)
+    cache.prime(RUN, [])
+    assert phases(cache) == {}
