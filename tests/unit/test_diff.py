@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from pipesync.cli import diff as cli_diff
 from pipesync.gitops import diff
 from pipesync.gitops.snapshot import read_snapshot
-from tests.unit.conftest import Cli
+from tests.unit.conftest import CONSOLE_SCRIPT, Cli
 from tests.unit.gitrepos import GitRepo
 
 NOW = datetime.datetime(2026, 3, 27, 12, 0, tzinfo=datetime.UTC)  # Friday before DST
@@ -328,3 +329,17 @@ def test_schedule_views() -> None:
     assert ending.next == ("2026-03-27T13:00:00+00:00",) and "endTime" in ending.note
     seconds = diff.schedule_view({"schedule": {"cron": "*/20 * * * * *"}}, now)
     assert seconds.next[:2] == ("2026-03-27T12:00:20+00:00", "2026-03-27T12:00:40+00:00")
+
+
+def test_console_script_on_identical_and_changed_revisions(repo: GitRepo) -> None:
+    """The installed `pipesync` entry point, as CI calls it."""
+    old = base(repo)
+    head(repo)
+    argv = [str(CONSOLE_SCRIPT), "diff", "--repo", str(repo.root), "--from", old]
+    same = subprocess.run([*argv, "--to", old], capture_output=True, text=True, check=False)
+    assert (same.returncode, same.stdout.strip().splitlines()[-1]) == (0, "no changes")
+    changed = subprocess.run(
+        [*argv, "--to", "HEAD", "--format", "markdown"], capture_output=True, text=True, check=False
+    )
+    assert changed.returncode == 1, changed.stderr
+    assert "### Runs a merge would start" in changed.stdout
