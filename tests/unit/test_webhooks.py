@@ -343,3 +343,22 @@ def test_served_on_the_metrics_port_and_counted(source: Source) -> None:
         server.shutdown()
         server.server_close()
     assert source.woken()
+
+
+def test_a_body_that_stops_arriving_is_408(source: Source) -> None:
+    body = push()
+
+    class Stalled(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise TimeoutError("timed out")  # what the server's socket timeout raises
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/hooks/ml/repo",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": Stalled(body),
+        **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in github(body).items()},
+    }
+    status, result, _, _ = source.app.handle(environ)
+    assert (status, result) == (408, "bad_request")
+    assert not source.woken()

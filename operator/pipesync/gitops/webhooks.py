@@ -208,7 +208,10 @@ class WebhookApp:
         chunks: list[bytes] = []
         received = 0
         while received < length:
-            chunk = stream.read(min(_DEFAULT_READ, length - received))
+            try:
+                chunk = stream.read(min(_DEFAULT_READ, length - received))
+            except OSError:  # the server's socket timeout: a client that stopped sending
+                return None, (HTTPStatus.REQUEST_TIMEOUT, "the body did not arrive in time")
             if not chunk:
                 return None, (HTTPStatus.BAD_REQUEST, "body shorter than its Content-Length")
             received += len(chunk)

@@ -32,6 +32,10 @@ class _IPv6Server(_Server):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    #: Seconds a client may stay silent: the webhook faces the network, and a client that
+    #: opens a request and never finishes it must not hold a thread for ever.
+    timeout = 30
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per scrape would drown the operator's log
 
