@@ -1,0 +1,199 @@
+"""Every query of every Grafana dashboard in charts/pipesync/dashboards/ returns data from a
+real Prometheus that scraped the session operator after it ran pipelines: a run that
+succeeded (with a GPU task on the gpu pool), a run that failed after a retry, and a push
+webhook request it refused.
+
+Grafana's variables are replaced as Grafana would with "All" selected ($pipeline -> .*) and
+$__rate_interval/$__range by fixed windows. A panel whose metric the operator does not
+export yet (GitOps metrics still being added) is an xfail(strict=True) naming the metric:
+once the metric exists the xfail mark goes away on its own (the metric list is read from
+observe/metrics.py), and the panel must then return data.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import pathlib
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.fixtures.controlplane import Cluster
+from tests.e2e.fixtures.operator import REPO, Operator
+from tests.e2e.fixtures.prometheus import PrometheusServer
+from tests.e2e.test_operator_runs import run_document, wait_finished
+
+DASHBOARDS = sorted((REPO / "charts/pipesync/dashboards").glob("*.json"))
+METRICS_SOURCE = REPO / "operator/pipesync/observe/metrics.py"
+JOB = "pipesync-operator"  # the job test_operator_metrics.py scrapes the same target as
+VARIABLES = {
+    "$__rate_interval": "2m",
+    "$__range": "1h",
+    "$__interval": "15s",
+    "$pipeline": ".*",
+    "$namespace": ".*",
+    "$job": ".*",
+}
+#: Series the running operator does not produce yet although their metric exists, keyed by
+#: a piece of the query (reported to the lead):
+#: - the pod index in controllers/operator.py (_slim_pod) keeps no spec.containers nor
+#:   spec.nodeSelector, so observe/metrics.py finds no GPU limit and no pool on any pod;
+#: - the GitSource controller does not time its passes with settings.metrics.reconcile.
+BROKEN = {
+    "pipesync_gpu_seconds_total": "pipesync_gpu_seconds_total stays absent: _slim_pod in "
+    "controllers/operator.py drops the pods' GPU limits and pool nodeSelector",
+    'controller="gitsources"': 'pipesync_reconcile_duration_seconds{controller="gitsources"} '
+    "does not exist: GitSource passes are not timed",
+}
+_METRIC = re.compile(r"\b((?:pipesync|process)_[a-z0-9_]+)\b")
+
+GOOD = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: dash-good}
+spec:
+  tasks:
+    - name: prepare
+      command: [sh, -c, "echo prepare"]
+    - name: train
+      dependsOn: [prepare]
+      pool: gpu
+      resources: {gpu: 1}
+      command: [sh, -c, "sleep 1; echo trained"]
+"""
+
+BAD = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: dash-bad}
+spec:
+  tasks:
+    - name: flaky
+      retry: {limit: 1, backoff: 1s}
+      command: [sh, -c, "echo failing; exit 3"]
+"""
+
+
+def exported() -> set[str]:
+    source = METRICS_SOURCE.read_text()
+    names = set(re.findall(r'"(pipesync_[a-z0-9_]+)"', source))
+    if "ProcessCollector(" in source:
+        names |= {"process_resident_memory", "process_cpu_seconds"}
+    return names
+
+
+def base_metric(name: str) -> str:
+    for suffix in ("_total", "_bucket", "_count", "_sum", "_bytes"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
+
+
+def queries() -> list[Any]:
+    known = exported()
+    params = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            if panel["type"] == "row":
+                continue
+            for target in panel["targets"]:
+                expr = target["expr"]
+                missing = sorted(
+                    name
+                    for name in _METRIC.findall(expr)
+                    if base_metric(name) not in known and name not in known
+                )
+                marks = [
+                    pytest.mark.xfail(strict=True, reason=reason)
+                    for name, reason in BROKEN.items()
+                    if name in expr
+                ]
+                if missing:
+                    marks.append(
+                        pytest.mark.xfail(
+                            strict=True,
+                            reason=f"not exported by the operator yet: {', '.join(missing)}",
+                        )
+                    )
+                params.append(
+                    pytest.param(
+                        expr, id=f"{path.stem}:{panel['title']}:{target['refId']}", marks=marks
+                    )
+                )
+    return params
+
+
+def substitute(expr: str) -> str:
+    # longest first: $__rate_interval before $__range
+    for name in sorted(VARIABLES, key=len, reverse=True):
+        expr = expr.replace(name, VARIABLES[name])
+    assert "$" not in expr, expr
+    return expr
+
+
+@pytest.fixture(scope="module")
+def scraped(
+    cluster: Cluster, operator: Operator, prometheus: PrometheusServer
+) -> Iterator[PrometheusServer]:
+    """The operator ran a good and a bad run and was scraped afterwards."""
+    namespace = f"dash-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        prometheus.scrape(operator.metrics_target, job=JOB)
+        for pipeline in (GOOD, BAD):
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=pipeline)
+        for name in ("dash-good", "dash-bad"):
+            cluster.kubectl(
+                "wait",
+                "--for=condition=Ready",
+                f"pipeline/{name}",
+                "-n",
+                namespace,
+                "--timeout=60s",
+            )
+            cluster.kubectl(
+                "apply", "-n", namespace, "-f", "-", input=run_document(f"{name}-1", name)
+            )
+        good = wait_finished(cluster, namespace, "dash-good-1")
+        bad = wait_finished(cluster, namespace, "dash-bad-1")
+        assert good["status"]["phase"] == "Succeeded", good["status"]
+        assert bad["status"]["phase"] == "Failed", bad["status"]
+        # A push the receiver refuses (no such GitSource, no signature).
+        host, port = operator.metrics_target.split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("POST", f"/hooks/{namespace}/nowhere", body=b"{}")
+            assert connection.getresponse().status >= 400
+        finally:
+            connection.close()
+        # Scraped after both runs ended, and once more so rate() has two samples with them.
+        prometheus.wait_for(
+            f'pipesync_runs_finished_total{{job="{JOB}",pipeline="dash-bad",phase="Failed"}}',
+            timeout=30,
+        )
+        prometheus.wait_for(
+            f'pipesync_task_duration_seconds_count{{job="{JOB}",pipeline="dash-good"}}',
+            timeout=30,
+        )
+        time.sleep(3)
+        yield prometheus
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.mark.parametrize("expr", queries())
+def test_the_panel_query_returns_data(scraped: PrometheusServer, expr: str) -> None:
+    result = scraped.query(substitute(expr))
+    assert result, f"no series for {substitute(expr)}"
+
+
+def test_every_dashboard_is_covered() -> None:
+    # guards the parametrization above against a dashboard whose panels it cannot read
+    assert len(queries()) >= 30
+    assert {pathlib.Path(p).stem for p in DASHBOARDS} == {"overview", "gitops", "controller"}
