@@ -194,3 +194,23 @@ def test_the_standby_takes_over_a_killed_leader_and_the_run_completes_once(
     assert tasks == ["after", "slow"], tasks
     assert {e.labels[RUN] for e in events} == {"ha-1"}
     assert run["status"]["tasks"]["slow"]["attempts"] == 1
+
+
+def test_a_stopped_leader_hands_the_lease_over(
+    cluster: Cluster, replicas: tuple[Replica, Replica], solo_namespace: str
+) -> None:
+    """SIGTERM (a rolling update): the leader stops kopf, then releases the Lease, and the
+    standby takes it as soon as it next looks, without waiting for the lease to expire."""
+    first, second = replicas
+    first.start()
+    wait_holder(cluster, solo_namespace, first.identity, timeout=30)
+    second.start()
+    time.sleep(3)
+    before = lease(cluster, solo_namespace)
+    assert before is not None
+    assert before["holderIdentity"] == first.identity
+    first.stop()  # SIGTERM
+    assert "released the lease" in first.log(), first.log()
+    taken = wait_holder(cluster, solo_namespace, second.identity, timeout=30)
+    assert taken["leaseTransitions"] == before["leaseTransitions"] + 1
+    assert "leads" in second.log()

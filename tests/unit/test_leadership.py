@@ -143,3 +143,18 @@ def test_a_leader_that_cannot_renew_gives_up() -> None:
     lost: list[bool] = []
     leader.keep(lambda: lost.append(True)).join(timeout=5)
     assert lost == [True]
+
+
+def test_release_hands_the_lease_to_a_standby_at_once() -> None:
+    lease, clock = MemoryLease(), Clock()
+    leader = Leadership(candidate(lease, "a", clock))
+    leader.acquire()
+    standby = candidate(lease, "b", clock)
+    assert not standby.try_acquire_or_renew()
+    assert leader.release()
+    assert lease.record is not None
+    assert lease.record.holder == ""
+    assert standby.try_acquire_or_renew()  # no waiting for the lease duration
+    assert (lease.record.holder, lease.record.transitions) == ("b", 1)
+    assert not leader.release()  # not the holder any more: leaves it alone
+    assert lease.record.holder == "b"

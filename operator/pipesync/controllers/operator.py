@@ -330,15 +330,20 @@ def _slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run(settings: OperatorSettings, election: leadership.Election | None = None) -> None:
+    leader = None
     if election is not None:
         # A standby blocks here: its /metrics and /healthz (served by the CLI) stay up;
         # it builds no registry and starts no controller until it holds the Lease.
-        leadership.lead(_kube_client(2), election)
+        leader = leadership.lead(_kube_client(2), election)
     registry = build_registry(settings)
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=settings.liveness_endpoint,
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=settings.liveness_endpoint,
+        )
+    finally:
+        if leader is not None:
+            leader.release()  # a clean stop hands over at once, not after the lease expires
