@@ -16,7 +16,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import engine_bench, executor_bench, operator_bench, validate_bench, webhook_bench
+from bench import (
+    engine_bench,
+    executor_bench,
+    gitsync_bench,
+    operator_bench,
+    validate_bench,
+    webhook_bench,
+)
 from bench.figures import Figure, Section
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -108,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("validate", "engine", "executor", "operator", "webhook"),
+        choices=("validate", "engine", "executor", "operator", "webhook", "gitsync"),
         action="append",
         help="run only these benchmarks (repeatable)",
     )
@@ -125,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("executor", executor_bench),
         ("operator", operator_bench),
         ("webhook", webhook_bench),
+        ("gitsync", gitsync_bench),
     ):
         if options.only and key not in options.only:
             continue
