@@ -1,0 +1,234 @@
+"""controllers.gitsources: one pass of the GitSource controller against a real local git
+repository and an in-memory stand-in for the API server (the e2e suite runs the same
+passes against a real one): the order of writes, the status it reports, and no writes at
+all when nothing changed."""
+
+from __future__ import annotations
+
+import collections
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from pipesync.controllers import gitsources
+from pipesync.controllers.kube import GIT_SOURCES
+from pipesync.runtime.storage import LocalStore
+from tests.unit.gitrepos import GitRepo
+
+PIPELINE = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {{name: {name}}}
+spec:
+  trigger: {{onChange: {on_change}}}
+  tasks:
+    - {{name: a, image: busybox, command: [echo, {word}]}}
+"""
+
+
+class MemoryKube:
+    """The subset of controllers.kube.Kube the GitSource controller uses, in memory."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.writes: list[tuple[str, str, str]] = []
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.reject: set[str] = set()  # names whose apply gets a 422
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.requests["get"] += 1
+        found = self.objects.get((plural, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        self.writes.append(("status", plural, name))
+        self.objects[(plural, namespace, name)]["status"] = copy.deepcopy(dict(status))
+
+    def apply_object(
+        self, plural: str, namespace: str, body: Mapping[str, Any], *, force: bool = True
+    ) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        self.writes.append(("apply", plural, name))
+        if name in self.reject:
+            raise ApiException(status=422, reason="Invalid")
+        self.objects[(plural, namespace, name)] = copy.deepcopy(dict(body))
+        return dict(body)
+
+    def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        self.writes.append(("create", plural, name))
+        if (plural, namespace, name) in self.objects:
+            return False
+        self.objects[(plural, namespace, name)] = copy.deepcopy(dict(body))
+        return True
+
+    def delete_object(self, plural: str, namespace: str, name: str) -> bool:
+        self.writes.append(("delete", plural, name))
+        return self.objects.pop((plural, namespace, name), None) is not None
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        return self.secrets.get((namespace, name))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    return GitRepo(tmp_path / "origin")
+
+
+@pytest.fixture
+def kube() -> MemoryKube:
+    return MemoryKube()
+
+
+def make_controller(
+    kube: MemoryKube, tmp_path: Path
+) -> tuple[gitsources.GitSourceController, LocalStore]:
+    store = LocalStore(tmp_path / "store")
+    controller = gitsources.GitSourceController(
+        kube,  # type: ignore[arg-type]
+        store,
+        None,
+        cache=tmp_path / "cache",
+    )
+    return controller, store
+
+
+def add_source(kube: MemoryKube, repo: GitRepo, generation: int = 1, **spec: Any) -> None:
+    kube.objects[(GIT_SOURCES, "ns", "src")] = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "GitSource",
+        "metadata": {"name": "src", "namespace": "ns", "generation": generation},
+        "spec": {"url": repo.root.as_uri(), "ref": {"branch": "main"}, "prune": True, **spec},
+    }
+
+
+def status(kube: MemoryKube) -> dict[str, Any]:
+    found: dict[str, Any] = kube.objects[(GIT_SOURCES, "ns", "src")].get("status") or {}
+    return found
+
+
+def condition(kube: MemoryKube, kind: str) -> dict[str, Any]:
+    return next(c for c in status(kube)["conditions"] if c["type"] == kind)
+
+
+def test_a_sync_then_nothing_when_nothing_changed(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="true", word="x"))
+    repo.write("steps/run.py", "print(1)\n")
+    sha = repo.commit()
+    add_source(kube, repo)
+    controller, store = make_controller(kube, tmp_path)
+    result = controller.reconcile("ns", "src")
+    assert result.wait_seconds == 60.0
+    kinds = [w[0] for w in kube.writes]
+    # Announced, applied, the onChange run created, the final status.
+    assert kinds == ["status", "apply", "create", "status"]
+    assert status(kube)["lastAppliedRevision"] == f"main@sha1:{sha}"
+    assert status(kube)["webhookPath"] == "/hooks/ns/src"
+    assert status(kube)["observedGeneration"] == 1
+    assert condition(kube, "Ready")["reason"] == "Succeeded"
+    assert condition(kube, "Reconciling")["status"] == "False"
+    assert store.exists(f"ns/sources/src/{sha}.tar.gz")
+    assert ("runs", "ns", f"a-{sha[:10]}") in kube.objects
+
+    kube.writes.clear()
+    for _ in range(3):
+        controller.reconcile("ns", "src")
+    assert kube.writes == []
+
+
+def test_a_new_generation_or_a_manual_request_syncs_again(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="false", word="x"))
+    repo.commit()
+    add_source(kube, repo)
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    kube.writes.clear()
+    source = kube.objects[(GIT_SOURCES, "ns", "src")]
+    source["metadata"]["annotations"] = {gitsources.RECONCILE_ANNOTATION: "now"}
+    controller.reconcile("ns", "src")
+    assert ("apply", "pipelines", "a") in kube.writes  # forced re-apply
+    assert status(kube)["lastHandledReconcileAt"] == "now"
+    kube.writes.clear()
+    controller.reconcile("ns", "src")
+    assert kube.writes == []
+    source["metadata"]["generation"] = 2
+    controller.reconcile("ns", "src")
+    assert status(kube)["observedGeneration"] == 2
+    assert ("apply", "pipelines", "a") not in kube.writes  # unchanged content
+
+
+def test_a_rejected_object_is_its_files_error_and_the_rest_applies(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="false", word="x"))
+    repo.write("pipelines/b.yaml", PIPELINE.format(name="b", on_change="false", word="x"))
+    repo.commit()
+    add_source(kube, repo)
+    kube.reject.add("b")
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    (error,) = status(kube)["errors"]
+    assert error["file"] == "pipelines/b.yaml" and "rejected by the API server" in error["message"]
+    assert [e["name"] for e in status(kube)["inventory"]] == ["a"]
+    assert condition(kube, "Ready")["reason"] == "InvalidFiles"
+
+
+def test_an_unreachable_remote_keeps_everything_and_says_why(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="false", word="x"))
+    sha = repo.commit()
+    add_source(kube, repo)
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    inventory = status(kube)["inventory"]
+    moved = repo.root.with_name("moved")
+    repo.root.rename(moved)
+    result = controller.reconcile("ns", "src")
+    assert result.wait_seconds == gitsources.RETRY_SECONDS
+    ready = condition(kube, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "FetchFailed"
+    assert f"main@sha1:{sha}" in ready["message"]
+    assert status(kube)["inventory"] == inventory
+    assert ("pipelines", "ns", "a") in kube.objects
+    kube.writes.clear()
+    controller.reconcile("ns", "src")
+    assert kube.writes == []  # the same failure is not written again
+    moved.rename(repo.root)
+    controller.reconcile("ns", "src")
+    assert condition(kube, "Ready")["reason"] == "Succeeded"
+
+
+def test_missing_secret_and_suspend(repo: GitRepo, kube: MemoryKube, tmp_path: Path) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="false", word="x"))
+    repo.commit()
+    add_source(kube, repo, secretRef={"name": "creds"})
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    assert condition(kube, "Ready")["reason"] == "SecretNotFound"
+    assert "'creds'" in condition(kube, "Ready")["message"]
+    add_source(kube, repo, generation=2, suspend=True)
+    controller.reconcile("ns", "src")
+    assert condition(kube, "Reconciling")["reason"] == "Suspended"
+    assert ("pipelines", "ns", "a") not in kube.objects
+
+
+def test_a_missing_path_is_stalled(repo: GitRepo, kube: MemoryKube, tmp_path: Path) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="false", word="x"))
+    repo.commit()
+    add_source(kube, repo, path="nowhere")
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    assert condition(kube, "Stalled")["reason"] == "InvalidPath"
+    assert "'nowhere'" in condition(kube, "Ready")["message"]
