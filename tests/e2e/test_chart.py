@@ -180,6 +180,12 @@ def test_rendered_objects_pass_a_server_side_dry_run(
     else:
         assert "ClusterRole" in found
 
+    services = {
+        o["metadata"]["name"]: o["spec"]["selector"] for o in rest if o["kind"] == "Service"
+    }
+    assert services[f"{release.name}-pipesync-webhook"]["pipesync.io/leader"] == "true"
+    assert "pipesync.io/leader" not in services[f"{release.name}-pipesync"]
+
     deployment = next(o for o in rest if o["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -236,6 +242,7 @@ def test_cluster_mode_rbac_allows_what_the_operator_uses_and_nothing_else(
         ("watch", "gitsources.pipesync.io", None),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("create", "leases.coordination.k8s.io", release.namespace),
+        ("patch", "pods", release.namespace),  # its own pod's pipesync.io/leader label
     ]
     denied = [
         ("delete", "customresourcedefinitions.apiextensions.k8s.io", None),
@@ -243,6 +250,7 @@ def test_cluster_mode_rbac_allows_what_the_operator_uses_and_nothing_else(
         ("list", "secrets", ns),  # get by name only
         ("create", "secrets", ns),
         ("update", "pods", ns),
+        ("patch", "pods", ns),  # only in the release namespace
         ("create", "pods:exec", ns),
         ("delete", "gitsources.pipesync.io", ns),
         ("create", "gitsources.pipesync.io", ns),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import json
 import pathlib
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -49,18 +48,36 @@ class Replica(KillableOperator):
     """A KillableOperator whose readiness is the metrics port's /healthz: it answers on a
     standby too (kopf's own liveness endpoint starts only once a replica leads)."""
 
+    pod = ""
+
     @property
     def identity(self) -> str:
         assert self.popen is not None
-        return f"{socket.gethostname()}_{self.popen.pid}"  # /usr/bin/env execs: same pid
+        return f"{self.pod}_{self.popen.pid}"  # /usr/bin/env execs: the same pid
+
+
+#: A stand-in for the replica's own pod (never scheduled: no node has this label), so the
+#: replica's pipesync.io/leader label can be read as in a cluster (POD_NAME/POD_NAMESPACE).
+STAND_IN = """
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  nodeSelector: {pipesync.io/never: "true"}
+  containers: [{name: operator, image: pipesync:stand-in}]
+"""
 
 
 def replica(cluster: Cluster, s3: Any, namespace: str, log: pathlib.Path) -> Replica:
     port = free_port()
-    return Replica(
+    pod = f"replica-{log.stem[-1]}"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=STAND_IN.replace("NAME", pod))
+    made = Replica(
         [
             "/usr/bin/env",
             f"KUBECONFIG={cluster.kubeconfig}",
+            f"POD_NAME={pod}",
+            f"POD_NAMESPACE={namespace}",
             *[f"{k}={v}" for k, v in s3.env().items()],
             str(PIPESYNC),
             "operator",
@@ -86,6 +103,8 @@ def replica(cluster: Cluster, s3: Any, namespace: str, log: pathlib.Path) -> Rep
         log,
         f"http://127.0.0.1:{port}/healthz",
     )
+    made.pod = pod
+    return made
 
 
 @pytest.fixture
@@ -128,6 +147,19 @@ def wait_holder(cluster: Cluster, namespace: str, identity: str, timeout: float)
     raise AssertionError(f"{identity} does not hold the lease: {spec}")
 
 
+def leader_label(cluster: Cluster, namespace: str, pod: str) -> str:
+    return cluster.kubectl(
+        "get", "pod", pod, "-n", namespace, "-o", r"jsonpath={.metadata.labels.pipesync\.io/leader}"
+    ).stdout
+
+
+def wait_label(cluster: Cluster, namespace: str, pod: str, value: str) -> None:
+    deadline = time.monotonic() + 15
+    while leader_label(cluster, namespace, pod) != value:
+        assert time.monotonic() < deadline, f"{pod}: label is not {value}"
+        time.sleep(0.2)
+
+
 def instant(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -152,6 +184,9 @@ def test_the_standby_takes_over_a_killed_leader_and_the_run_completes_once(
     assert spec["leaseDurationSeconds"] == 10
     assert "standby" in second.log()
     assert healthy(second.liveness_url)
+    # what the chart's webhook Service selects: the leader's pod only
+    assert leader_label(cluster, namespace, first.pod) == "true"
+    assert leader_label(cluster, namespace, second.pod) == "false"
 
     watch = PodWatch(cluster, namespace)
     try:
@@ -177,6 +212,7 @@ def test_the_standby_takes_over_a_killed_leader_and_the_run_completes_once(
         print(f"takeover {takeover:.1f} s after SIGKILL ({since_renewal:.1f} s after renewal)")
         assert taken["leaseTransitions"] == before["leaseTransitions"] + 1
         assert takeover <= TAKEOVER_LIMIT_S, taken
+        wait_label(cluster, namespace, second.pod, "true")
 
         run = wait_finished(cluster, namespace, "ha-1", timeout=120)
         assert run["status"]["phase"] == "Succeeded", (run["status"], second.log())
@@ -214,3 +250,5 @@ def test_a_stopped_leader_hands_the_lease_over(
     taken = wait_holder(cluster, solo_namespace, second.identity, timeout=30)
     assert taken["leaseTransitions"] == before["leaseTransitions"] + 1
     assert "leads" in second.log()
+    assert leader_label(cluster, solo_namespace, first.pod) == "false"
+    wait_label(cluster, solo_namespace, second.pod, "true")

@@ -158,3 +158,13 @@ def test_release_hands_the_lease_to_a_standby_at_once() -> None:
     assert (lease.record.holder, lease.record.transitions) == ("b", 1)
     assert not leader.release()  # not the holder any more: leaves it alone
     assert lease.record.holder == "b"
+
+
+def test_the_pod_label_follows_leadership() -> None:
+    lease, clock = MemoryLease(), Clock()
+    marks: list[bool] = []
+    leader = Leadership(candidate(lease, "a", clock), mark=marks.append)
+    leader.acquire()
+    assert marks == [False, True]  # cleared first: a restarted ex-leader's pod said "true"
+    leader.release()
+    assert marks == [False, True, False]

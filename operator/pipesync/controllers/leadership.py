@@ -39,6 +39,9 @@ from kubernetes.client.exceptions import ApiException
 _log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = "pipesync-operator"
+#: On the replica's own pod: "true" on the leader, "false" on a standby. The chart's
+#: webhook Service selects it: a standby's receiver knows no GitSource and would answer 404.
+LEADER_LABEL = "pipesync.io/leader"
 #: Lease duration 10 s, retries every 2 s: a standby leads at most ~12 s after the
 #: leader's last renewal (the 15 s promise), and a leader that cannot renew for 7 s stops
 #: 3 s before anybody else may start.
@@ -238,6 +241,7 @@ class Leadership:
         self,
         candidate: Candidate,
         *,
+        mark: Callable[[bool], None] = lambda _leading: None,
         renew_seconds: float = RENEW_SECONDS,
         renew_deadline: float = RENEW_DEADLINE,
         retry_seconds: float = RETRY_SECONDS,
@@ -245,6 +249,7 @@ class Leadership:
         if renew_deadline >= candidate.lease_seconds:
             raise ValueError("the renew deadline must be shorter than the lease duration")
         self.candidate = candidate
+        self.mark = mark
         self.renew_seconds = renew_seconds
         self.renew_deadline = renew_deadline
         self.retry_seconds = retry_seconds
@@ -260,9 +265,11 @@ class Leadership:
     def acquire(self) -> None:
         """Waits as a standby until this replica holds the Lease."""
         announced = False
+        self.mark(False)  # a restarted ex-leader's pod still says "true"
         while not self._stop.is_set():
             if self._attempt():
                 _log.warning("leader election: %s leads", self.candidate.identity)
+                self.mark(True)
                 return
             holder = self.candidate.record.holder if self.candidate.record else ""
             if not announced:
@@ -299,6 +306,7 @@ class Leadership:
         once instead of after the lease duration: a rolling update or a clean shutdown
         does not pause the runs for ten seconds. True when it was released."""
         self.stop()
+        self.mark(False)
         candidate = self.candidate
         try:
             current = candidate.leases.get()
@@ -315,21 +323,46 @@ class Leadership:
         return True
 
 
+class PodMarker:
+    """Sets LEADER_LABEL on this replica's own pod; a failure is logged, never fatal (the
+    label only steers webhooks, the Lease alone decides who leads)."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.namespace = namespace
+        self.name = name
+
+    def __call__(self, leading: bool) -> None:
+        patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else "false"}}}
+        try:
+            self.core.patch_namespaced_pod(self.name, self.namespace, patch, _request_timeout=5)
+        except Exception as error:
+            _log.warning("leader election: could not label pod %s: %s", self.name, error)
+
+
 @dataclasses.dataclass(frozen=True)
 class Election:
-    """The operator's leader-election settings (from `pipesync operator` flags)."""
+    """The operator's leader-election settings (from `pipesync operator` flags; the pod
+    from the downward API's POD_NAME/POD_NAMESPACE, unset outside a cluster)."""
 
     namespace: str
     lease: str = DEFAULT_LEASE
     identity: str = dataclasses.field(default_factory=default_identity)
+    pod_name: str | None = dataclasses.field(default_factory=lambda: os.environ.get("POD_NAME"))
+    pod_namespace: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE")
+    )
 
 
 def lead(client: kubernetes.client.ApiClient, election: Election) -> Leadership:
     """Blocks as a standby until this process leads; then renews in the background and
     ends the process (exit code 1) the moment it can no longer prove it leads."""
-    leadership = Leadership(
-        Candidate(KubeLeases(client, election.namespace, election.lease), election.identity)
-    )
+    candidate = Candidate(KubeLeases(client, election.namespace, election.lease), election.identity)
+    if election.pod_name and election.pod_namespace:
+        marker = PodMarker(client, election.pod_namespace, election.pod_name)
+        leadership = Leadership(candidate, mark=marker)
+    else:
+        leadership = Leadership(candidate)
     leadership.acquire()
     leadership.keep(lost=_exit_lost)
     return leadership
