@@ -168,7 +168,14 @@ def test_rendered_objects_pass_a_server_side_dry_run(
     ).stdout
     assert out.count("serverside-applied (server dry run)") == len(rest), out
     found = {kind for kind, _, _ in kinds(rest)}
-    assert {"ServiceAccount", "Deployment", "Service", "ConfigMap", "Role"} <= found
+    assert {
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Role",
+        "PodDisruptionBudget",
+    } <= found
     assert not {"ServiceMonitor", "PodMonitor"} & found  # off by default: CRDs may be absent
     if mode == "namespaced":
         roles = [o for o in rest if o["kind"] == "Role" and "leader" not in o["metadata"]["name"]]
