@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.fixtures.controlplane import Cluster
 from tests.e2e.fixtures.killable_operator import KillableOperator
@@ -164,6 +165,21 @@ def instant(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def run_passes(replica: Replica) -> float:
+    """Reconcile passes of Runs this replica made (0 while it has not driven any)."""
+    url = replica.liveness_url.replace("/healthz", "/metrics")
+    with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - loopback
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "pipesync_reconcile_duration_seconds_count"
+                and sample.labels.get("controller") == "runs"
+            ):
+                return float(sample.value)
+    return 0.0
+
+
 def healthy(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - loopback
         return bool(answer.status == 200)
@@ -203,6 +219,8 @@ def test_the_standby_takes_over_a_killed_leader_and_the_run_completes_once(
             raise AssertionError(f"the task never ran:\n{first.log()}")
         before = lease(cluster, namespace)
         assert before is not None
+        assert run_passes(second) == 0  # the standby has not touched the run
+        assert run_passes(first) > 0
         killed_at = time.time()
         first.kill()
 
@@ -216,6 +234,7 @@ def test_the_standby_takes_over_a_killed_leader_and_the_run_completes_once(
 
         run = wait_finished(cluster, namespace, "ha-1", timeout=120)
         assert run["status"]["phase"] == "Succeeded", (run["status"], second.log())
+        assert run_passes(second) > 0  # the new leader drove it to the end
         watch.check()
         events = watch.of_run("ha-1")
     finally:
