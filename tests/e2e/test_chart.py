@@ -24,8 +24,10 @@ import yaml
 
 from tests.e2e.fixtures.binaries import binary
 from tests.e2e.fixtures.controlplane import Cluster, ManagedProcess
+from tests.e2e.fixtures.gitserver import GitServer
 from tests.e2e.fixtures.operator import PIPESYNC, REPO
 from tests.e2e.fixtures.processes import free_port
+from tests.e2e.test_gitsource import Repo, applied, basic_auth_secret, condition, create_source
 from tests.e2e.test_operator_runs import run_document, wait_finished
 
 CHART = REPO / "charts" / "pipesync"
@@ -294,6 +296,33 @@ def test_namespaced_mode_rbac_stays_inside_its_namespaces(release: Release) -> N
     assert not release.can("get", "secrets", None)
 
 
+#: What a GitSource syncs under the chart's RBAC: every kind it server-side applies.
+REPOSITORY = {
+    "pipelines/synced.yaml": """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: synced}
+spec:
+  tasks:
+    - {name: a, command: [echo, synced]}
+""",
+    "experiments/tuning.yaml": """
+apiVersion: pipesync.io/v1alpha1
+kind: Experiment
+metadata: {name: tuning}
+spec: {description: synced from git}
+""",
+    "recurring-runs/nightly.yaml": """
+apiVersion: pipesync.io/v1alpha1
+kind: RecurringRun
+metadata: {name: nightly}
+spec:
+  pipelineRef: {name: synced}
+  schedule: {cron: "0 2 * * *"}
+  suspend: true
+""",
+}
+
 PIPELINE = """
 apiVersion: pipesync.io/v1alpha1
 kind: Pipeline
@@ -311,13 +340,16 @@ spec:
 def test_the_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
     cluster: Cluster,
     release: Release,
+    *,
     nodes: Any,
     s3: Any,
+    git_server: GitServer,
     tmp_path: pathlib.Path,
 ) -> None:
     """Proof that the Role is enough: the operator authenticates with a token of the
-    chart's ServiceAccount (not the admin certificate) and drives a Run to Succeeded, with
-    leader election on its Lease in the release namespace."""
+    chart's ServiceAccount (not the admin certificate), drives a Run to Succeeded and syncs
+    a GitSource with credentials from a Secret, with leader election on its Lease in the
+    release namespace."""
     # solo-*: the session operator (watching every other namespace) leaves it alone.
     watched = f"solo-{release.name}"
     cluster.kubectl("create", "namespace", watched)
@@ -397,6 +429,29 @@ def test_the_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
         cluster.kubectl("apply", "-n", watched, "-f", "-", input=run_document("rbac-1", "rbac"))
         run = wait_finished(cluster, watched, "rbac-1", timeout=90)
         assert run["status"]["phase"] == "Succeeded", (run["status"], process.tail())
+
+        repo = Repo(git_server, f"{watched}-rbac")
+        sha = repo.push_tree({k: v.lstrip() for k, v in REPOSITORY.items()}, "for the chart")
+        basic_auth_secret(cluster, watched, git_server.username, git_server.password)
+        create_source(cluster, watched, repo.remote.http_url, secretRef={"name": "git-credentials"})
+        deadline = time.monotonic() + 60
+        source: dict[str, Any] = {}
+        while not (source and applied(sha)(source)):
+            assert time.monotonic() < deadline, (source.get("status"), process.tail(40))
+            time.sleep(0.3)
+            source = json.loads(
+                cluster.kubectl("get", "gitsource", "repo", "-n", watched, "-o", "json").stdout
+            )
+        assert condition(source, "Ready")["status"] == "True", source["status"]
+        for kind, name in (("pipeline", "synced"), ("experiment", "tuning")):
+            found = json.loads(
+                cluster.kubectl(
+                    "get", kind, name, "-n", watched, "-o", "json", "--show-managed-fields"
+                ).stdout
+            )
+            managers = {m["manager"] for m in found["metadata"]["managedFields"]}
+            assert "pipesync" in managers, (kind, managers)
+        cluster.kubectl("get", "recurringrun", "nightly", "-n", watched)
         holder = cluster.kubectl(
             "get",
             "lease",
