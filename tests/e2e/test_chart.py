@@ -119,9 +119,9 @@ def release(cluster: Cluster, crds: None) -> Iterator[Release]:
 
 
 def test_helm_lint_passes_with_default_and_namespaced_values() -> None:
-    out = helm("lint", str(CHART))
+    out = helm("lint", "--strict", str(CHART))
     assert "1 chart(s) linted, 0 chart(s) failed" in out
-    helm("lint", str(CHART), "--set", "watchNamespaces={team-a,team-b}")
+    helm("lint", "--strict", str(CHART), "--set", "watchNamespaces={team-a,team-b}")
 
 
 def test_the_schema_rejects_bad_values() -> None:
