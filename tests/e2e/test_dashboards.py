@@ -259,3 +259,37 @@ def test_every_dashboard_is_covered() -> None:
     # guards the parametrization above against a dashboard whose panels it cannot read
     assert len(queries()) >= 30
     assert {pathlib.Path(p).stem for p in DASHBOARDS} == {"overview", "gitops", "controller"}
+
+
+def panel_query(board: str, title: str) -> str:
+    data = json.loads((REPO / "charts/pipesync/dashboards" / f"{board}.json").read_text())
+    for panel in data["panels"]:
+        if panel.get("title") == title:
+            return substitute(panel["targets"][0]["expr"])
+    raise AssertionError(f"{board}: no panel {title!r}")
+
+
+def labels(scraped: PrometheusServer, board: str, title: str, label: str) -> set[str]:
+    return {s["metric"].get(label, "") for s in scraped.query(panel_query(board, title))}
+
+
+def test_the_panels_show_what_happened(scraped: PrometheusServer) -> None:
+    """Not just any series: the ones this module's runs, syncs and pushes made."""
+    assert {"Succeeded", "Failed"} <= labels(scraped, "overview", "Runs finished by phase", "phase")
+    assert "dash-bad" in labels(scraped, "overview", "Failures by pipeline", "pipeline")
+    assert "dash-bad" in labels(scraped, "overview", "Task retries", "pipeline")
+    assert {"Succeeded", "Failed"} <= labels(scraped, "overview", "Tasks by outcome", "phase")
+    assert {"triggered", "unauthorized"} <= labels(
+        scraped, "gitops", "Webhook requests by result", "result"
+    )
+    assert {"runs", "pipelines", "gitsources"} <= labels(
+        scraped, "controller", "Reconcile rate by controller", "controller"
+    )
+    by_code = scraped.query(panel_query("controller", "API requests by verb and code"))
+    assert {("create", "200")} <= {(s["metric"]["verb"], s["metric"]["code"]) for s in by_code}
+    memory = scraped.query(panel_query("controller", "Resident memory"))
+    assert all(float(s["value"][1]) > 10 * 2**20 for s in memory), memory  # a real process
+    triggered = scraped.query(
+        'sum(increase(pipesync_webhook_requests_total{result="triggered"}[1h]))'
+    )
+    assert float(triggered[0]["value"][1]) > 0
