@@ -232,3 +232,47 @@ def test_a_missing_path_is_stalled(repo: GitRepo, kube: MemoryKube, tmp_path: Pa
     controller.reconcile("ns", "src")
     assert condition(kube, "Stalled")["reason"] == "InvalidPath"
     assert "'nowhere'" in condition(kube, "Ready")["message"]
+
+
+def test_a_mass_deletion_trailer_in_any_new_commit_counts(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        repo.write(
+            f"pipelines/{name}.yaml", PIPELINE.format(name=name, on_change="false", word="x")
+        )
+    repo.commit()
+    add_source(kube, repo)
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    repo.remove("pipelines/b.yaml")
+    repo.remove("pipelines/c.yaml")
+    repo.commit("retire b and c\n\npipesync: allow-mass-deletion")
+    repo.write("steps/x.py", "pass\n")
+    head = repo.commit("unrelated")
+    controller.reconcile("ns", "src")
+    assert status(kube)["lastAppliedRevision"] == f"main@sha1:{head}"
+    assert ("pipelines", "ns", "b") not in kube.objects
+    assert [e["name"] for e in status(kube)["inventory"]] == ["a"]
+
+
+def test_without_the_trailer_the_commit_is_refused(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        repo.write(
+            f"pipelines/{name}.yaml", PIPELINE.format(name=name, on_change="false", word="x")
+        )
+    first = repo.commit()
+    add_source(kube, repo)
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    repo.remove("pipelines/b.yaml")
+    repo.remove("pipelines/c.yaml")
+    repo.commit("oops")
+    kube.writes.clear()
+    controller.reconcile("ns", "src")
+    assert [w[0] for w in kube.writes] == ["status"]  # only the refusal is written
+    assert status(kube)["lastAppliedRevision"] == f"main@sha1:{first}"
+    assert condition(kube, "Stalled")["reason"] == "MassDeletionRefused"
+    assert ("pipelines", "ns", "b") in kube.objects

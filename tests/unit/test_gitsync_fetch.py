@@ -227,3 +227,17 @@ def test_refs_are_checked() -> None:
 def _no_user_git_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     yield
+
+
+def test_messages_since_the_last_applied_commit(origin: GitRepo, tmp_path: Path) -> None:
+    applied = origin.git("rev-parse", "HEAD")
+    origin.write("b.txt", "1")
+    origin.commit("drop things\n\npipesync: allow-mass-deletion")
+    origin.write("c.txt", "1")
+    head = origin.commit("later fix")
+    fetched = fetch.fetch(tmp_path / "m", url(origin), fetch.Ref(branch="main"))
+    between = fetch.messages_since(fetched.repo, applied, head)
+    assert "allow-mass-deletion" in between and "later fix" in between
+    assert "first" not in between  # the applied commit itself is not in the range
+    assert fetch.messages_since(fetched.repo, None, head).strip() == "later fix"
+    assert fetch.messages_since(fetched.repo, "0" * 40, head).strip() == "later fix"

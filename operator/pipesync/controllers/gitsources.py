@@ -188,7 +188,8 @@ class _Pass:
             name=self.name,
             path=normalised,
             commit=fetched.commit,
-            message=fetched.message,
+            # A mass-deletion trailer counts in any commit since the last applied one.
+            message=fetch.messages_since(fetched.repo, self._applied_sha(), fetched.commit),
             prune=bool(self.spec.get("prune", False)),
             max_delete_percent=int(safety.get("maxDeletePercent", sync.DEFAULT_MAX_DELETE_PERCENT)),
             allow_mass_deletion=bool(safety.get("allowMassDeletion", False)),
@@ -287,9 +288,12 @@ class _Pass:
         path = fetch.mirror_path(self.namespace, self.name, self.owner.cache)
         return fetch.fetch(path, self.url, ref, credentials, timeout)
 
-    def _history_note(self, fetched: fetch.Fetched) -> str:
+    def _applied_sha(self) -> str | None:
         applied = str(self.status.get("lastAppliedRevision") or "")
-        old = applied.rpartition("sha1:")[2]
+        return applied.rpartition("sha1:")[2] or None
+
+    def _history_note(self, fetched: fetch.Fetched) -> str:
+        old = self._applied_sha()
         if not old or old == fetched.commit:
             return ""
         if fetch.is_ancestor(fetched.repo, old, fetched.commit) is False:

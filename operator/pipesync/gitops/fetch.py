@@ -240,6 +240,16 @@ def is_ancestor(repo: git.Repo, older: str, newer: str) -> bool | None:
         return None
 
 
+def messages_since(repo: git.Repo, older: str | None, newer: str, limit: int = 200) -> str:
+    """The messages of the commits after `older` up to `newer` (only `newer`'s when `older`
+    is unknown or not an ancestor), newest first: a trailer in any of them counts."""
+    head = repo.commit(newer)
+    if not older or is_ancestor(repo, older, newer) is not True:
+        return str(head.message)
+    found = [str(c.message) for c in repo.iter_commits(f"{older}..{newer}", max_count=limit)]
+    return "\n".join(found) or str(head.message)
+
+
 def archive(repo: git.Repo, commit: str, destination: Path) -> None:
     """The whole tree at `commit` as tar.gz (what task pods unpack as their workspace)."""
     with destination.open("wb") as out:

@@ -126,7 +126,7 @@ class Source:
     name: str
     path: str  # normalised, '' for the repository root
     commit: str
-    message: str  # the commit message (for the mass-deletion trailer)
+    message: str  # the commit messages since the last applied commit (trailers)
     prune: bool = False
     max_delete_percent: int = DEFAULT_MAX_DELETE_PERCENT
     allow_mass_deletion: bool = False
