@@ -37,6 +37,7 @@ import dataclasses
 import datetime
 import functools
 import math
+import threading
 import zoneinfo
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -127,7 +128,11 @@ class CronSchedule:
         self.expression = expression.strip()
         self.seconds_first = len(self.expression.split()) == 6
         self.zone = zoneinfo.ZoneInfo(timezone)
-        expanded = croniter(self.expression, second_at_beginning=self.seconds_first).expanded
+        # Expanding an expression costs about a millisecond; one iterator is reused,
+        # under a lock: the object is cached and shared by the controller's threads.
+        self._iterator = croniter(self.expression, second_at_beginning=self.seconds_first)
+        self._lock = threading.Lock()
+        expanded = self._iterator.expanded
         seconds = expanded[5] if self.seconds_first else [0]
         # Seconds of the day a matching day fires at: cron's time fields do not depend
         # on the day, which makes counting long gaps arithmetic instead of iteration.
@@ -175,7 +180,12 @@ class CronSchedule:
     # --- Schedule ---------------------------------------------------------------------
 
     def next_after(self, t: int) -> int | None:
-        it = croniter(self.expression, self._wall(t), second_at_beginning=self.seconds_first)
+        with self._lock:
+            return self._next_after(t)
+
+    def _next_after(self, t: int) -> int | None:
+        it = self._iterator
+        it.set_current(self._wall(t), force=True)
         for _ in range(_SEARCH_LIMIT):
             try:
                 wall = it.get_next(datetime.datetime)
@@ -187,8 +197,12 @@ class CronSchedule:
         return None
 
     def last_at_or_before(self, t: int) -> int | None:
-        start = self._wall_limit(t) + datetime.timedelta(seconds=1)
-        it = croniter(self.expression, start, second_at_beginning=self.seconds_first)
+        with self._lock:
+            return self._last_at_or_before(t)
+
+    def _last_at_or_before(self, t: int) -> int | None:
+        it = self._iterator
+        it.set_current(self._wall_limit(t) + datetime.timedelta(seconds=1), force=True)
         for _ in range(_SEARCH_LIMIT):
             try:
                 wall = it.get_prev(datetime.datetime)
