@@ -227,6 +227,15 @@ def test_monitors_render_only_when_enabled() -> None:
     monitors = {o["kind"]: o for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"}
     assert set(monitors) == {"ServiceMonitor", "PodMonitor"}
     assert monitors["ServiceMonitor"]["spec"]["endpoints"][0]["path"] == "/metrics"
+    # it selects the metrics Service only: the -webhook Service would scrape the leader twice
+    selector = monitors["ServiceMonitor"]["spec"]["selector"]["matchLabels"]
+    services = [o for o in objects if o["kind"] == "Service"]
+    selected = [
+        o["metadata"]["name"]
+        for o in services
+        if selector.items() <= o["metadata"]["labels"].items()
+    ]
+    assert selected == ["r-pipesync"], selected
 
 
 def test_cluster_mode_rbac_allows_what_the_operator_uses_and_nothing_else(
