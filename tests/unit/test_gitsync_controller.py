@@ -276,3 +276,14 @@ def test_without_the_trailer_the_commit_is_refused(
     assert status(kube)["lastAppliedRevision"] == f"main@sha1:{first}"
     assert condition(kube, "Stalled")["reason"] == "MassDeletionRefused"
     assert ("pipelines", "ns", "b") in kube.objects
+
+
+def test_each_attempt_reports_what_it_did(repo: GitRepo, kube: MemoryKube, tmp_path: Path) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="true", word="x"))
+    repo.write("pipelines/b.yaml", "kind: [\n")
+    sha = repo.commit()
+    add_source(kube, repo)
+    controller, _ = make_controller(kube, tmp_path)
+    report = controller.reconcile("ns", "src").report
+    assert report == gitsources.SyncReport("InvalidFiles", f"main@sha1:{sha}", 1, 1, 0, 1)
+    assert controller.reconcile("ns", "src").report is None  # nothing to do, nothing to say

@@ -65,10 +65,23 @@ _SETTLED = frozenset({"Succeeded", "InvalidFiles", "MassDeletionRefused", "Inval
 
 
 @dataclasses.dataclass(frozen=True)
+class SyncReport:
+    """What a sync attempt did, for metrics: absent when a pass had nothing to do."""
+
+    result: str  # the Ready reason: Succeeded, InvalidFiles, FetchFailed, ...
+    revision: str  # as attempted ('' when the fetch failed)
+    applied: int = 0
+    created: int = 0
+    pruned: int = 0
+    invalid_files: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class PassResult:
     wait_seconds: float | None  # until the next poll; None: the source is gone
     events: list[tuple[str, str, str]]  # (type, reason, message) for the GitSource
     writes: int = 0  # API writes this pass made (objects and status)
+    report: SyncReport | None = None
 
 
 class _Abort(Exception):
@@ -131,6 +144,7 @@ class _Pass:
         self.url = str(self.spec.get("url", ""))
         self.events: list[tuple[str, str, str]] = []
         self.writes = 0
+        self.report: SyncReport | None = None
         self.interval = DEFAULT_INTERVAL_SECONDS
         with contextlib.suppress(ValueError):  # the CRD schema checks it already
             self.interval = max(durations.parse(str(self.spec.get("interval", "1m"))), 1.0)
@@ -157,10 +171,13 @@ class _Pass:
             fetched = self._fetch(ref)
         except fetch.FetchError as error:
             return self._failed(base, error.reason, str(error))
-        revision = ref.revision(fetched.commit)
-        if self._settled(revision):
-            return self._result(self.interval)
-        return self._sync(base, ref, fetched, revision)
+        try:
+            revision = ref.revision(fetched.commit)
+            if self._settled(revision):
+                return self._result(self.interval)
+            return self._sync(base, ref, fetched, revision)
+        finally:
+            fetched.repo.close()  # its `git cat-file` helpers: none outlive the pass
 
     def _settled(self, revision: str) -> bool:
         ready = _condition(self.status, "Ready")
@@ -256,6 +273,14 @@ class _Pass:
         if history:
             self.events.append(("Warning", "HistoryRewritten", history.strip("; ")))
         self._write(status)
+        self.report = SyncReport(
+            _condition(status, "Ready").get("reason", ""),
+            revision,
+            counts["applied"],
+            counts["created"],
+            counts["pruned"],
+            len({i.file for i in errors}),
+        )
         return self._result(self.interval)
 
     # --- steps -----------------------------------------------------------------------------
@@ -440,6 +465,7 @@ class _Pass:
         if not same_status(status, self.status):
             self.events.append(("Warning", reason, message[:1000]))
         self._write(status)
+        self.report = SyncReport(reason, str(base.get("lastAttemptedRevision") or ""))
         return self._result(min(RETRY_SECONDS, self.interval) if retry else self.interval)
 
     def _conditions(
@@ -475,7 +501,7 @@ class _Pass:
         self.status = dict(status)
 
     def _result(self, wait: float) -> PassResult:
-        return PassResult(wait, self.events, self.writes)
+        return PassResult(wait, self.events, self.writes, self.report)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

@@ -80,6 +80,14 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
                     return
                 for kind, reason, message in result.events:
                     kopf.event(body, type=kind, reason=reason, message=message)
+                if result.report is not None:  # one line per sync attempt, none when idle
+                    report = result.report
+                    _log.info(
+                        "git source %s/%s: %s %s (%d applied, %d runs created, %d pruned, "
+                        "%d invalid files)",
+                        namespace, name, report.result, report.revision or "-",
+                        report.applied, report.created, report.pruned, report.invalid_files,
+                    )  # fmt: skip
                 delay = result.wait_seconds
             with contextlib.suppress(TimeoutError):  # the interval is up: poll
                 await asyncio.wait_for(event.wait(), timeout=delay)

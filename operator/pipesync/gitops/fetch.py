@@ -182,9 +182,20 @@ def fetch(
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> Fetched:
     """Fetches `ref` from `url` into the bare mirror at `path` (created on first use)
-    and resolves it to a commit. Raises FetchError with a scrubbed message."""
-    secrets = credentials.secrets() if credentials else []
+    and resolves it to a commit. Raises FetchError with a scrubbed message. The caller
+    closes `Fetched.repo` when done with it."""
     repo = _open_mirror(path)
+    try:
+        return _fetch(repo, url, ref, credentials, timeout)
+    except BaseException:
+        repo.close()
+        raise
+
+
+def _fetch(
+    repo: git.Repo, url: str, ref: Ref, credentials: Credentials | None, timeout: float
+) -> Fetched:
+    secrets = credentials.secrets() if credentials else []
     refspecs: list[str]
     if ref.branch is not None:
         local = f"refs/heads/{ref.branch}"
