@@ -21,6 +21,7 @@ from bench import (
     executor_bench,
     gitsync_bench,
     operator_bench,
+    recurring_bench,
     validate_bench,
     webhook_bench,
 )
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=("validate", "engine", "executor", "operator", "webhook", "gitsync"),
+        choices=("validate", "engine", "executor", "operator", "webhook", "gitsync", "recurring"),
         action="append",
         help="run only these benchmarks (repeatable)",
     )
@@ -133,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("operator", operator_bench),
         ("webhook", webhook_bench),
         ("gitsync", gitsync_bench),
+        ("recurring", recurring_bench),
     ):
         if options.only and key not in options.only:
             continue
