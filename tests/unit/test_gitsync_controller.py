@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -285,5 +286,9 @@ def test_each_attempt_reports_what_it_did(repo: GitRepo, kube: MemoryKube, tmp_p
     add_source(kube, repo)
     controller, _ = make_controller(kube, tmp_path)
     report = controller.reconcile("ns", "src").report
-    assert report == gitsources.SyncReport("InvalidFiles", f"main@sha1:{sha}", 1, 1, 0, 1)
+    assert report is not None and report.committed_at is not None
+    assert report == gitsources.SyncReport(
+        "InvalidFiles", f"main@sha1:{sha}", 1, 1, 0, 1, report.committed_at
+    )
+    assert abs(report.committed_at - time.time()) < 3600
     assert controller.reconcile("ns", "src").report is None  # nothing to do, nothing to say

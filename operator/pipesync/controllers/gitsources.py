@@ -74,6 +74,7 @@ class SyncReport:
     created: int = 0
     pruned: int = 0
     invalid_files: int = 0
+    committed_at: float | None = None  # the commit's time (sync lag = applied - this)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +281,7 @@ class _Pass:
             counts["created"],
             counts["pruned"],
             len({i.file for i in errors}),
+            float(fetched.repo.commit(fetched.commit).committed_date),
         )
         return self._result(self.interval)
 

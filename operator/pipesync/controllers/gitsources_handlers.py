@@ -47,6 +47,9 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     passes = concurrent.futures.ThreadPoolExecutor(
         max_workers=GIT_WORKERS, thread_name_prefix="gitsource-pass"
     )
+    # Metrics of sync attempts, once observe.metrics offers them (duck-typed so that
+    # module can add `git_sync(namespace, name, SyncReport)` without touching this one).
+    observe = getattr(settings.metrics, "git_sync", None)
     own_events: dict[tuple[str, str], asyncio.Event] = {}
     # What each source's last seen event carried: only a change of these wakes it (our
     # own status writes must not).
@@ -82,6 +85,8 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
                     kopf.event(body, type=kind, reason=reason, message=message)
                 if result.report is not None:  # one line per sync attempt, none when idle
                     report = result.report
+                    if observe is not None:
+                        observe(namespace, name, report)
                     _log.info(
                         "git source %s/%s: %s %s (%d applied, %d runs created, %d pruned, "
                         "%d invalid files)",
