@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
+import pathlib
+import subprocess
+import sys
 import zoneinfo
 from collections import Counter
 
@@ -158,9 +161,7 @@ def test_a_skipped_local_hour_does_not_fire_and_a_repeated_one_fires_once(
     sim.run_until(until)
     days = {datetime.datetime.fromtimestamp(t, datetime.UTC).date() for t in sim.runs}
     local_days = {
-        datetime.datetime.fromtimestamp(t, datetime.UTC)
-        .astimezone(zoneinfo.ZoneInfo(zone))
-        .date()
+        datetime.datetime.fromtimestamp(t, datetime.UTC).astimezone(zoneinfo.ZoneInfo(zone)).date()
         for t in sim.runs
     }
     assert datetime.date.fromisoformat(spring) not in local_days
@@ -503,3 +504,20 @@ def test_run_names_are_deterministic_and_short() -> None:
     assert run_name(long_a, t) == run_name(long_a, t)
     assert run_name(long_a, t).endswith("-20260501020000")
     assert len(label_value("b" * 200)) <= 63 and label_value("short") == "short"
+
+
+def test_validate_rejects_an_interval_that_is_not_whole_seconds(tmp_path: pathlib.Path) -> None:
+    document = tmp_path / "rr.yaml"
+    document.write_text(
+        "apiVersion: pipesync.io/v1alpha1\nkind: RecurringRun\nmetadata: {name: x}\n"
+        "spec:\n  pipelineRef: {name: p}\n  schedule: {interval: 1500ms}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pipesync.cli.main", "validate", str(document)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result
+    assert "rr.yaml:6:" in result.stdout + result.stderr
+    assert "whole number of seconds" in result.stdout + result.stderr

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pipesync.api import model
+from pipesync.api import durations, model
 from pipesync.api.diagnostics import Diagnostic
 from pipesync.api.documents import Resource
 from pipesync.engine import compiler, params, schedules
@@ -118,10 +118,25 @@ def _schedule_problems(resource: Resource) -> list[Diagnostic]:
         problem = schedules.timezone_problem(schedule["timezone"])
         if problem:
             problems.append(resource.diagnostic(("spec", "schedule", "timezone"), problem))
+    if "interval" in schedule:
+        problem = _interval_problem(schedule["interval"])
+        if problem:
+            problems.append(resource.diagnostic(("spec", "schedule", "interval"), problem))
     start, end = _instant(spec.get("startTime")), _instant(spec.get("endTime"))
     if start is not None and end is not None and end <= start:
         problems.append(resource.diagnostic(("spec", "endTime"), "endTime must be after startTime"))
     return problems
+
+
+def _interval_problem(value: Any) -> str | None:
+    """Run names carry their scheduled time to the second: intervals are whole seconds."""
+    try:
+        seconds = durations.parse(str(value))
+    except ValueError as error:
+        return str(error)
+    if seconds < 1 or seconds != int(seconds):
+        return f"interval {value!r} must be a whole number of seconds, at least 1s"
+    return None
 
 
 def _instant(value: Any) -> datetime | None:
