@@ -275,8 +275,21 @@ def test_replace_cancels_the_running_one_and_its_onexit_runs(
     suspend(cluster, namespace, "replace")
     first = runs_of(cluster, namespace, "replace")[0]
     assert first["spec"]["cancel"] is True
-    assert first["status"]["tasks"]["goodbye"]["phase"] == "Succeeded", first["status"]["tasks"]
-    assert first["status"]["tasks"]["nap"]["phase"] == "Cancelled"
+    assert first["status"]["tasks"]["nap"]["phase"] == "Cancelled", first["status"]["tasks"]
+    name = first["metadata"]["name"]
+    exit_pods = json.loads(
+        cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "-l",
+            f"pipesync.io/run={name},pipesync.io/task=goodbye",
+        ).stdout
+    )["items"]
+    assert [p["status"]["phase"] for p in exit_pods] == ["Succeeded"], "onExit did not run"
 
 
 @pytest.mark.parametrize("policy", ["Latest", "All"])
