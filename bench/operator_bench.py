@@ -485,6 +485,15 @@ def measure(quick: bool, say: Say) -> Section:
     return section
 
 
+def measure_memory(quick: bool, say: Say) -> Section:
+    section = Section("Operator memory on the e2e control plane (P7)")
+    with Stack() as stack:
+        say("starting control plane, node agent, S3 ...")
+        stack.start()
+        p7(stack, Cluster(stack), quick, say, section)
+    return section
+
+
 if __name__ == "__main__":
     import sys
 
