@@ -92,7 +92,11 @@ def test_a_hanging_remote_times_out(tmp_path: Path) -> None:
     try:
         with pytest.raises(fetch.FetchError) as error:
             fetch.fetch(
-                tmp_path / "m", f"git://127.0.0.1:{port}/r.git", fetch.Ref(branch="main"), None, 1.0
+                tmp_path / "m",
+                f"git://127.0.0.1:{port}/r.git",
+                fetch.Ref(branch="main"),
+                None,
+                timeout=1.0,
             )
         assert error.value.reason == "FetchTimeout"
         assert "timed out" in str(error.value) or "Timeout" in str(error.value)
@@ -178,7 +182,7 @@ def test_a_failing_fetch_never_shows_credentials(tmp_path: Path) -> None:
             "http://bob:url-secret@127.0.0.1:9/r.git",
             fetch.Ref(branch="main"),
             credentials,
-            10.0,
+            timeout=10.0,
         )
     message = str(error.value)
     assert "very-secret-pw" not in message and "url-secret" not in message
@@ -194,7 +198,7 @@ def test_http_credentials_travel_in_the_environment_only() -> None:
         }
     assert pairs["http.extraHeader"] == "Authorization: Bearer tok-abcdef"
     assert pairs["http.followRedirects"] == "false"
-    assert env["GIT_ALLOW_PROTOCOL"] == fetch.ALLOWED_PROTOCOLS
+    assert env["GIT_ALLOW_PROTOCOL"] == fetch.allowed_protocols()
     assert env["GIT_TERMINAL_PROMPT"] == "0"
 
 
@@ -241,3 +245,28 @@ def test_messages_since_the_last_applied_commit(origin: GitRepo, tmp_path: Path)
     assert "first" not in between  # the applied commit itself is not in the range
     assert fetch.messages_since(fetched.repo, None, head).strip() == "later fix"
     assert fetch.messages_since(fetched.repo, "0" * 40, head).strip() == "later fix"
+
+
+def test_file_urls_may_not_read_the_mirror_cache(origin: GitRepo, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    fetch.fetch(cache / "team-a" / "src", url(origin), fetch.Ref(branch="main"))
+    with pytest.raises(fetch.FetchError) as error:
+        fetch.fetch(
+            cache / "team-b" / "thief",
+            (cache / "team-a" / "src").as_uri(),
+            fetch.Ref(branch="main"),
+            cache=cache,
+        )
+    assert error.value.reason == "ProtocolNotAllowed"
+
+
+def test_the_operator_can_narrow_the_transports(
+    origin: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPESYNC_GIT_PROTOCOLS", "https:ssh:ext")
+    assert fetch.allowed_protocols() == "https:ssh"  # never more than the built-in list
+    with pytest.raises(fetch.FetchError) as error:
+        fetch.fetch(tmp_path / "m", url(origin), fetch.Ref(branch="main"))
+    assert error.value.reason == "ProtocolNotAllowed" and "file://" in str(error.value)
+    with fetch._environment(None) as env:
+        assert env["GIT_ALLOW_PROTOCOL"] == "https:ssh"

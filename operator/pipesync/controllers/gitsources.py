@@ -312,8 +312,9 @@ class _Pass:
         if self.spec.get("timeout"):
             with contextlib.suppress(ValueError):
                 timeout = durations.parse(str(self.spec["timeout"]))
-        path = fetch.mirror_path(self.namespace, self.name, self.owner.cache)
-        return fetch.fetch(path, self.url, ref, credentials, timeout)
+        cache = self.owner.cache or fetch.cache_root()
+        path = fetch.mirror_path(self.namespace, self.name, cache)
+        return fetch.fetch(path, self.url, ref, credentials, timeout=timeout, cache=cache)
 
     def _applied_sha(self) -> str | None:
         applied = str(self.status.get("lastAppliedRevision") or "")

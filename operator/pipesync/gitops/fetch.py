@@ -27,12 +27,15 @@ import re
 import shlex
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import git
 
 #: The transports a GitSource may use; `ext::` (runs a command) and friends are refused.
+#: PIPESYNC_GIT_PROTOCOLS narrows them (e.g. "https:ssh" in a shared cluster: file:// reads
+#: the operator's own disk).
 ALLOWED_PROTOCOLS = "http:https:ssh:git:file"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 _SAFE_SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -155,6 +158,32 @@ def display_url(url: str) -> str:
     return scrub(url)
 
 
+def allowed_protocols() -> str:
+    wanted = os.environ.get("PIPESYNC_GIT_PROTOCOLS", ALLOWED_PROTOCOLS).split(":")
+    known = ALLOWED_PROTOCOLS.split(":")
+    return ":".join(p for p in wanted if p in known) or "none"
+
+
+def check_url(url: str, cache: Path | None) -> None:
+    """Refuses a transport the operator does not allow, and a file:// URL into the mirror
+    cache (another source's mirror holds what its credentials fetched)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "ssh"
+    allowed = allowed_protocols().split(":")
+    if scheme not in allowed:
+        raise FetchError(
+            "ProtocolNotAllowed",
+            f"spec.url: {scheme}:// is not allowed by this operator "
+            f"(PIPESYNC_GIT_PROTOCOLS={allowed_protocols()})",
+        )
+    if scheme == "file" and cache is not None:
+        target = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).resolve()
+        cache = cache.resolve()
+        if target == cache or cache in target.parents:
+            raise FetchError(
+                "ProtocolNotAllowed", "spec.url: file:// may not point into the mirror cache"
+            )
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("PIPESYNC_CACHE") or Path(tempfile.gettempdir()) / "pipesync-git")
 
@@ -179,11 +208,15 @@ def fetch(
     url: str,
     ref: Ref,
     credentials: Credentials | None = None,
+    *,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    cache: Path | None = None,
 ) -> Fetched:
     """Fetches `ref` from `url` into the bare mirror at `path` (created on first use)
     and resolves it to a commit. Raises FetchError with a scrubbed message. The caller
-    closes `Fetched.repo` when done with it."""
+    closes `Fetched.repo` when done with it. `cache`: the root of every source's mirror,
+    which a file:// URL may not point into."""
+    check_url(url, cache)
     repo = _open_mirror(path)
     try:
         return _fetch(repo, url, ref, credentials, timeout)
@@ -318,7 +351,7 @@ def _environment(credentials: Credentials | None) -> Iterator[dict[str, str]]:
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "/bin/false",
         "SSH_ASKPASS": "/bin/false",
-        "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
+        "GIT_ALLOW_PROTOCOL": allowed_protocols(),
         "GIT_SSH_COMMAND": "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes",
     }
     config: list[tuple[str, str]] = []
