@@ -359,3 +359,19 @@ def test_nested_pipelines_and_dag_outputs(cli: Cli, tmp_path: Path) -> None:
     assert code == 0, record
     assert rows["inner--add-2"]["outputs"] == {"Output": "11"}
     assert rows["square"]["outputs"] == {"Output": "121"}
+
+
+def test_ignore_upstream_failure_runs_after_a_failed_task(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="ignore-failure")
+    def pipeline() -> None:
+        broken = fail(message="boom")
+        say(text="cleanup").after(broken).ignore_upstream_failure()
+        say(text="never").after(broken)
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 1  # the failed task still fails the run
+    assert rows["fail"]["phase"] == "Failed"
+    assert rows["say"]["phase"] == "Succeeded"
+    assert rows["say"]["outputs"] == {"Output": "cleanup"}
+    assert rows["say-2"]["phase"] == "Omitted"

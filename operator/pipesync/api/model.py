@@ -99,6 +99,7 @@ class Task:
     output_parameters: tuple[str, ...] = ()
     output_artifacts: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
+    ignore_upstream_failure: bool = False  # runs even when a task it waits for failed
     when: str | None = None
     for_each: ForEach | None = None
     retry: Retry = Retry()
@@ -192,6 +193,7 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         output_parameters=tuple(outputs.get("parameters", ())),
         output_artifacts=tuple(outputs.get("artifacts", ())),
         depends_on=tuple(data.get("dependsOn", ())),
+        ignore_upstream_failure=bool(data.get("ignoreUpstreamFailure", False)),
         when=data.get("when"),
         for_each=None
         if for_each is None

@@ -188,7 +188,7 @@ def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
         return False
     for producer in compiled.upstream:
         phase = step.get((producer, TASK)).phase
-        if phase in _BROKEN:
+        if phase in _BROKEN and not compiled.task.ignore_upstream_failure:
             step.record(
                 key,
                 NodeState(

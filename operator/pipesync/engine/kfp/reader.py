@@ -174,28 +174,17 @@ class Reader:
         dag = _mapping(self.at(dag_path))
         tasks = _mapping(dag.get("tasks"))
         state = _Dag(scope, context)
-        exits = [
-            name
-            for name, task in tasks.items()
-            if _mapping(task.get("triggerPolicy")).get("strategy") == _ALL_DONE
-        ]
         for name in _order(tasks):
             path = (*dag_path, "tasks", name)
             task = _mapping(tasks[name])
             site = _Site(name, task, path)
-            if name in exits and _is_exit_task(task):
+            if _ignores_failures(task) and _is_exit_task(task):
                 if not root_level or context.loop is not None:
                     self.problem(path, "an exit handler task is only supported at the top level")
                 elif self.on_exit is not None:
                     self.problem(path, "only one exit handler per pipeline is supported")
                 else:
                     self.exit_task(site, state)
-                continue
-            if name in exits:
-                self.problem(
-                    (*path, "triggerPolicy", "strategy"),
-                    f"task {name!r}: ignore_upstream_failure is not supported yet",
-                )
                 continue
             self.task(site, state)
         return state.flat, state.outputs
@@ -231,10 +220,17 @@ class Reader:
             if translated is not None:
                 when = (*when, (translated, (*path, "triggerPolicy", "condition")))
         inner = _Context(context.prefix, when, tuple(dict.fromkeys(deps)), context.loop)
-        if "dag" in component:
+        if "dag" in component and _ignores_failures(task):
+            self.problem(
+                (*path, "triggerPolicy", "strategy"),
+                f"{name!r}: ignore_upstream_failure on a pipeline or group is not supported yet",
+            )
+        elif "dag" in component:
             self.group(site, component_name, inputs, inner, dag)
         elif "executorLabel" in component:
             created = self.container(site, component, inputs, inner)
+            if created is not None and _ignores_failures(task):
+                self.tasks[-1]["ignoreUpstreamFailure"] = True
             dag.flat[name] = [] if created is None else [created]
             dag.outputs[name] = self.task_outputs(created, component, inner) if created else {}
         else:
@@ -337,6 +333,7 @@ class Reader:
             path = (*dag_path, "outputs", "parameters", key)
             if "valueFromOneof" in spec:
                 self.problem(path, f"DAG output {key!r}: OneOf outputs are not supported yet")
+                found[key] = v.ABSENT  # reported once here, not again at each reader
                 continue
             selector = _mapping(spec.get("valueFromParameter"))
             value = produced.get(str(selector.get("producerSubtask")), {}).get(
@@ -349,6 +346,7 @@ class Reader:
             path = (*dag_path, "outputs", "artifacts", key)
             if len(selectors) != 1:
                 self.problem(path, f"DAG output {key!r}: OneOf outputs are not supported yet")
+                found[key] = v.ABSENT  # reported once here, not again at each reader
                 continue
             selector = _mapping(selectors[0])
             value = produced.get(str(selector.get("producerSubtask")), {}).get(
@@ -424,7 +422,7 @@ class Reader:
             value = outputs.get(producer, {}).get(key)
             if value is None:
                 self.problem(where, f"output {key!r} of task {producer!r} is not available here")
-            return value
+            return None if value is v.ABSENT else value
         if "taskFinalStatus" in spec:
             return Value(
                 Kind.STATUS, group=str(_mapping(spec["taskFinalStatus"]).get("producerTask"))
@@ -461,7 +459,7 @@ class Reader:
             value = outputs.get(producer, {}).get(key)
             if value is None:
                 self.problem(where, f"artifact {key!r} of task {producer!r} is not available here")
-            return value
+            return None if value is v.ABSENT else value
         if "componentInputArtifact" in spec:
             value = scope.get(str(spec["componentInputArtifact"]))
             if value is None:
@@ -796,6 +794,10 @@ def _order(tasks: Mapping[str, Any]) -> list[str]:
     for name in tasks:
         visit(name)
     return ordered
+
+
+def _ignores_failures(task: Mapping[str, Any]) -> bool:
+    return _mapping(task.get("triggerPolicy")).get("strategy") == _ALL_DONE
 
 
 def _is_exit_task(task: Mapping[str, Any]) -> bool:

@@ -1,0 +1,284 @@
+"""The KFP IR reader: what a compiled KFP pipeline becomes, and the located problems for
+what pipesync cannot run yet. Pipelines are compiled by kfp 2.17.0 during the test."""
+
+# No `from __future__ import annotations`: the KFP SDK reads component annotations as types.
+
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipesync.api import model
+from pipesync.engine import compiler, planner
+from pipesync.engine import kfp as kfp_reader
+from pipesync.engine.kfp import cel
+from pipesync.engine.state import TASK, NodeState, Phase
+from tests.unit.conftest import Cli
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    kfp = pytest.importorskip(
+        "kfp", reason="kfp is not installed (pip install kfp==2.17.0; see docs/kfp.md)"
+    )
+    from kfp import compiler as kfp_compiler
+    from kfp import dsl
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+IMAGE = "python:3.11"
+
+
+@dsl.component(base_image=IMAGE)
+def say(text: str) -> str:
+    return text
+
+
+@dsl.component(base_image=IMAGE)
+def flip() -> str:
+    return "heads"
+
+
+@dsl.container_component
+def tool(name: str, count: int) -> dsl.ContainerSpec:
+    return dsl.ContainerSpec(
+        image="alpine:3", command=["tool", dsl.ConcatPlaceholder(["--name=", name])], args=[count]
+    )
+
+
+def compile_to(pipeline: Any, path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kfp_compiler.Compiler().compile(pipeline, str(path))
+    return path
+
+
+def translate(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    loaded = kfp_reader.load(path.read_bytes(), path.name)
+    assert loaded is not None, "a KFP file must be claimed by the reader"
+    resources, problems = loaded
+    return (resources[0].body if resources else None), [p.format() for p in problems]
+
+
+def line_of(path: Path, text: str, occurrence: int = 1) -> int:
+    """The 1-based line of the n-th line containing `text`."""
+    seen = 0
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            seen += 1
+            if seen == occurrence:
+                return number
+    raise AssertionError(f"{text!r} not in {path}")
+
+
+def by_name(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for task in body["spec"]["tasks"]}
+
+
+def test_translation_maps_placeholders_resources_retry_conditions_and_loops(tmp_path: Path) -> None:
+    @dsl.pipeline(name="Mapped_Pipeline")
+    def pipeline(n: int = 2, names: list = ["a", "b"]) -> None:  # noqa: B006 - the DSL default
+        coin = flip()
+        (
+            say(text="gpu")
+            .set_cpu_limit("2")
+            .set_memory_limit("1G")
+            .set_accelerator_type("nvidia.com/gpu")
+            .set_accelerator_limit(1)
+            .set_retry(num_retries=3, backoff_duration="5s", backoff_factor=3)
+        )
+        with dsl.If(coin.output == "heads"):
+            tool(name="x", count=n)
+        with dsl.ParallelFor(names, parallelism=1) as name:
+            tool(name=name, count=3)
+
+    body, problems = translate(compile_to(pipeline, tmp_path / "p.yaml"))
+    assert problems == []
+    assert body is not None
+    assert body["metadata"]["name"] == "mapped-pipeline"
+    assert body["spec"]["params"] == [
+        {"name": "n", "type": "integer", "default": 2},
+        {"name": "names", "type": "list", "default": ["a", "b"]},
+    ]
+    tasks = by_name(body)
+    assert tasks["say"]["resources"] == {"cpu": "2", "memory": "1G", "gpu": 1}
+    assert tasks["say"]["pool"] == "gpu"
+    assert tasks["say"]["retry"] == {
+        "limit": 3,
+        "backoff": "5s",
+        "maxBackoff": "3600s",
+        "factor": 3.0,
+    }
+    assert tasks["tool"]["command"] == ["tool", "--name=x"]
+    assert tasks["tool"]["args"] == ["{{params.n}}"]
+    assert tasks["tool"]["when"] == "('{{tasks.flip.outputs.parameters.Output}}' == 'heads')"
+    assert tasks["tool"]["dependsOn"] == ["flip"]
+    assert tasks["tool-2"]["command"] == ["tool", "--name={{item}}"]
+    assert tasks["tool-2"]["args"] == ["3"]
+    assert tasks["tool-2"]["forEach"] == {"items": "{{params.names}}", "parallelism": 1}
+    # The same compiler the native format goes through accepts it.
+    spec = model.pipeline_spec_from_spec(body["spec"])
+    assert compiler.compile_pipeline(spec)[1] == []
+
+
+@dsl.pipeline(name="branches")
+def branches() -> str:
+    coin = flip()
+    with dsl.If(coin.output == "heads"):
+        first = say(text="A")
+    with dsl.Else():
+        second = say(text="B")
+    return dsl.OneOf(first.output, second.output)
+
+
+def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> None:
+    @dsl.pipeline(name="unsupported")
+    def pipeline() -> None:
+        chosen = branches()
+        say(text=chosen.output)
+        with dsl.ParallelFor([1, 2]):
+            one = say(text="x")
+            say(text=one.output)
+        dsl.importer(artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset)
+
+    path = compile_to(pipeline, tmp_path / "p.yaml")
+    body, problems = translate(path)
+    assert body is None
+    assert problems == sorted(
+        [
+            f"p.yaml:{line_of(path, 'valueFromOneof:')}:13: DAG output "
+            "'pipelinechannel--condition-branches-1-oneof-1': OneOf outputs are not supported yet",
+            f"p.yaml:{line_of(path, '      importer:') + 1}:9: task 'importer': importer is not "
+            "supported yet",
+            f"p.yaml:{line_of(path, '      for-loop-2:', 1) + 1}:9: ParallelFor 'for-loop-2' runs "
+            "2 tasks per item; pipesync runs one task per item so far (not supported yet: "
+            "several tasks in one loop body)",
+        ]
+    )
+
+
+def test_platform_settings_map_onto_the_task_or_are_refused(tmp_path: Path) -> None:
+    @dsl.pipeline(name="platform")
+    def pipeline() -> None:
+        say(text="x")
+
+    path = compile_to(pipeline, tmp_path / "p.yaml")
+    platform = textwrap.dedent(
+        """\
+        ---
+        platforms:
+          kubernetes:
+            deploymentSpec:
+              executors:
+                exec-say:
+                  nodeSelector:
+                    labels: {disk: ssd}
+                  tolerations:
+                  - {key: gpu, operator: Exists, effect: NoSchedule}
+                  nodeAffinity:
+                  - matchExpressions:
+                    - {key: zone, operator: In, values: [a]}
+        """
+    )
+    path.write_text(path.read_text() + platform)
+    body, problems = translate(path)
+    assert problems == []
+    assert body is not None
+    task = by_name(body)["say"]
+    assert task["nodeSelector"] == {"disk": "ssd"}
+    assert task["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert task["affinity"] == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    }
+    path.write_text(path.read_text() + "          secretAsEnv:\n          - secretName: creds\n")
+    body, problems = translate(path)
+    assert body is None
+    line = line_of(path, "secretAsEnv:")
+    assert problems == [
+        f"p.yaml:{line}:11: kfp-kubernetes setting 'secretAsEnv' is not supported by "
+        "pipesync's pod builder (supported: nodeSelector, tolerations, nodeAffinity)"
+    ]
+
+
+def test_validate_and_run_accept_kfp_files(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="cli")
+    def pipeline(word: str = "hi") -> None:
+        say(text=word)
+
+    path = compile_to(pipeline, tmp_path / "p.yaml")
+    result = cli("validate", path)
+    assert result.code == 0, result.text
+    assert "1 document(s): valid" in result.err
+    broken = compile_to(branches, tmp_path / "broken.yaml")
+    result = cli("validate", broken)
+    assert result.code == 1
+    assert f"broken.yaml:{line_of(broken, 'valueFromOneof:')}:13: DAG output" in result.out
+
+
+def test_files_that_are_not_kfp_are_left_to_the_native_reader() -> None:
+    native = b"apiVersion: pipesync.io/v1alpha1\nkind: Pipeline\nmetadata: {name: a}\n"
+    assert kfp_reader.load(native, "a.yaml") is None
+    mentions = b"# pipelineInfo and deploymentSpec in a comment\nkind: Pipeline\n"
+    assert kfp_reader.load(mentions, "b.yaml") is None
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("inputs.parameter_values['a'] == 'heads'", "'{{A}}' == 'heads'"),
+        ("int(inputs.parameter_values['a']) > 5", "{{A}} > 5"),
+        (
+            "!(inputs.parameter_values['a'] == 'x') && double(inputs.parameter_values['b']) <= 1.5",
+            "not ( '{{A}}' == 'x' ) and {{B}} <= 1.5",
+        ),
+        ('inputs.parameter_values["a"] != "say \\"hi\\""', "'{{A}}' != 'say \"hi\"'"),
+    ],
+)
+def test_cel_conditions_become_when_expressions(condition: str, expected: str) -> None:
+    def operand(name: str, numeric: bool) -> str:
+        text = "{{" + name.upper() + "}}"
+        return text if numeric else f"'{text}'"
+
+    assert cel.translate(condition, operand) == expected
+
+
+def test_cel_outside_the_subset_is_refused() -> None:
+    with pytest.raises(cel.CelError, match="parseJson"):
+        cel.translate("parseJson(inputs.parameter_values['a'])['k'] == 1", lambda n, b: n)
+
+
+def test_planner_runs_a_task_that_ignores_upstream_failure() -> None:
+    spec = model.pipeline_spec_from_spec(
+        {
+            "tasks": [
+                {"name": "a", "command": ["false"]},
+                {
+                    "name": "b",
+                    "command": ["true"],
+                    "dependsOn": ["a"],
+                    "ignoreUpstreamFailure": True,
+                },
+                {"name": "c", "command": ["true"], "dependsOn": ["a"]},
+            ]
+        }
+    )
+    compiled, problems = compiler.compile_pipeline(spec)
+    assert compiled is not None, problems
+    a, b, c = (compiled.task(name).index for name in "abc")
+    nodes = {(a, TASK): NodeState(Phase.FAILED, attempts=1)}
+    decision = planner.plan(compiled, nodes, planner.RunContext("r", "ns", {}), now=0.0)
+    assert [launch.task.name for launch in decision.launches] == ["b"]
+    states = {t.key: t.state.phase for t in decision.transitions}
+    assert states[(c, TASK)] is Phase.OMITTED
+    assert states[(b, TASK)] is Phase.RUNNING
