@@ -20,6 +20,7 @@ from bench import (
     engine_bench,
     executor_bench,
     gitsync_bench,
+    kfp_bench,
     operator_bench,
     recurring_bench,
     validate_bench,
@@ -125,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "webhook",
             "gitsync",
             "recurring",
+            "kfp",
         ),
         action="append",
         help="run only these benchmarks (repeatable)",
@@ -146,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("webhook", webhook_bench.measure),
         ("gitsync", gitsync_bench.measure),
         ("recurring", recurring_bench.measure),
+        ("kfp", kfp_bench.measure),
     ):
         if key == "operator-memory" and "operator-memory" not in (options.only or ()):
             continue
