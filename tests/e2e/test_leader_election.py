@@ -161,6 +161,15 @@ def wait_label(cluster: Cluster, namespace: str, pod: str, value: str) -> None:
         time.sleep(0.2)
 
 
+def wait_standby(replica: Replica) -> None:
+    """Until the replica has tried for the Lease once and lost (it logs it, once)."""
+    deadline = time.monotonic() + 30
+    while "standby" not in replica.log():
+        assert time.monotonic() < deadline, replica.log()
+        assert replica.alive(), replica.log()
+        time.sleep(0.2)
+
+
 def instant(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -193,12 +202,11 @@ def test_the_standby_takes_over_a_killed_leader_and_the_run_completes_once(
     first.start()
     wait_holder(cluster, namespace, first.identity, timeout=30)
     second.start()  # ready (its /healthz answers) while it waits as a standby
-    time.sleep(3)  # longer than a retry period: the standby has tried and lost
+    wait_standby(second)  # it has tried and lost
     spec = lease(cluster, namespace)
     assert spec is not None
     assert spec["holderIdentity"] == first.identity
     assert spec["leaseDurationSeconds"] == 10
-    assert "standby" in second.log()
     assert healthy(second.liveness_url)
     # what the chart's webhook Service selects: the leader's pod only
     assert leader_label(cluster, namespace, first.pod) == "true"
@@ -260,7 +268,7 @@ def test_a_stopped_leader_hands_the_lease_over(
     first.start()
     wait_holder(cluster, solo_namespace, first.identity, timeout=30)
     second.start()
-    time.sleep(3)
+    wait_standby(second)
     before = lease(cluster, solo_namespace)
     assert before is not None
     assert before["holderIdentity"] == first.identity
