@@ -484,3 +484,18 @@ def repo_head(server: GitServer, repo: Repo) -> str:
     head = server.head(repo.name)
     assert head is not None
     return head
+
+
+def test_interval_polling_picks_up_a_push(
+    cluster: Cluster, operator: Operator, git_server: GitServer, namespace: str
+) -> None:
+    repo = Repo(git_server, f"{namespace}-poll")
+    first = repo.push(pipelines__a_yaml=PIPELINE.format(name="a", word="v1"))
+    create_source(cluster, namespace, repo.remote.daemon_url, interval="2s")
+    wait_source(cluster, namespace, applied(first), operator)
+    second = repo.push(pipelines__a_yaml=PIPELINE.format(name="a", word="v2"))
+    # No annotation, no spec change: only the poll can bring the new commit.
+    source = wait_source(cluster, namespace, applied(second), operator)
+    assert "lastHandledReconcileAt" not in source["status"]
+    a = get(cluster, namespace, "pipeline", "a")
+    assert a is not None and a["spec"]["tasks"][0]["command"] == ["echo", "v2"]
