@@ -49,6 +49,29 @@ class _Wakeups:
         self._events.pop(key, None)
 
 
+class _Finishes:
+    """Which Run events are news to its RecurringRun: the first sight of it finished, or
+    its deletion before it finished. Everything after (its S3 record, its deletion by the
+    history limit) would only cost passes, which crowd out due firings."""
+
+    def __init__(self) -> None:
+        self._finished: set[str] = set()  # uids of Runs whose finish was reported
+
+    def first_news(self, kind: str, body: Mapping[str, Any]) -> bool:
+        uid = str((body.get("metadata") or {}).get("uid"))
+        if kind == "DELETED":
+            if uid in self._finished:
+                self._finished.discard(uid)
+                return False
+            return True
+        if (body.get("status") or {}).get("phase") not in recurringruns.FINISHED:
+            return False
+        if uid in self._finished:
+            return False
+        self._finished.add(uid)
+        return True
+
+
 def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
     group, version = model.GROUP, model.VERSION
     controller = recurringruns.RecurringRunController(
@@ -56,8 +79,9 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     )
     timed = timer(settings)
     wakeups = _Wakeups()
+    finishes = _Finishes()
     passes = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(2, settings.pass_workers // 2), thread_name_prefix="recurring-pass"
+        max_workers=settings.pass_workers, thread_name_prefix="recurring-pass"
     )
 
     def reconcile(namespace: str, name: str) -> recurringruns.PassResult:
@@ -107,12 +131,11 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         registry=registry,
     )
     async def recurring_runs_run_changed(**kwargs: Any) -> None:
-        # Only a finished or deleted Run changes what the RecurringRun decides or shows.
+        # Only a Run finishing, or deleted unfinished, changes what its owner decides.
         body: Mapping[str, Any] = kwargs["body"]
-        phase = (body.get("status") or {}).get("phase")
-        if phase not in recurringruns.FINISHED and kwargs["event"].get("type") != "DELETED":
+        if not finishes.first_news(str(kwargs["event"].get("type")), body):
             return
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
-        owner = annotations.get(recurringruns.ANNOTATION_OWNER)
+        metadata = body.get("metadata") or {}
+        owner = (metadata.get("annotations") or {}).get(recurringruns.ANNOTATION_OWNER)
         if owner:
             wakeups.wake((kwargs["namespace"], owner))
