@@ -1,0 +1,158 @@
+"""A pipeline compiled by the KFP SDK, run by the operator on the real control plane.
+
+The test compiles its own DSL pipeline with kfp 2.17.0, reads the YAML with pipesync's
+KFP reader (what `pipesync validate`/`run` and the GitSource sync use), applies the
+resulting Pipeline and a Run, and checks states, outputs and logs. The node agent runs
+pods as host processes, so the lightweight components' shim runs in this venv's python3,
+which has kfp (in a real cluster: the component's base_image with kfp installed).
+"""
+
+# No `from __future__ import annotations`: the KFP SDK reads component annotations as types.
+
+import json
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipesync.engine import kfp as kfp_reader
+from tests.e2e.fixtures.controlplane import Cluster
+from tests.e2e.fixtures.operator import Operator
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    kfp = pytest.importorskip(
+        "kfp", reason="kfp is not installed (pip install kfp==2.17.0; see docs/kfp.md)"
+    )
+    from kfp import compiler, dsl
+    from kfp.dsl import Dataset, Input, Output
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+IMAGE = "python:3.11"
+
+
+@dsl.component(base_image=IMAGE)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.component(base_image=IMAGE)
+def make_dataset(n: int, data: Output[Dataset]) -> None:
+    with open(data.path, "w") as handle:
+        handle.write(",".join(str(i) for i in range(n)))
+    data.metadata["rows"] = n
+
+
+@dsl.component(base_image=IMAGE)
+def read_dataset(data: Input[Dataset]) -> str:
+    with open(data.path) as handle:
+        return f"{handle.read()}|rows={data.metadata.get('rows')}"
+
+
+@dsl.component(base_image=IMAGE)
+def total(values: list) -> int:
+    return sum(values)
+
+
+@dsl.component(base_image=IMAGE)
+def report(status: dsl.PipelineTaskFinalStatus) -> None:
+    print(f"final-state={status.state}")
+
+
+@dsl.container_component
+def shout(message: str) -> dsl.ContainerSpec:
+    return dsl.ContainerSpec(
+        image="alpine:3", command=["echo", dsl.ConcatPlaceholder(["loud:", message])]
+    )
+
+
+@dsl.pipeline(name="kfp-e2e")
+def pipeline(n: int = 3) -> None:
+    final = report()
+    with dsl.ExitHandler(final):
+        first = add(a=n, b=1)
+        made = make_dataset(n=first.output)
+        read_dataset(data=made.outputs["data"])
+        with dsl.ParallelFor([1, 2, 3], parallelism=2) as item:
+            added = add(a=item, b=10)
+        total(values=dsl.Collected(added.output))
+        with dsl.If(first.output > 100):
+            shout(message="never")
+        with dsl.Else():
+            shout(message="small")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"kfp-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def wait_finished(cluster: Cluster, namespace: str, name: str, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = json.loads(cluster.kubectl("get", "run", name, "-n", namespace, "-o", "json").stdout)
+        if run.get("status", {}).get("phase") in ("Succeeded", "Failed", "Cancelled"):
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {name} did not finish: {json.dumps(run.get('status'), indent=1)}")
+
+
+def test_a_kfp_compiled_pipeline_runs_in_the_cluster(
+    cluster: Cluster, operator: Operator, namespace: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "kfp-e2e.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiler.Compiler().compile(pipeline, str(path))
+    loaded = kfp_reader.load(path.read_bytes(), str(path))
+    assert loaded is not None
+    resources, problems = loaded
+    assert problems == []
+    body = dict(resources[0].body)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/kfp-e2e", "-n", namespace, "--timeout=60s"
+    )
+    run = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Run",
+        "metadata": {"name": "kfp-1"},
+        "spec": {"pipelineRef": {"name": "kfp-e2e"}, "params": {"n": 4}},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run))
+    status = wait_finished(cluster, namespace, "kfp-1")["status"]
+    assert status["phase"] == "Succeeded", (json.dumps(status, indent=1), operator.log())
+    tasks = status["tasks"]
+    assert tasks["add"]["outputs"]["Output"] == "5"
+    assert tasks["read-dataset"]["outputs"]["Output"] == "0,1,2,3,4|rows=5"
+    assert tasks["add-2"]["outputs"]["Output"] == "[11,12,13]"
+    assert tasks["total"]["outputs"]["Output"] == "36"
+    assert tasks["shout"]["phase"] == "Skipped"
+    assert tasks["shout-2"]["phase"] == "Succeeded"
+    pods = json.loads(
+        cluster.kubectl(
+            "get", "pods", "-n", namespace, "-l", "pipesync.io/run=kfp-1", "-o", "json"
+        ).stdout
+    )["items"]
+    by_task = {p["metadata"]["labels"]["pipesync.io/task"]: p for p in pods}
+    shout_log = cluster.kubectl(
+        "logs", "-n", namespace, by_task["shout-2"]["metadata"]["name"], "-c", "main"
+    ).stdout
+    assert "loud:small" in shout_log
+    report_log = cluster.kubectl(
+        "logs", "-n", namespace, by_task["report"]["metadata"]["name"], "-c", "main"
+    ).stdout
+    assert "final-state=SUCCEEDED" in report_log
