@@ -32,7 +32,7 @@ from tests.e2e.test_operator_runs import wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "repo-layout"
-TIMEOUT = 60.0
+TIMEOUT = 120.0  # generous: the machine running the suite may be shared and busy
 
 PIPELINE = """\
 apiVersion: pipesync.io/v1alpha1
