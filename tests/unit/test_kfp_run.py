@@ -375,3 +375,21 @@ def test_ignore_upstream_failure_runs_after_a_failed_task(cli: Cli, tmp_path: Pa
     assert rows["say"]["phase"] == "Succeeded"
     assert rows["say"]["outputs"] == {"Output": "cleanup"}
     assert rows["say-2"]["phase"] == "Omitted"
+
+
+@dsl.component(base_image=IMAGE)
+def seven() -> int:
+    return 7
+
+
+def test_f_string_arguments_substitute_params_and_upstream_outputs(
+    cli: Cli, tmp_path: Path
+) -> None:
+    @dsl.pipeline(name="f-strings")
+    def pipeline(n: int = 3, who: str = "bob") -> None:
+        upstream = seven()
+        say(text=f"n={n} who={who} m={upstream.output}")
+
+    code, record = run(cli, tmp_path, pipeline, "who=ann")
+    assert code == 0, record
+    assert tasks(record)["say"]["outputs"] == {"Output": "n=3 who=ann m=7"}
