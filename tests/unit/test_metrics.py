@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from pipesync.controllers import runs
+from pipesync.controllers.gitsources import SyncReport
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.observe import endpoint
@@ -354,3 +355,66 @@ def test_addresses_parse_like_the_flag_documents() -> None:
     assert endpoint.parse_address("[::1]:9100") == ("::1", 9100)
     with pytest.raises(ValueError):
         endpoint.parse_address("localhost")
+
+
+def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
+    clock = Clock()
+    metrics = Metrics(CollectorRegistry(), clock=clock)
+    source = {"namespace": "ml", "name": "repo"}
+    now = clock.now
+    applied = SyncReport("Succeeded", "main@sha1:aaa", 3, 1, 2, 0, now - 4.0)
+    metrics.git_sync("ml", "repo", applied, 0.7)
+    assert (
+        metrics.registry.get_sample_value(
+            "pipesync_gitsource_syncs_total", {**source, "result": "Succeeded"}
+        )
+        == 1
+    )
+    assert (
+        metrics.registry.get_sample_value("pipesync_gitsource_objects_applied_total", source) == 4
+    )
+    assert metrics.registry.get_sample_value("pipesync_gitsource_objects_pruned_total", source) == 2
+    assert (
+        metrics.registry.get_sample_value("pipesync_gitsource_sync_duration_seconds_sum", source)
+        == 0.7
+    )
+    assert (
+        metrics.registry.get_sample_value("pipesync_gitsource_sync_lag_seconds_sum", source) == 4.0
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "pipesync_gitsource_last_success_timestamp_seconds", source
+        )
+        == now
+    )
+    info = {**source, "revision": "main@sha1:aaa", "ready": "true"}
+    assert metrics.registry.get_sample_value("pipesync_gitsource_info", info) == 1
+
+    failed = SyncReport("FetchFailed", "")
+    metrics.git_sync("ml", "repo", failed, 0.1)
+    errors = {**source, "reason": "FetchFailed"}
+    assert metrics.registry.get_sample_value("pipesync_gitsource_sync_errors_total", errors) == 1
+    # One info series per source: the revision stays, readiness flips.
+    assert metrics.registry.get_sample_value("pipesync_gitsource_info", info) is None
+    assert (
+        metrics.registry.get_sample_value("pipesync_gitsource_info", {**info, "ready": "false"})
+        == 1
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "pipesync_gitsource_last_success_timestamp_seconds", source
+        )
+        == now
+    )
+
+    metrics.git_source_deleted("ml", "repo")
+    assert (
+        metrics.registry.get_sample_value("pipesync_gitsource_info", {**info, "ready": "false"})
+        is None
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "pipesync_gitsource_last_success_timestamp_seconds", source
+        )
+        is None
+    )

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from pipesync.api import model
 from pipesync.controllers import gitsources
 from pipesync.controllers.kube import Kube
 from pipesync.controllers.settings import OperatorSettings, timer
+from pipesync.observe.metrics import Metrics
 from pipesync.runtime import pods
 
 _log = logging.getLogger(__name__)
@@ -47,9 +49,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     passes = concurrent.futures.ThreadPoolExecutor(
         max_workers=GIT_WORKERS, thread_name_prefix="gitsource-pass"
     )
-    # Metrics of sync attempts, once observe.metrics offers them (duck-typed so that
-    # module can add `git_sync(namespace, name, SyncReport)` without touching this one).
-    observe = getattr(settings.metrics, "git_sync", None)
+    metrics = settings.metrics
     own_events: dict[tuple[str, str], asyncio.Event] = {}
     # What each source's last seen event carried: only a change of these wakes it (our
     # own status writes must not).
@@ -73,6 +73,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         while not stopped:
             event = wakeup(namespace, name)
             event.clear()
+            started = time.monotonic()
             try:
                 result = await loop.run_in_executor(passes, reconcile, namespace, name)
             except Exception:  # an API error reading the source: try again soon
@@ -80,19 +81,13 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
                 delay = RETRY_SECONDS
             else:
                 if result.wait_seconds is None:
+                    if metrics is not None:
+                        metrics.git_source_deleted(namespace, name)
                     return
                 for kind, reason, message in result.events:
                     kopf.event(body, type=kind, reason=reason, message=message)
                 if result.report is not None:  # one line per sync attempt, none when idle
-                    report = result.report
-                    if observe is not None:
-                        observe(namespace, name, report)
-                    _log.info(
-                        "git source %s/%s: %s %s (%d applied, %d runs created, %d pruned, "
-                        "%d invalid files)",
-                        namespace, name, report.result, report.revision or "-",
-                        report.applied, report.created, report.pruned, report.invalid_files,
-                    )  # fmt: skip
+                    _report(metrics, namespace, name, result.report, time.monotonic() - started)
                 delay = result.wait_seconds
             with contextlib.suppress(TimeoutError):  # the interval is up: poll
                 await asyncio.wait_for(event.wait(), timeout=delay)
@@ -114,3 +109,19 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         if seen.get(key, wanted) != wanted:
             wakeup(*key).set()
         seen[key] = wanted
+
+
+def _report(
+    metrics: Metrics | None,
+    namespace: str,
+    name: str,
+    report: gitsources.SyncReport,
+    seconds: float,
+) -> None:
+    if metrics is not None:
+        metrics.git_sync(namespace, name, report, seconds)
+    _log.info(
+        "git source %s/%s: %s %s (%d applied, %d runs created, %d pruned, %d invalid files)",
+        namespace, name, report.result, report.revision or "-",
+        report.applied, report.created, report.pruned, report.invalid_files,
+    )  # fmt: skip

@@ -68,7 +68,27 @@ _TASK_ENDED = frozenset(p.value for p in (*_NODE_ENDED, Phase.SKIPPED, Phase.OMI
 RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 TASK_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
 SCHEDULE_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GitSyncReport(Protocol):
+    """pipesync.controllers.gitsources.SyncReport: what one sync attempt did."""
+
+    @property
+    def result(self) -> str: ...
+    @property
+    def revision(self) -> str: ...
+    @property
+    def applied(self) -> int: ...
+    @property
+    def created(self) -> int: ...
+    @property
+    def pruned(self) -> int: ...
+    @property
+    def invalid_files(self) -> int: ...
+    @property
+    def committed_at(self) -> float | None: ...
 
 
 class RequestCounts(Protocol):
@@ -167,6 +187,7 @@ class Metrics:
             "pipesync_s3_mirror_backlog", "Run records waiting to be written to S3.", registry=r
         )
         self._init_recurring(r)
+        self._init_git_sources(r)
         Gauge(
             "pipesync_build_info", "The running pipesync version.", ["version"], registry=r
         ).labels(version).set(1)
@@ -349,6 +370,108 @@ class Metrics:
 
     def recurring_missed(self, reason: str, count: int) -> None:
         self.recurring_misses.labels(reason).inc(count)
+
+    # --- GitSources (observed by controllers/gitsources_handlers.py) ---------------------
+
+    def _init_git_sources(self, r: CollectorRegistry) -> None:
+        labels = ["namespace", "name"]
+        self.git_sync_duration = Histogram(
+            "pipesync_gitsource_sync_duration_seconds",
+            "Time of one sync attempt of a GitSource (fetch, read, validate, apply, prune).",
+            labels,
+            buckets=SYNC_BUCKETS,
+            registry=r,
+        )
+        self.git_syncs = Counter(
+            "pipesync_gitsource_syncs",
+            "Sync attempts of a GitSource by result (the Ready reason: Succeeded, "
+            "InvalidFiles, FetchFailed, AuthenticationFailed, MassDeletionRefused, ...).",
+            [*labels, "result"],
+            registry=r,
+        )
+        self.git_sync_errors = Counter(
+            "pipesync_gitsource_sync_errors",
+            "Sync attempts of a GitSource that applied nothing, by reason.",
+            [*labels, "reason"],
+            registry=r,
+        )
+        self.git_sync_lag = Histogram(
+            "pipesync_gitsource_sync_lag_seconds",
+            "Time from a commit's timestamp to its objects being applied.",
+            labels,
+            buckets=SYNC_BUCKETS,
+            registry=r,
+        )
+        self.git_last_success = Gauge(
+            "pipesync_gitsource_last_success_timestamp_seconds",
+            "Unix time of the GitSource's last sync that applied a revision.",
+            labels,
+            registry=r,
+        )
+        self.git_applied = Counter(
+            "pipesync_gitsource_objects_applied",
+            "Objects a GitSource applied (server-side apply or create).",
+            labels,
+            registry=r,
+        )
+        self.git_pruned = Counter(
+            "pipesync_gitsource_objects_pruned",
+            "Objects a GitSource deleted because their file left the repository.",
+            labels,
+            registry=r,
+        )
+        self.git_invalid_files = Gauge(
+            "pipesync_gitsource_invalid_files",
+            "Files with errors in the GitSource's last synced revision.",
+            labels,
+            registry=r,
+        )
+        self.git_info = Gauge(
+            "pipesync_gitsource_info",
+            "1 for each GitSource: its current revision and whether its last sync applied "
+            "it (ready).",
+            [*labels, "revision", "ready"],
+            registry=r,
+        )
+        self._git_info_labels: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def git_sync(
+        self, namespace: str, name: str, report: GitSyncReport, seconds: float | None = None
+    ) -> None:
+        """One sync attempt of a GitSource (not called for passes that did nothing)."""
+        applied = report.committed_at is not None
+        if seconds is not None:
+            self.git_sync_duration.labels(namespace, name).observe(seconds)
+        self.git_syncs.labels(namespace, name, report.result).inc()
+        now = self._clock()
+        if applied:
+            self.git_last_success.labels(namespace, name).set(now)
+            self.git_sync_lag.labels(namespace, name).observe(
+                max(now - float(report.committed_at or now), 0.0)
+            )
+            self.git_invalid_files.labels(namespace, name).set(report.invalid_files)
+        else:
+            self.git_sync_errors.labels(namespace, name, report.result).inc()
+        self.git_applied.labels(namespace, name).inc(report.applied + report.created)
+        self.git_pruned.labels(namespace, name).inc(report.pruned)
+        ready = "true" if applied else "false"
+        with self._lock:
+            before = self._git_info_labels.get((namespace, name))
+            revision = report.revision or (before[0] if before else "")
+            if before is not None and before != (revision, ready):
+                self.git_info.remove(namespace, name, *before)
+            self._git_info_labels[(namespace, name)] = (revision, ready)
+        self.git_info.labels(namespace, name, revision, ready).set(1)
+
+    def git_source_deleted(self, namespace: str, name: str) -> None:
+        """Drops the source's series that describe a current state."""
+        with self._lock:
+            before = self._git_info_labels.pop((namespace, name), None)
+        if before is not None:
+            self.git_info.remove(namespace, name, *before)
+        for gauge in (self.git_last_success, self.git_invalid_files):
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name)
 
     # --- push webhook receiver (gitops/webhooks.py reports through this callback) --------
 
