@@ -57,3 +57,25 @@ def test_events_update_and_delete_and_forget_drops_everything() -> None:
     cache.expect(RUN)
     cache.prime(RUN, [])
     assert phases(cache) == {}
+
+
+def test_the_slim_pod_keeps_what_gpu_seconds_by_pool_need() -> None:
+    cache = _PodCache()
+    cache.expect(RUN)
+    gpu = pod("g", 1)
+    gpu["spec"]["nodeSelector"] = {"pipesync.io/pool": "gpu"}
+    gpu["spec"]["containers"] = [
+        {"name": "main", "image": "x", "command": ["train"], "env": [{"name": "A"}],
+         "resources": {"limits": {"nvidia.com/gpu": "2", "cpu": "1"}}},
+        {"name": "pipesync-outputs", "image": "op"},
+    ]  # fmt: skip
+    cache.prime(RUN, [gpu])
+    known = cache.known(RUN)
+    assert known is not None
+    assert known[0]["spec"] == {
+        "nodeName": "cpu-1",
+        "nodeSelector": {"pipesync.io/pool": "gpu"},
+        "containers": [
+            {"name": "main", "resources": {"limits": {"nvidia.com/gpu": "2", "cpu": "1"}}}
+        ],
+    }

@@ -324,9 +324,25 @@ def _slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     )
     return {
         "metadata": {k: copy.deepcopy(metadata[k]) for k in kept_metadata if k in metadata},
-        "spec": {"nodeName": body.get("spec", {}).get("nodeName")},
+        "spec": _slim_spec(body.get("spec") or {}),
         "status": {k: copy.deepcopy(status[k]) for k in kept_status if k in status},
     }
+
+
+def _slim_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The node, the pool selector and the resource limits: what passes and the metrics
+    (GPU seconds by pool) read; commands, env and volumes stay out of memory."""
+    slim: dict[str, Any] = {"nodeName": spec.get("nodeName")}
+    if spec.get("nodeSelector"):
+        slim["nodeSelector"] = dict(spec["nodeSelector"])
+    limits = [
+        {"name": c.get("name"), "resources": {"limits": dict(c["resources"]["limits"])}}
+        for c in spec.get("containers") or ()
+        if (c.get("resources") or {}).get("limits")
+    ]
+    if limits:
+        slim["containers"] = limits
+    return slim
 
 
 def run(settings: OperatorSettings, election: leadership.Election | None = None) -> None:
