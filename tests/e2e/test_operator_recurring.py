@@ -159,7 +159,7 @@ def runs_of(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]
 
 
 def wait_for(
-    what: str, predicate: Callable[[], bool], operator: KillableOperator, timeout: float = 45
+    what: str, predicate: Callable[[], bool], operator: KillableOperator, timeout: float = 90
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -210,7 +210,7 @@ def test_forbid_never_overlaps(
             and counts(cluster, namespace, "forbid").get("skipped", 0) >= 2
         ),
         operator,
-        timeout=50,
+        timeout=90,
     )
     suspend(cluster, namespace, "forbid")
     assert run_watch.most_at_once() == 1
@@ -240,7 +240,7 @@ def test_allow_respects_max_concurrency(
             and counts(cluster, namespace, "allow").get("skipped", 0) >= 1
         ),
         operator,
-        timeout=50,
+        timeout=90,
     )
     suspend(cluster, namespace, "allow")
     assert run_watch.most_at_once() == 2
@@ -270,7 +270,7 @@ def test_replace_cancels_the_running_one_and_its_onexit_runs(
             and (found[0].get("status") or {}).get("phase") == "Cancelled"
         ),
         operator,
-        timeout=50,
+        timeout=90,
     )
     suspend(cluster, namespace, "replace")
     first = runs_of(cluster, namespace, "replace")[0]
@@ -309,7 +309,8 @@ def test_operator_killed_across_two_fire_times(
         schedule={"interval": f"{interval}s"},
         params={"seconds": "0"},
         concurrencyPolicy="Allow",
-        catchup={"policy": policy, "maxRuns": 5},
+        # maxRuns well above the times a slow restart can let pass: All starts every one.
+        catchup={"policy": policy, "maxRuns": 50},
     )
     wait_for("a first run", lambda: len(runs_of(cluster, namespace, "nightly")) >= 1, operator)
     operator.kill()
