@@ -393,3 +393,31 @@ def test_f_string_arguments_substitute_params_and_upstream_outputs(
     code, record = run(cli, tmp_path, pipeline, "who=ann")
     assert code == 0, record
     assert tasks(record)["say"]["outputs"] == {"Output": "n=3 who=ann m=7"}
+
+
+@dsl.component(base_image=IMAGE)
+def pick(text: str) -> str:
+    return f"selected:{text}"
+
+
+@dsl.pipeline(name="chooser")
+def chooser(side: str) -> str:
+    coin = flip(side=side)
+    with dsl.If(coin.output == "heads"):
+        first = say(text="A")
+    with dsl.Else():
+        second = say(text="B")
+    return dsl.OneOf(first.output, second.output)
+
+
+def test_one_of_reads_the_branch_that_ran(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="one-of")
+    def pipeline(side: str = "heads") -> None:
+        pick(text=chooser(side=side).output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    assert code == 0, record
+    assert tasks(record)["pick"]["outputs"] == {"Output": "selected:A"}
+    code, record = run(cli, tmp_path, pipeline, "side=tails")
+    assert code == 0, record
+    assert tasks(record)["pick"]["outputs"] == {"Output": "selected:B"}

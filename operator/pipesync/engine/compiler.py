@@ -45,6 +45,8 @@ class CompiledTask:
     items: tuple[Any, ...] | Ref | None  # forEach: a literal list or the ref holding one
     inputs: tuple[InputBinding, ...]
     is_exit: bool = False
+    # Groups of alternative producers ({{tasks.A...|tasks.B...}}): skipped only when all are.
+    consumes_any: tuple[tuple[int, ...], ...] = ()
 
     @property
     def name(self) -> str:
@@ -165,7 +167,20 @@ def _compile_task(
     upstream: list[int] = []
     consumes: list[int] = []
 
+    consumes_any: list[tuple[int, ...]] = []
+
     def use(ref: Ref, where: SpecPath) -> None:
+        if ref.alternatives:
+            found = [
+                producer
+                for choice in ref.alternatives
+                if (producer := checker.check_ref(choice, task, where, exit_task=exit_task))
+                is not None
+            ]
+            if not exit_task:
+                upstream.extend(found)
+                consumes_any.append(tuple(found))
+            return
         producer = checker.check_ref(ref, task, where, exit_task=exit_task)
         if producer is not None and not exit_task:
             upstream.append(producer)
@@ -224,6 +239,7 @@ def _compile_task(
         items=items,
         inputs=inputs,
         is_exit=exit_task,
+        consumes_any=tuple(dict.fromkeys(consumes_any)),
     )
 
 
@@ -405,6 +421,7 @@ def _renumber(
             index=index,
             upstream=_mapped(draft.upstream, new_index),
             consumes=_mapped(draft.consumes, new_index),
+            consumes_any=tuple(_mapped(group, new_index) for group in draft.consumes_any),
             inputs=tuple(
                 dataclasses.replace(b, producer=new_index[b.producer]) for b in draft.inputs
             ),

@@ -208,6 +208,18 @@ def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
                 ),
             )
             return False
+    for group in compiled.consumes_any:
+        if group and all(step.get((p, TASK)).phase is Phase.SKIPPED for p in group):
+            names = ", ".join(repr(tasks[p].name) for p in group)
+            step.record(
+                key,
+                NodeState(
+                    Phase.SKIPPED,
+                    message=f"upstream tasks {names} were all skipped, "
+                    "so none of the alternative outputs this task reads exists",
+                ),
+            )
+            return False
     if compiled.when is not None:
         try:
             go = expressions.evaluate(compiled.when, lambda ref: _value(step, ref, None))
@@ -399,6 +411,12 @@ def _value(step: _Pass, ref: Ref, item: Any, *, has_item: bool = False) -> str:
         if ref.name == "namespace":
             return step.context.namespace
         raise _Unresolved(f"{ref} is only known in onExit")
+    if ref.kind is RefKind.TASK_PARAMETER and ref.alternatives:
+        for choice in ref.alternatives:
+            state = step.get((step.pipeline.task(choice.task).index, TASK))
+            if state.phase is Phase.SUCCEEDED and choice.name in state.outputs:
+                return state.outputs[choice.name]
+        raise _Unresolved(f"{ref}: none of these tasks produced its output")
     if ref.kind is RefKind.TASK_PARAMETER:
         producer = step.pipeline.task(ref.task)
         outputs = step.get((producer.index, TASK)).outputs

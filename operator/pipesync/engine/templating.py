@@ -35,6 +35,9 @@ class Ref:
     name: str = ""
     task: str = ""
     text: str = ""
+    # `{{tasks.A.outputs.parameters.P|tasks.B.outputs.parameters.Q}}`: the first of these
+    # task outputs that exists (e.g. from whichever of several exclusive branches ran).
+    alternatives: tuple[Ref, ...] = ()
 
     def __str__(self) -> str:
         return "{{" + self.text + "}}"
@@ -72,6 +75,14 @@ class Template:
 def parse_ref(text: str) -> Ref:
     """`params.lr` and friends to a Ref; TemplateError says what is wrong."""
     body = text.strip()
+    if "|" in body:
+        choices = tuple(parse_ref(choice) for choice in body.split("|"))
+        if any(c.kind is not RefKind.TASK_PARAMETER for c in choices):
+            raise TemplateError(
+                f"alternatives in {{{{{body}}}}} must all be tasks.TASK.outputs.parameters.NAME"
+            )
+        first = choices[0]
+        return Ref(first.kind, first.name, first.task, body, alternatives=choices)
     parts = body.split(".")
     head = parts[0]
 

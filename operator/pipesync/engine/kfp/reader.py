@@ -332,8 +332,7 @@ class Reader:
         for key, spec in _mapping(outputs.get("parameters")).items():
             path = (*dag_path, "outputs", "parameters", key)
             if "valueFromOneof" in spec:
-                self.problem(path, f"DAG output {key!r}: OneOf outputs are not supported yet")
-                found[key] = v.ABSENT  # reported once here, not again at each reader
+                found[key] = self.one_of(path, key, spec["valueFromOneof"], produced)
                 continue
             selector = _mapping(spec.get("valueFromParameter"))
             value = produced.get(str(selector.get("producerSubtask")), {}).get(
@@ -355,6 +354,29 @@ class Reader:
             if value is not None:
                 found[key] = value
         return found
+
+    def one_of(
+        self,
+        path: Path,
+        key: str,
+        spec: Any,
+        produced: Mapping[str, Mapping[str, Value]],
+    ) -> Value:
+        """`dsl.OneOf`: the output of whichever branch ran, as `{{A|B}}` alternatives."""
+        choices: list[str] = []
+        for item in _mapping(spec).get("parameterSelectors") or []:
+            selector = _mapping(item)
+            value = produced.get(str(selector.get("producerSubtask")), {}).get(
+                str(selector.get("outputParameterKey"))
+            )
+            if value is None or not value.single_placeholder or "|" in value.text:
+                break
+            choices.append(value.text[2:-2])
+        else:
+            if choices:
+                return v.text("{{" + "|".join(choices) + "}}")
+        self.problem(path, f"DAG output {key!r}: OneOf over these outputs is not supported yet")
+        return v.ABSENT  # reported once here, not again at each reader
 
     # --- inputs -----------------------------------------------------------------------
 
