@@ -127,16 +127,24 @@ def sync_from_git(cluster: Cluster, git_server: GitServer, operator: Operator, n
     wait_status(
         cluster, ns, lambda s: s.get("status", {}).get("lastAttemptedRevision", "").endswith(broken)
     )
+    # A source whose remote does not answer: its failed syncs feed the errors panel.
+    create_source(cluster, ns, "http://127.0.0.1:9/nothing.git", name="unreachable")
+    wait_status(cluster, ns, _fetch_failed, name="unreachable")
 
 
-def wait_status(cluster: Cluster, ns: str, check: Any) -> None:
+def _fetch_failed(source: dict[str, Any]) -> bool:
+    conditions = source.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "False" for c in conditions)
+
+
+def wait_status(cluster: Cluster, ns: str, check: Any, name: str = "repo") -> None:
     deadline = time.monotonic() + 60
     source: dict[str, Any] = {}
     while not (source and check(source)):
         assert time.monotonic() < deadline, source.get("status")
         time.sleep(0.3)
         source = json.loads(
-            cluster.kubectl("get", "gitsource", "repo", "-n", ns, "-o", "json").stdout
+            cluster.kubectl("get", "gitsource", name, "-n", ns, "-o", "json").stdout
         )
 
 
@@ -207,6 +215,8 @@ def scraped(
     cluster.kubectl("create", "namespace", namespace)
     try:
         prometheus.scrape(operator.metrics_target, job=JOB)
+        # A first sample before anything happens: increase() then sees every event.
+        prometheus.wait_for(f'pipesync_build_info{{job="{JOB}"}}', timeout=30)
         for pipeline in (GOOD, BAD):
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=pipeline)
         for name in ("dash-good", "dash-bad"):
