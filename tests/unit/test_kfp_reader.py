@@ -330,3 +330,21 @@ def test_planner_runs_a_task_that_ignores_upstream_failure() -> None:
     states = {t.key: t.state.phase for t in decision.transitions}
     assert states[(c, TASK)] is Phase.OMITTED
     assert states[(b, TASK)] is Phase.RUNNING
+
+
+def test_a_compiled_file_in_a_git_source_reads_as_a_pipeline(tmp_path: Path) -> None:
+    from pipesync.gitops.snapshot import read_snapshot, resource_key  # noqa: PLC0415
+    from tests.unit.gitrepos import GitRepo  # noqa: PLC0415
+
+    @dsl.pipeline(name="say-hello")
+    def hello(text: str = "hi") -> None:
+        say(text=text)
+
+    repo = GitRepo(tmp_path / "repo")
+    (repo.root / "pipelines").mkdir()
+    compile_to(hello, repo.root / "pipelines" / "hello.yaml")
+    sha = repo.commit("a KFP SDK pipeline")
+    snapshot = read_snapshot(repo.repo, sha)
+    assert snapshot.problems == ()
+    assert [resource_key(r) for r in snapshot.resources] == ["Pipeline/say-hello"]
+    assert snapshot.files == {"pipelines/hello.yaml": ("Pipeline/say-hello",)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipesync.api import documents, yamlsource
 from pipesync.api.diagnostics import Diagnostic
-from pipesync.engine import kfp
+from pipesync.engine import loading
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _SKIPPED_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".pipesync"}
@@ -68,8 +68,7 @@ def load_all(paths: Iterable[Path]) -> tuple[list[documents.Resource], list[Diag
         raw, found = read(path)
         problems.extend(found)
         if raw is not None:
-            # A KFP SDK pipeline file reads as one Pipeline (pipesync.engine.kfp).
-            loaded, found = kfp.load(raw, str(path)) or documents.load(raw, str(path))
+            loaded, found = loading.load(raw, str(path))
             resources.extend(loaded)
             problems.extend(found)
     return resources, problems

@@ -57,7 +57,7 @@ class Kube:
         return result
 
     def list_objects(
-        self, plural: str, namespace: str, field_selector: str = ""
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
     ) -> list[dict[str, Any]]:
         response = self._call(
             "list",
@@ -67,6 +67,7 @@ class Kube:
             namespace,
             plural,
             field_selector=field_selector,
+            label_selector=label_selector,
         )
         items: list[dict[str, Any]] = response["items"]
         return items

@@ -183,17 +183,11 @@ class RecurringRunController:
     # --- reading ------------------------------------------------------------------------
 
     def _own_runs(self, namespace: str, name: str) -> list[_OwnRun]:
-        listed = self.kube._call(  # the adapter's counted call; list_objects has no labels
-            "list",
-            self.kube.custom.list_namespaced_custom_object,
-            model.GROUP,
-            model.VERSION,
-            namespace,
-            RUNS,
-            label_selector=f"{LABEL}={label_value(name)}",
+        listed = self.kube.list_objects(
+            RUNS, namespace, label_selector=f"{LABEL}={label_value(name)}"
         )
         found = []
-        for run in listed.get("items") or []:
+        for run in listed:
             annotations = (run.get("metadata") or {}).get("annotations") or {}
             scheduled = _instant(annotations.get(ANNOTATION_SCHEDULED))
             if annotations.get(ANNOTATION_OWNER) != name or scheduled is None:

@@ -32,10 +32,10 @@ from collections.abc import Iterator
 
 import git
 
-from pipesync.api import documents, model, yamlsource
+from pipesync.api import model, yamlsource
 from pipesync.api.diagnostics import Diagnostic, Severity
 from pipesync.api.documents import Resource
-from pipesync.engine import checks
+from pipesync.engine import checks, loading
 
 #: The folders a GitSource reads and the one kind each may hold.
 FOLDER_KINDS: dict[str, model.Kind] = {
@@ -147,7 +147,7 @@ def read_snapshot(repo: git.Repo, commit: str, path: str = ".") -> Snapshot:
                 )
                 continue
             raw = blob.data_stream.read(yamlsource.MAX_FILE_BYTES + 1)
-            resources, found = documents.load(raw, file)
+            resources, found = loading.load(raw, file)
             problems.extend(found)
             for resource in resources:
                 if resource.kind is kind:
