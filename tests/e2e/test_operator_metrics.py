@@ -105,14 +105,21 @@ def test_a_run_moves_the_metrics_and_prometheus_can_query_them(
 
     target = operator.metrics_url.removeprefix("http://").removesuffix("/metrics")
     prometheus.scrape(target, job="pipesync-operator")
+    # This run's own series: other tests' runs (same operator) satisfy any broader query
+    # with a scrape taken before this run ended.
     result = prometheus.wait_for(
-        'sum(pipesync_runs_finished_total{job="pipesync-operator"})',
+        'sum(pipesync_runs_finished_total{job="pipesync-operator",pipeline="tiny"})',
         timeout=30,
         predicate=lambda found: bool(found) and float(found[0]["value"][1]) >= 1,
     )
     assert float(result[0]["value"][1]) >= 1
-    by_phase = prometheus.query(
-        'sum by (phase) (pipesync_task_duration_seconds_count{pipeline="tiny"})'
+    by_phase = prometheus.wait_for(
+        'sum by (phase) (pipesync_task_duration_seconds_count{job="pipesync-operator",'
+        'pipeline="tiny"})',
+        timeout=30,
+        predicate=lambda found: any(
+            s["metric"].get("phase") == "Succeeded" and float(s["value"][1]) >= 2 for s in found
+        ),
     )
     assert {s["metric"]["phase"]: float(s["value"][1]) for s in by_phase}.get("Succeeded", 0) >= 2
     up = prometheus.query('up{job="pipesync-operator"}')
