@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from typing import Any
+
+from pipesync.engine import templating
 
 
 class Kind(enum.Enum):
@@ -56,15 +57,7 @@ def render(value: Any, parameter_type: str = "") -> str:
     value = whole(value)
     if parameter_type == "NUMBER_INTEGER" and isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"))
+    return templating.render_value(value)
 
 
 def whole(value: Any) -> Any:
