@@ -236,6 +236,8 @@ def test_the_example_repository_syncs_over_https_with_credentials(
     assert status["webhookPath"] == f"/hooks/{namespace}/repo"
     assert status["observedGeneration"] == source["metadata"]["generation"]
     assert status.get("errors", []) == []
+    # The daemon's finalizer, under pipesync's own name (docs/install.md: uninstalling).
+    assert source["metadata"].get("finalizers") == ["pipesync.io/operator"]
     expected = {
         ("Pipeline", "digits"), ("Pipeline", "gpu-train"), ("Pipeline", "sweep"),
         ("Experiment", "digits-tuning"), ("RecurringRun", "nightly-digits"),

@@ -30,6 +30,8 @@ from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
 
+FINALIZER = "pipesync.io/operator"
+
 
 def _kube_client(connections: int) -> kubernetes.client.ApiClient:
     try:
@@ -110,6 +112,9 @@ def _register_plumbing(registry: kopf.OperatorRegistry) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="kopf.pipesync.io", key="last-handled-configuration"
         )
+        # kopf puts a finalizer on objects while a daemon drives them (unfinished Runs,
+        # GitSources, RecurringRuns) so the daemon stops before they go: name it as ours.
+        settings.persistence.finalizer = FINALIZER
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         # Sync handlers (Pipeline and Experiment passes) run in kopf's thread pool; its
