@@ -1,10 +1,9 @@
 """Status plumbing shared by the controllers: metav1.Condition lists (lastTransitionTime
 kept when a condition's status did not change, so `kubectl wait` and kstatus see real
-transitions only), timestamps, and the comparison that keeps no-op passes from writing."""
+transitions only) and the comparison that keeps no-op passes from writing."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,16 +52,6 @@ def set_condition(
             }
         )
     return [{k: v for k, v in c.items() if v is not None} for c in result]
-
-
-def timestamp(moment: float | None = None) -> str:
-    """RFC 3339 in UTC with seconds, as Kubernetes writes times."""
-    when = (
-        datetime.datetime.now(datetime.UTC)
-        if moment is None
-        else datetime.datetime.fromtimestamp(moment, datetime.UTC)
-    )
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -28,7 +28,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from pipesync.api import durations, model
-from pipesync.controllers.conditions import same_status, set_condition, timestamp
+from pipesync.api.times import timestamp
+from pipesync.controllers.conditions import same_status, set_condition
 from pipesync.controllers.kube import (
     EXPERIMENTS,
     GIT_SOURCES,

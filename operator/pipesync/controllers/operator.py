@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from pipesync.api import model
+from pipesync.api import model, times
 from pipesync.controllers import (
     conditions,
     experiments,
@@ -131,7 +131,7 @@ def _register_pipelines(registry: kopf.OperatorRegistry, timed: Timer) -> None:
     def reconcile_pipeline(body: Mapping[str, Any], patch: kopf.Patch, **_: Any) -> None:
         with timed("pipelines"):
             current = dict(body.get("status") or {})
-            desired = pipelines.desired_status(body, conditions.timestamp())
+            desired = pipelines.desired_status(body, times.timestamp())
             if not conditions.same_status(desired, current):
                 patch.status.update(desired)
 
@@ -144,7 +144,7 @@ def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
         if body is None:
             return
         found = kube.list_objects(RUNS, namespace, f"spec.experimentRef.name={experiment}")
-        desired = experiments.desired_status(body, found, conditions.timestamp())
+        desired = experiments.desired_status(body, found, times.timestamp())
         if not conditions.same_status(desired, body.get("status") or {}):
             kube.patch_status(EXPERIMENTS, namespace, experiment, desired)
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import model
+from pipesync.api import model, times
 from pipesync.controllers import conditions
 from pipesync.controllers.kube import PIPELINES, RECURRING_RUNS, RUNS, Kube
 from pipesync.engine import recurring
@@ -59,12 +59,9 @@ def run_name(recurring_run: str, scheduled: int) -> str:
 
 
 def _instant(text: Any) -> int | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return None
+    """Scheduled times are whole seconds."""
+    moment = times.instant(text)
+    return None if moment is None else int(moment)
 
 
 class RecurringObserver(Protocol):
@@ -340,7 +337,7 @@ class RecurringRunController:
             reason=reason,
             message=message,
             generation=generation,
-            now=conditions.timestamp(self.clock()),
+            now=times.timestamp(self.clock()),
         )
         return {k: v for k, v in desired.items() if v is not None}
 
@@ -364,7 +361,7 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 
 
 def _iso(moment: int) -> str:
-    return conditions.timestamp(float(moment))
+    return times.timestamp(float(moment))
 
 
 def _tally_events(decision: recurring.Decision) -> list[tuple[str, str, str]]:

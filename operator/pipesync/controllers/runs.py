@@ -12,15 +12,15 @@ a restart neither duplicates nor loses work.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import documents, durations, model
+from pipesync.api import documents, durations, model, times
+from pipesync.api.times import timestamp
 from pipesync.controllers import pipelines
-from pipesync.controllers.conditions import same_status, set_condition, timestamp
+from pipesync.controllers.conditions import same_status, set_condition
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
 from pipesync.engine import compiler, layout, params, planner
 from pipesync.engine.compiler import CompiledPipeline
@@ -121,7 +121,7 @@ class RunController:
             self._tell(PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began))
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
-        started = _instant(status.get("startedAt")) or now
+        started = times.instant(status.get("startedAt")) or now
         timeout = _run_timeout(run, pinned.compiled)
         decision = planner.plan(
             pinned.compiled,
@@ -416,7 +416,7 @@ def summarise(
     if finished is not None and not status.get("finishedAt"):
         status["finishedAt"] = timestamp(now)
     if status.get("finishedAt"):
-        end = _instant(status["finishedAt"]) or now
+        end = times.instant(status["finishedAt"]) or now
     status["duration"] = durations.format_seconds(max(end - started, 0.0))
     status["conditions"] = _conditions(
         status.get("conditions", []), phase, finished, generation, now
@@ -562,12 +562,3 @@ def _owner(run: Mapping[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def _instant(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import datetime
 import logging
 import threading
 import time
@@ -41,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pipesync import __version__
+from pipesync.api import times
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.observe.passes import PassReportLike
 
@@ -263,8 +263,8 @@ class Metrics:
                 self._finished.popitem(last=False)
             if before not in FINISHED:
                 self.runs_finished.labels(pipeline, after).inc()
-                began = _instant(report.status.get("startedAt"))
-                ended = _instant(report.status.get("finishedAt"))
+                began = times.instant(report.status.get("startedAt"))
+                ended = times.instant(report.status.get("finishedAt"))
                 if began is not None and ended is not None:
                     self.run_duration.labels(pipeline, after).observe(max(ended - began, 0.0))
 
@@ -291,7 +291,7 @@ class Metrics:
             phase, finished_at = ended
             if finished_at is None:
                 finished_at = self._clock()  # stopped pods: until they were told to stop
-            began = _instant((pod.get("status") or {}).get("startTime")) or _instant(
+            began = times.instant((pod.get("status") or {}).get("startTime")) or times.instant(
                 pod_metadata.get("creationTimestamp")
             )
             if began is None:
@@ -581,7 +581,7 @@ def _recorded_before(
 def _containers_finished_at(pod: Mapping[str, Any]) -> float | None:
     status = pod.get("status") or {}
     ends = [
-        _instant(((entry.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        times.instant(((entry.get("state") or {}).get("terminated") or {}).get("finishedAt"))
         for entry in (
             *(status.get("initContainerStatuses") or ()),
             *(status.get("containerStatuses") or ()),
@@ -603,12 +603,3 @@ def _gpus(pod: Mapping[str, Any]) -> float:
 def _pool(pod: Mapping[str, Any]) -> str:
     selector = (pod.get("spec") or {}).get("nodeSelector") or {}
     return str(selector.get(POOL_SELECTOR) or NO_POOL)
-
-
-def _instant(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from pipesync.api import times
 from pipesync.engine import layout
 from pipesync.engine.compiler import CompiledTask
 from pipesync.engine.state import TASK, NodeKey, NodeState
@@ -527,7 +528,7 @@ def _node_detail(state: NodeState | None, pod: Mapping[str, Any] | None) -> dict
     if state.failure is not None:
         detail["failure"] = str(state.failure.value)
     if state.finished_at is not None:
-        detail["finishedAt"] = _stamp(state.finished_at)
+        detail["finishedAt"] = times.timestamp(state.finished_at)
     if pod is not None:
         detail.update(_pod_detail(pod))
     return detail
@@ -595,10 +596,6 @@ def _cut(data: bytes) -> bytes:
     if len(data) >= LOG_LIMIT_BYTES:
         return data + f"\n[pipesync: log cut at {LOG_LIMIT_BYTES} bytes]\n".encode()
     return data
-
-
-def _stamp(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 def _nothing() -> bytes:

@@ -10,11 +10,11 @@ sidecar's termination message (one JSON object).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from pipesync.api import times
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import NodeKey, NodeState, Phase
 from pipesync.runtime.pods import (
@@ -208,7 +208,7 @@ def _stuck(pod: JSON, status: JSON, now: float | None, stuck_seconds: float) -> 
     """Why the pod is stuck for good, or "" (not stuck, or not for long enough yet)."""
     if now is None:
         return ""
-    started = _timestamp(status.get("startTime")) or _timestamp(
+    started = times.instant(status.get("startTime")) or times.instant(
         (pod.get("metadata") or {}).get("creationTimestamp")
     )
     if started is None or now - started < stuck_seconds:
@@ -245,27 +245,15 @@ def _terminated(entry: JSON | None) -> JSON | None:
 def _finished_at(pod: JSON) -> float | None:
     """When the program ended (main's finishedAt), else the latest container end."""
     main = _terminated(_container_status(pod, MAIN_CONTAINER))
-    if main is not None and _timestamp(main.get("finishedAt")) is not None:
-        return _timestamp(main.get("finishedAt"))
+    if main is not None and times.instant(main.get("finishedAt")) is not None:
+        return times.instant(main.get("finishedAt"))
     moments = [
-        _timestamp(t.get("finishedAt"))
+        times.instant(t.get("finishedAt"))
         for t in (_terminated(entry) for entry in _all_statuses(pod))
         if t is not None
     ]
     known = [m for m in moments if m is not None]
     return max(known) if known else None
-
-
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 def _short(text: str) -> str:
