@@ -30,7 +30,7 @@ from tests.e2e.fixtures.controlplane import (
     ManagedProcess,
 )
 from tests.e2e.fixtures.nodes import _ready_nodes, _stop
-from tests.e2e.fixtures.operator import PIPESYNC, REPO
+from tests.e2e.fixtures.operator import PIPESYNC, REPO, operator_command
 from tests.e2e.fixtures.processes import free_port
 from tests.e2e.fixtures.s3 import S3Server
 from tests.e2e.nodeagent.nodespec import DEFAULT_NODES
@@ -105,27 +105,16 @@ class Stack:
             command = [str(PIPESYNC)]
         else:
             command = [sys.executable, "-m", "bench.countingop", str(counted_to)]
-        return [
-            "/usr/bin/env",
-            f"KUBECONFIG={self.cluster.kubeconfig}",
-            f"PYTHONPATH={REPO}",
-            *(f"{k}={v}" for k, v in self.s3.env().items()),
-            *command,
-            "operator",
+        return operator_command(
+            self.cluster.kubeconfig,
+            self.s3,
             "--namespace",
             namespace,
-            "--s3-endpoint",
-            self.s3.endpoint_url,
-            "--s3-bucket",
-            self.s3.bucket,
-            "--s3-region",
-            self.s3.region,
-            "--s3-credentials-from-env",
-            "--default-task-image",
-            "busybox:1.36",
             "--metrics-address",
             f"127.0.0.1:{self.metrics_port}",
-        ]
+            env={"PYTHONPATH": str(REPO)},
+            command=command,
+        )
 
     def start_operator(
         self, namespace: str, *, counted_to: Path | None = None, label: str = "operator"

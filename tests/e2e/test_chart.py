@@ -25,7 +25,7 @@ import yaml
 from tests.e2e.fixtures.binaries import binary
 from tests.e2e.fixtures.controlplane import Cluster, ManagedProcess
 from tests.e2e.fixtures.gitserver import GitServer
-from tests.e2e.fixtures.operator import PIPESYNC, REPO
+from tests.e2e.fixtures.operator import REPO, operator_command
 from tests.e2e.fixtures.processes import free_port
 from tests.e2e.test_gitsource import Repo, applied, basic_auth_secret, condition, create_source
 from tests.e2e.test_operator_runs import run_document, wait_finished
@@ -397,27 +397,15 @@ def test_the_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
     port = free_port()
     process = ManagedProcess(
         "pipesync-operator-rbac",
-        [
-            "/usr/bin/env",
-            f"KUBECONFIG={kubeconfig}",
-            *[f"{k}={v}" for k, v in s3.env().items()],
-            str(PIPESYNC),
-            "operator",
+        operator_command(
+            kubeconfig,
+            s3,
             f"--namespace={watched}",
             "--leader-election",
             f"--leader-election-namespace={release.namespace}",
-            "--s3-endpoint",
-            s3.endpoint_url,
-            "--s3-bucket",
-            s3.bucket,
-            "--s3-region",
-            s3.region,
-            "--s3-credentials-from-env",
-            "--default-task-image",
-            "busybox:1.36",
             "--metrics-address",
             f"127.0.0.1:{port}",
-        ],
+        ),
         tmp_path / "operator.log",
     )
     process.start()

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.fixtures.controlplane import Cluster
 from tests.e2e.fixtures.killable_operator import KillableOperator
-from tests.e2e.fixtures.operator import PIPESYNC
+from tests.e2e.fixtures.operator import operator_command
 from tests.e2e.fixtures.processes import free_port
 from tests.e2e.test_operator_robustness import RUN, PodWatch, apply, apply_pipeline
 from tests.e2e.test_operator_runs import run_document, wait_finished
@@ -74,14 +74,9 @@ def replica(cluster: Cluster, s3: Any, namespace: str, log: pathlib.Path) -> Rep
     pod = f"replica-{log.stem[-1]}"
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=STAND_IN.replace("NAME", pod))
     made = Replica(
-        [
-            "/usr/bin/env",
-            f"KUBECONFIG={cluster.kubeconfig}",
-            f"POD_NAME={pod}",
-            f"POD_NAMESPACE={namespace}",
-            *[f"{k}={v}" for k, v in s3.env().items()],
-            str(PIPESYNC),
-            "operator",
+        operator_command(
+            cluster.kubeconfig,
+            s3,
             "--namespace",
             namespace,
             "--leader-election",
@@ -89,18 +84,10 @@ def replica(cluster: Cluster, s3: Any, namespace: str, log: pathlib.Path) -> Rep
             namespace,
             "--leader-election-lease",
             LEASE,
-            "--s3-endpoint",
-            s3.endpoint_url,
-            "--s3-bucket",
-            s3.bucket,
-            "--s3-region",
-            s3.region,
-            "--s3-credentials-from-env",
-            "--default-task-image",
-            "busybox:1.36",
             "--metrics-address",
             f"127.0.0.1:{port}",
-        ],
+            env={"POD_NAME": pod, "POD_NAMESPACE": namespace},
+        ),
         log,
         f"http://127.0.0.1:{port}/healthz",
     )
