@@ -149,7 +149,7 @@ def text(changes: ChangeSet) -> str:
     for start in changes.starts:
         lines.append(f"would start: {_start(start)}")
     for problem in changes.problems:
-        lines.append(f"{problem.file}:{problem.line}:{problem.column}: {problem.message}")
+        lines.append(problem.format())
     return "\n".join(lines)
 
 
