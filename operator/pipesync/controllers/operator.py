@@ -72,7 +72,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kube = Kube(_kube_client(settings.pass_workers + 4))
     if settings.metrics is not None:
         settings.metrics.watch_requests(kube)
-    _register_plumbing(registry)
+    _register_plumbing(registry, settings.pass_workers)
     _register_pipelines(registry, timer(settings))
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
@@ -95,7 +95,7 @@ def _register_records(registry: kopf.OperatorRegistry, kube: Kube, records: RunR
         records.recover(body)
 
 
-def _register_plumbing(registry: kopf.OperatorRegistry) -> None:
+def _register_plumbing(registry: kopf.OperatorRegistry, workers: int) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In-cluster service account, else KUBECONFIG / ~/.kube/config (kubernetes client).
@@ -119,7 +119,7 @@ def _register_plumbing(registry: kopf.OperatorRegistry) -> None:
         settings.watching.server_timeout = 300
         # Sync handlers (Pipeline and Experiment passes) run in kopf's thread pool; its
         # default of cpu_count + 4 threads is too few when many runs change at once.
-        settings.execution.max_workers = 16
+        settings.execution.max_workers = workers
 
 
 def _register_pipelines(registry: kopf.OperatorRegistry, timed: Timer) -> None:

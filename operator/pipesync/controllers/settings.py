@@ -26,8 +26,9 @@ class OperatorSettings:
     records: RunRecorder | None = None  # the S3 mirror (also list it in observers)
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
-    #: Threads running reconcile passes (each mostly waits on the API server); also the
-    #: size of the Kubernetes client's connection pool, so no pass waits for a socket.
+    #: Threads running reconcile passes (each mostly waits on the API server), and kopf's
+    #: for its sync handlers; also sizes the Kubernetes client's connection pool, so no
+    #: pass waits for a socket.
     pass_workers: int = 16
     #: Shared with the webhook receiver: pushes wake a GitSource's sync at once.
     triggers: SyncTriggers | None = None
