@@ -227,11 +227,8 @@ class RunRecorder:
         run = copy.deepcopy(dict(run))  # a snapshot: kopf's body may change under us
 
         def gather() -> None:
-            kube = self._need_kube()
-            metadata = run["metadata"]
-            uid = str(metadata.get("uid", ""))
-            found = kube.list_pods(metadata["namespace"], f"{LABEL_RUN}={metadata['name']}")
-            owned = [pod for pod in found if _owned_by(pod, uid)]
+            uid = str(run["metadata"].get("uid", ""))
+            owned = self._owned_pods(run["metadata"])
             for pod in owned:
                 self._queue_log(uid, pod)
             record = build_record(run, run.get("status") or {}, None, {}, {})
@@ -247,16 +244,21 @@ class RunRecorder:
         uid = str(metadata.get("uid", ""))
 
         def gather() -> None:
-            found = self._need_kube().list_pods(
-                metadata["namespace"], f"{LABEL_RUN}={metadata['name']}"
-            )
-            for pod in found:
-                owned = _owned_by(pod, uid) and pod_finished(pod)
-                if owned and not self.store.exists(self._log_key(pod)):
+            for pod in self._owned_pods(metadata):
+                if pod_finished(pod) and not self.store.exists(self._log_key(pod)):
                     self._queue_log(uid, pod)
 
         # Listing pods and asking S3 are calls: the worker does them, never the pass.
         self._enqueue(_Job(f"\0catch-up/{uid}", _nothing, after=gather))
+
+    def _owned_pods(self, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The run's pods (worker thread only: an API call); a pod of an earlier Run of
+        the same name carries the label too, so ownership is checked by uid."""
+        uid = str(metadata.get("uid", ""))
+        found = self._need_kube().list_pods(
+            metadata["namespace"], f"{LABEL_RUN}={metadata['name']}"
+        )
+        return [pod for pod in found if _owned_by(pod, uid)]
 
     # --- enqueueing ----------------------------------------------------------------------
 
