@@ -16,6 +16,7 @@ from pipesync.cli import history
 from pipesync.controllers import runs
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.observe.records import Backoff, RunRecorder
+from pipesync.runtime import archive
 from pipesync.runtime.storage import LocalStore, TransientStoreError
 from tests.unit.pipelines import compile_yaml
 
@@ -454,14 +455,14 @@ def test_history_lists_records_newest_first_with_filters(
     store.put_bytes("a/runs/r3/run.json", record("a", "r3", "2026-01-03T00:00:00Z", "Failed", "q"))
     store.put_bytes("a/runs/r3/t/outputs/parameters/run.json", b"not a record")
     store.put_bytes("b/runs/r9/run.json", record("b", "r9", "2026-01-04T00:00:00Z", "Failed", "p"))
-    found = history.load_records(store, "a")
+    found = archive.load_records(store, "a")
     names = [
         r["metadata"]["name"] for r in history.select(found, pipeline=None, phase=None, limit=0)
     ]
     assert names == ["r3", "r2", "r1"]
     failed = history.select(found, pipeline="p", phase="failed", limit=0)
     assert [r["metadata"]["name"] for r in failed] == ["r1"]
-    every = history.load_records(store, None)
+    every = archive.load_records(store, None)
     assert [
         r["metadata"]["name"] for r in history.select(every, pipeline=None, phase=None, limit=2)
     ] == [

@@ -8,22 +8,18 @@ stays. So this command needs S3 access only, no kubeconfig.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import os
 import sys
 from collections.abc import Iterable
 from typing import Any
 
-from pipesync.engine import layout
-from pipesync.runtime import storage
+from pipesync.cli import s3options
+from pipesync.runtime import archive, storage
 
 EXIT_OK, EXIT_ERROR = 0, 1
-RECORD_NAME = "run.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    env = os.environ.get
     parser = subparsers.add_parser(
         "history",
         help="list past runs from their S3 records (also runs no longer in the cluster)",
@@ -41,18 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--limit", type=int, default=50, metavar="N", help="at most N runs (default 50; 0: all)"
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument(
-        "--s3-bucket", default=env("PIPESYNC_S3_BUCKET", "pipesync"), help="[PIPESYNC_S3_BUCKET]"
-    )
-    parser.add_argument(
-        "--s3-endpoint", default=env("PIPESYNC_S3_ENDPOINT"), help="[PIPESYNC_S3_ENDPOINT]"
-    )
-    parser.add_argument(
-        "--s3-region", default=env("PIPESYNC_S3_REGION", "us-east-1"), help="[PIPESYNC_S3_REGION]"
-    )
-    parser.add_argument(
-        "--s3-prefix", default=env("PIPESYNC_S3_PREFIX", ""), help="[PIPESYNC_S3_PREFIX]"
-    )
+    s3options.add_arguments(parser)
     parser.set_defaults(command=run)
 
 
@@ -60,18 +45,10 @@ def run(options: argparse.Namespace) -> int:
     if options.limit < 0:
         print("pipesync history: --limit must be 0 or more", file=sys.stderr)
         return 2
-    store = storage.S3Store(
-        storage.S3Settings(
-            bucket=options.s3_bucket,
-            endpoint_url=options.s3_endpoint,
-            region=options.s3_region,
-            prefix=options.s3_prefix.strip("/"),
-        ),
-        storage.Retry(storage.Backoff(patience=15.0)),
-    )
+    store = s3options.store(options, patience=15.0)
     namespace = None if options.all_namespaces else options.namespace
     try:
-        records = load_records(store, namespace)
+        records = archive.load_records(store, namespace)
     except storage.StoreError as error:
         print(f"pipesync history: cannot read S3: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -84,54 +61,6 @@ def run(options: argparse.Namespace) -> int:
 
 
 # --- reading ------------------------------------------------------------------------------
-
-
-def record_keys(store: storage.ObjectStore, namespace: str | None) -> list[str]:
-    """Keys `<ns>/runs/<run>/run.json`; on S3 found by delimiter listing, so the
-    artifacts and logs under each run are never listed."""
-    if isinstance(store, storage.S3Store):
-        namespaces = [f"{namespace}/"] if namespace else _children(store, "")
-        runs = [run for ns in namespaces for run in _children(store, f"{ns}runs/")]
-        return [f"{run}{RECORD_NAME}" for run in runs]
-    prefix = layout.run_prefix(namespace, "") if namespace else ""
-    return [
-        key
-        for key in store.list_prefix(prefix)
-        if key.endswith(f"/{RECORD_NAME}") and len(key.split("/")) == 4 and "/runs/" in key
-    ]
-
-
-def _children(store: storage.S3Store, under: str) -> list[str]:
-    """The 'directories' right below `under` (without the store's prefix), each ending in /."""
-    base = f"{store.settings.prefix}/" if store.settings.prefix else ""
-
-    def listing() -> list[str]:
-        found: list[str] = []
-        paginator = store.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=store.settings.bucket, Prefix=base + under, Delimiter="/")
-        for page in pages:
-            found.extend(item["Prefix"][len(base) :] for item in page.get("CommonPrefixes", []))
-        return found
-
-    # S3Store._call: the store's own retry and error translation for a call it lacks.
-    return store._call(f"list {base}{under}", listing)
-
-
-def load_records(store: storage.ObjectStore, namespace: str | None) -> list[dict[str, Any]]:
-    keys = record_keys(store, namespace)
-
-    def read(key: str) -> dict[str, Any] | None:
-        try:
-            loaded = json.loads(store.get_bytes(key))
-        except (storage.NotFound, ValueError):
-            return None  # deleted meanwhile, or not a record
-        if not isinstance(loaded, dict):
-            return None
-        loaded["_key"] = key
-        return loaded
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        return [r for r in pool.map(read, keys) if r is not None]
 
 
 # --- selecting and showing ------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from pipesync import __version__
-from pipesync.cli import agent, diff, history, validate
+from pipesync.cli import agent, diff, history, ui, validate
 from pipesync.cli import operator as operator_command
 from pipesync.cli import run as run_command
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_parser(subparsers)
     history.add_parser(subparsers)
     diff.add_parser(subparsers)
+    ui.add_parser(subparsers)
     return parser
 
 

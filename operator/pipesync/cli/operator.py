@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from pipesync import __version__
+from pipesync.cli import s3options
 from pipesync.runtime import placement, pods
 
 DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
@@ -60,24 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=env("PIPESYNC_POOLS"),
         help="YAML file mapping pool names to placement [PIPESYNC_POOLS]",
     )
-    parser.add_argument(
-        "--s3-bucket",
-        default=env("PIPESYNC_S3_BUCKET", "pipesync"),
-        help="bucket for artifacts and run records [PIPESYNC_S3_BUCKET]",
-    )
-    parser.add_argument(
-        "--s3-endpoint",
-        default=env("PIPESYNC_S3_ENDPOINT"),
-        help="S3 endpoint URL; unset for AWS [PIPESYNC_S3_ENDPOINT]",
-    )
-    parser.add_argument(
-        "--s3-region", default=env("PIPESYNC_S3_REGION", "us-east-1"), help="[PIPESYNC_S3_REGION]"
-    )
-    parser.add_argument(
-        "--s3-prefix",
-        default=env("PIPESYNC_S3_PREFIX", ""),
-        help="key prefix before <namespace>/runs/... [PIPESYNC_S3_PREFIX]",
-    )
+    s3options.add_arguments(parser)
     parser.add_argument(
         "--s3-credentials-secret",
         default=env("PIPESYNC_S3_CREDENTIALS_SECRET"),
@@ -97,6 +81,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="serve /metrics (Prometheus), /healthz and the push webhook (/hooks/) here; "
         "'off' serves nothing "
         "[PIPESYNC_METRICS_ADDRESS]",
+    )
+    parser.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=env("PIPESYNC_UI", "true").lower() not in ("0", "false", "no"),
+        help="serve the web UI at /ui/ on the metrics address (visitors log in with a "
+        "Kubernetes token; default on) [PIPESYNC_UI]",
     )
     parser.add_argument(
         "--leader-election",
@@ -174,11 +165,15 @@ def run(options: argparse.Namespace) -> int:
         hooks = webhooks.WebhookApp(
             sync_triggers, on_result=observed.count_webhooks(webhooks.RESULTS)
         )
+        routes: dict[str, endpoint.WsgiApp] = {webhooks.PREFIX: hooks}
+        if options.ui:
+            from pipesync.cli import ui  # noqa: PLC0415
+            from pipesync.ui.app import PREFIX  # noqa: PLC0415
+
+            routes[PREFIX] = ui.build(options.namespace, "token", options)
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
         try:
-            server = endpoint.serve(
-                observed.registry, options.metrics_address, routes={webhooks.PREFIX: hooks}
-            )
+            server = endpoint.serve(observed.registry, options.metrics_address, routes=routes)
         except (OSError, ValueError) as error:
             print(
                 f"pipesync operator: --metrics-address {options.metrics_address}: {error}",
@@ -189,15 +184,7 @@ def run(options: argparse.Namespace) -> int:
         print(f"metrics on http://{host}:{port}/metrics", flush=True)
     # The S3 mirror: short patience per write, its worker retries with backoff for as long
     # as S3 is away, so an outage never blocks a pass.
-    store = storage.S3Store(
-        storage.S3Settings(
-            bucket=options.s3_bucket,
-            endpoint_url=options.s3_endpoint,
-            region=options.s3_region,
-            prefix=options.s3_prefix.strip("/"),
-        ),
-        storage.Retry(storage.Backoff(patience=5.0, maximum=2.0)),
-    )
+    store = s3options.store(options, patience=5.0, maximum=2.0)
     # Keys in pod annotations already carry the prefix: this store adds none.
     outputs_store = storage.S3Store(
         storage.S3Settings(

@@ -19,12 +19,27 @@ RECURRING_RUNS, GIT_SOURCES = "recurringruns", "gitsources"
 FIELD_MANAGER = "pipesync"
 
 
+def connect(connections: int = 16) -> kubernetes.client.ApiClient:
+    """A client for the in-cluster service account, else the current kubeconfig."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # urllib3's default pool keeps cpu_count * 5 sockets; more threads than that open and
+    # throw away a TLS connection per request.
+    configuration.connection_pool_maxsize = connections
+    return kubernetes.client.ApiClient(configuration)
+
+
 class Kube:
     """Counts every request by verb and status code: the figures the benchmarks print."""
 
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.authentication = kubernetes.client.AuthenticationV1Api(client)
+        self.authorization = kubernetes.client.AuthorizationV1Api(client)
         self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
 
     def _count(self, verb: str, code: int) -> None:
@@ -239,3 +254,82 @@ class Kube:
             raise
         data: bytes = response.data
         return data
+
+    # --- who is asking (the web UI acts for its user) ------------------------------------
+
+    def token_review(self, token: str) -> dict[str, Any] | None:
+        """The user a bearer token belongs to (username, uid, groups, extra), or None when
+        the API server does not accept the token."""
+        review = self._call(
+            "create",
+            self.authentication.create_token_review,
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": token},
+            },
+        )
+        status = review.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        user = status.user
+        return {
+            "username": user.username or "",
+            "uid": user.uid or "",
+            "groups": list(user.groups or []),
+            "extra": {k: list(v) for k, v in (user.extra or {}).items()},
+        }
+
+    def self_subject_review(self) -> dict[str, Any]:
+        """Who this client's own credentials are."""
+        review = self._call(
+            "create",
+            self.authentication.create_self_subject_review,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        info = review.status.user_info if review.status is not None else None
+        return {
+            "username": (info.username if info else "") or "",
+            "uid": (info.uid if info else "") or "",
+            "groups": list((info.groups if info else None) or []),
+            "extra": {},
+        }
+
+    def access_review(self, user: Mapping[str, Any] | None, attributes: Mapping[str, str]) -> bool:
+        """Whether `user` (None: this client itself) may do what `attributes` says
+        (verb, group, resource, subresource, namespace, name)."""
+        attrs = {key: value for key, value in attributes.items() if value}
+        if user is None:
+            review = self._call(
+                "create",
+                self.authorization.create_self_subject_access_review,
+                {
+                    "apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": attrs},
+                },
+            )
+        else:
+            spec: dict[str, Any] = {
+                "resourceAttributes": attrs,
+                "user": user.get("username"),
+                "groups": list(user.get("groups") or []),
+            }
+            if user.get("uid"):
+                spec["uid"] = user["uid"]
+            if user.get("extra"):
+                spec["extra"] = dict(user["extra"])
+            review = self._call(
+                "create",
+                self.authorization.create_subject_access_review,
+                {
+                    "apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SubjectAccessReview",
+                    "spec": spec,
+                },
+            )
+        return bool(review.status is not None and review.status.allowed)
+
+    def list_namespaces(self) -> list[str]:
+        listed = self._call("list", self.core.list_namespace)
+        return sorted(item.metadata.name for item in listed.items)

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
-import kubernetes
 
 from pipesync.api import model, times
 from pipesync.controllers import (
@@ -25,24 +24,12 @@ from pipesync.controllers import (
     recurringruns_handlers,
     runs,
 )
-from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube
+from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube, connect
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
 
 FINALIZER = "pipesync.io/operator"
-
-
-def _kube_client(connections: int) -> kubernetes.client.ApiClient:
-    try:
-        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    configuration = kubernetes.client.Configuration.get_default_copy()
-    # urllib3's default pool keeps cpu_count * 5 sockets; more threads than that open and
-    # throw away a TLS connection per request.
-    configuration.connection_pool_maxsize = connections
-    return kubernetes.client.ApiClient(configuration)
 
 
 class _Wakeups:
@@ -69,7 +56,7 @@ def _finished(body: Mapping[str, Any], **_: Any) -> bool:
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kube = Kube(_kube_client(settings.pass_workers + 4))
+    kube = Kube(connect(settings.pass_workers + 4))
     if settings.metrics is not None:
         settings.metrics.watch_requests(kube)
     _register_plumbing(registry, settings.pass_workers)
@@ -355,7 +342,7 @@ def run(settings: OperatorSettings, election: leadership.Election | None = None)
     if election is not None:
         # A standby blocks here: its /metrics and /healthz (served by the CLI) stay up;
         # it builds no registry and starts no controller until it holds the Lease.
-        leader = leadership.lead(_kube_client(2), election)
+        leader = leadership.lead(connect(2), election)
     registry = build_registry(settings)
     try:
         kopf.run(

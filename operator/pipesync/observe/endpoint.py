@@ -79,15 +79,14 @@ def serve(
 ) -> WSGIServer:
     """Serves in a daemon thread; returns the server (its `server_port` is the bound port,
     useful with port 0). Raises OSError at once when the address cannot be bound."""
+    return serve_app(application(registry, routes), address, name="pipesync-metrics")
+
+
+def serve_app(app: WsgiApp, address: str, *, name: str = "pipesync-http") -> WSGIServer:
+    """Any WSGI app, served the same way (daemon threads, quiet, timeouts)."""
     host, port = parse_address(address)
     server_class = _IPv6Server if ":" in host else _Server
-    server = make_server(
-        host,
-        port,
-        application(registry, routes),
-        server_class=server_class,
-        handler_class=_QuietHandler,
-    )
-    thread = threading.Thread(target=server.serve_forever, name="pipesync-metrics", daemon=True)
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     return server

@@ -1,0 +1,669 @@
+"""The web UI as a WSGI app under /ui/: the page, its static files and the JSON API.
+
+Every API request is authenticated (auth.Authenticator) and every namespace and resource
+checked for the person (SubjectAccessReview) before anything is read; the reads then use
+this process's credentials (the operator's), so the checks here are the only gate.
+Path parts are validated as Kubernetes names before they reach an API call or an S3 key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import http.cookies
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from pipesync.controllers.kube import (
+    EXPERIMENTS,
+    GIT_SOURCES,
+    PIPELINES,
+    RECURRING_RUNS,
+    RUNS,
+    Kube,
+)
+from pipesync.engine import layout
+from pipesync.runtime import archive, storage
+from pipesync.ui import artifacts, views
+from pipesync.ui.auth import COOKIE, Access, Authenticator, Principal
+from pipesync.ui.cache import RunCaches
+
+_log = logging.getLogger(__name__)
+
+PREFIX = "/ui/"
+StartResponse = Callable[..., Any]
+
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+#: Artifact bytes: no scripts, no plugins, an opaque origin even when opened directly.
+ARTIFACT_POLICY = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+MAX_BODY = 64 * 1024
+MAX_LOG_BYTES = 2 * 1024 * 1024
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+PART = re.compile(r"^[A-Za-z0-9_]([-A-Za-z0-9_.]{0,251})?$")
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+PHASES = {"Pending", "Running", "Succeeded", "Failed", "Cancelling", "Cancelled"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    302: "Found",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+class Response:
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self.status, self.body, self.content_type = status, body, content_type
+        self.headers = list(headers)
+
+
+def json_response(status: int, value: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return Response(status, body, "application/json", headers)
+
+
+def _name(value: str, what: str) -> str:
+    if not NAME.match(value):
+        raise HttpError(400, f"invalid {what} {value!r}: expected a Kubernetes name")
+    return value
+
+
+def _part(value: str, what: str) -> str:
+    if not PART.match(value) or ".." in value:
+        raise HttpError(400, f"invalid {what} {value!r}")
+    return value
+
+
+def _instance(query: Mapping[str, str]) -> int | None:
+    text = query.get("instance", "")
+    if text in ("", "null"):
+        return None
+    if not text.isdigit() or len(text) > 9:
+        raise HttpError(400, f"invalid instance {text!r}: expected a number")
+    return int(text)
+
+
+def _query(environ: Mapping[str, Any]) -> dict[str, str]:
+    from urllib.parse import parse_qsl  # noqa: PLC0415
+
+    return dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+
+
+class UiApp:
+    """WSGI: mount at PREFIX on the operator's endpoint, or serve alone (`pipesync ui`)."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        authenticator: Authenticator,
+        store: storage.ObjectStore | None = None,
+        namespaces: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kube = kube
+        self.auth = authenticator
+        self.store = store
+        self.watched = sorted(set(namespaces))
+        self.clock = clock
+        self.caches = RunCaches(kube.custom)
+        self._records: dict[str, dict[str, Any]] = {}
+        self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = [
+            ("GET", re.compile(r"^whoami$"), self.whoami),
+            ("POST", re.compile(r"^login$"), self.login),
+            ("POST", re.compile(r"^logout$"), self.logout),
+            ("GET", re.compile(r"^namespaces$"), self.namespaces),
+            ("GET", re.compile(r"^namespaces/([^/]+)/experiments$"), self.experiments),
+            ("GET", re.compile(r"^namespaces/([^/]+)/runs$"), self.runs),
+            ("GET", re.compile(r"^namespaces/([^/]+)/runs/([^/]+)$"), self.run),
+            ("GET", re.compile(r"^namespaces/([^/]+)/runs/([^/]+)/logs$"), self.logs),
+            (
+                "GET",
+                re.compile(r"^namespaces/([^/]+)/runs/([^/]+)/artifacts/([^/]+)/([^/]+)$"),
+                self.artifact,
+            ),
+            (
+                "GET",
+                re.compile(r"^namespaces/([^/]+)/runs/([^/]+)/artifacts/([^/]+)/([^/]+)/view$"),
+                self.artifact_view,
+            ),
+            ("POST", re.compile(r"^namespaces/([^/]+)/runs/([^/]+)/cancel$"), self.cancel),
+            ("POST", re.compile(r"^namespaces/([^/]+)/runs/([^/]+)/rerun$"), self.rerun),
+            ("GET", re.compile(r"^namespaces/([^/]+)/compare$"), self.compare),
+            ("GET", re.compile(r"^namespaces/([^/]+)/pipelines$"), self.pipelines),
+            ("GET", re.compile(r"^namespaces/([^/]+)/pipelines/([^/]+)$"), self.pipeline),
+            ("GET", re.compile(r"^namespaces/([^/]+)/recurringruns$"), self.recurring_runs),
+            (
+                "GET",
+                re.compile(r"^namespaces/([^/]+)/recurringruns/([^/]+)$"),
+                self.recurring_run,
+            ),
+            ("GET", re.compile(r"^namespaces/([^/]+)/gitsources$"), self.git_sources),
+            ("GET", re.compile(r"^namespaces/([^/]+)/gitsources/([^/]+)$"), self.git_source),
+        ]
+
+    # --- WSGI ----------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        try:
+            response = self._dispatch(environ)
+        except HttpError as error:
+            response = json_response(error.status, {"error": error.message})
+        except ApiException as error:
+            status = error.status if error.status in (403, 404, 409) else 502
+            response = json_response(
+                status, {"error": f"Kubernetes API: {error.status} {error.reason}"}
+            )
+        except storage.StoreError as error:
+            response = json_response(502, {"error": f"object store: {error}"})
+        except Exception:
+            _log.exception(
+                "ui: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+            )
+            response = json_response(500, {"error": "internal error (see the operator's log)"})
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-store"),
+            *response.headers,
+        ]
+        if not any(key == "Content-Security-Policy" for key, _ in headers):
+            headers.append(("Content-Security-Policy", PAGE_POLICY))
+        start_response(f"{response.status} {_REASONS.get(response.status, 'Status')}", headers)
+        return [response.body]
+
+    def _dispatch(self, environ: dict[str, Any]) -> Response:
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path in ("/", "/ui"):
+            return Response(302, b"", "text/plain", [("Location", PREFIX)])
+        if not path.startswith(PREFIX):
+            raise HttpError(404, "not found")
+        rest = path[len(PREFIX) :]
+        if rest in ("", "index.html"):
+            return self._static("index.html")
+        if rest.startswith("static/"):
+            return self._static(rest[len("static/") :])
+        if not rest.startswith("api/"):
+            raise HttpError(404, "not found")
+        api = rest[len("api/") :]
+        for route_method, pattern, handler in self.routes:
+            match = pattern.match(api)
+            if match is None:
+                continue
+            if method != route_method:
+                raise HttpError(405, f"{method} not allowed here")
+            if handler == self.login:
+                return self.login(environ)
+            if method == "POST" and environ.get("HTTP_X_PIPESYNC_REQUEST") != "1":
+                raise HttpError(403, "missing X-Pipesync-Request header (cross-site request?)")
+            principal = self._principal(environ)
+            return handler(environ, principal, *match.groups())
+        raise HttpError(404, f"no API endpoint {api!r}")
+
+    def _static(self, name: str) -> Response:
+        if not re.fullmatch(r"[a-z0-9_-]+\.(js|css|html|svg|png)", name):
+            raise HttpError(404, "not found")
+        try:
+            data = resources.files("pipesync.ui").joinpath("static", name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise HttpError(404, "not found") from None
+        suffix = name[name.rfind(".") :]
+        return Response(200, data, STATIC_TYPES[suffix])
+
+    # --- who ---------------------------------------------------------------------------
+
+    def _session(self, environ: Mapping[str, Any]) -> str:
+        cookie = http.cookies.SimpleCookie()
+        try:
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except http.cookies.CookieError:
+            return ""
+        morsel = cookie.get(COOKIE)
+        return morsel.value if morsel is not None else ""
+
+    def _principal(self, environ: Mapping[str, Any]) -> Principal:
+        principal = self.auth.authenticate(
+            str(environ.get("HTTP_AUTHORIZATION", "")), self._session(environ)
+        )
+        if principal is None:
+            raise HttpError(401, "log in: no valid token or session")
+        return principal
+
+    def _require(self, principal: Principal, access: Access) -> None:
+        if not self.auth.allowed(principal, access):
+            what = access.resource + (f"/{access.subresource}" if access.subresource else "")
+            where = f" in namespace {access.namespace}" if access.namespace else ""
+            raise HttpError(403, f"{principal.username} may not {access.verb} {what}{where}")
+
+    def whoami(self, environ: Mapping[str, Any], principal: Principal) -> Response:
+        return json_response(200, {"user": principal.public(), "auth": self.auth.mode})
+
+    def login(self, environ: Mapping[str, Any]) -> Response:
+        if self.auth.mode != "token":
+            raise HttpError(400, "this UI uses the kubeconfig's identity; no login needed")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY:
+            raise HttpError(413, "request body too large")
+        try:
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            token = str(body["token"]).strip()
+        except (ValueError, KeyError, TypeError):
+            raise HttpError(400, 'expected JSON {"token": "..."}') from None
+        session = self.auth.login(token) if token else None
+        if session is None:
+            raise HttpError(401, "the API server did not accept this token")
+        session_id, principal = session
+        secure = (
+            "; Secure"
+            if environ.get("HTTP_X_FORWARDED_PROTO") == "https"
+            or environ.get("wsgi.url_scheme") == "https"
+            else ""
+        )
+        cookie = f"{COOKIE}={session_id}; Path={PREFIX}; HttpOnly; SameSite=Strict{secure}"
+        return json_response(200, {"user": principal.public()}, [("Set-Cookie", cookie)])
+
+    def logout(self, environ: Mapping[str, Any], principal: Principal) -> Response:
+        self.auth.logout(self._session(environ))
+        cookie = f"{COOKIE}=; Path={PREFIX}; HttpOnly; SameSite=Strict; Max-Age=0"
+        return Response(204, b"", "text/plain", [("Set-Cookie", cookie)])
+
+    def namespaces(self, environ: Mapping[str, Any], principal: Principal) -> Response:
+        candidates = self.watched or self.kube.list_namespaces()
+        visible = [
+            {"name": ns}
+            for ns in candidates
+            if self.auth.allowed(principal, Access("list", RUNS, ns))
+        ]
+        return json_response(200, {"items": visible})
+
+    # --- runs --------------------------------------------------------------------------
+
+    def _records_of(self, namespace: str) -> list[dict[str, Any]]:
+        """Every run record of the namespace in S3 (finished ones are cached: a finished
+        run's record no longer changes)."""
+        if self.store is None:
+            return []
+        found = []
+        for key in archive.record_keys(self.store, namespace):
+            record = self._records.get(key)
+            if record is None:
+                try:
+                    record = json.loads(self.store.get_bytes(key))
+                except (storage.NotFound, ValueError):
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                if (record.get("status") or {}).get("phase") in views.FINISHED:
+                    self._records[key] = record
+            found.append(record)
+        return found
+
+    def _record(self, namespace: str, run: str) -> dict[str, Any] | None:
+        if self.store is None:
+            return None
+        key = layout.record_key(namespace, run)
+        try:
+            record: dict[str, Any] = json.loads(self.store.get_bytes(key))
+        except (storage.NotFound, ValueError):
+            return None
+        return record
+
+    def runs(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+        _name(ns, "namespace")
+        self._require(principal, Access("list", RUNS, ns))
+        query = _query(environ)
+        phase = query.get("phase", "")
+        if phase and phase not in PHASES:
+            raise HttpError(400, f"unknown phase {phase!r}: one of {', '.join(sorted(PHASES))}")
+        try:
+            limit = min(max(int(query.get("limit") or 100), 1), 1000)
+            offset = max(int(query.get("offset") or 0), 0)
+        except ValueError:
+            raise HttpError(400, "limit and offset must be numbers") from None
+        rows = self.caches.rows(ns)
+        if query.get("archived") == "true":
+            live = {row["name"] for row in rows}
+            rows = rows + [
+                views.run_row(views.record_as_run(record), archived=True)
+                for record in self._records_of(ns)
+                if (record.get("metadata") or {}).get("name") not in live
+            ]
+        chosen = views.filter_rows(
+            rows,
+            pipeline=query.get("pipeline", ""),
+            experiment=query.get("experiment", ""),
+            phase=phase,
+            commit=query.get("commit", ""),
+            query=query.get("q", ""),
+        )
+        return json_response(200, {"items": chosen[offset : offset + limit], "total": len(chosen)})
+
+    def _run_object(self, ns: str, name: str) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
+        """(run, record, archived): from the cluster, else from its S3 record."""
+        run = self.kube.get_object(RUNS, ns, name)
+        if run is not None:
+            status = run.get("status") or {}
+            record = None
+            if status.get("tasksTruncated") or status.get("phase") in views.FINISHED:
+                record = self._record(ns, name)
+            return run, record, False
+        record = self._record(ns, name)
+        if record is None:
+            raise HttpError(404, f"run {name} not found in namespace {ns} (nor in S3)")
+        return views.record_as_run(record), record, True
+
+    def _pinned_spec(self, ns: str, name: str) -> dict[str, Any] | None:
+        stored = self.kube.get_config_map(ns, f"{name}-pipeline")
+        if stored is None or "spec.json" not in stored:
+            return None
+        try:
+            spec = json.loads(stored["spec.json"]).get("spec")
+        except ValueError:
+            return None
+        return spec if isinstance(spec, dict) else None
+
+    def _detail(self, principal: Principal, ns: str, name: str) -> dict[str, Any]:
+        run, record, archived = self._run_object(ns, name)
+        spec = None if archived else self._pinned_spec(ns, name)
+        if spec is None:
+            spec = (run.get("spec") or {}).get("pipelineSpec") or (record or {}).get("pipelineSpec")
+        return views.run_detail(
+            run,
+            spec,
+            record,
+            archived=archived,
+            can_cancel=self.auth.allowed(principal, Access("patch", RUNS, ns)),
+            can_rerun=self.auth.allowed(principal, Access("create", RUNS, ns)),
+        )
+
+    def run(self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str) -> Response:
+        _name(ns, "namespace")
+        _name(name, "run")
+        self._require(principal, Access("get", RUNS, ns))
+        detail = self._detail(principal, ns, name)
+        body = json.dumps(detail, separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if environ.get("HTTP_IF_NONE_MATCH") == etag:
+            return Response(304, b"", "application/json", [("ETag", etag)])
+        return Response(200, body, "application/json", [("ETag", etag)])
+
+    def logs(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        _name(ns, "namespace")
+        _name(name, "run")
+        query = _query(environ)
+        task = _name(query.get("task", ""), "task")
+        instance = _instance(query)
+        attempt_text = query.get("attempt", "1")
+        if not attempt_text.isdigit() or len(attempt_text) > 6:
+            raise HttpError(400, f"invalid attempt {attempt_text!r}")
+        attempt = int(attempt_text)
+        self._require(principal, Access("get", RUNS, ns))
+        selector = f"pipesync.io/run={name},pipesync.io/task={task},pipesync.io/attempt={attempt}"
+        if instance is not None:
+            selector += f",pipesync.io/instance={instance}"
+        if self.auth.allowed(principal, Access("get", "pods", ns, "log", group="")):
+            for pod in self.kube.list_pods(ns, selector):
+                labels = (pod.get("metadata") or {}).get("labels") or {}
+                if instance is None and "pipesync.io/instance" in labels:
+                    continue
+                data = self.kube.read_pod_log(
+                    ns, pod["metadata"]["name"], "main", limit_bytes=MAX_LOG_BYTES
+                )
+                if data is not None:
+                    return Response(
+                        200, data, "text/plain; charset=utf-8", [("X-Pipesync-Log-Source", "pod")]
+                    )
+        if self.store is not None:
+            key = layout.log_key(layout.node_prefix(ns, name, task, instance), attempt)
+            try:
+                data = self.store.get_bytes(key)
+            except storage.NotFound:
+                pass
+            else:
+                return Response(
+                    200,
+                    data[-MAX_LOG_BYTES:],
+                    "text/plain; charset=utf-8",
+                    [("X-Pipesync-Log-Source", "s3")],
+                )
+        raise HttpError(404, f"no log yet for {task} attempt {attempt} of run {name}")
+
+    def _artifact_bytes(
+        self, principal: Principal, where: tuple[str, ...], instance: int | None
+    ) -> bytes:
+        """`where`: (namespace, run, task, artifact) from the path."""
+        ns, name, task, artifact = where
+        _name(ns, "namespace")
+        _name(name, "run")
+        _name(task, "task")
+        _part(artifact, "artifact")
+        self._require(principal, Access("get", RUNS, ns))
+        if self.store is None:
+            raise HttpError(404, "no object store configured: artifacts cannot be read")
+        key = storage.check_key(
+            layout.output_artifact_key(layout.node_prefix(ns, name, task, instance), artifact)
+        )
+        try:
+            return self.store.get_bytes(key)
+        except storage.NotFound:
+            raise HttpError(404, f"artifact {artifact} of task {task} not stored (yet)") from None
+
+    def artifact(self, environ: Mapping[str, Any], principal: Principal, *where: str) -> Response:
+        query = _query(environ)
+        data = self._artifact_bytes(principal, where, _instance(query))
+        artifact = where[3]
+        viewer = artifacts.classify(artifact, data[: artifacts.MAX_PARSED_BYTES])
+        if viewer == "markdown" and query.get("render") == "1":
+            data = artifacts.markdown_html(data.decode("utf-8", "replace")).encode()
+        content_type = artifacts.content_type(viewer, data[:64])
+        if viewer == "markdown" and query.get("render") != "1":
+            content_type = "text/plain; charset=utf-8"
+        headers = [("Content-Security-Policy", ARTIFACT_POLICY)]
+        if viewer == "binary":
+            headers.append(("Content-Disposition", f'attachment; filename="{artifact}"'))
+        return Response(200, data, content_type, headers)
+
+    def artifact_view(
+        self, environ: Mapping[str, Any], principal: Principal, *where: str
+    ) -> Response:
+        instance = _instance(_query(environ))
+        data = self._artifact_bytes(principal, where, instance)
+        ns, name, task, artifact = where
+        viewer = artifacts.classify(artifact, data[: artifacts.MAX_PARSED_BYTES])
+        url = f"{PREFIX}api/namespaces/{ns}/runs/{name}/artifacts/{task}/{artifact}"
+        url += "" if instance is None else f"?instance={instance}"
+        text = None
+        if viewer in ("text", "markdown", "json", "html"):
+            text = data[: artifacts.MAX_TEXT_BYTES].decode("utf-8", "replace")
+        return json_response(
+            200,
+            {
+                "name": artifact,
+                "task": task,
+                "instance": instance,
+                "viewer": viewer,
+                "size": len(data),
+                "contentType": artifacts.content_type(viewer, data[:64]),
+                "url": url,
+                "data": artifacts.view_data(viewer, data),
+                "text": text,
+            },
+        )
+
+    def cancel(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        _name(ns, "namespace")
+        _name(name, "run")
+        self._require(principal, Access("patch", RUNS, ns, name=name))
+        if self.kube.get_object(RUNS, ns, name) is None:
+            raise HttpError(404, f"run {name} not found in namespace {ns}")
+        self.kube.patch_object(RUNS, ns, name, {"spec": {"cancel": True}})
+        return json_response(202, {"name": name})
+
+    def rerun(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        _name(ns, "namespace")
+        _name(name, "run")
+        self._require(principal, Access("create", RUNS, ns))
+        self._require(principal, Access("get", RUNS, ns))
+        run, _, _ = self._run_object(ns, name)
+        stamp = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).strftime("%Y%m%d%H%M%S")
+        base = name[: 63 - len(stamp) - len("-rerun-")].rstrip("-.")
+        new_name = f"{base}-rerun-{stamp}"
+        if not self.kube.create_object(RUNS, ns, views.rerun_body(run, new_name)):
+            raise HttpError(409, f"run {new_name} exists already; try again in a second")
+        return json_response(201, {"name": new_name})
+
+    def compare(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+        _name(ns, "namespace")
+        self._require(principal, Access("get", RUNS, ns))
+        names = [n for n in _query(environ).get("runs", "").split(",") if n]
+        if not 2 <= len(names) <= 10:
+            raise HttpError(400, "compare needs 2 to 10 runs: ?runs=a,b")
+        details = [self._detail(principal, ns, _name(n, "run")) for n in names]
+        metrics = [self._metrics(ns, detail) for detail in details]
+        return json_response(
+            200,
+            views.compare(
+                [d["run"] for d in details],
+                [views.output_parameters(d) for d in details],
+                metrics,
+            ),
+        )
+
+    def _metrics(self, ns: str, detail: Mapping[str, Any]) -> dict[str, Any]:
+        """`<task>.<artifact>.<key>` -> number, from the run's metrics artifacts."""
+        found: dict[str, Any] = {}
+        if self.store is None:
+            return found
+        name = detail["run"]["name"]
+        for task, view in detail["tasks"].items():
+            for artifact in view["outputs"]["artifacts"]:
+                if artifact["instance"] is not None or "metric" not in artifact["name"]:
+                    continue
+                key = layout.output_artifact_key(
+                    layout.node_prefix(ns, name, task, None), artifact["name"]
+                )
+                try:
+                    data = self.store.get_bytes(key)
+                except storage.NotFound:
+                    continue
+                parsed = artifacts.view_data("metrics", data)
+                for metric, value in ((parsed or {}).get("metrics") or {}).items():
+                    found[f"{task}.{artifact['name']}.{metric}"] = value
+        return found
+
+    # --- the other resources -----------------------------------------------------------
+
+    def _listed(self, principal: Principal, ns: str, plural: str) -> list[dict[str, Any]]:
+        _name(ns, "namespace")
+        self._require(principal, Access("list", plural, ns))
+        return self.kube.list_objects(plural, ns)
+
+    def _got(self, principal: Principal, ns: str, plural: str, name: str) -> dict[str, Any]:
+        _name(ns, "namespace")
+        _name(name, "name")
+        self._require(principal, Access("get", plural, ns))
+        found = self.kube.get_object(plural, ns, name)
+        if found is None:
+            raise HttpError(404, f"{plural} {name} not found in namespace {ns}")
+        return found
+
+    def experiments(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+        items = self._listed(principal, ns, EXPERIMENTS)
+        counts: dict[str, int] = {}
+        if self.auth.allowed(principal, Access("list", RUNS, ns)):
+            for row in self.caches.rows(ns):
+                counts[row["experiment"]] = counts.get(row["experiment"], 0) + 1
+        rows = [views.experiment_row(e, counts.get(e["metadata"]["name"], 0)) for e in items]
+        return json_response(200, {"items": rows})
+
+    def pipelines(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+        items = self._listed(principal, ns, PIPELINES)
+        return json_response(200, {"items": [views.pipeline_row(p) for p in items]})
+
+    def pipeline(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        found = self._got(principal, ns, PIPELINES, name)
+        repositories: dict[str, str] = {}
+        if self.auth.allowed(principal, Access("list", GIT_SOURCES, ns)):
+            for source in self.kube.list_objects(GIT_SOURCES, ns):
+                repositories[source["metadata"]["name"]] = str(
+                    (source.get("spec") or {}).get("url") or ""
+                )
+        return json_response(200, views.pipeline_detail(found, repositories))
+
+    def recurring_runs(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+        items = self._listed(principal, ns, RECURRING_RUNS)
+        return json_response(200, {"items": [views.recurring_row(r) for r in items]})
+
+    def recurring_run(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        found = self._got(principal, ns, RECURRING_RUNS, name)
+        history: list[Mapping[str, Any]] = []
+        if self.auth.allowed(principal, Access("list", RUNS, ns)):
+            history = views.filter_rows(
+                [r for r in self.caches.rows(ns) if r["recurringRun"] == name]
+            )
+        return json_response(200, views.recurring_detail(found, history, self.clock()))
+
+    def git_sources(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+        items = self._listed(principal, ns, GIT_SOURCES)
+        return json_response(200, {"items": [views.gitsource_row(s) for s in items]})
+
+    def git_source(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        found = self._got(principal, ns, GIT_SOURCES, name)
+        return json_response(200, views.gitsource_detail(found))
