@@ -23,6 +23,7 @@ FIXTURE_MODULES = [
     "tests.e2e.fixtures.prometheus",
     "tests.e2e.fixtures.operator",
     "tests.e2e.fixtures.killable_operator",
+    "tests.e2e.fixtures.browser",
 ]
 
 

@@ -313,7 +313,12 @@ class UiApp:
         return Response(204, b"", "text/plain", [("Set-Cookie", cookie)])
 
     def namespaces(self, environ: Mapping[str, Any], principal: Principal) -> Response:
-        candidates = self.watched or self.kube.list_namespaces()
+        plain = self.watched and not any(set(p) & set("*?[,!") for p in self.watched)
+        candidates = (
+            self.watched
+            if plain
+            else views.watched_namespaces(self.kube.list_namespaces(), self.watched)
+        )
         visible = [
             {"name": ns}
             for ns in candidates

@@ -6,6 +6,7 @@ runs list or a task of the run page holds, so the server and the tests agree on 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,6 +45,20 @@ def _ready(obj: Mapping[str, Any]) -> tuple[bool, str, str]:
                 _text(condition["message"]),
             )
     return False, "", ""
+
+
+def watched_namespaces(existing: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The namespaces the operator's --namespace options name: plain names, or kopf's
+    globs, comma lists and `!` exclusions (e.g. "*,!solo-*"); no option means all."""
+    rules = [part.strip() for pattern in patterns for part in pattern.split(",") if part.strip()]
+    include = [rule for rule in rules if not rule.startswith("!")] or ["*"]
+    exclude = [rule[1:] for rule in rules if rule.startswith("!")]
+    return sorted(
+        name
+        for name in existing
+        if any(fnmatch.fnmatchcase(name, rule) for rule in include)
+        and not any(fnmatch.fnmatchcase(name, rule) for rule in exclude)
+    )
 
 
 # --- runs ------------------------------------------------------------------------------

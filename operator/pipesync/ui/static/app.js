@@ -1,0 +1,121 @@
+// The single-page app: who is logged in, the namespace, the router and live polling.
+import { request } from "./api.js";
+import { clear } from "./dom.js";
+import * as pages from "./pages.js";
+import { parseRoute, routeFor } from "./util.js";
+
+const PAGES = {
+  runs: pages.runs, "runs-detail": pages.runDetail, compare: pages.compare,
+  experiments: pages.experiments, pipelines: pages.pipelines, "pipelines-detail": pages.pipelineDetail,
+  recurringruns: pages.recurringRuns, "recurringruns-detail": pages.recurringDetail,
+  gitsources: pages.gitSources, "gitsources-detail": pages.gitSourceDetail,
+};
+const POLL_MS = 2000;
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const namespaceSelect = document.getElementById("namespace");
+const userName = document.getElementById("user");
+const logoutButton = document.getElementById("logout");
+let namespaces = [];
+let timers = [];
+let leaving = [];
+let generation = 0;
+
+function stopPage() {
+  timers.forEach(clearInterval);
+  leaving.forEach((fn) => fn());
+  timers = []; leaving = [];
+}
+
+async function whoami() {
+  try {
+    const me = await request("whoami");
+    userName.textContent = me.user.username;
+    logoutButton.hidden = me.auth !== "token";
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function loadNamespaces() {
+  namespaces = (await request("namespaces")).items.map((item) => item.name);
+  clear(namespaceSelect);
+  for (const name of namespaces) {
+    const option = document.createElement("option");
+    option.value = name; option.textContent = name;
+    namespaceSelect.append(option);
+  }
+}
+
+async function render() {
+  stopPage();
+  const mine = ++generation;
+  const route = parseRoute(window.location.hash);
+  clear(main);
+  if (route.page === "login") {
+    nav.hidden = true;
+    pages.login({ main }, async () => { await start(); });
+    return;
+  }
+  if (!(await whoami())) { window.location.hash = "#/login"; return; }
+  if (!namespaces.length) await loadNamespaces();
+  nav.hidden = false;
+  if (!namespaces.length) {
+    pages.showError(main, "You may not list runs in any namespace.");
+    return;
+  }
+  if (route.page === "home" || !namespaces.includes(route.namespace)) {
+    if (route.page !== "home") {
+      pages.showError(main, `You may not see namespace ${route.namespace}, or it does not exist.`);
+      return;
+    }
+    window.location.hash = routeFor(namespaces[0], "runs");
+    return;
+  }
+  namespaceSelect.value = route.namespace;
+  for (const anchor of nav.querySelectorAll("a[data-page]")) {
+    anchor.href = routeFor(route.namespace, anchor.dataset.page);
+    anchor.classList.toggle("active", route.page.startsWith(anchor.dataset.page));
+  }
+  const page = PAGES[route.page];
+  if (!page) { pages.showError(main, "No such page."); return; }
+  const ctx = {
+    main, namespace: route.namespace, route,
+    poll(fn) {
+      timers.push(setInterval(() => {
+        if (document.hidden || mine !== generation) return;
+        fn().catch((error) => console.warn("refresh failed", error));
+      }, POLL_MS));
+    },
+    onLeave(fn) { leaving.push(fn); },
+  };
+  try {
+    await page(ctx);
+  } catch (error) {
+    if (mine === generation) pages.showError(main, error);
+  }
+}
+
+async function start() {
+  namespaces = [];
+  await loadNamespaces().catch(() => {});
+  const route = parseRoute(window.location.hash);
+  if (route.page === "login" || route.page === "home") {
+    window.location.hash = namespaces.length ? routeFor(namespaces[0], "runs") : "#/";
+  }
+  render();
+}
+
+namespaceSelect.addEventListener("change", () => {
+  window.location.hash = routeFor(namespaceSelect.value, "runs");
+});
+logoutButton.addEventListener("click", async () => {
+  await request("logout", { method: "POST" }).catch(() => {});
+  namespaces = [];
+  userName.textContent = "";
+  window.location.hash = "#/login";
+});
+window.addEventListener("hashchange", render);
+render();
