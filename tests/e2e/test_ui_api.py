@@ -1,0 +1,224 @@
+"""The web UI's JSON API on the real control plane, as different people: RBAC decides what
+each token may read and do; logs come from S3 once the pod is gone; artifacts are served
+under a sandbox policy; path parts cannot climb out of the run's keys."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.fixtures.controlplane import Cluster
+from tests.e2e.fixtures.operator import Operator
+from tests.e2e.test_operator_runs import wait_finished
+
+PIPELINE = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: report}
+spec:
+  tasks:
+    - name: write
+      command: [sh, -c, 'echo "<html><script>alert(1)</script>hi</html>" > "$0"; echo wrote-it',
+                "{{outputs.artifacts.page}}"]
+      outputs: {artifacts: [page]}
+    - name: wait
+      dependsOn: [write]
+      command: [sh, -c, "sleep 600"]
+"""
+
+READ = [
+    {
+        "apiGroups": ["pipesync.io"],
+        "resources": ["runs", "experiments", "pipelines", "recurringruns", "gitsources"],
+        "verbs": ["get", "list", "watch"],
+    }
+]
+OPERATE = [{"apiGroups": ["pipesync.io"], "resources": ["runs"], "verbs": ["patch", "create"]}]
+
+
+@pytest.fixture(scope="module")
+def setup(cluster: Cluster, operator: Operator, s3: Any) -> Iterator[dict[str, Any]]:
+    namespace = f"uiapi-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=PIPELINE)
+    roles = {"reader": READ, "operator": READ + OPERATE}
+    for account, rules in roles.items():
+        role = f"ui-{account}"
+        cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+        cluster.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=yaml.safe_dump(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "Role",
+                    "metadata": {"name": role},
+                    "rules": rules,
+                }
+            ),
+        )
+        cluster.kubectl(
+            "create", "rolebinding", role, "-n", namespace, f"--role={role}",
+            f"--serviceaccount={namespace}:{account}",
+        )  # fmt: skip
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/report", "-n", namespace, "--timeout=60s"
+    )
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "pipesync.io/v1alpha1",
+                "kind": "Run",
+                "metadata": {"name": "r1"},
+                "spec": {"pipelineRef": {"name": "report"}},
+            }
+        ),
+    )
+    tokens = {
+        account: cluster.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+        for account in roles
+    }
+    yield {
+        "namespace": namespace,
+        "tokens": tokens,
+        "base": f"http://{operator.metrics_target}/ui/api/",
+    }
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def call(
+    setup: dict[str, Any], path: str, token: str | None, method: str = "GET", headers: Any = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(  # noqa: S310 - the test's own loopback server
+        setup["base"] + path, method=method, headers=dict(headers or {})
+    )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _wait_for(predicate: Any, timeout: float = 60) -> Any:
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError("condition not met in time")
+
+
+def test_reading_a_run_its_logs_and_a_sandboxed_artifact(
+    cluster: Cluster, setup: dict[str, Any]
+) -> None:
+    ns, reader = setup["namespace"], setup["tokens"]["reader"]
+    assert call(setup, f"namespaces/{ns}/runs", None)[0] == 401
+
+    def write_done() -> Any:
+        code, _, body = call(setup, f"namespaces/{ns}/runs/r1", reader)
+        detail = json.loads(body)
+        return detail if code == 200 and detail["tasks"]["write"]["phase"] == "Succeeded" else None
+
+    detail = _wait_for(write_done, 120)
+    assert [n["id"] for n in detail["graph"]["nodes"]] == ["write", "wait"]
+    assert not detail["canCancel"] and not detail["canRerun"]  # a reader only
+    code, headers, body = call(setup, f"namespaces/{ns}/runs?phase=Running", reader)
+    assert code == 200 and [r["name"] for r in json.loads(body)["items"]] == ["r1"]
+
+    # the artifact: HTML, so only under the sandbox policy, never sniffed
+    code, headers, body = call(setup, f"namespaces/{ns}/runs/r1/artifacts/write/page", reader)
+    assert code == 200 and b"<script>" in body
+    assert headers["Content-Security-Policy"].startswith("sandbox")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    code, _, body = call(setup, f"namespaces/{ns}/runs/r1/artifacts/write/page/view", reader)
+    assert json.loads(body)["viewer"] == "html"
+
+    # no climbing out: names are checked before they reach a key
+    for bad in (
+        f"namespaces/{ns}/runs/r1/artifacts/write/..",
+        f"namespaces/{ns}/runs/r1/artifacts/..%2F..%2Fx/page",
+        f"namespaces/{ns}/runs/r1/logs?task=../../x&attempt=1",
+        f"namespaces/{ns}/runs/r1/logs?task=write&attempt=1&instance=-1",
+        "namespaces/Bad_NS/runs",
+    ):
+        code, _, body = call(setup, bad, reader)
+        assert code in (400, 404), (bad, code, body)
+
+    # the log: S3 once the pod is gone (the reader may not read pods/log at all)
+    code, headers, body = call(setup, f"namespaces/{ns}/runs/r1/logs?task=write&attempt=1", reader)
+    if code == 200:
+        assert headers["X-Pipesync-Log-Source"] == "s3" and b"wrote-it" in body
+    cluster.kubectl(
+        "delete", "pods", "-n", ns, "-l", "pipesync.io/run=r1,pipesync.io/task=write", "--wait"
+    )
+
+    def from_s3() -> Any:
+        result = call(setup, f"namespaces/{ns}/runs/r1/logs?task=write&attempt=1", reader)
+        return result if result[0] == 200 else None
+
+    _, headers, body = _wait_for(from_s3)
+    assert headers["X-Pipesync-Log-Source"] == "s3" and b"wrote-it" in body
+
+
+def test_cancel_and_rerun_follow_rbac_and_need_the_request_header(
+    cluster: Cluster, setup: dict[str, Any]
+) -> None:
+    ns = setup["namespace"]
+    reader, operator_token = setup["tokens"]["reader"], setup["tokens"]["operator"]
+    marked = {"X-Pipesync-Request": "1"}
+    assert call(setup, f"namespaces/{ns}/runs/r1/cancel", reader, "POST", marked)[0] == 403
+    assert call(setup, f"namespaces/{ns}/runs/r1/rerun", reader, "POST", marked)[0] == 403
+    # a cross-site form cannot add the header: refused before anything else
+    assert call(setup, f"namespaces/{ns}/runs/r1/cancel", operator_token, "POST")[0] == 403
+    code, _, body = call(setup, f"namespaces/{ns}/runs/r1/rerun", operator_token, "POST", marked)
+    assert code == 201, body
+    rerun = json.loads(body)["name"]
+    assert rerun.startswith("r1-rerun-")
+    created = json.loads(cluster.kubectl("get", "run", rerun, "-n", ns, "-o", "json").stdout)
+    assert created["spec"]["pipelineRef"] == {"name": "report"}
+    for name in ("r1", rerun):
+        code, _, body = call(
+            setup, f"namespaces/{ns}/runs/{name}/cancel", operator_token, "POST", marked
+        )
+        assert code == 202, body
+    for name in ("r1", rerun):
+        assert wait_finished(cluster, ns, name, timeout=120)["status"]["phase"] == "Cancelled"
+    code, _, body = call(setup, f"namespaces/{ns}/compare?runs=r1,{rerun}", reader)
+    assert code == 200 and json.loads(body)["runs"][1]["name"] == rerun
+
+
+def test_the_page_and_static_files_carry_a_strict_policy(setup: dict[str, Any]) -> None:
+    base = setup["base"].removesuffix("api/")
+    with urllib.request.urlopen(base, timeout=30) as response:  # noqa: S310
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert b'data-testid="namespace-select"' in response.read()
+    with urllib.request.urlopen(base + "static/app.js", timeout=30) as response:  # noqa: S310
+        assert response.headers["Content-Type"].startswith("text/javascript")
+    for missing in ("static/../app.py", "static/app.py", "nothing"):
+        try:
+            urllib.request.urlopen(base + missing, timeout=30)  # noqa: S310
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
+        else:
+            raise AssertionError(f"{missing} was served")
