@@ -261,6 +261,10 @@ def test_cluster_mode_rbac_allows_what_the_operator_uses_and_nothing_else(
         ("list", "customresourcedefinitions.apiextensions.k8s.io", None),
         ("create", "leases.coordination.k8s.io", release.namespace),
         ("patch", "pods", release.namespace),  # its own pod's pipesync.io/leader label
+        # the web UI checks its visitors' tokens and rights, and offers their namespaces
+        ("create", "tokenreviews.authentication.k8s.io", None),
+        ("create", "subjectaccessreviews.authorization.k8s.io", None),
+        ("list", "namespaces", None),
     ]
     denied = [
         ("delete", "customresourcedefinitions.apiextensions.k8s.io", None),
@@ -278,6 +282,8 @@ def test_cluster_mode_rbac_allows_what_the_operator_uses_and_nothing_else(
         ("delete", "configmaps", ns),
         ("update", "runs.pipesync.io:status", ns),  # patch only
         ("create", "pods:eviction", ns),
+        ("create", "serviceaccounts:token", ns),  # the UI never mints tokens itself
+        ("create", "localsubjectaccessreviews.authorization.k8s.io", ns),
     ]
     assert [c for c in allowed if not release.can(*c)] == []
     assert [c for c in denied if release.can(*c)] == []
@@ -303,6 +309,7 @@ def test_namespaced_mode_rbac_stays_inside_its_namespaces(release: Release) -> N
     assert release.can("list", "customresourcedefinitions.apiextensions.k8s.io", None)
     assert not release.can("delete", "customresourcedefinitions.apiextensions.k8s.io", None)
     assert not release.can("get", "secrets", None)
+    assert release.can("create", "tokenreviews.authentication.k8s.io", None)  # the web UI
 
 
 #: What a GitSource syncs under the chart's RBAC: every kind it server-side applies.

@@ -89,3 +89,16 @@ tests/e2e/test_chart.py checks it with `kubectl auth can-i`.
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 {{- end -}}
+
+{{/* The web UI checks every visitor's token and rights with the API server (TokenReview,
+SubjectAccessReview): cluster-scoped create-only APIs that grant nothing themselves. */}}
+{{- define "pipesync.uiRules" -}}
+{{- if .Values.ui.enabled }}
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
+- apiGroups: [authorization.k8s.io]
+  resources: [subjectaccessreviews]
+  verbs: [create]
+{{- end }}
+{{- end -}}
