@@ -23,6 +23,7 @@ from bench import (
     kfp_bench,
     operator_bench,
     recurring_bench,
+    ui_bench,
     validate_bench,
     webhook_bench,
 )
@@ -127,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gitsync",
             "recurring",
             "kfp",
+            "ui",
         ),
         action="append",
         help="run only these benchmarks (repeatable)",
@@ -149,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("gitsync", gitsync_bench.measure),
         ("recurring", recurring_bench.measure),
         ("kfp", kfp_bench.measure),
+        ("ui", ui_bench.measure),
     ):
         if key == "operator-memory" and "operator-memory" not in (options.only or ()):
             continue
