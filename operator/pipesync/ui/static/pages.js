@@ -1,7 +1,7 @@
 // One function per page: each fetches what it shows and renders into `main`.
 // `ctx` = { main, namespace, route, poll(fn) } from app.js.
 import { ApiError, ns, request, text } from "./api.js";
-import { drawDag } from "./dag.js";
+import { drawDag, sameShape } from "./dag.js";
 import { clear, h, link, phase, table } from "./dom.js";
 import { RUN_PHASES, ago, formatValue, routeFor, shortCommit } from "./util.js";
 import { viewer } from "./viewers.js";
@@ -123,15 +123,17 @@ export async function runDetail(ctx) {
   const panel = h("div", { class: "panel-holder" });
   main.append(header, graphBox, panel);
 
+  let dag = null;
+  let drawn = null;
   const select = (task) => {
     selectedTask = task;
     history.replaceState(null, "", routeFor(namespace, "runs", name, { task }));
-    renderGraph();
+    dag.select(task);
     renderPanel();
   };
   const renderHeader = () => {
     const run = detail.run;
-    clear(header).append(
+    clear(header).append(...[
       h("h1", null, run.name, " ", h("span", { testid: "run-phase", class: `phase phase-${run.phase.toLowerCase()}` }, run.phase),
         detail.archived ? h("span", { class: "tag" }, "archived in S3") : null),
       h("p", { class: "muted" },
@@ -144,7 +146,8 @@ export async function runDetail(ctx) {
         Object.entries(run.params).map(([k, v]) => h("span", { class: "param" }, `${k}=${v}`))),
       h("div", { class: "actions" },
         detail.canCancel ? h("button", { testid: "cancel-button", onclick: () => act("cancel") }, "Cancel") : null,
-        detail.canRerun ? h("button", { testid: "rerun-button", onclick: () => act("rerun") }, "Re-run") : null));
+        detail.canRerun ? h("button", { testid: "rerun-button", onclick: () => act("rerun") }, "Re-run") : null),
+    ].filter(Boolean));
   };
   const act = async (what) => {
     if (what === "cancel" && !window.confirm(`Cancel run ${name}?`)) return;
@@ -154,8 +157,14 @@ export async function runDetail(ctx) {
     } catch (error) { showError(header, error); }
   };
   const renderGraph = () => {
-    clear(graphBox).append(drawDag(detail.graph, select, selectedTask),
-      h("p", { class: "muted legend" }, "wheel: zoom · drag: pan · double-click: fit · click a task for details"));
+    if (dag && sameShape(drawn, detail.graph)) {
+      dag.updateNodes(detail.graph);
+    } else {
+      dag = drawDag(detail.graph, select, selectedTask);
+      clear(graphBox).append(dag,
+        h("p", { class: "muted legend" }, "wheel: zoom · drag: pan · double-click: fit · click a task for details"));
+    }
+    drawn = detail.graph;
   };
   let logTimer = null;
   const renderPanel = () => {
