@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.fixtures.browser import screenshot
 from tests.e2e.fixtures.controlplane import Cluster
-from tests.e2e.fixtures.operator import Operator
+from tests.e2e.fixtures.operator import PIPESYNC, Operator
+from tests.e2e.fixtures.processes import free_port
 from tests.e2e.test_operator_runs import wait_finished
 
 PIPELINE = """
@@ -25,12 +27,20 @@ metadata: {name: report}
 spec:
   tasks:
     - name: write
-      command: [sh, -c, 'echo "<html><script>alert(1)</script>hi</html>" > "$0"; echo wrote-it',
-                "{{outputs.artifacts.page}}"]
+      command: [sh, -c, 'echo "<html><script>alert(1)</script>hi</html>" > "$0"; echo wrote-it;
+                echo "<img src=x onerror=window.__xss=1>"', "{{outputs.artifacts.page}}"]
       outputs: {artifacts: [page]}
     - name: wait
       dependsOn: [write]
       command: [sh, -c, "sleep 600"]
+---
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: quick}
+spec:
+  tasks:
+    - name: only
+      command: [sh, -c, "echo quick-done"]
 """
 
 READ = [
@@ -71,9 +81,11 @@ def setup(cluster: Cluster, operator: Operator, s3: Any) -> Iterator[dict[str, A
             "create", "rolebinding", role, "-n", namespace, f"--role={role}",
             f"--serviceaccount={namespace}:{account}",
         )  # fmt: skip
-    cluster.kubectl(
-        "wait", "--for=condition=Ready", "pipeline/report", "-n", namespace, "--timeout=60s"
-    )
+    for pipeline in ("report", "quick"):
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", f"pipeline/{pipeline}", "-n", namespace,
+            "--timeout=60s",
+        )  # fmt: skip
     cluster.kubectl(
         "apply",
         "-n",
@@ -222,3 +234,96 @@ def test_the_page_and_static_files_carry_a_strict_policy(setup: dict[str, Any]) 
             assert error.code == 404
         else:
             raise AssertionError(f"{missing} was served")
+
+
+def test_a_run_deleted_from_the_cluster_is_still_browsable_from_s3(
+    cluster: Cluster, setup: dict[str, Any]
+) -> None:
+    ns, reader = setup["namespace"], setup["tokens"]["reader"]
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-",
+        input=yaml.safe_dump(
+            {"apiVersion": "pipesync.io/v1alpha1", "kind": "Run", "metadata": {"name": "gone"},
+             "spec": {"pipelineRef": {"name": "quick"}}}
+        ),
+    )  # fmt: skip
+    assert wait_finished(cluster, ns, "gone", timeout=120)["status"]["phase"] == "Succeeded"
+
+    def recorded() -> Any:
+        run = json.loads(cluster.kubectl("get", "run", "gone", "-n", ns, "-o", "json").stdout)
+        return (run["status"].get("record") or {}).get("uri")
+
+    _wait_for(recorded)
+    cluster.kubectl("delete", "run", "gone", "-n", ns, "--wait")
+
+    def archived() -> Any:
+        code, _, body = call(setup, f"namespaces/{ns}/runs/gone", reader)
+        return json.loads(body) if code == 200 else None
+
+    detail = _wait_for(archived)
+    assert detail["archived"] and detail["run"]["phase"] == "Succeeded"
+    assert detail["tasks"]["only"]["phase"] == "Succeeded"
+    assert not detail["canCancel"]
+    _, _, body = call(setup, f"namespaces/{ns}/runs", reader)
+    assert "gone" not in [row["name"] for row in json.loads(body)["items"]]
+    _, _, body = call(setup, f"namespaces/{ns}/runs?archived=true", reader)
+    rows = {row["name"]: row for row in json.loads(body)["items"]}
+    assert rows["gone"]["archived"] is True
+    code, headers, body = call(setup, f"namespaces/{ns}/runs/gone/logs?task=only&attempt=1", reader)
+    assert code == 200 and b"quick-done" in body and headers["X-Pipesync-Log-Source"] == "s3"
+
+
+def test_logs_and_artifacts_show_as_text_in_the_browser(
+    browser: Any, setup: dict[str, Any]
+) -> None:
+    ns, reader = setup["namespace"], setup["tokens"]["reader"]
+    base = setup["base"].removesuffix("api/")
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(base + "#/login")
+    page.get_by_test_id("login-token").fill(reader)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_selector('[data-testid="runs-table"]')
+    page.goto(base + f"#/ns/{ns}/runs/r1?task=write")
+    log = page.wait_for_selector('[data-testid="log-view"]')
+    page.wait_for_function("el => el.textContent.includes('onerror')", arg=log, timeout=30_000)
+    assert "<img src=x onerror=window.__xss=1>" in (log.text_content() or "")
+    assert log.query_selector("img") is None
+    page.locator('[data-testid="artifact-link"][data-artifact="page"]').click()
+    frame = page.wait_for_selector('[data-testid="artifact-frame"]')
+    assert frame.get_attribute("sandbox") == ""
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.__xss") is None
+    screenshot(page, "12-escaped-log-and-sandboxed-html")
+    page.close()
+
+
+def test_pipesync_ui_serves_the_kubeconfig_identity(cluster: Cluster) -> None:
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(PIPESYNC), "ui", "--no-s3", "--address", f"127.0.0.1:{port}"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        local = {"base": f"http://127.0.0.1:{port}/ui/api/"}
+
+        def answering() -> Any:
+            try:
+                code, _, body = call(local, "whoami", None)
+            except OSError:
+                return None
+            return json.loads(body) if code == 200 else None
+
+        me = _wait_for(answering, 30)
+        assert me["auth"] == "kubeconfig" and me["user"]["username"]  # no login needed
+        _, _, body = call(local, "namespaces", None)
+        assert "default" in [item["name"] for item in json.loads(body)["items"]]
+        code, _, _ = call(local, "login", None, "POST", {"X-Pipesync-Request": "1"})
+        assert code == 400  # nothing to log in to
+    finally:
+        server.terminate()
+        server.wait(10)
