@@ -1,5 +1,5 @@
 // Draws the server-computed Graph as one SVG: positions come from the server, so this is
-// one pass over nodes and edges, built in a fragment, with one click listener.
+// one pass over nodes and edges, built in slices, with one click listener.
 import { s } from "./dom.js";
 
 // Tooltips (<title>) cost an element per task: only for graphs small enough not to matter.
@@ -10,6 +10,7 @@ const TITLE_LIMIT = 500;
 // boxes in view, a bounded number per frame.
 const READABLE_SCALE = 0.55;
 const LABELS_PER_FRAME = 300;
+const NODES_PER_SLICE = 400;
 
 function labels(node) {
   const phase = node.phase || "";
@@ -54,21 +55,22 @@ export function drawDag(graph, onSelect, selected) {
   });
   const edges = s("g", { class: "edges" });
   const nodes = s("g", { class: "nodes" });
-  const fragment = document.createDocumentFragment();
   const byId = new Map();
   for (const edge of graph.edges) {
     const [[x1, y1], [x2, y2]] = edge.points;
     const middle = (y1 + y2) / 2;
     edges.append(s("path", { d: `M${x1},${y1} C${x1},${middle} ${x2},${middle} ${x2},${y2}` }));
   }
-  for (const node of graph.nodes) {
+  const small = graph.nodes.length <= TITLE_LIMIT;
+  let current = graph;
+  let chosen = selected;
+  const build = (node) => {
     const phase = node.phase || "";
     const group = s("g", {
       testid: "dag-node", "data-task": node.id, "data-phase": phase,
-      class: nodeClass(node, selected), transform: `translate(${node.x},${node.y})`, tabindex: "0",
+      class: nodeClass(node, chosen), transform: `translate(${node.x},${node.y})`, tabindex: "0",
       "aria-label": `${node.label} ${phase}`,
     });
-    const small = graph.nodes.length <= TITLE_LIMIT;
     group.append(
       s("rect", { width: node.width, height: node.height, rx: 6 }),
       small ? labels(node) : null,
@@ -76,9 +78,17 @@ export function drawDag(graph, onSelect, selected) {
       small ? badges(node) : null,
     );
     byId.set(node.id, group);
-    fragment.append(group);
-  }
-  nodes.append(fragment);
+    return group;
+  };
+  // Boxes are built in slices, one per task of the event loop, so a big graph never
+  // holds the main thread long enough to freeze the page.
+  const slice = (start) => {
+    const part = document.createDocumentFragment();
+    for (const node of current.nodes.slice(start, start + NODES_PER_SLICE)) part.append(build(node));
+    nodes.append(part);
+    if (start + NODES_PER_SLICE < current.nodes.length) setTimeout(() => slice(start + NODES_PER_SLICE), 0);
+  };
+  slice(0);
   svg.append(edges, nodes);
   svg.addEventListener("click", (event) => {
     const target = event.target.closest("[data-task]");
@@ -88,7 +98,6 @@ export function drawDag(graph, onSelect, selected) {
     const target = event.target.closest("[data-task]");
     if (target && event.key === "Enter") onSelect(target.dataset.task);
   });
-  let current = graph;
   const labelled = new Set(graph.nodes.length <= TITLE_LIMIT ? graph.nodes.map((n) => n.id) : []);
   let pending = false;
   const labelVisible = () => {
@@ -111,7 +120,6 @@ export function drawDag(graph, onSelect, selected) {
     if (!pending) { pending = true; requestAnimationFrame(labelVisible); }
   };
   enablePanZoom(svg, width, height, schedule);
-  let chosen = selected;
   // Live updates and selection touch only the boxes that changed, never the whole SVG.
   svg.updateNodes = (fresh) => {
     fresh.nodes.forEach((node, i) => {
@@ -119,6 +127,7 @@ export function drawDag(graph, onSelect, selected) {
       if (before.phase === node.phase && before.attempts === node.attempts
           && JSON.stringify(before.forEach) === JSON.stringify(node.forEach)) return;
       const group = byId.get(node.id);
+      if (!group) return; // its slice is not built yet: it will be built from `current`
       group.dataset.phase = node.phase || "";
       group.setAttribute("class", nodeClass(node, chosen));
       group.setAttribute("aria-label", `${node.label} ${node.phase || ""}`);
