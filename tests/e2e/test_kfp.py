@@ -103,7 +103,11 @@ def wait_finished(cluster: Cluster, namespace: str, name: str, timeout: float = 
     deadline = time.monotonic() + timeout
     run: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        run = json.loads(cluster.kubectl("get", "run", name, "-n", namespace, "-o", "json").stdout)
+        found = cluster.kubectl("get", "run", name, "-n", namespace, "-o", "json", check=False)
+        if found.returncode != 0:  # not created yet (e.g. by a GitSource sync)
+            time.sleep(0.5)
+            continue
+        run = json.loads(found.stdout)
         if run.get("status", {}).get("phase") in ("Succeeded", "Failed", "Cancelled"):
             return run
         time.sleep(0.5)
@@ -156,3 +160,42 @@ def test_a_kfp_compiled_pipeline_runs_in_the_cluster(
         "logs", "-n", namespace, by_task["report"]["metadata"]["name"], "-c", "main"
     ).stdout
     assert "final-state=SUCCEEDED" in report_log
+
+
+def test_a_kfp_file_committed_to_git_is_synced_and_run_by_the_cluster(
+    cluster: Cluster, operator: Operator, namespace: str, git_server: Any, tmp_path: Path
+) -> None:
+    """The issue's "done when": compile with the SDK, commit the YAML to the GitSource's
+    repository (with a create-once Run beside it), and see it run: `kubectl get runs`."""
+    from tests.e2e.test_gitsource import Repo, condition, create_source, wait_source  # noqa: PLC0415
+
+    compiled = tmp_path / "kfp-e2e.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiler.Compiler().compile(pipeline, str(compiled))
+    repo = Repo(git_server, f"kfp-{uuid.uuid4().hex[:6]}")
+    run = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Run",
+        "metadata": {"name": "kfp-from-git"},
+        "spec": {"pipelineRef": {"name": "kfp-e2e"}, "params": {"n": 2}},
+    }
+    repo.push_tree(
+        {"pipelines/kfp-e2e.yaml": compiled.read_text(), "runs/kfp-run.yaml": json.dumps(run)},
+        "a pipeline compiled by the KFP SDK",
+    )
+    create_source(cluster, namespace, repo.remote.file_url)
+    source = wait_source(
+        cluster, namespace, lambda s: condition(s, "Ready").get("status") == "True", operator
+    )
+    assert source["status"].get("errors") in (None, []), source["status"]
+    status = wait_finished(cluster, namespace, "kfp-from-git")["status"]
+    assert status["phase"] == "Succeeded", (json.dumps(status, indent=1), operator.log())
+    assert status["tasks"]["add"]["outputs"]["Output"] == "3"  # add(a=n, b=1) with n=2
+    assert status["pipeline"]["source"] == "repo" and len(status["pipeline"]["commit"]) == 40
+    table = cluster.kubectl("get", "runs", "-n", namespace).stdout
+    assert "kfp-from-git" in table and "Succeeded" in table
+    labels = json.loads(
+        cluster.kubectl("get", "pipeline", "kfp-e2e", "-n", namespace, "-o", "json").stdout
+    )["metadata"]["labels"]
+    assert labels.get("pipesync.io/source") == "repo"
