@@ -206,6 +206,7 @@ def _measure(
         Figure(
             "ui", f"runs list of {runs + 1} runs, navigation to rows", best, "s",
             target=f"P9: < {LIST_TARGET_S:g} s", met=best < LIST_TARGET_S,
+            margin=f"{best / LIST_TARGET_S:.2f}x the target",
             note=f"warm cache: best of {repeats}, median {statistics.median(warm):.3f} s; "
             f"first load (the UI lists the namespace into its cache) {first:.3f} s; "
             "100 rows per page, filters and total count computed on the server",
@@ -247,7 +248,7 @@ def _measure(
         Figure(
             "ui", f"{dag_tasks}-task DAG, navigation to every box drawn", min(draws), "s",
             note=f"median {statistics.median(draws):.2f} s of {len(draws)}; layout computed "
-            "by the server, one SVG built in a fragment",
+            "by the server, one SVG built in slices of 400 boxes per event-loop task",
         )
     )  # fmt: skip
     worst = max(longest)
@@ -255,6 +256,7 @@ def _measure(
         Figure(
             "ui", f"{dag_tasks}-task DAG, longest main-thread task", worst, "ms",
             target=f"P9: no task > {LONG_TASK_TARGET_MS:g} ms", met=worst <= LONG_TASK_TARGET_MS,
+            margin=f"{worst / LONG_TASK_TARGET_MS:.0%} of the budget",
             note="PerformanceObserver longtask over the page load, 5 wheel zooms and a click "
             f"on a task; per load: {', '.join(f'{v:.0f}' for v in longest)} ms",
         )
