@@ -136,20 +136,25 @@ def branches() -> str:
     return dsl.OneOf(first.output, second.output)
 
 
+METADATA_LINE = "          tag: '{{$"  # the importer's metadata, in deploymentSpec
+
+
 def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> None:
     @dsl.pipeline(name="unsupported")
-    def pipeline() -> None:
+    def pipeline(tag: str = "v1") -> None:
         with dsl.ParallelFor([1, 2]):
             one = say(text="x")
             say(text=one.output)
-        dsl.importer(artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset)
+        dsl.importer(
+            artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset, metadata={"tag": tag}
+        )
 
     path = compile_to(pipeline, tmp_path / "p.yaml")
     body, problems = translate(path)
     assert body is None
     assert set(problems) == {
-        f"p.yaml:{line_of(path, '      importer:') + 1}:9: task 'importer': importer is not "
-        "supported yet",
+        f"p.yaml:{line_of(path, METADATA_LINE)}:11: task 'importer': importer "
+        "metadata with placeholders is not supported yet",
         f"p.yaml:{line_of(path, '      for-loop-2:', 1) + 1}:9: ParallelFor 'for-loop-2' runs "
         "2 tasks per item; pipesync runs one task per item so far (not supported yet: "
         "several tasks in one loop body)",
@@ -216,14 +221,19 @@ def test_validate_and_run_accept_kfp_files(cli: Cli, tmp_path: Path) -> None:
     assert "1 document(s): valid" in result.err
 
     @dsl.pipeline(name="cli-broken")
-    def broken_pipeline() -> None:
-        dsl.importer(artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset)
+    def broken_pipeline(tag: str = "v1") -> None:
+        dsl.importer(
+            artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset, metadata={"tag": tag}
+        )
 
     broken = compile_to(broken_pipeline, tmp_path / "broken.yaml")
     result = cli("validate", broken)
     assert result.code == 1
-    line = line_of(broken, "      importer:") + 1
-    assert f"broken.yaml:{line}:9: task 'importer': importer is not supported yet" in result.out
+    line = line_of(broken, METADATA_LINE)
+    assert (
+        f"broken.yaml:{line}:11: task 'importer': importer metadata with placeholders is not "
+        "supported yet" in result.out
+    )
 
 
 def test_one_of_outputs_become_alternatives(tmp_path: Path) -> None:

@@ -421,3 +421,77 @@ def test_one_of_reads_the_branch_that_ran(cli: Cli, tmp_path: Path) -> None:
     code, record = run(cli, tmp_path, pipeline, "side=tails")
     assert code == 0, record
     assert tasks(record)["pick"]["outputs"] == {"Output": "selected:B"}
+
+
+@dsl.component(base_image=IMAGE)
+def describe_artifact(data: Input[Dataset]) -> str:
+    import os  # noqa: PLC0415 - KFP runs the function body alone
+
+    if os.path.isdir(data.path):
+        content = ",".join(sorted(os.listdir(data.path)))
+    else:
+        with open(data.path) as handle:
+            content = handle.read().strip()
+    return f"{content}|{data.metadata.get('origin', '-')}"
+
+
+def test_importer_fetches_a_uri_with_its_metadata(cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "data.csv"
+    source.write_text("a,b\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "x.txt").write_text("x")
+    (folder / "y.txt").write_text("y")
+
+    @dsl.pipeline(name="importing")
+    def pipeline(folder_uri: str) -> None:
+        constant = dsl.importer(
+            artifact_uri=source.as_uri(),
+            artifact_class=Dataset,
+            reimport=False,
+            metadata={"origin": "lab"},
+        )
+        describe_artifact(data=constant.output)
+        from_param = dsl.importer(artifact_uri=folder_uri, artifact_class=Dataset)
+        describe_artifact(data=from_param.output)
+
+    code, record = run(cli, tmp_path, pipeline, f"folder_uri={folder}")
+    assert code == 0, json.dumps(record["tasks"], indent=1)
+    found = tasks(record)
+    assert found["describe-artifact"]["outputs"]["Output"] == "a,b|lab"
+    assert found["describe-artifact-2"]["outputs"]["Output"] == "x.txt,y.txt|-"
+
+
+def test_an_importer_of_a_missing_file_fails_its_task_with_the_reason(
+    cli: Cli, tmp_path: Path
+) -> None:
+    @dsl.pipeline(name="importing-nothing")
+    def pipeline() -> None:
+        imported = dsl.importer(
+            artifact_uri=(tmp_path / "absent.csv").as_uri(), artifact_class=Dataset
+        )
+        describe_artifact(data=imported.output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    assert code == 1
+    found = tasks(record)
+    assert found["importer"]["phase"] == "Failed"
+    assert found["describe-artifact"]["phase"] in ("Omitted", "Skipped")
+    assert "absent.csv" in log(tmp_path, "importer")
+
+
+def test_pipeline_input_artifacts_are_given_as_uris(cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "train.csv"
+    source.write_text("rows\n")
+
+    @dsl.pipeline(name="artifact-input")
+    def pipeline(training: Input[Dataset]) -> None:
+        describe_artifact(data=training)
+
+    code, record = run(cli, tmp_path, pipeline, f"training={source}")
+    assert code == 0, json.dumps(record["tasks"], indent=1)
+    assert tasks(record)["describe-artifact"]["outputs"]["Output"] == "rows|-"
+    assert tasks(record)["input-training"]["phase"] == "Succeeded"
+    path = compile_to(pipeline, tmp_path / "needs-input.yaml")
+    result = cli("run", str(path), "--workdir", str(tmp_path / "w2"), "--plain")
+    assert result.code == 2 and "training" in result.text  # a required parameter

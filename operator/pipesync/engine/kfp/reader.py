@@ -20,7 +20,7 @@ from typing import Any
 
 from pipesync.api.diagnostics import Diagnostic
 from pipesync.api.yamlsource import Mark, Path, SourceDocument
-from pipesync.engine.kfp import cel, commands, platform, shim
+from pipesync.engine.kfp import cel, commands, importer, platform, shim
 from pipesync.engine.kfp import values as v
 from pipesync.engine.kfp.values import Kind, Value
 
@@ -114,15 +114,11 @@ class Reader:
         if info.get("description") or info.get("displayName"):
             spec["description"] = str(info.get("description") or info.get("displayName"))
         params = self.params(root)
-        if params:
-            spec["params"] = params
         scope = {p["name"]: v.text("{{params." + p["name"] + "}}") for p in params}
         for artifact in _mapping(_mapping(root.get("inputDefinitions")).get("artifacts")):
-            self.problem(
-                ("root", "inputDefinitions", "artifacts", artifact),
-                f"pipeline input artifact {artifact!r} is not supported yet: pipesync "
-                "pipelines take parameters; produce the artifact with a task (e.g. an importer)",
-            )
+            scope[artifact] = self.input_artifact(str(artifact), params)
+        if params:
+            spec["params"] = params
         if "dag" not in root:
             self.problem(("root",), "root has no dag")
         else:
@@ -534,8 +530,7 @@ class Reader:
         executor = _mapping(self.executors.get(label))
         epath: Path = ("deploymentSpec", "executors", label)
         if "importer" in executor:
-            self.problem((*epath, "importer"), f"task {name!r}: importer is not supported yet")
-            return None
+            return self.importer(site, executor, inputs, context, epath)
         container = _mapping(executor.get("container"))
         cpath = (*epath, "container")
         if not container:
@@ -573,6 +568,77 @@ class Reader:
             self.on_exit = body
         else:
             self.tasks.append(body)
+        return flat_name
+
+    def input_artifact(self, name: str, params: list[dict[str, Any]]) -> Value:
+        """A pipeline input artifact: a required string parameter holding its URI, and an
+        importer task (`input-<name>`) that fetches it for the tasks that read it."""
+        where: Path = ("root", "inputDefinitions", "artifacts", name)
+        params.append(
+            {
+                "name": name,
+                "type": "string",
+                "description": f"URI of the input artifact {name!r}: a path, file://, "
+                "http(s):// or s3://",
+            }
+        )
+        task = _dns(f"input-{name}") or "input-artifact"
+        self.place(("spec", "tasks", len(self.tasks)), where)
+        self.tasks.append(
+            {
+                "name": task,
+                "command": importer.argv("{{params." + name + "}}", {}),
+                "outputs": {
+                    "artifacts": [importer.OUTPUT],
+                    "parameters": [shim.META_PREFIX + importer.OUTPUT],
+                },
+            }
+        )
+        return Value(Kind.ARTIFACT, task=task, name=importer.OUTPUT, meta=True)
+
+    def importer(
+        self,
+        site: _Site,
+        executor: Mapping[str, Any],
+        inputs: Mapping[str, Value],
+        context: _Context,
+        epath: Path,
+    ) -> str | None:
+        """dsl.importer: a task that copies the artifact at a URI (file, http(s) or s3)
+        into its output `artifact`, with the importer's metadata for its consumers."""
+        name, path = site.name, site.path
+        spec = _mapping(executor.get("importer"))
+        ipath: Path = (*epath, "importer")
+        source = _mapping(spec.get("artifactUri"))
+        if "constant" in source:
+            uri = str(source["constant"])
+        else:
+            value = inputs.get(str(source.get("runtimeParameter", "")), v.ABSENT)
+            if value.kind is not Kind.TEXT:
+                self.problem((*ipath, "artifactUri"), f"task {name!r}: the importer has no URI")
+                return None
+            uri = value.text
+        metadata = spec.get("metadata") or {}
+        if "{{" in json.dumps(metadata):
+            self.problem(
+                (*ipath, "metadata"),
+                f"task {name!r}: importer metadata with placeholders is not supported yet",
+            )
+            return None
+        index = len(self.tasks)
+        target: Path = ("spec", "tasks", index)
+        self.place(target, path)
+        flat_name = context.prefix + name
+        body: dict[str, Any] = {
+            "name": flat_name,
+            "command": importer.argv(uri, metadata),
+            "outputs": {
+                "artifacts": [importer.OUTPUT],
+                "parameters": [shim.META_PREFIX + importer.OUTPUT],
+            },
+        }
+        self.placement(body, context, target)
+        self.tasks.append(body)
         return flat_name
 
     def command(
@@ -721,7 +787,7 @@ class Reader:
     ) -> dict[str, Value]:
         outputs = _mapping(component.get("outputDefinitions"))
         executor = _mapping(self.executors.get(str(component.get("executorLabel"))))
-        meta = (
+        meta = "importer" in executor or (
             _lightweight(list(_mapping(executor.get("container")).get("command") or [])) is not None
         )
         found: dict[str, Value] = {
