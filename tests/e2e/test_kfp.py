@@ -91,6 +91,21 @@ def pipeline(n: int = 3) -> None:
             shout(message="small")
 
 
+@dsl.component(base_image=IMAGE)
+def first_line(data: Input[Dataset]) -> str:
+    with open(data.path) as handle:
+        return handle.readline().strip() + "|" + str(data.metadata.get("origin", "-"))
+
+
+@dsl.pipeline(name="kfp-importing")
+def importing(given: Input[Dataset], fixed_uri: str) -> None:
+    first_line(data=given)
+    imported = dsl.importer(
+        artifact_uri=fixed_uri, artifact_class=Dataset, metadata={"origin": "lab"}
+    )
+    first_line(data=imported.output)
+
+
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"kfp-{uuid.uuid4().hex[:8]}"
@@ -180,9 +195,29 @@ def test_a_kfp_file_committed_to_git_is_synced_and_run_by_the_cluster(
         "metadata": {"name": "kfp-from-git"},
         "spec": {"pipelineRef": {"name": "kfp-e2e"}, "params": {"n": 2}},
     }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiler.Compiler().compile(importing, str(tmp_path / "importing.yaml"))
+    given, fixed = tmp_path / "given.csv", tmp_path / "fixed.csv"
+    given.write_text("given-row\n")
+    fixed.write_text("fixed-row\n")
+    importing_run = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Run",
+        "metadata": {"name": "kfp-importing"},
+        "spec": {
+            "pipelineRef": {"name": "kfp-importing"},
+            "params": {"given": str(given), "fixed_uri": fixed.as_uri()},
+        },
+    }
     repo.push_tree(
-        {"pipelines/kfp-e2e.yaml": compiled.read_text(), "runs/kfp-run.yaml": json.dumps(run)},
-        "a pipeline compiled by the KFP SDK",
+        {
+            "pipelines/kfp-e2e.yaml": compiled.read_text(),
+            "pipelines/importing.yaml": (tmp_path / "importing.yaml").read_text(),
+            "runs/kfp-run.yaml": json.dumps(run),
+            "runs/importing.yaml": json.dumps(importing_run),
+        },
+        "pipelines compiled by the KFP SDK",
     )
     create_source(cluster, namespace, repo.remote.file_url)
     source = wait_source(
@@ -193,6 +228,11 @@ def test_a_kfp_file_committed_to_git_is_synced_and_run_by_the_cluster(
     assert status["phase"] == "Succeeded", (json.dumps(status, indent=1), operator.log())
     assert status["tasks"]["add"]["outputs"]["Output"] == "3"  # add(a=n, b=1) with n=2
     assert status["pipeline"]["source"] == "repo" and len(status["pipeline"]["commit"]) == 40
+    # importer and pipeline input artifact, in pods (the test nodes see this machine's files)
+    imported = wait_finished(cluster, namespace, "kfp-importing")["status"]
+    assert imported["phase"] == "Succeeded", (json.dumps(imported, indent=1), operator.log())
+    assert imported["tasks"]["first-line"]["outputs"]["Output"] == "given-row|-"
+    assert imported["tasks"]["first-line-2"]["outputs"]["Output"] == "fixed-row|lab"
     table = cluster.kubectl("get", "runs", "-n", namespace).stdout
     assert "kfp-from-git" in table and "Succeeded" in table
     labels = json.loads(
