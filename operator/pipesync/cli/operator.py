@@ -157,6 +157,9 @@ def run(options: argparse.Namespace) -> int:
         if options.s3_credentials_from_env
         else None,
     )
+    # The S3 mirror: short patience per write, its worker retries with backoff for as long
+    # as S3 is away, so an outage never blocks a pass. The web UI reads through it too.
+    store = s3options.store(options, patience=5.0, maximum=2.0)
     observed: metrics.Metrics | None = None
     # Shared by the GitSource controller and the push webhook served on the same port.
     sync_triggers = triggers.SyncTriggers()
@@ -170,7 +173,7 @@ def run(options: argparse.Namespace) -> int:
             from pipesync.cli import ui  # noqa: PLC0415
             from pipesync.ui.app import PREFIX  # noqa: PLC0415
 
-            routes[PREFIX] = ui.build(options.namespace, "token", options)
+            routes[PREFIX] = ui.build(options.namespace, "token", store)
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
         try:
             server = endpoint.serve(observed.registry, options.metrics_address, routes=routes)
@@ -182,9 +185,6 @@ def run(options: argparse.Namespace) -> int:
             return 2
         host, port = str(server.server_address[0]), server.server_address[1]
         print(f"metrics on http://{host}:{port}/metrics", flush=True)
-    # The S3 mirror: short patience per write, its worker retries with backoff for as long
-    # as S3 is away, so an outage never blocks a pass.
-    store = s3options.store(options, patience=5.0, maximum=2.0)
     # Keys in pod annotations already carry the prefix: this store adds none.
     outputs_store = storage.S3Store(
         storage.S3Settings(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from pipesync.cli import s3options
 from pipesync.observe.endpoint import WsgiApp
+from pipesync.runtime import storage
 
 DEFAULT_ADDRESS = "127.0.0.1:8090"
 
@@ -54,13 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(command=run)
 
 
-def build(namespaces: Sequence[str], auth_mode: str, options: argparse.Namespace | None) -> WsgiApp:
-    """The WSGI app: the operator mounts it at /ui/, `pipesync ui` serves it alone."""
+def build(namespaces: Sequence[str], auth_mode: str, store: storage.ObjectStore | None) -> WsgiApp:
+    """The WSGI app: the operator mounts it at /ui/ (sharing its S3 store), `pipesync ui`
+    serves it alone."""
     from pipesync.controllers import kube  # noqa: PLC0415 - the kubernetes client is slow to load
     from pipesync.ui import app, auth  # noqa: PLC0415
 
     client = kube.Kube(kube.connect(8))
-    store = None if options is None else s3options.store(options, patience=5.0, maximum=2.0)
     return app.UiApp(client, auth.Authenticator(client, auth_mode), store, namespaces)
 
 
@@ -69,7 +70,8 @@ def run(options: argparse.Namespace) -> int:
     from pipesync.ui import app  # noqa: PLC0415
 
     try:
-        ui = build(options.namespace, options.auth, None if options.no_s3 else options)
+        store = None if options.no_s3 else s3options.store(options, patience=5.0, maximum=2.0)
+        ui = build(options.namespace, options.auth, store)
         server = endpoint.serve_app(ui, options.address)
     except (OSError, ValueError) as error:
         print(f"pipesync ui: {options.address}: {error}", file=sys.stderr)
