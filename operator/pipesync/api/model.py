@@ -87,6 +87,32 @@ class Cache:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnvRef:
+    """An environment variable whose value comes from a Secret or ConfigMap key."""
+
+    name: str
+    kind: str  # "secretKeyRef" or "configMapKeyRef", as Kubernetes spells the source
+    source: str  # the Secret's or ConfigMap's name
+    key: str
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Volume:
+    """A volume mounted into the task's container; `source` is the Kubernetes volume
+    source as written (one of secret, configMap, persistentVolumeClaim, emptyDir)."""
+
+    name: str
+    mount_path: str
+    read_only: bool
+    kind: str
+    source: Mapping[str, Any]
+
+
+VOLUME_KINDS = ("secret", "configMap", "persistentVolumeClaim", "emptyDir")
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
     name: str
     description: str = ""
@@ -111,6 +137,8 @@ class Task:
     affinity: Mapping[str, Any] | None = None
     cache: Cache = Cache()
     service_account_name: str | None = None
+    env_refs: tuple[EnvRef, ...] = ()  # variables from Secrets and ConfigMaps (cluster only)
+    volumes: tuple[Volume, ...] = ()  # cluster only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +188,22 @@ def retry_from_spec(data: Mapping[str, Any]) -> Retry:
     )
 
 
-def _env(entries: list[Mapping[str, Any]]) -> dict[str, str]:
-    return {entry["name"]: str(entry.get("value", "")) for entry in entries}
+def _env_ref(entry: Mapping[str, Any]) -> EnvRef:
+    kind, reference = next(iter(entry["valueFrom"].items()))
+    return EnvRef(
+        entry["name"],
+        kind,
+        reference["name"],
+        reference["key"],
+        bool(reference.get("optional", False)),
+    )
+
+
+def _volume(entry: Mapping[str, Any]) -> Volume:
+    kind = next(k for k in VOLUME_KINDS if k in entry)
+    return Volume(
+        entry["name"], entry["mountPath"], bool(entry.get("readOnly", False)), kind, entry[kind]
+    )
 
 
 def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Task:
@@ -171,7 +213,10 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
     def pick(key: str) -> Any:
         return data[key] if key in data else defaults.get(key)
 
-    env = {**_env(defaults.get("env", [])), **_env(data.get("env", []))}
+    # By name, the task's entry wins over the default's, whether a value or a reference.
+    env_entries = {e["name"]: e for e in [*defaults.get("env", []), *data.get("env", [])]}
+    env = {n: str(e.get("value", "")) for n, e in env_entries.items() if "valueFrom" not in e}
+    env_refs = tuple(_env_ref(e) for e in env_entries.values() if "valueFrom" in e)
     node_selector = {**defaults.get("nodeSelector", {}), **data.get("nodeSelector", {})}
     inputs = data.get("inputs", {}).get("artifacts", {})
     outputs = data.get("outputs", {})
@@ -217,6 +262,8 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         affinity=pick("affinity"),
         cache=Cache(bool(cache.get("enabled", False)), _seconds(cache.get("maxAge"))),
         service_account_name=pick("serviceAccountName"),
+        env_refs=env_refs,
+        volumes=tuple(_volume(v) for v in data.get("volumes", ())),
     )
 
 

@@ -227,6 +227,7 @@ def _compile_task(
         else:
             upstream.append(checker.positions[dependency])
     _check_working_dir(checker, task, path)
+    _check_volumes(checker, task, path)
     _check_duplicates(checker, task, path)
     return CompiledTask(
         index=index,
@@ -346,6 +347,32 @@ def _check_working_dir(checker: _Checker, task: Task, path: SpecPath) -> None:
             (*path, "workingDir"),
             f"workingDir {directory!r} must be a relative path inside the repository",
         )
+
+
+#: Where pipesync mounts its own volume in every task container (runtime.pods.MOUNT_PATH).
+RESERVED_MOUNT = "/pipesync"
+RESERVED_VOLUME = "pipesync"
+
+
+def _check_volumes(checker: _Checker, task: Task, path: SpecPath) -> None:
+    names: set[str] = set()
+    mounts: set[str] = set()
+    for position, volume in enumerate(task.volumes):
+        where = (*path, "volumes", position)
+        mount = volume.mount_path.rstrip("/") or "/"
+        if volume.name == RESERVED_VOLUME or volume.name in names:
+            checker.add((*where, "name"), f"volume name {volume.name!r} is reserved or repeated")
+        reserved = mount in {"/", RESERVED_MOUNT} or mount.startswith(RESERVED_MOUNT + "/")
+        if reserved or ".." in mount.split("/"):
+            checker.add(
+                (*where, "mountPath"),
+                f"mountPath {volume.mount_path!r} must be an absolute path outside "
+                f"{RESERVED_MOUNT} (pipesync's own mount), without '..'",
+            )
+        elif mount in mounts:
+            checker.add((*where, "mountPath"), f"two volumes are mounted at {mount!r}")
+        names.add(volume.name)
+        mounts.add(mount)
 
 
 def _check_duplicates(checker: _Checker, task: Task, path: SpecPath) -> None:

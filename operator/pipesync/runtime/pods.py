@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from pipesync.api.model import API_VERSION, Resources
+from pipesync.api.model import API_VERSION, Resources, Task
 from pipesync.engine import layout
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.planner import Launch
@@ -49,6 +49,9 @@ ANNOTATION_NODE_KEY = "pipesync.io/node-key"
 ANNOTATION_NODE_PREFIX = "pipesync.io/node-prefix"
 
 VOLUME = "pipesync"
+#: The task's own volumes are named with this prefix in the pod, so none can clash with
+#: pipesync's volume, whatever the user named them.
+USER_VOLUME_PREFIX = "v-"
 MOUNT_PATH = "/pipesync"
 INPUTS_CONTAINER = "pipesync-inputs"
 MAIN_CONTAINER = "main"
@@ -176,7 +179,7 @@ def build_pod(
         # unless the task asks for a service account.
         "enableServiceLinks": False,
         "automountServiceAccountToken": bool(task.service_account_name),
-        "volumes": [{"name": VOLUME, "emptyDir": {}}],
+        "volumes": [{"name": VOLUME, "emptyDir": {}}, *user_volumes(launch.task.task)],
         "initContainers": [
             _inputs_container(
                 launch,
@@ -412,8 +415,17 @@ def _main_container(
         "name": MAIN_CONTAINER,
         "image": image,
         "command": wrapper_command(argv, mount),
-        "env": [{"name": name, "value": value} for name, value in env.items()],
-        "volumeMounts": [{"name": VOLUME, "mountPath": mount}],
+        "env": [{"name": name, "value": value} for name, value in env.items()]
+        + [
+            {
+                "name": ref.name,
+                "valueFrom": {
+                    ref.kind: {"name": ref.source, "key": ref.key, "optional": ref.optional}
+                },
+            }
+            for ref in task.env_refs
+        ],
+        "volumeMounts": [{"name": VOLUME, "mountPath": mount}, *user_mounts(task)],
         # A failing program's last log lines become the status message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -427,6 +439,28 @@ def _main_container(
             mount, run.workspace.directory, task.working_dir or ""
         )
     return container
+
+
+def user_mounts(task: Task) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{USER_VOLUME_PREFIX}{v.name}",
+            "mountPath": v.mount_path,
+            "readOnly": v.read_only,
+        }
+        for v in task.volumes
+    ]
+
+
+def user_volumes(task: Task) -> list[dict[str, Any]]:
+    """The pod volumes of the task's `volumes` (mounted into `main` only)."""
+    found = []
+    for volume in task.volumes:
+        source = dict(volume.source)
+        if volume.kind == "persistentVolumeClaim" and volume.read_only:
+            source["readOnly"] = True
+        found.append({"name": f"{USER_VOLUME_PREFIX}{volume.name}", volume.kind: source})
+    return found
 
 
 def workspace_key(s3: S3Settings, namespace: str, source: str, commit: str) -> str:
