@@ -200,14 +200,93 @@ def test_platform_settings_map_onto_the_task_or_are_refused(tmp_path: Path) -> N
             }
         }
     }
-    path.write_text(path.read_text() + "          secretAsEnv:\n          - secretName: creds\n")
+    path.write_text(
+        path.read_text() + "          imagePullSecret:\n          - secretName: creds\n"
+    )
     body, problems = translate(path)
     assert body is None
-    line = line_of(path, "secretAsEnv:")
-    assert problems == [
-        f"p.yaml:{line}:11: kfp-kubernetes setting 'secretAsEnv' is not supported by "
-        "pipesync's pod builder (supported: nodeSelector, tolerations, nodeAffinity)"
-    ]
+    line = line_of(path, "imagePullSecret:")
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"p.yaml:{line}:11: kfp-kubernetes setting 'imagePullSecret' is not supported by "
+        "pipesync's pod builder (supported: nodeSelector, tolerations, nodeAffinity, secretAsEnv"
+    )
+
+
+#: What kfp-kubernetes 2.17 writes for use_secret_as_env, use_config_map_as_env,
+#: use_secret_as_volume, use_config_map_as_volume, mount_pvc and empty_dir_mount.
+SECRETS_AND_VOLUMES = """\
+---
+platforms:
+  kubernetes:
+    deploymentSpec:
+      executors:
+        exec-say:
+          configMapAsEnv:
+          - configMapName: settings
+            configMapNameParameter: {runtimeValue: {constant: settings}}
+            keyToEnv: [{configMapKey: mode, envVar: MODE}]
+            optional: false
+          configMapAsVolume:
+          - configMapName: conf
+            configMapNameParameter: {runtimeValue: {constant: conf}}
+            mountPath: /etc/conf
+            optional: false
+          emptyDirMounts:
+          - {medium: Memory, mountPath: /scratch, sizeLimit: 1Gi, volumeName: scratch}
+          pvcMount:
+          - constant: datasets
+            mountPath: /data
+            pvcNameParameter: {runtimeValue: {constant: datasets}}
+          secretAsEnv:
+          - keyToEnv: [{envVar: DB_PASSWORD, secretKey: password}]
+            optional: false
+            secretName: db
+            secretNameParameter: {runtimeValue: {constant: db}}
+          secretAsVolume:
+          - mountPath: /etc/creds
+            optional: true
+            secretName: creds
+            secretNameParameter: {runtimeValue: {constant: creds}}
+"""
+
+
+def test_kfp_kubernetes_secrets_config_maps_and_volumes_map_onto_the_task(
+    tmp_path: Path,
+) -> None:
+    @dsl.pipeline(name="platform-volumes")
+    def pipeline() -> None:
+        say(text="x")
+
+    path = compile_to(pipeline, tmp_path / "p.yaml")
+    path.write_text(path.read_text() + SECRETS_AND_VOLUMES)
+    body, problems = translate(path)
+    assert problems == []
+    assert body is not None
+    task = by_name(body)["say"]
+    env = {e["name"]: e.get("valueFrom") for e in task["env"]}
+    assert env["DB_PASSWORD"] == {
+        "secretKeyRef": {"name": "db", "key": "password", "optional": False}
+    }
+    assert env["MODE"] == {
+        "configMapKeyRef": {"name": "settings", "key": "mode", "optional": False}
+    }
+    volumes = {v["mountPath"]: v for v in task["volumes"]}
+    assert volumes["/etc/creds"]["secret"] == {"secretName": "creds", "optional": True}
+    assert volumes["/etc/conf"]["configMap"] == {"name": "conf", "optional": False}
+    assert volumes["/data"]["persistentVolumeClaim"] == {"claimName": "datasets"}
+    assert volumes["/scratch"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+    assert len({v["name"] for v in task["volumes"]}) == 4
+
+    # a secret named by a pipeline parameter cannot be resolved when the pod is built
+    dynamic = path.read_text().replace(
+        "secretName: db\n            secretNameParameter: {runtimeValue: {constant: db}}",
+        "secretNameParameter: {componentInputParameter: which}",
+    )
+    path.write_text(dynamic)
+    body, problems = translate(path)
+    assert body is None
+    assert len(problems) == 1 and "kfp-kubernetes secretAsEnv: the name comes from" in problems[0]
 
 
 def test_validate_and_run_accept_kfp_files(cli: Cli, tmp_path: Path) -> None:
