@@ -172,6 +172,15 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
     assert set(shown) >= {"prepare", "train", "evaluate", "publish"}
     assert {task: shown[task] for task in expected} == expected
     assert all(shown[t] == "Succeeded" for t in ("prepare", "train", "evaluate"))
+    # a small graph names its boxes: each box shows its task's label with a visible size
+    labels = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('[data-testid=dag-node]')]
+            .map(n => { const t = n.querySelector('text'); const box = t && t.getBBox();
+                        return [n.dataset.task, t && box.width > 0 ? t.textContent : null]; }))"""
+    )
+    assert {task: label for task, label in labels.items() if task in expected} == {
+        task: task for task in expected
+    }, labels
     screenshot(page, "03-run-dag")
 
     # the evaluate task: its confusion matrix as a picture and as a table
@@ -212,7 +221,8 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
 
     for route, hook, name in (
         ("experiments", "experiments-table", "07-experiments"),
-        ("pipelines/digits", "pipeline-versions", "08-pipeline"),
+        ("pipelines", "pipelines-table", "08-pipelines"),
+        ("pipelines/digits", "pipeline-versions", "08-pipeline-digits"),
         ("recurringruns", "empty-state", "09-recurring-runs"),
         ("gitsources", "empty-state", "10-git-sources"),
     ):
