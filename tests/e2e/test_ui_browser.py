@@ -114,13 +114,7 @@ def _ui(operator: Operator) -> str:
     return f"http://{operator.metrics_target}/ui/"
 
 
-def _login(browser: Any, operator: Operator, token: str) -> Any:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.errors = errors  # read by the tests' assertions
+def _login(page: Any, operator: Operator, token: str) -> Any:
     page.goto(_ui(operator) + "#/login")
     page.get_by_test_id("login-token").fill(token)
     return page
@@ -138,10 +132,10 @@ def _api(operator: Operator, path: str, token: str) -> tuple[int, Any]:
 
 
 def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
-    browser: Any, operator: Operator, digits_runs: dict[str, Any]
+    browser_page: Any, operator: Operator, digits_runs: dict[str, Any]
 ) -> None:
     namespace = digits_runs["namespace"]
-    page = _login(browser, operator, digits_runs["tokens"]["viewer"])
+    page = _login(browser_page, operator, digits_runs["tokens"]["viewer"])
     screenshot(page, "01-login")
     page.get_by_test_id("login-submit").click()
     try:
@@ -229,15 +223,14 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
         page.goto(_ui(operator) + f"#/ns/{namespace}/{route}")
         page.wait_for_selector(f'[data-testid="{hook}"]')
         screenshot(page, name)
-    page.context.close()
 
 
 def test_a_token_without_access_sees_nothing_of_the_namespace(
-    browser: Any, operator: Operator, digits_runs: dict[str, Any]
+    browser_page: Any, operator: Operator, digits_runs: dict[str, Any]
 ) -> None:
     namespace = digits_runs["namespace"]
     token = digits_runs["tokens"]["outsider"]
-    page = _login(browser, operator, token)
+    page = _login(browser_page, operator, token)
     page.get_by_test_id("login-submit").click()
     page.wait_for_selector('[data-testid="error-message"]')
     options = page.locator('[data-testid="namespace-select"] option').all_text_contents()
@@ -264,4 +257,3 @@ def test_a_token_without_access_sees_nothing_of_the_namespace(
     code, body = _api(operator, "namespaces", token)
     assert code == 200 and namespace not in [item["name"] for item in body["items"]]
     assert _api(operator, "namespaces", "not-a-token")[0] == 401
-    page.context.close()
