@@ -327,3 +327,62 @@ def test_pipesync_ui_serves_the_kubeconfig_identity(cluster: Cluster) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_git_sources_and_recurring_runs_as_the_ui_shows_them(
+    cluster: Cluster, operator: Operator, setup: dict[str, Any], git_server: Any
+) -> None:
+    from tests.e2e.test_gitsource import Repo, create_source, wait_source  # noqa: PLC0415
+
+    ns, reader = setup["namespace"], setup["tokens"]["reader"]
+    repo = Repo(git_server, f"ui-{uuid.uuid4().hex[:6]}")
+    sha = repo.push_tree(
+        {
+            "pipelines/good.yaml": "apiVersion: pipesync.io/v1alpha1\nkind: Pipeline\n"
+            "metadata: {name: good}\nspec:\n  tasks:\n    - {name: a, command: [echo, hi]}\n",
+            "pipelines/broken.yaml": "apiVersion: pipesync.io/v1alpha1\nkind: Pipeline\n"
+            "metadata: {name: broken}\nspec:\n  tasks:\n    - {name: a, comand: [echo]}\n",
+        },
+        "one good, one broken",
+    )
+    create_source(cluster, ns, repo.remote.file_url, name="ui-repo")
+    wait_source(
+        cluster, ns, lambda s: bool((s.get("status") or {}).get("errors")), operator, "ui-repo"
+    )
+    code, _, body = call(setup, f"namespaces/{ns}/gitsources/ui-repo", reader)
+    assert code == 200, body
+    detail = json.loads(body)
+    assert detail["gitSource"]["revision"].endswith(sha)
+    assert detail["gitSource"]["errors"] == 1
+    [error] = detail["errors"]
+    assert (
+        error["file"] == "pipelines/broken.yaml"
+        and error["line"] == 6
+        and "comand" in error["message"]
+    )
+    assert "Pipeline/good" in detail["inventory"]
+    code, _, body = call(setup, f"namespaces/{ns}/pipelines/good", reader)
+    versions = json.loads(body)["versions"]
+    assert versions[0]["commit"] == sha and versions[0]["source"] == "ui-repo"
+    assert versions[0]["fileUrl"] is None  # a file:// remote has no web page to link to
+
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-",
+        input=yaml.safe_dump(
+            {"apiVersion": "pipesync.io/v1alpha1", "kind": "RecurringRun",
+             "metadata": {"name": "nightly"},
+             "spec": {"pipelineRef": {"name": "quick"},
+                      "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}}}
+        ),
+    )  # fmt: skip
+    code, _, body = call(setup, f"namespaces/{ns}/recurringruns/nightly", reader)
+    assert code == 200, body
+    detail = json.loads(body)
+    assert detail["recurringRun"]["schedule"] == "0 3 * * *"
+    assert detail["recurringRun"]["timeZone"] == "Europe/Berlin"
+    times = detail["nextFireTimes"]
+    assert len(times) == 5 and times == sorted(times)
+    # 03:00 in Berlin is 01:00 or 02:00 UTC depending on the season
+    assert all(t[11:19] in ("01:00:00", "02:00:00") for t in times)
+    code, _, body = call(setup, f"namespaces/{ns}/recurringruns", reader)
+    assert [r["name"] for r in json.loads(body)["items"]] == ["nightly"]

@@ -236,8 +236,11 @@ def test_a_token_without_access_sees_nothing_of_the_namespace(
     options = page.locator('[data-testid="namespace-select"] option').all_text_contents()
     assert namespace not in options
     page.goto(_ui(operator) + f"#/ns/{namespace}/runs/digits-slow")
-    page.wait_for_selector('[data-testid="error-message"]')
+    page.wait_for_load_state("networkidle")
+    message = page.wait_for_selector('[data-testid="error-message"]')
+    assert "may not" in (message.text_content() or "")
     assert page.locator('[data-testid="dag"]').count() == 0
+    assert page.locator('[data-testid="run-phase"]').count() == 0
     screenshot(page, "11-outsider")
     # from the page's own session, and with the bare token
     status = page.evaluate(

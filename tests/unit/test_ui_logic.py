@@ -193,6 +193,25 @@ def test_file_links_need_a_commit_and_quote_the_path() -> None:
     )
 
 
+def test_pipeline_versions_link_to_their_file_at_their_commit() -> None:
+    pipeline = {
+        "metadata": {"name": "digits", "annotations": {"pipesync.io/path": "ml/pipelines/d.yaml"}},
+        "spec": {"tasks": [{"name": "a", "command": ["true"]}]},
+        "status": {
+            "versions": [
+                {"id": "1" * 12, "digest": "sha256:" + "1" * 64, "commit": "a" * 40,
+                 "source": "ml-repo"},
+                {"id": "2" * 12, "digest": "sha256:" + "2" * 64, "commit": "", "source": ""},
+            ]
+        },
+    }  # fmt: skip
+    detail = views.pipeline_detail(pipeline, {"ml-repo": "git@github.com:acme/ml.git"})
+    newest, oldest = detail["versions"]
+    assert newest["fileUrl"] is None  # applied by hand: no file
+    assert oldest["fileUrl"] == f"https://github.com/acme/ml/blob/{'a' * 40}/ml/pipelines/d.yaml"
+    assert [n["id"] for n in detail["graph"]["nodes"]] == ["a"]
+
+
 def test_git_source_urls_lose_their_credentials() -> None:
     source = {
         "metadata": {"name": "s"},

@@ -19,6 +19,7 @@ from pipesync.ui import graph
 FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
 RECURRING_LABEL = "pipesync.io/recurring-run"  # written by controllers.recurringruns
 SOURCE_LABEL = "pipesync.io/source"
+FILE_ANNOTATION = "pipesync.io/path"  # written by gitops.sync
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -379,9 +380,13 @@ def version_file(source: str) -> tuple[str, str]:
 def pipeline_detail(pipeline: Mapping[str, Any], repositories: Mapping[str, str]) -> dict[str, Any]:
     """`repositories`: GitSource name -> clone URL, for the links to the file."""
     spec = pipeline.get("spec") or {}
+    # The file the GitSource applied it from (written by gitops.sync).
+    current_file = _text((_meta(pipeline).get("annotations") or {}).get(FILE_ANNOTATION))
     versions = []
     for version in reversed((pipeline.get("status") or {}).get("versions") or []):
         source_name, path = version_file(_text(version.get("source")))
+        if not source_name:  # the usual form: the GitSource's name alone
+            source_name, path = _text(version.get("source")), current_file
         link = None
         if source_name in repositories:
             link = file_url(repositories[source_name], _text(version.get("commit")), path)

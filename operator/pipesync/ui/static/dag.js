@@ -73,9 +73,10 @@ export function drawDag(graph, onSelect, selected) {
     });
     group.append(
       s("rect", { width: node.width, height: node.height, rx: 6 }),
-      small ? labels(node) : null,
-      small ? s("title", null, `${node.label}${phase ? ` — ${phase}` : ""}`) : null,
-      small ? badges(node) : null,
+      // Element.append takes nodes, not arrays: spread the label and badge lists.
+      ...(small ? labels(node) : []),
+      ...(small ? [s("title", null, `${node.label}${phase ? ` — ${phase}` : ""}`)] : []),
+      ...(small ? badges(node) : []),
     );
     byId.set(node.id, group);
     return group;
