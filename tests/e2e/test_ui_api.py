@@ -386,3 +386,46 @@ def test_git_sources_and_recurring_runs_as_the_ui_shows_them(
     assert all(t[11:19] in ("01:00:00", "02:00:00") for t in times)
     code, _, body = call(setup, f"namespaces/{ns}/recurringruns", reader)
     assert [r["name"] for r in json.loads(body)["items"]] == ["nightly"]
+
+
+def test_a_login_is_accepted_by_every_replica(cluster: Cluster, setup: dict[str, Any]) -> None:
+    """The chart runs two replicas behind one Service: the login cookie must work on a
+    replica other than the one that set it (here: a second, separate UI server)."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    reader = setup["tokens"]["reader"]
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        setup["base"] + "login",
+        data=json.dumps({"token": reader}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui/" in cookie
+    value = cookie.split(";", 1)[0]
+    assert call(setup, "login", None, "POST", {"X-Pipesync-Request": "1"})[0] == 400
+    port = free_port()
+    other = subprocess.Popen(
+        [str(PIPESYNC), "ui", "--no-s3", "--auth", "token", "--address", f"127.0.0.1:{port}"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        replica = {"base": f"http://127.0.0.1:{port}/ui/api/"}
+
+        def whoami() -> Any:
+            try:
+                code, _, body = call(replica, "whoami", None, headers={"Cookie": value})
+            except OSError:
+                return None
+            return json.loads(body) if code == 200 else None
+
+        me = _wait_for(whoami, 30)
+        assert me["user"]["username"].endswith(":reader") and me["auth"] == "token"
+        assert call(replica, "whoami", None)[0] == 401  # no cookie, no token
+    finally:
+        other.terminate()
+        other.wait(10)

@@ -32,7 +32,7 @@ from pipesync.controllers.kube import (
 from pipesync.engine import layout
 from pipesync.runtime import archive, storage
 from pipesync.ui import artifacts, views
-from pipesync.ui.auth import COOKIE, Access, Authenticator, Principal
+from pipesync.ui.auth import COOKIE, SESSION_TTL, Access, Authenticator, Principal
 from pipesync.ui.cache import RunCaches
 
 _log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ PAGE_POLICY = (
 ARTIFACT_POLICY = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 MAX_BODY = 64 * 1024
 MAX_LOG_BYTES = 2 * 1024 * 1024
+#: Bearer tokens (JWTs and the like); anything else could not travel in a cookie.
+TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,16384}")
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 PART = re.compile(r"^[A-Za-z0-9_]([-A-Za-z0-9_.]{0,251})?$")
 STATIC_TYPES = {
@@ -294,21 +296,20 @@ class UiApp:
             token = str(body["token"]).strip()
         except (ValueError, KeyError, TypeError):
             raise HttpError(400, 'expected JSON {"token": "..."}') from None
-        session = self.auth.login(token) if token else None
-        if session is None:
+        if not TOKEN.fullmatch(token):
+            raise HttpError(400, "that is not a bearer token (unexpected characters)")
+        principal = self.auth.login(token)
+        if principal is None:
             raise HttpError(401, "the API server did not accept this token")
-        session_id, principal = session
-        secure = (
-            "; Secure"
-            if environ.get("HTTP_X_FORWARDED_PROTO") == "https"
-            or environ.get("wsgi.url_scheme") == "https"
-            else ""
+        https = "https" in (environ.get("HTTP_X_FORWARDED_PROTO"), environ.get("wsgi.url_scheme"))
+        secure = "; Secure" if https else ""
+        cookie = (
+            f"{COOKIE}={token}; Path={PREFIX}; Max-Age={SESSION_TTL}; HttpOnly; "
+            f"SameSite=Strict{secure}"
         )
-        cookie = f"{COOKIE}={session_id}; Path={PREFIX}; HttpOnly; SameSite=Strict{secure}"
         return json_response(200, {"user": principal.public()}, [("Set-Cookie", cookie)])
 
     def logout(self, environ: Mapping[str, Any], principal: Principal) -> Response:
-        self.auth.logout(self._session(environ))
         cookie = f"{COOKIE}=; Path={PREFIX}; HttpOnly; SameSite=Strict; Max-Age=0"
         return Response(204, b"", "text/plain", [("Set-Cookie", cookie)])
 

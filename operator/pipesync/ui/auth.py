@@ -3,19 +3,22 @@
 Why not the operator's own rights: the operator can read every namespace it watches and
 every S3 record; the UI must show each person only what Kubernetes RBAC lets *them* see.
 So a request carries the person's bearer token (a header from an authenticating proxy or
-a script, or the session cookie the login page sets), the token is checked with
-TokenReview, and every namespace and resource is checked with SubjectAccessReview.
+a script, or the HttpOnly cookie the login page sets, which holds the token itself), the
+token is checked with TokenReview, and every namespace and resource is checked with
+SubjectAccessReview.
+
+Why the cookie holds the token and not a session id: the chart runs two replicas behind
+one Service, and any replica must accept any request; there is no session to share.
 
 Decisions are cached briefly (a page polls every 2 s and must not cost two reviews per
-poll); a revoked RoleBinding takes effect within ACCESS_TTL seconds. Tokens are kept in
-memory only, keyed by their SHA-256, and never logged.
+poll); a revoked RoleBinding takes effect within ACCESS_TTL seconds. Review results are
+kept in memory keyed by the token's SHA-256; tokens are never logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +28,9 @@ from pipesync.api import model
 
 TOKEN_TTL = 60.0
 ACCESS_TTL = 30.0
-SESSION_TTL = 8 * 3600.0
-MAX_SESSIONS = 10_000
+#: How long the login cookie lives in the browser (the token's own expiry still applies).
+SESSION_TTL = 8 * 3600
+MAX_CACHED_TOKENS = 10_000
 COOKIE = "pipesync_session"
 
 
@@ -93,7 +97,6 @@ class Authenticator:
         self.clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[float, Principal | None]] = {}
-        self._sessions: dict[str, tuple[float, str]] = {}  # session id -> (expiry, token)
         self._decisions: dict[tuple[str, Access], tuple[float, bool]] = {}
         self._self: Principal | None = None
 
@@ -113,7 +116,7 @@ class Authenticator:
                 str(user["username"]), tuple(user.get("groups") or ()), dict(user), key
             )
         with self._lock:
-            if len(self._tokens) > MAX_SESSIONS:
+            if len(self._tokens) > MAX_CACHED_TOKENS:
                 self._tokens.clear()
             self._tokens[key] = (now + TOKEN_TTL, principal)
         return principal
@@ -129,43 +132,20 @@ class Authenticator:
             )
         return self._self
 
-    def login(self, token: str) -> tuple[str, Principal] | None:
-        """A new session for a valid token: (session id, principal)."""
-        principal = self.principal_for_token(token)
-        if principal is None:
-            return None
-        session = secrets.token_urlsafe(32)
-        now = self.clock()
-        with self._lock:
-            if len(self._sessions) >= MAX_SESSIONS:
-                self._drop_expired(now)
-            self._sessions[session] = (now + SESSION_TTL, token)
-        return session, principal
+    def login(self, token: str) -> Principal | None:
+        """Who a token belongs to, when the API server accepts it (the login page then
+        stores the token itself in an HttpOnly cookie, see app.py)."""
+        return self.principal_for_token(token)
 
-    def logout(self, session: str) -> None:
-        with self._lock:
-            self._sessions.pop(session, None)
-
-    def _drop_expired(self, now: float) -> None:
-        for key in [k for k, (expiry, _) in self._sessions.items() if expiry <= now]:
-            del self._sessions[key]
-        if len(self._sessions) >= MAX_SESSIONS:  # still full: the oldest go
-            for key in list(self._sessions)[: MAX_SESSIONS // 10]:
-                del self._sessions[key]
-
-    def authenticate(self, authorization: str, session: str) -> Principal | None:
-        """From an `Authorization: Bearer` header, else the session cookie."""
+    def authenticate(self, authorization: str, cookie: str) -> Principal | None:
+        """From an `Authorization: Bearer` header, else the login cookie's token."""
         if self.mode == "kubeconfig":
             return self.kubeconfig_principal()
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return self.principal_for_token(token.strip())
-        if session:
-            with self._lock:
-                found = self._sessions.get(session)
-            if found is None or found[0] <= self.clock():
-                return None
-            return self.principal_for_token(found[1])
+        if cookie:
+            return self.principal_for_token(cookie)
         return None
 
     # --- authorisation -------------------------------------------------------------------

@@ -181,6 +181,7 @@ export async function runDetail(ctx) {
     });
     const logSelect = h("select", { "aria-label": "log" }, logChoices);
     if (logChoices.length) logSelect.selectedIndex = logChoices.length - 1;
+    let logMissing = false;
     const loadLog = async () => {
       if (!logSelect.value) { logView.textContent = "(no attempt started yet)"; return; }
       const entry = JSON.parse(logSelect.value);
@@ -190,7 +191,11 @@ export async function runDetail(ctx) {
         const log = await text(`${ns(namespace)}/runs/${encodeURIComponent(name)}/logs?${query}`);
         logView.textContent = log.text || "(empty)";
         logSource.textContent = log.source === "pod" ? " live from the pod" : " from S3";
-      } catch (error) { logView.textContent = error.message; }
+        logMissing = false;
+      } catch (error) {
+        logView.textContent = error.message;
+        logMissing = true;  // e.g. between the pod's end and the upload to S3: ask again
+      }
     };
     logSelect.addEventListener("change", loadLog);
     const artifactLinks = task.outputs.artifacts.map((artifact) => {
@@ -225,7 +230,10 @@ export async function runDetail(ctx) {
       artifactBox,
       h("h3", null, "Log ", logSelect, logSource), logView));
     loadLog();
-    if (task.phase === "Running") logTimer = setInterval(loadLog, 2000);
+    // Refresh a running task's log, and a missing one until it arrives.
+    logTimer = setInterval(() => {
+      if (task.phase === "Running" || logMissing) loadLog();
+    }, 2000);
   };
   renderHeader(); renderGraph(); renderPanel();
   ctx.onLeave(() => clearInterval(logTimer));
