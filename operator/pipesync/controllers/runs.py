@@ -35,6 +35,11 @@ MAX_TASKS_IN_STATUS = 200
 SPEC_KEY = "spec.json"
 
 
+def pinned_config_name(run: str) -> str:
+    """The ConfigMap holding a run's pinned pipeline spec (key SPEC_KEY)."""
+    return f"{run}-pipeline"[:253]
+
+
 class RunError(Exception):
     """A run that cannot proceed (bad reference or parameters): it fails with the reason."""
 
@@ -168,7 +173,7 @@ class RunController:
         if uid in self._pinned:
             return self._pinned[uid]
         namespace, name = metadata["namespace"], metadata["name"]
-        config_name = f"{name}-pipeline"[:253]
+        config_name = pinned_config_name(name)
         stored = self.kube.get_config_map(namespace, config_name)
         if stored is None or SPEC_KEY not in stored:
             spec, pipeline = self._resolve_spec(run)

@@ -21,6 +21,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from pipesync.controllers import runs
 from pipesync.controllers.kube import (
     EXPERIMENTS,
     GIT_SOURCES,
@@ -344,7 +345,7 @@ class UiApp:
                     continue
                 if not isinstance(record, dict):
                     continue
-                if (record.get("status") or {}).get("phase") in views.FINISHED:
+                if (record.get("status") or {}).get("phase") in runs.FINISHED:
                     self._records[key] = record
             found.append(record)
         return found
@@ -395,7 +396,7 @@ class UiApp:
         if run is not None:
             status = run.get("status") or {}
             record = None
-            if status.get("tasksTruncated") or status.get("phase") in views.FINISHED:
+            if status.get("tasksTruncated") or status.get("phase") in runs.FINISHED:
                 record = self._record(ns, name)
             return run, record, False
         record = self._record(ns, name)
@@ -404,11 +405,11 @@ class UiApp:
         return views.record_as_run(record), record, True
 
     def _pinned_spec(self, ns: str, name: str) -> dict[str, Any] | None:
-        stored = self.kube.get_config_map(ns, f"{name}-pipeline")
-        if stored is None or "spec.json" not in stored:
+        stored = self.kube.get_config_map(ns, runs.pinned_config_name(name))
+        if stored is None or runs.SPEC_KEY not in stored:
             return None
         try:
-            spec = json.loads(stored["spec.json"]).get("spec")
+            spec = json.loads(stored[runs.SPEC_KEY]).get("spec")
         except ValueError:
             return None
         return spec if isinstance(spec, dict) else None

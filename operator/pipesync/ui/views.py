@@ -13,13 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pipesync.api import model, times
+from pipesync.controllers import recurringruns, runs
 from pipesync.engine import compiler, recurring
+from pipesync.gitops import sync
 from pipesync.ui import graph
-
-FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
-RECURRING_LABEL = "pipesync.io/recurring-run"  # written by controllers.recurringruns
-SOURCE_LABEL = "pipesync.io/source"
-FILE_ANNOTATION = "pipesync.io/path"  # written by gitops.sync
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -86,7 +83,7 @@ def run_row(run: Mapping[str, Any], *, archived: bool = False) -> dict[str, Any]
         "params": {str(k): _text(v) for k, v in (spec.get("params") or {}).items()},
         "createdAt": _text(metadata.get("creationTimestamp")),
         "archived": archived,
-        "recurringRun": labels.get(RECURRING_LABEL),
+        "recurringRun": labels.get(recurringruns.LABEL),
     }
 
 
@@ -241,7 +238,7 @@ def run_detail(
         "graph": graph.layout(nodes, edges),
         "tasks": tasks,
         "archived": archived,
-        "canCancel": can_cancel and not archived and status.get("phase") not in FINISHED,
+        "canCancel": can_cancel and not archived and status.get("phase") not in runs.FINISHED,
         "canRerun": can_rerun,
     }
 
@@ -381,7 +378,7 @@ def pipeline_detail(pipeline: Mapping[str, Any], repositories: Mapping[str, str]
     """`repositories`: GitSource name -> clone URL, for the links to the file."""
     spec = pipeline.get("spec") or {}
     # The file the GitSource applied it from (written by gitops.sync).
-    current_file = _text((_meta(pipeline).get("annotations") or {}).get(FILE_ANNOTATION))
+    current_file = _text((_meta(pipeline).get("annotations") or {}).get(sync.FILE_ANNOTATION))
     versions = []
     for version in reversed((pipeline.get("status") or {}).get("versions") or []):
         source_name, path = version_file(_text(version.get("source")))
