@@ -4,7 +4,10 @@ under a sandbox policy; path parts cannot climb out of the run's keys."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -297,36 +300,43 @@ def test_logs_and_artifacts_show_as_text_in_the_browser(
     page.close()
 
 
-def test_pipesync_ui_serves_the_kubeconfig_identity(cluster: Cluster) -> None:
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-
+@contextlib.contextmanager
+def ui_server(cluster: Cluster, *flags: str) -> Iterator[dict[str, str]]:
+    """`pipesync ui FLAGS` on a free port against the test cluster, once it answers; the
+    `base` to pass to `call`."""
     port = free_port()
     server = subprocess.Popen(
-        [str(PIPESYNC), "ui", "--no-s3", "--address", f"127.0.0.1:{port}"],
+        [str(PIPESYNC), "ui", "--no-s3", "--address", f"127.0.0.1:{port}", *flags],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    local = {"base": f"http://127.0.0.1:{port}/ui/api/"}
+
+    def answering() -> bool:
+        try:
+            call(local, "whoami", None)
+        except OSError:
+            return False
+        return True
+
     try:
-        local = {"base": f"http://127.0.0.1:{port}/ui/api/"}
-
-        def answering() -> Any:
-            try:
-                code, _, body = call(local, "whoami", None)
-            except OSError:
-                return None
-            return json.loads(body) if code == 200 else None
-
-        me = _wait_for(answering, 30)
-        assert me["auth"] == "kubeconfig" and me["user"]["username"]  # no login needed
-        _, _, body = call(local, "namespaces", None)
-        assert "default" in [item["name"] for item in json.loads(body)["items"]]
-        code, _, _ = call(local, "login", None, "POST", {"X-Pipesync-Request": "1"})
-        assert code == 400  # nothing to log in to
+        _wait_for(answering, 30)
+        yield local
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_pipesync_ui_serves_the_kubeconfig_identity(cluster: Cluster) -> None:
+    with ui_server(cluster) as local:
+        code, _, body = call(local, "whoami", None)
+        me = json.loads(body)
+        assert code == 200 and me["auth"] == "kubeconfig" and me["user"]["username"]
+        _, _, body = call(local, "namespaces", None)
+        assert "default" in [item["name"] for item in json.loads(body)["items"]]
+        code, _, _ = call(local, "login", None, "POST", {"X-Pipesync-Request": "1"})
+        assert code == 400  # nothing to log in to (no login needed)
 
 
 def test_git_sources_and_recurring_runs_as_the_ui_shows_them(
@@ -391,9 +401,6 @@ def test_git_sources_and_recurring_runs_as_the_ui_shows_them(
 def test_a_login_is_accepted_by_every_replica(cluster: Cluster, setup: dict[str, Any]) -> None:
     """The chart runs two replicas behind one Service: the login cookie must work on a
     replica other than the one that set it (here: a second, separate UI server)."""
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-
     reader = setup["tokens"]["reader"]
     request = urllib.request.Request(  # noqa: S310 - loopback
         setup["base"] + "login",
@@ -406,26 +413,9 @@ def test_a_login_is_accepted_by_every_replica(cluster: Cluster, setup: dict[str,
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui/" in cookie
     value = cookie.split(";", 1)[0]
     assert call(setup, "login", None, "POST", {"X-Pipesync-Request": "1"})[0] == 400
-    port = free_port()
-    other = subprocess.Popen(
-        [str(PIPESYNC), "ui", "--no-s3", "--auth", "token", "--address", f"127.0.0.1:{port}"],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        replica = {"base": f"http://127.0.0.1:{port}/ui/api/"}
-
-        def whoami() -> Any:
-            try:
-                code, _, body = call(replica, "whoami", None, headers={"Cookie": value})
-            except OSError:
-                return None
-            return json.loads(body) if code == 200 else None
-
-        me = _wait_for(whoami, 30)
+    with ui_server(cluster, "--auth", "token") as replica:
+        code, _, body = call(replica, "whoami", None, headers={"Cookie": value})
+        me = json.loads(body)
+        assert code == 200, me
         assert me["user"]["username"].endswith(":reader") and me["auth"] == "token"
         assert call(replica, "whoami", None)[0] == 401  # no cookie, no token
-    finally:
-        other.terminate()
-        other.wait(10)
