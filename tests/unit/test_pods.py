@@ -121,17 +121,15 @@ def build(
     *,
     settings: PodSettings = SETTINGS,
     run: RunInfo = RUN,
-    sizes: Mapping[int, int] | None = None,
+    sizes: Mapping[int, list[int]] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     pipeline = compiled()
     done = ("prepare", "sweep") if name == "train" else ()
     launch = launch_of(pipeline, name, done=done, **kwargs)
     if sizes is None:
-        sizes = {pipeline.task("sweep").index: 3}
-    return pods.build_pod(
-        launch, run=run, settings=settings, pipeline=pipeline, fan_out_sizes=sizes
-    )
+        sizes = {pipeline.task("sweep").index: [0, 1, 2]}
+    return pods.build_pod(launch, run=run, settings=settings, pipeline=pipeline, collected=sizes)
 
 
 def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
@@ -353,7 +351,7 @@ def test_a_forEach_producer_needs_its_size() -> None:
 
 
 def test_an_empty_forEach_producer_fetches_nothing() -> None:
-    init = container(build("train", sizes={compiled().task("sweep").index: 0}), "pipesync-inputs")
+    init = container(build("train", sizes={compiled().task("sweep").index: []}), "pipesync-inputs")
     assert [a for a in init["command"] if "/sweep/" in a] == []
 
 

@@ -49,7 +49,7 @@ def _pod(name: str) -> dict[str, Any]:
         for launch in planner.plan(pipeline, {}, context, now=0.0).launches
         if launch.task.name == name and launch.key[1] == TASK
     )
-    return pods.build_pod(launch, run=RUN, settings=SETTINGS, pipeline=pipeline, fan_out_sizes={})
+    return pods.build_pod(launch, run=RUN, settings=SETTINGS, pipeline=pipeline, collected={})
 
 
 def test_env_refs_and_volumes_reach_the_main_container_only() -> None:

@@ -61,8 +61,10 @@ class Retry:
 
 @dataclasses.dataclass(frozen=True)
 class ForEach:
-    items: tuple[Any, ...] | str  # a literal list, or a placeholder holding a JSON list
+    items: tuple[Any, ...] | str | None  # a literal list, a placeholder holding a JSON list,
+    # or None for a group member that takes the items declared by another member
     parallelism: int | None = None
+    group: str | None = None  # tasks of one group form one loop body (instance-wise)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,10 +245,9 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         for_each=None
         if for_each is None
         else ForEach(
-            items=for_each["items"]
-            if isinstance(for_each["items"], str)
-            else tuple(for_each["items"]),
+            items=_items(for_each.get("items")),
             parallelism=for_each.get("parallelism"),
+            group=for_each.get("group"),
         ),
         retry=retry_from_spec(pick("retry") or {}),
         timeout_seconds=_seconds(pick("timeout")),
@@ -288,3 +289,9 @@ def metadata_from_spec(data: Mapping[str, Any]) -> Metadata:
         labels=dict(data.get("labels") or {}),
         annotations=dict(data.get("annotations") or {}),
     )
+
+
+def _items(items: Any) -> tuple[Any, ...] | str | None:
+    if items is None or isinstance(items, str):
+        return items
+    return tuple(items)

@@ -309,7 +309,7 @@ class RunController:
             experiment=(run["spec"].get("experimentRef") or {}).get("name"),
             workspace=_workspace(self.settings, metadata["namespace"], pinned.pipeline),
         )
-        sizes = _fan_out_sizes(pinned.compiled, nodes)
+        collected = _collected(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
         for launch in decision.launches:
             pod = pods.build_pod(
@@ -317,7 +317,7 @@ class RunController:
                 run=info,
                 settings=self.settings,
                 pipeline=pinned.compiled,
-                fan_out_sizes=sizes,
+                collected=collected,
             )
             self.kube.create_pod(metadata["namespace"], pod)
             if launch.attempt > 1:
@@ -517,14 +517,19 @@ def _failed_status(
     return status
 
 
-def _fan_out_sizes(
+def _collected(
     compiled: CompiledPipeline, nodes: Mapping[NodeKey, NodeState]
-) -> dict[int, int]:
-    sizes: dict[int, int] = {}
-    for index, instance in nodes:
-        if instance != TASK and compiled.tasks[index].fan_out:
-            sizes[index] = max(sizes.get(index, 0), instance + 1)
-    return sizes
+) -> dict[int, list[int]]:
+    """Per forEach task, its instances that ran (a skipped one has no artifacts)."""
+    found: dict[int, list[int]] = {}
+    for (index, instance), state in nodes.items():
+        if instance != TASK and index < len(compiled.tasks) and compiled.tasks[index].fan_out:
+            listed = found.setdefault(index, [])
+            if state.phase is not Phase.SKIPPED:
+                listed.append(instance)
+    for listed in found.values():
+        listed.sort()
+    return found
 
 
 def _task_at(compiled: CompiledPipeline, key: NodeKey) -> compiler.CompiledTask:

@@ -47,6 +47,11 @@ class CompiledTask:
     is_exit: bool = False
     # Groups of alternative producers ({{tasks.A...|tasks.B...}}): skipped only when all are.
     consumes_any: tuple[tuple[int, ...], ...] = ()
+    group: str | None = None  # forEach.group: the loop body this task belongs to
+    # Upstream tasks of the same group: instance i waits for (and reads) their instance i.
+    paired: tuple[int, ...] = ()
+    when_per_item: bool = False  # `when` reads the item or a paired output: per instance
+    parallelism: int | None = None  # forEach cap (for a group: iterations running at once)
 
     @property
     def name(self) -> str:
@@ -55,6 +60,10 @@ class CompiledTask:
     @property
     def fan_out(self) -> bool:
         return self.items is not None
+
+    def pairs_with(self, producer: int) -> bool:
+        """Whether this task's instance i reads `producer`'s instance i (same group)."""
+        return producer in self.paired
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +78,16 @@ class CompiledPipeline:
         return self.tasks[self.positions[name]]
 
 
+@dataclasses.dataclass
+class _Group:
+    """What the members of one forEach group share, from the first member declaring it."""
+
+    items: tuple[Any, ...] | str | None = None
+    items_from: str = ""
+    parallelism: int | None = None
+    parallelism_from: str = ""
+
+
 class _Checker:
     """Collects problems while compiling each task."""
 
@@ -77,6 +96,11 @@ class _Checker:
         self.problems: list[Problem] = []
         self.positions: dict[str, int] = {}
         self.params = {param.name: param for param in spec.params}
+        self.groups: dict[str, _Group] = {}
+
+    def group_of(self, index: int) -> str | None:
+        for_each = self.spec.tasks[index].for_each
+        return None if for_each is None else for_each.group
 
     def add(self, path: SpecPath, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -145,6 +169,7 @@ def compile_pipeline(spec: PipelineSpec) -> tuple[CompiledPipeline | None, list[
             checker.positions[task.name] = index
     if spec.on_exit is not None and spec.on_exit.name in checker.positions:
         checker.add(("onExit", "name"), f"onExit task name {spec.on_exit.name!r} is used by a task")
+    _collect_groups(checker)
 
     drafts = [
         _compile_task(checker, index, task, ("tasks", index), exit_task=False)
@@ -226,6 +251,17 @@ def _compile_task(
             checker.add(where, f"task {task.name!r} depends on unknown task {dependency!r}")
         else:
             upstream.append(checker.positions[dependency])
+    group = None if task.for_each is None or exit_task else task.for_each.group
+    paired = (
+        tuple(p for p in dict.fromkeys(upstream) if checker.group_of(p) == group)
+        if group is not None
+        else ()
+    )
+    when_per_item = when is not None and any(
+        ref.kind is RefKind.ITEM
+        or (ref.kind is RefKind.TASK_PARAMETER and _paired_ref(checker, ref, group))
+        for ref in expressions.refs(when)
+    )
     _check_working_dir(checker, task, path)
     _check_volumes(checker, task, path)
     _check_duplicates(checker, task, path)
@@ -241,7 +277,56 @@ def _compile_task(
         inputs=inputs,
         is_exit=exit_task,
         consumes_any=tuple(dict.fromkeys(consumes_any)),
+        group=group,
+        paired=paired,
+        when_per_item=when_per_item,
+        parallelism=_parallelism(checker, task),
     )
+
+
+def _paired_ref(checker: _Checker, ref: Ref, group: str | None) -> bool:
+    choices = ref.alternatives or (ref,)
+    return group is not None and any(
+        (producer := checker.positions.get(choice.task)) is not None
+        and checker.group_of(producer) == group
+        for choice in choices
+    )
+
+
+def _collect_groups(checker: _Checker) -> None:
+    """The items and parallelism of each forEach group; members must agree."""
+    for index, task in enumerate(checker.spec.tasks):
+        for_each = task.for_each
+        if for_each is None or for_each.group is None:
+            continue
+        group = checker.groups.setdefault(for_each.group, _Group())
+        where = ("tasks", index, "forEach")
+        if for_each.items is not None:
+            if group.items is None:
+                group.items, group.items_from = for_each.items, task.name
+            elif group.items != for_each.items:
+                checker.add(
+                    (*where, "items"),
+                    f"forEach items of {task.name!r} differ from those of {group.items_from!r}, "
+                    f"in the same group {for_each.group!r}",
+                )
+        if for_each.parallelism is not None:
+            if group.parallelism is None:
+                group.parallelism, group.parallelism_from = for_each.parallelism, task.name
+            elif group.parallelism != for_each.parallelism:
+                checker.add(
+                    (*where, "parallelism"),
+                    f"forEach parallelism of {task.name!r} differs from that of "
+                    f"{group.parallelism_from!r}, in the same group {for_each.group!r}",
+                )
+
+
+def _parallelism(checker: _Checker, task: Task) -> int | None:
+    if task.for_each is None:
+        return None
+    if task.for_each.group is not None:
+        return checker.groups[task.for_each.group].parallelism
+    return task.for_each.parallelism
 
 
 def _compile_inputs(
@@ -296,13 +381,6 @@ def _compile_when(
         ):
             checker.add(where, f"{ref} is a path; when can only read parameters and outputs")
             continue
-        if ref.kind is RefKind.ITEM:
-            checker.add(
-                where,
-                f"{ref} cannot appear in when: when decides once for the whole task, "
-                "before its forEach instances exist",
-            )
-            continue
         use(ref, where)
     return expr
 
@@ -314,6 +392,15 @@ def _compile_items(
         return None
     where = (*path, "forEach", "items")
     items = task.for_each.items
+    if items is None and task.for_each.group is not None:
+        items = checker.groups[task.for_each.group].items
+    if items is None:
+        checker.add(
+            (*path, "forEach"),
+            f"forEach group {task.for_each.group!r} has no items: give forEach.items on "
+            "one of its tasks",
+        )
+        return None
     if not isinstance(items, str):
         return tuple(items)
     template = checker.template(items, where)
@@ -449,6 +536,7 @@ def _renumber(
             upstream=_mapped(draft.upstream, new_index),
             consumes=_mapped(draft.consumes, new_index),
             consumes_any=tuple(_mapped(group, new_index) for group in draft.consumes_any),
+            paired=_mapped(draft.paired, new_index),
             inputs=tuple(
                 dataclasses.replace(b, producer=new_index[b.producer]) for b in draft.inputs
             ),

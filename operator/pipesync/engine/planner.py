@@ -71,6 +71,15 @@ class Decision:
     tasks_outcome: Outcome | None = None  # set once all tasks (not onExit) are done
 
 
+@dataclasses.dataclass(frozen=True)
+class _At:
+    """The forEach instance whose placeholders are being resolved."""
+
+    task: CompiledTask
+    position: int
+    item: Any
+
+
 class _Pass:
     """The mutable scratch state of one planning pass (never escapes `plan`)."""
 
@@ -93,12 +102,17 @@ class _Pass:
         self.stop: list[NodeKey] = []
         self.wake_at: float | None = None
         self.running = sum(
-            1 for key, node in nodes.items() if node.phase is Phase.RUNNING and key[1] != TASK
-        ) + sum(
             1
-            for key, node in nodes.items()
-            if node.phase is Phase.RUNNING and key[1] == TASK and not self._is_fan_out(key[0])
+            for (index, instance), node in nodes.items()
+            if node.phase is Phase.RUNNING and (instance != TASK or not self._is_fan_out(index))
         )
+        # forEach groups with a parallelism: their members, and (per round) the iterations
+        # started and not finished, which hold the group's slots.
+        self.members: dict[str, list[CompiledTask]] = {}
+        for compiled in pipeline.tasks:
+            if compiled.group is not None and compiled.parallelism is not None:
+                self.members.setdefault(compiled.group, []).append(compiled)
+        self.flights: dict[str, set[int]] = {}
 
     def _is_fan_out(self, index: int) -> bool:
         return index < len(self.pipeline.tasks) and self.pipeline.tasks[index].fan_out
@@ -113,6 +127,36 @@ class _Pass:
     def has_capacity(self) -> bool:
         cap = self.context.max_running
         return cap is None or self.running < cap
+
+    def admits(self, compiled: CompiledTask, key: NodeKey) -> bool:
+        """Whether a group's parallelism lets this instance start: its iteration is under
+        way already, or fewer iterations than the limit are."""
+        group, cap, position = compiled.group, compiled.parallelism, key[1]
+        if group is None or cap is None or position == TASK:
+            return True
+        flights = self.flights.get(group)
+        if flights is None:
+            flights = self.flights[group] = self._in_flight(group, position)
+        if position in flights:
+            return True
+        if len(flights) >= cap:
+            return False
+        flights.add(position)
+        return True
+
+    def _in_flight(self, group: str, seen: int) -> set[int]:
+        members = self.members[group]
+        indices = {m.index for m in members}
+        size = max([seen + 1] + [k[1] + 1 for k in (*self.nodes, *self.overlay) if k[0] in indices])
+        flights: set[int] = set()
+        for position in range(size):
+            states = [(m, _paired_state(self, m.index, position)) for m in members]
+            started = any(
+                self.get((m.index, position)).phase is not Phase.PENDING for m, _ in states
+            )
+            if started and not all(is_terminal(m, state) for m, state in states):
+                flights.add(position)
+        return flights
 
     def wake(self, at: float) -> None:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
@@ -129,12 +173,22 @@ def plan(
 ) -> Decision:
     """The next decision for a run in the given state."""
     step = _Pass(pipeline, nodes, context, now, stopping=cancel or deadline_exceeded)
-    for compiled in pipeline.tasks:
-        if compiled.fan_out:
-            _plan_fan_out(step, compiled)
-        else:
-            _plan_single(step, (compiled.index, TASK), compiled, item=None, has_item=False)
-    tasks_outcome = _tasks_outcome(step, cancel=cancel, deadline_exceeded=deadline_exceeded)
+    for _ in range(_MAX_ROUNDS):
+        launched, recorded = len(step.launches), len(step.transitions)
+        step.flights = {}
+        for compiled in pipeline.tasks:
+            if compiled.fan_out:
+                _plan_fan_out(step, compiled)
+            else:
+                _plan_single(step, (compiled.index, TASK), compiled, item=None, has_item=False)
+        tasks_outcome = _tasks_outcome(step, cancel=cancel, deadline_exceeded=deadline_exceeded)
+        # A group iteration that ended by skips late in this round frees a slot an earlier
+        # member could not take; with nothing running, no event would come to take it.
+        idle = step.running == 0 and len(step.launches) == launched
+        if not (
+            step.members and idle and tasks_outcome is None and len(step.transitions) > recorded
+        ):
+            break
     finished = None
     if tasks_outcome is not None:
         finished = _plan_exit(step, tasks_outcome)
@@ -174,19 +228,22 @@ def _plan_single(
         return
     if key[1] == TASK and not _gate(step, key, compiled):
         return
+    if key[1] != TASK and not _gate_instance(step, key, compiled, item):
+        return
     _launch(step, key, compiled, attempt=1, item=item, has_item=has_item)
 
 
 def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
     """For a pending task: whether it may start; records skips and omissions on the way."""
     tasks = step.pipeline.tasks
-    for producer in compiled.upstream:
+    upstream = [p for p in compiled.upstream if not compiled.pairs_with(p)]
+    for producer in upstream:
         if not is_terminal(tasks[producer], step.get((producer, TASK))):
             return False
     if step.stopping:
         step.record(key, NodeState(Phase.CANCELLED, message="the run was stopped"))
         return False
-    for producer in compiled.upstream:
+    for producer in upstream:
         phase = step.get((producer, TASK)).phase
         if phase in _BROKEN and not compiled.task.ignore_upstream_failure:
             step.record(
@@ -198,6 +255,8 @@ def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
             )
             return False
     for producer in compiled.consumes:
+        if compiled.pairs_with(producer):
+            continue
         if step.get((producer, TASK)).phase is Phase.SKIPPED:
             step.record(
                 key,
@@ -209,6 +268,8 @@ def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
             )
             return False
     for group in compiled.consumes_any:
+        if any(compiled.pairs_with(p) for p in group):
+            continue
         if group and all(step.get((p, TASK)).phase is Phase.SKIPPED for p in group):
             names = ", ".join(repr(tasks[p].name) for p in group)
             step.record(
@@ -220,26 +281,93 @@ def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
                 ),
             )
             return False
-    if compiled.when is not None:
-        try:
-            go = expressions.evaluate(compiled.when, lambda ref: _value(step, ref, None))
-        except (expressions.ExpressionError, _Unresolved) as error:
+    if compiled.when_per_item:
+        return True  # decided by each instance
+    return _when(step, key, compiled, None)
+
+
+def _when(step: _Pass, key: NodeKey, compiled: CompiledTask, at: _At | None) -> bool:
+    """Whether the task's `when` lets it (or one instance) run; records a skip or error."""
+    if compiled.when is None:
+        return True
+    try:
+        go = expressions.evaluate(compiled.when, lambda ref: _value(step, ref, at))
+    except (expressions.ExpressionError, _Unresolved) as error:
+        step.record(
+            key,
+            NodeState(
+                Phase.FAILED,
+                failure=FailureKind.ERROR,
+                attempts=compiled.task.retry.limit + 1,
+                message=f"when: {error}",
+            ),
+        )
+        return False
+    if not go:
+        step.record(key, NodeState(Phase.SKIPPED, message=f"when was false: {compiled.task.when}"))
+        return False
+    return True
+
+
+def _gate_instance(step: _Pass, key: NodeKey, compiled: CompiledTask, item: Any) -> bool:
+    """For a pending forEach instance: the group's instance-wise dependencies and a
+    `when` that reads the item or a paired output."""
+    tasks = step.pipeline.tasks
+    position = key[1]
+    states = {p: _paired_state(step, p, position) for p in compiled.paired}
+    for producer, state in states.items():
+        if not is_terminal(tasks[producer], state):
+            return False
+    for producer, state in states.items():
+        if state.phase in _BROKEN and not compiled.task.ignore_upstream_failure:
             step.record(
                 key,
                 NodeState(
-                    Phase.FAILED,
-                    failure=FailureKind.ERROR,
-                    attempts=compiled.task.retry.limit + 1,
-                    message=f"when: {error}",
+                    Phase.OMITTED,
+                    message=f"upstream task {tasks[producer].name!r} "
+                    f"[{position}] {state.phase.value.lower()}",
                 ),
             )
             return False
-        if not go:
+    for producer in compiled.consumes:
+        if producer in states and states[producer].phase is Phase.SKIPPED:
             step.record(
-                key, NodeState(Phase.SKIPPED, message=f"when was false: {compiled.task.when}")
+                key,
+                NodeState(
+                    Phase.SKIPPED,
+                    message=f"upstream task {tasks[producer].name!r} [{position}] was skipped, "
+                    "so the outputs this instance reads do not exist",
+                ),
             )
             return False
-    return True
+    for group in compiled.consumes_any:
+        if not any(p in states for p in group):
+            continue
+        phases = [(states.get(p) or step.get((p, TASK))).phase for p in group]
+        if all(phase is Phase.SKIPPED for phase in phases):
+            step.record(
+                key,
+                NodeState(
+                    Phase.SKIPPED,
+                    message="none of the alternative outputs this instance reads exists",
+                ),
+            )
+            return False
+    if not compiled.when_per_item:
+        return True
+    return _when(step, key, compiled, _At(compiled, position, item))
+
+
+def _paired_state(step: _Pass, producer: int, position: int) -> NodeState:
+    """The state of `producer`'s instance at `position`, or of the whole task when it
+    ended without instances (skipped, omitted, cancelled, or its items failed)."""
+    whole = step.get((producer, TASK))
+    if whole.phase in (Phase.SKIPPED, Phase.OMITTED, Phase.CANCELLED):
+        return whole
+    instance = step.get((producer, position))
+    if instance.phase is Phase.PENDING and whole.phase is Phase.FAILED:
+        return whole
+    return instance
 
 
 def _plan_retry(
@@ -263,10 +391,11 @@ def _plan_retry(
 def _launch(
     step: _Pass, key: NodeKey, compiled: CompiledTask, *, attempt: int, item: Any, has_item: bool
 ) -> None:
-    if not step.has_capacity():
+    if not step.has_capacity() or not step.admits(compiled, key):
         return
+    at = _At(compiled, key[1], item) if has_item else None
     try:
-        values = _values(step, compiled, item if has_item else None, has_item)
+        values = _values(step, compiled, at)
     except _Unresolved as error:
         step.record(
             key,
@@ -313,7 +442,8 @@ def _plan_fan_out(step: _Pass, compiled: CompiledTask) -> None:
 def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) -> None:
     """Start instances up to the caps; finish the aggregate when all are terminal."""
     index = compiled.index
-    cap = compiled.task.for_each.parallelism if compiled.task.for_each else None
+    # A group's parallelism counts iterations instead (see _Pass.admits).
+    cap = compiled.parallelism if compiled.group is None else None
     active = 0
     failed: list[int] = []
     open_instances: list[int] = []
@@ -336,9 +466,10 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
             _plan_single(step, (index, position), compiled, item=items[position], has_item=True)
             if len(step.launches) > before or step.get((index, position)).phase is Phase.RUNNING:
                 active += 1
-        open_instances = [
-            p for p in open_instances if not is_terminal(compiled, step.get((index, p)))
-        ]
+        decided = [p for p in open_instances if is_terminal(compiled, step.get((index, p)))]
+        # Gating may omit instances now (a group member's iteration failed upstream).
+        failed += [p for p in decided if step.get((index, p)).phase in _BROKEN]
+        open_instances = [p for p in open_instances if p not in set(decided)]
     elif step.stopping:
         for position in open_instances:
             if step.get((index, position)).phase is Phase.PENDING:
@@ -362,20 +493,23 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
             ),
         )
         return
+    ran = [p for p in range(len(items)) if step.get((index, p)).phase is not Phase.SKIPPED]
+    if items and not ran:
+        step.record(
+            (index, TASK), NodeState(Phase.SKIPPED, message=f"all {len(items)} instances skipped")
+        )
+        return
+    # Collected outputs: one entry per instance that ran, in item order.
     outputs = {
         name: json.dumps(
-            [
-                expressions.typed(step.get((index, p)).outputs.get(name, ""))
-                for p in range(len(items))
-            ],
+            [expressions.typed(step.get((index, p)).outputs.get(name, "")) for p in ran],
             separators=(",", ":"),
         )
         for name in compiled.task.output_parameters
     }
-    step.record(
-        (index, TASK),
-        NodeState(Phase.SUCCEEDED, outputs=outputs, message=f"{len(items)} instances succeeded"),
-    )
+    skipped = len(items) - len(ran)
+    message = f"{len(ran)} instances succeeded" + (f", {skipped} skipped" if skipped else "")
+    step.record((index, TASK), NodeState(Phase.SUCCEEDED, outputs=outputs, message=message))
 
 
 def _items(step: _Pass, compiled: CompiledTask) -> list[Any] | str:
@@ -398,11 +532,15 @@ def _items(step: _Pass, compiled: CompiledTask) -> list[Any] | str:
     return value
 
 
+#: Bound on planning rounds in one call (each extra round needs new transitions).
+_MAX_ROUNDS = 1000
+
+
 class _Unresolved(Exception):
     """A placeholder whose value does not exist (e.g. an output that was never written)."""
 
 
-def _value(step: _Pass, ref: Ref, item: Any, *, has_item: bool = False) -> str:
+def _value(step: _Pass, ref: Ref, at: _At | None) -> str:
     if ref.kind is RefKind.PARAM:
         return templating.render_value(step.context.params[ref.name])
     if ref.kind is RefKind.RUN:
@@ -413,19 +551,19 @@ def _value(step: _Pass, ref: Ref, item: Any, *, has_item: bool = False) -> str:
         raise _Unresolved(f"{ref} is only known in onExit")
     if ref.kind is RefKind.TASK_PARAMETER and ref.alternatives:
         for choice in ref.alternatives:
-            state = step.get((step.pipeline.task(choice.task).index, TASK))
+            state = _producer_state(step, step.pipeline.task(choice.task).index, at)
             if state.phase is Phase.SUCCEEDED and choice.name in state.outputs:
                 return state.outputs[choice.name]
         raise _Unresolved(f"{ref}: none of these tasks produced its output")
     if ref.kind is RefKind.TASK_PARAMETER:
-        producer = step.pipeline.task(ref.task)
-        outputs = step.get((producer.index, TASK)).outputs
+        outputs = _producer_state(step, step.pipeline.task(ref.task).index, at).outputs
         if ref.name not in outputs:
             raise _Unresolved(f"{ref}: task {ref.task!r} did not produce output {ref.name!r}")
         return outputs[ref.name]
     if ref.kind is RefKind.ITEM:
-        if not has_item:
+        if at is None:
             raise _Unresolved(f"{ref} is only defined inside forEach")
+        item = at.item
         if ref.name:
             if not isinstance(item, dict) or ref.name not in item:
                 raise _Unresolved(f"{ref}: the item {item!r} has no key {ref.name!r}")
@@ -444,7 +582,15 @@ _PATH_KINDS = frozenset(
 )
 
 
-def _values(step: _Pass, compiled: CompiledTask, item: Any, has_item: bool) -> dict[str, str]:
+def _producer_state(step: _Pass, producer: int, at: _At | None) -> NodeState:
+    """Whose outputs a placeholder reads: the paired instance inside a group, else the task
+    (a forEach task's outputs there are the collected lists)."""
+    if at is not None and at.task.pairs_with(producer):
+        return step.get((producer, at.position))
+    return step.get((producer, TASK))
+
+
+def _values(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, str]:
     values: dict[str, str] = {}
     templates = [*compiled.argv, *(template for _, template in compiled.env)]
     for template in templates:
@@ -453,7 +599,7 @@ def _values(step: _Pass, compiled: CompiledTask, item: Any, has_item: bool) -> d
                 continue
             if ref.kind is RefKind.RUN and ref.name == "status":
                 continue  # filled in by _plan_exit
-            values[ref.text] = _value(step, ref, item, has_item=has_item)
+            values[ref.text] = _value(step, ref, at)
     return values
 
 

@@ -263,7 +263,7 @@ class LocalRun:
             if ref.kind is RefKind.OUTPUT_PARAMETER:
                 return str(node_dir / "outputs" / "parameters" / ref.name)
             if ref.kind is RefKind.INPUT_ARTIFACT:
-                return str(self._input_path(compiled, ref.name))
+                return str(self._input_path(launch, ref.name))
             return launch.resolve(ref)
 
         argv = [template.render(resolve) for template in compiled.argv]
@@ -288,21 +288,28 @@ class LocalRun:
         cwd.mkdir(parents=True, exist_ok=True)
         return argv, env, cwd
 
-    def _input_path(self, compiled: CompiledTask, name: str) -> Path:
+    def _input_path(self, launch: planner.Launch, name: str) -> Path:
+        compiled = launch.task
         binding = next(b for b in compiled.inputs if b.name == name)
         producer = self.pipeline.tasks[binding.producer]
+        if compiled.pairs_with(producer.index):  # same forEach group: instance i's artifact
+            node = self._node_dir((producer.index, launch.key[1]))
+            return node / "outputs" / "artifacts" / binding.artifact
         if not producer.fan_out:
             return (
                 self._node_dir((producer.index, TASK)) / "outputs" / "artifacts" / binding.artifact
             )
-        # A forEach task's artifact is a directory with one entry per instance, in item order.
+        # A forEach task's artifact is a directory with one entry per instance that ran, in
+        # item order (a skipped instance has none).
         collected = self._node_dir((producer.index, TASK)) / "collected" / binding.artifact
         if not collected.exists():  # built once per run: the producer has finished by now
             collected.mkdir(parents=True)
             instance = 0
             while (producer.index, instance) in self.records:
-                source = self._node_dir((producer.index, instance)) / "outputs" / "artifacts"
-                (collected / str(instance)).symlink_to(source / binding.artifact)
+                record = self.records[(producer.index, instance)]
+                if record.state.phase is not Phase.SKIPPED:
+                    source = self._node_dir((producer.index, instance)) / "outputs" / "artifacts"
+                    (collected / str(instance)).symlink_to(source / binding.artifact)
                 instance += 1
         return collected
 

@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -143,12 +143,13 @@ def build_pod(
     run: RunInfo,
     settings: PodSettings,
     pipeline: CompiledPipeline,
-    fan_out_sizes: Mapping[int, int] | None = None,
+    collected: Mapping[int, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """The Pod manifest for one attempt of one task or forEach instance.
 
-    `pipeline` names the producers of input artifacts; `fan_out_sizes` gives, for each
-    forEach producer a task reads artifacts from (by task index), how many instances it had.
+    `pipeline` names the producers of input artifacts; `collected` gives, for each forEach
+    producer a task reads artifacts from (by task index), the instances that ran (not
+    skipped), whose artifacts are collected into one directory.
     """
     compiled = launch.task
     task = compiled.task
@@ -187,7 +188,7 @@ def build_pod(
                 settings=settings,
                 run=run,
                 mount=mount,
-                fan_out_sizes=fan_out_sizes,
+                collected=collected,
             )
         ],
         "containers": [
@@ -297,7 +298,7 @@ def _inputs_container(
     settings: PodSettings,
     run: RunInfo,
     mount: str,
-    fan_out_sizes: Mapping[int, int] | None,
+    collected: Mapping[int, Sequence[int]] | None,
 ) -> dict[str, Any]:
     args = ["agent", "fetch"]
     if run.workspace is not None:
@@ -307,16 +308,18 @@ def _inputs_container(
         target = f"{mount}/inputs/{binding.name}"
         # onExit runs whatever happened, so its producers may never have written anything.
         optional = binding.optional or launch.task.is_exit
-        if producer.fan_out:
-            size = (fan_out_sizes or {}).get(producer.index)
-            if size is None:
+        if launch.task.pairs_with(producer.index):  # same forEach group: instance i's
+            sources = [(node_prefix(settings.s3, run, producer.name, launch.key[1]), target)]
+        elif producer.fan_out:
+            instances = (collected or {}).get(producer.index)
+            if instances is None:
                 raise PodBuildError(
                     f"task {launch.task.name!r} reads artifact {binding.artifact!r} of forEach "
-                    f"task {producer.name!r}: its number of instances is needed"
+                    f"task {producer.name!r}: its instances are needed"
                 )
             sources = [
                 (node_prefix(settings.s3, run, producer.name, i), f"{target}/{i}")
-                for i in range(size)
+                for i in instances
             ]
         else:
             sources = [(node_prefix(settings.s3, run, producer.name, None), target)]

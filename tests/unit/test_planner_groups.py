@@ -1,0 +1,178 @@
+"""forEach groups (a loop body of several tasks) and per-instance `when`."""
+
+from __future__ import annotations
+
+import json
+
+from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
+from tests.unit.pipelines import compile_yaml, problems_of
+from tests.unit.test_planner import Simulation, fail, succeed
+
+BODY = """
+params: [{name: lrs, type: list}]
+tasks:
+  - name: train
+    command: ["{{item}}"]
+    forEach: {items: "{{params.lrs}}", group: body}
+    outputs: {parameters: [loss], artifacts: [model]}
+  - name: evaluate
+    command: ["{{tasks.train.outputs.parameters.loss}}", "{{inputs.artifacts.model}}"]
+    inputs: {artifacts: {model: {from: "{{tasks.train.outputs.artifacts.model}}"}}}
+    forEach: {group: body}
+    outputs: {parameters: [score]}
+  - name: report
+    command: ["{{tasks.evaluate.outputs.parameters.score}}"]
+"""
+
+
+def test_a_member_instance_reads_and_waits_for_its_own_iteration_only() -> None:
+    pipeline = compile_yaml(BODY)
+    sim = Simulation(pipeline, params={"lrs": [1, 2, 3]})
+    running = {"train": lambda launch: NodeState(Phase.RUNNING, attempts=1)}
+    sim.step(**running)
+    train = pipeline.task("train").index
+    # train[1] finishes first: evaluate[1] starts while train[0] and train[2] still run
+    sim.nodes[(train, 1)] = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"loss": "L1"})
+    decision = sim.step(**running)
+    assert [(launch.task.name, launch.key[1]) for launch in decision.launches] == [("evaluate", 1)]
+    assert decision.launches[0].values["tasks.train.outputs.parameters.loss"] == "L1"
+    for position in (0, 2):
+        sim.nodes[(train, position)] = NodeState(
+            Phase.SUCCEEDED, attempts=1, outputs={"loss": f"loss-{position + 1}"}
+        )
+    assert sim.run().phase is RunPhase.SUCCEEDED
+    evaluations = {
+        launch.key[1]: launch.values["tasks.train.outputs.parameters.loss"]
+        for launch in sim.launches
+        if launch.task.name == "evaluate"
+    }
+    assert evaluations == {0: "loss-1", 1: "L1", 2: "loss-3"}
+    # outside the group the member's outputs are collected, as for any forEach task
+    report = next(launch for launch in sim.launches if launch.task.name == "report")
+    assert json.loads(report.values["tasks.evaluate.outputs.parameters.score"]) == [1, 1, 1]
+
+
+def test_a_failed_iteration_omits_its_own_later_steps() -> None:
+    pipeline = compile_yaml(BODY)
+    sim = Simulation(pipeline, params={"lrs": [1]})
+    assert sim.run(train=fail()).phase is RunPhase.FAILED
+    evaluate = pipeline.task("evaluate").index
+    assert sim.nodes[(evaluate, 0)].phase is Phase.OMITTED
+    assert "'train' [0] failed" in sim.nodes[(evaluate, 0)].message
+    assert sim.phase("report") is Phase.OMITTED
+
+
+def test_group_parallelism_counts_iterations_not_pods() -> None:
+    text = BODY.replace("group: body}", "group: body, parallelism: 2}", 1)
+    pipeline = compile_yaml(text)
+    sim = Simulation(pipeline, params={"lrs": [1, 2, 3, 4]})
+    running = {
+        "train": lambda launch: NodeState(Phase.RUNNING, attempts=1),
+        "evaluate": lambda launch: NodeState(Phase.RUNNING, attempts=1),
+    }
+    assert [launch.key[1] for launch in sim.step(**running).launches] == [0, 1]
+    train, evaluate = pipeline.task("train").index, pipeline.task("evaluate").index
+    sim.nodes[(train, 0)] = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"loss": "x"})
+    # iteration 0 goes on (evaluate[0]); no third iteration starts while 0 and 1 run
+    decision = sim.step(**running)
+    assert [(launch.task.name, launch.key[1]) for launch in decision.launches] == [("evaluate", 0)]
+    sim.nodes[(evaluate, 0)] = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"score": "1"})
+    decision = sim.step(**running)
+    assert [(launch.task.name, launch.key[1]) for launch in decision.launches] == [("train", 2)]
+    running_iterations = {
+        position
+        for (index, position), state in sim.nodes.items()
+        if position != TASK and state.phase is Phase.RUNNING
+    }
+    assert running_iterations == {1, 2}
+
+
+def test_when_on_the_item_skips_single_instances_and_collects_the_rest() -> None:
+    pipeline = compile_yaml(
+        """
+tasks:
+  - name: fit
+    command: ["{{item}}"]
+    forEach: {items: [1, 5, 2, 7]}
+    when: "{{item}} > 3"
+    outputs: {parameters: [v]}
+  - {name: after, command: ["{{tasks.fit.outputs.parameters.v}}"]}
+"""
+    )
+    sim = Simulation(pipeline)
+    outcome = sim.run(fit=lambda launch: succeed({"v": launch.values["item"]})(launch))
+    assert outcome.phase is RunPhase.SUCCEEDED
+    fit = pipeline.task("fit").index
+    phases = [sim.nodes[(fit, position)].phase for position in range(4)]
+    assert phases == [Phase.SKIPPED, Phase.SUCCEEDED, Phase.SKIPPED, Phase.SUCCEEDED]
+    assert sim.nodes[(fit, TASK)].outputs == {"v": "[5,7]"}
+    assert "2 skipped" in sim.nodes[(fit, TASK)].message
+    after = next(launch for launch in sim.launches if launch.task.name == "after")
+    assert after.values["tasks.fit.outputs.parameters.v"] == "[5,7]"
+
+
+def test_when_on_a_paired_output_and_all_instances_skipped() -> None:
+    pipeline = compile_yaml(
+        """
+tasks:
+  - name: a
+    command: ["{{item}}"]
+    forEach: {items: [1, 2], group: g}
+    outputs: {parameters: [ok]}
+  - name: b
+    command: [x]
+    forEach: {group: g}
+    when: "'{{tasks.a.outputs.parameters.ok}}' == 'yes'"
+  - {name: c, command: [x], dependsOn: [b]}
+"""
+    )
+    sim = Simulation(pipeline)
+    assert sim.run(a=succeed({"ok": "no"})).phase is RunPhase.SUCCEEDED
+    assert sim.phase("b") is Phase.SKIPPED
+    assert sim.nodes[(pipeline.task("b").index, TASK)].message == "all 2 instances skipped"
+    assert sim.phase("c") is Phase.SUCCEEDED  # a plain dependent of a skipped task runs
+
+
+def test_members_must_agree_on_items_and_parallelism_and_someone_gives_items() -> None:
+    problems = problems_of(
+        """
+tasks:
+  - {name: a, command: [x], forEach: {items: [1, 2], group: g, parallelism: 1}}
+  - {name: b, command: [x], forEach: {items: [1, 3], group: g, parallelism: 2}}
+  - {name: c, command: [x], forEach: {group: lonely}}
+"""
+    )
+    messages = {problem.path: problem.message for problem in problems}
+    assert "differ from those of 'a'" in messages[("tasks", 1, "forEach", "items")]
+    assert "differs from that of 'a'" in messages[("tasks", 1, "forEach", "parallelism")]
+    assert "group 'lonely' has no items" in messages[("tasks", 2, "forEach")]
+
+
+def test_item_in_when_is_refused_outside_forEach() -> None:
+    problems = problems_of('tasks: [{name: a, command: [x], when: "{{item}} > 1"}]')
+    assert any("only defined inside a task with forEach" in p.message for p in problems)
+
+
+def test_a_slot_freed_by_a_skip_is_taken_in_the_same_plan() -> None:
+    pipeline = compile_yaml(
+        """
+tasks:
+  - name: a
+    command: ["{{item}}"]
+    forEach: {items: [1, 2, 3], group: g, parallelism: 1}
+    outputs: {parameters: [ok]}
+  - name: b
+    command: [x]
+    forEach: {group: g}
+    when: "'{{tasks.a.outputs.parameters.ok}}' == 'yes'"
+"""
+    )
+    sim = Simulation(pipeline)
+    running = {"a": lambda launch: NodeState(Phase.RUNNING, attempts=1)}
+    assert [launch.key for launch in sim.step(**running).launches] == [(0, 0)]
+    sim.nodes[(0, 0)] = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"ok": "no"})
+    # b[0] is skipped late in the pass, ending iteration 0; nothing runs, so the same
+    # plan must start a[1] (no pod event would come to ask again)
+    decision = sim.step(**running)
+    assert [launch.key for launch in decision.launches] == [(0, 1)]
+    assert sim.nodes[(1, 0)].phase is Phase.SKIPPED
