@@ -120,7 +120,11 @@ def test_translation_maps_placeholders_resources_retry_conditions_and_loops(tmp_
     assert tasks["tool"]["dependsOn"] == ["flip"]
     assert tasks["tool-2"]["command"] == ["tool", "--name={{item}}"]
     assert tasks["tool-2"]["args"] == ["3"]
-    assert tasks["tool-2"]["forEach"] == {"items": "{{params.names}}", "parallelism": 1}
+    assert tasks["tool-2"]["forEach"] == {
+        "items": "{{params.names}}",
+        "parallelism": 1,
+        "group": "for-loop-2",
+    }
     # The same compiler the native format goes through accepts it.
     spec = model.pipeline_spec_from_spec(body["spec"])
     assert compiler.compile_pipeline(spec)[1] == []
@@ -142,9 +146,8 @@ METADATA_LINE = "          tag: '{{$"  # the importer's metadata, in deploymentS
 def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> None:
     @dsl.pipeline(name="unsupported")
     def pipeline(tag: str = "v1") -> None:
-        with dsl.ParallelFor([1, 2]):
-            one = say(text="x")
-            say(text=one.output)
+        with dsl.ParallelFor([1, 2]), dsl.ParallelFor(["c", "d"]) as inner:
+            say(text=inner)
         dsl.importer(
             artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset, metadata={"tag": tag}
         )
@@ -155,9 +158,8 @@ def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> N
     assert set(problems) == {
         f"p.yaml:{line_of(path, METADATA_LINE)}:11: task 'importer': importer "
         "metadata with placeholders is not supported yet",
-        f"p.yaml:{line_of(path, '      for-loop-2:', 1) + 1}:9: ParallelFor 'for-loop-2' runs "
-        "2 tasks per item; pipesync runs one task per item so far (not supported yet: "
-        "several tasks in one loop body)",
+        f"p.yaml:{line_of(path, '        for-loop-4:') + 1}:11: nested ParallelFor loops "
+        "are not supported yet",
     }
 
 

@@ -133,6 +133,12 @@ def write_number(x: int, out: Output[Artifact]) -> None:
 
 
 @dsl.component(base_image=IMAGE)
+def read_number(part: Input[Artifact]) -> str:
+    with open(part.path) as handle:
+        return handle.read()
+
+
+@dsl.component(base_image=IMAGE)
 def join_artifacts(parts: Input[list[Artifact]]) -> str:
     texts = []
     for part in parts:
@@ -306,6 +312,72 @@ def test_collected_artifacts(cli: Cli, tmp_path: Path) -> None:
     code, record = run(cli, tmp_path, pipeline)
     assert code == 0, record
     assert tasks(record)["join-artifacts"]["outputs"] == {"Output": "0,1,2"}
+
+
+def test_a_loop_body_of_several_tasks_runs_per_item(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="loop-body")
+    def pipeline() -> None:
+        with dsl.ParallelFor([1, 2, 3], parallelism=1) as x:
+            squared = square(x=x)
+            written = write_number(x=squared.output)
+            read = read_number(part=written.outputs["out"])
+            with dsl.If(squared.output > 3):
+                say(text=read.output)
+        total(values=dsl.Collected(squared.output))
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    # each iteration's steps read their own iteration's outputs
+    assert rows["read-number"]["outputs"] == {"Output": "[1,4,9]"}
+    assert rows["total"]["outputs"] == {"Output": "14"}
+    # the condition on the loop's own output is decided per iteration
+    assert [rows[f"say[{i}]"]["phase"] for i in range(3)] == ["Skipped", "Succeeded", "Succeeded"]
+    assert rows["say"]["outputs"] == {"Output": "[4,9]"}
+    # parallelism=1 counts iterations: one iteration's pods at a time, in item order
+    starts = {row["task"]: row["startedAt"] for row in record["tasks"] if "[" in row["task"]}
+    first_of_third = min(v for k, v in starts.items() if k.endswith("[2]"))
+    last_of_second = max(
+        row["finishedAt"] for row in record["tasks"] if row["task"].endswith("[1]")
+    )
+    assert first_of_third >= last_of_second
+
+
+def test_conditions_on_loop_items(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="item-conditions")
+    def pipeline() -> None:
+        with dsl.ParallelFor([1, 5]) as n, dsl.If(n > 2):
+            square(x=n)
+        with dsl.ParallelFor(["x", "y"]) as letter, dsl.If(letter == "y"):
+            flip(side=letter)
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert [rows[f"square[{i}]"]["phase"] for i in range(2)] == ["Skipped", "Succeeded"]
+    assert rows["square"]["outputs"] == {"Output": "[25]"}
+    assert rows["flip"]["outputs"] == {"Output": '["y"]'}
+
+
+def test_parallel_for_over_collected_artifacts(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline
+    def read_each(parts: Input[list[Artifact]]) -> list:  # type: ignore[type-arg]
+        with dsl.ParallelFor(parts) as part:
+            read = read_number(part=part)
+        return dsl.Collected(read.output)
+
+    @dsl.pipeline(name="artifact-loop")
+    def pipeline() -> None:
+        with dsl.ParallelFor([2, 3]) as x:
+            written = write_number(x=x)
+        read = read_each(parts=dsl.Collected(written.outputs["out"]))
+        total(values=read.output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["read-each--read-number"]["outputs"] == {"Output": "[2,3]"}
+    assert rows["total"]["outputs"] == {"Output": "5"}
 
 
 def test_exit_handler_sees_the_final_status(cli: Cli, tmp_path: Path) -> None:

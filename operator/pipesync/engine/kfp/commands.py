@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.engine.kfp import shim
+from pipesync.engine.kfp import values as v
 from pipesync.engine.kfp.values import Kind, Value
 
 _PLACEHOLDER = re.compile(r"\{\{\$(?P<body>[^}]*)\}\}")
@@ -35,6 +36,7 @@ class TaskIO:
 
     task: str  # the flat pipesync task name
     inputs: Mapping[str, Value]  # parameters and artifacts by KFP input name
+    group: str = ""  # the task's forEach group, "" outside loops
 
 
 def render(items: list[Any], io: TaskIO) -> list[str]:
@@ -140,7 +142,7 @@ def _placeholder(body: str, io: TaskIO) -> str:
             raise CommandError(f"{shown}: input artifact {key!r} is not connected")
         if field in ("path", "uri"):
             return "{{inputs.artifacts." + key + "}}"
-        if field == "metadata" and value.meta and not value.fan_out:
+        if field == "metadata" and value.meta and not v.listed(value, io.group):
             return (
                 "{{tasks."
                 + value.task

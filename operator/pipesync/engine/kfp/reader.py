@@ -40,11 +40,13 @@ _ALL_DONE = "ALL_UPSTREAM_TASKS_COMPLETED"
 
 
 class _Loop:
-    def __init__(self, items: Any, parallelism: int | None, path: Path) -> None:
+    """A ParallelFor: its items, and the pipesync forEach group its body's tasks form."""
+
+    def __init__(self, items: Any, parallelism: int | None, path: Path, group: str) -> None:
         self.items = items
         self.parallelism = parallelism
         self.path = path
-        self.tasks: list[dict[str, Any]] = []
+        self.group = group
 
 
 class _Context:
@@ -92,6 +94,7 @@ class Reader:
         self.tasks: list[dict[str, Any]] = []
         self.on_exit: dict[str, Any] | None = None
         self.components: Mapping[str, Any] = _mapping(self.data.get("components"))
+        self.loops: dict[str, _Loop] = {}  # by group name
         deployment = _mapping(self.data.get("deploymentSpec"))
         self.executors: Mapping[str, Any] = _mapping(deployment.get("executors"))
 
@@ -250,36 +253,24 @@ class Reader:
             if loop is not None:
                 self.problem(path, "nested ParallelFor loops are not supported yet")
                 return
-            loop = self.loop(task, path, inputs, scope)
+            loop = self.loop(site, _dns(prefix + name) or "loop", inputs, scope)
             if loop is None:
                 return
         inner = _Context(prefix, context.when, context.deps, loop)
         dag_path = ("components", component_name, "dag")
         names, produced = self.walk(dag_path, scope, inner, root_level=False)
-        if loop is not None and context.loop is None and len(loop.tasks) != 1:
-            self.problem(
-                path,
-                f"ParallelFor {name!r} runs {len(loop.tasks)} tasks per item; pipesync runs "
-                "one task per item so far (not supported yet: several tasks in one loop body)",
-            )
         dag.flat[name] = [n for group in names.values() for n in group]
         dag.outputs[name] = self.dag_outputs(dag_path, produced)
 
     def loop(
-        self,
-        task: Mapping[str, Any],
-        path: Path,
-        inputs: Mapping[str, Value],
-        scope: dict[str, Value],
+        self, site: _Site, group: str, inputs: Mapping[str, Value], scope: dict[str, Value]
     ) -> _Loop | None:
+        """The loop a ParallelFor task opens; its item goes into the body's scope."""
+        task, path = site.task, site.path
         parallelism = _mapping(task.get("iteratorPolicy")).get("parallelismLimit")
         limit = int(parallelism) if parallelism else None
         if "artifactIterator" in task:
-            self.problem(
-                (*path, "artifactIterator"),
-                "ParallelFor over a list of artifacts is not supported yet",
-            )
-            return None
+            return self.artifact_loop(site, inputs, scope)
         iterator = _mapping(task.get("parameterIterator"))
         ipath = (*path, "parameterIterator")
         items_spec = _mapping(iterator.get("items"))
@@ -318,7 +309,29 @@ class Reader:
                 )
                 return None
         scope[str(iterator.get("itemInput", ""))] = v.text("{{item}}")
-        return _Loop(items, limit, ipath)
+        loop = _Loop(items, limit, ipath, group)
+        self.loops[group] = loop
+        return loop
+
+    def artifact_loop(
+        self, site: _Site, inputs: Mapping[str, Value], scope: dict[str, Value]
+    ) -> _Loop | None:
+        """A ParallelFor over the artifacts a loop collected (`dsl.Collected`): the body
+        joins that loop's group, so iteration i reads the artifact of instance i (and
+        starts as soon as that instance is done)."""
+        iterator = _mapping(site.task.get("artifactIterator"))
+        ipath = (*site.path, "artifactIterator")
+        source = inputs.get(str(_mapping(iterator.get("items")).get("inputArtifact", "")))
+        loop = self.loops.get(source.loop) if source is not None else None
+        if source is None or source.kind is not Kind.ARTIFACT or loop is None:
+            self.problem(
+                (*ipath, "items"),
+                "ParallelFor over artifacts is supported over the collected outputs of "
+                "another ParallelFor (dsl.Collected) only",
+            )
+            return None
+        scope[str(iterator.get("itemInput", ""))] = source
+        return loop
 
     def dag_outputs(
         self, dag_path: Path, produced: Mapping[str, Mapping[str, Value]]
@@ -495,8 +508,6 @@ class Reader:
             value = inputs.get(name)
             if value is None or value.kind is not Kind.TEXT:
                 raise cel.CelError(f"the condition reads {name!r}, which has no value")
-            if "{{item" in value.text:
-                raise cel.CelError("conditions on loop items are not supported yet")
             kind = str(_mapping(definitions.get(name)).get("parameterType", "STRING"))
             bare = numeric or kind in ("NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN")
             if value.literal:
@@ -544,7 +555,8 @@ class Reader:
             self.problem(path, f"flattened task name {flat_name!r} is longer than 63 characters")
         if container.get("image"):
             body["image"] = str(container["image"])
-        if not self.command(site, body, component, inputs, (cpath, target)):
+        group = "" if context.loop is None or exit_task else context.loop.group
+        if not self.command(site, body, component, inputs, (cpath, target), group=group):
             return None
         self.io(
             body,
@@ -648,6 +660,8 @@ class Reader:
         component: Mapping[str, Any],
         inputs: Mapping[str, Value],
         paths: tuple[Path, Path],
+        *,
+        group: str,
     ) -> bool:
         """The argv: the runtime shim for lightweight components, else the container's
         command and args with their placeholders rendered. False when unusable."""
@@ -665,13 +679,14 @@ class Reader:
             slots = self.slots(
                 component,
                 inputs,
+                group,
                 list(_mapping(outputs.get("parameters"))),
                 list(_mapping(outputs.get("artifacts"))),
             )
             body["command"] = shim.argv(function, source, slots)
             self.place((*target, "command"), (*cpath, "command"))
             return True
-        io = commands.TaskIO(body["name"], inputs)
+        io = commands.TaskIO(body["name"], inputs, group)
         for field, items in (("command", command), ("args", args)):
             if not items:
                 continue
@@ -722,17 +737,17 @@ class Reader:
             self.place((*target, "when"), context.when[-1][1])
         if context.loop is not None:
             loop = context.loop
-            for_each: dict[str, Any] = {"items": loop.items}
+            for_each: dict[str, Any] = {"items": loop.items, "group": loop.group}
             if loop.parallelism:
                 for_each["parallelism"] = loop.parallelism
             body["forEach"] = for_each
             self.place((*target, "forEach"), loop.path)
-            loop.tasks.append(body)
 
     def slots(
         self,
         component: Mapping[str, Any],
         inputs: Mapping[str, Value],
+        group: str,
         out_params: list[str],
         out_artifacts: list[str],
     ) -> list[dict[str, Any]]:
@@ -750,7 +765,7 @@ class Reader:
             if value.kind is not Kind.ARTIFACT:
                 continue
             title = _title(definition)
-            listed = bool(definition.get("isArtifactList")) or value.fan_out
+            listed = bool(definition.get("isArtifactList")) or v.listed(value, group)
             kind = "artifact-list" if listed else "artifact"
             slots.append(
                 {"k": kind, "n": name, "s": title, "v": "{{inputs.artifacts." + name + "}}"}
@@ -796,7 +811,11 @@ class Reader:
         }
         for key in _mapping(outputs.get("artifacts")):
             found[key] = Value(
-                Kind.ARTIFACT, task=flat_name, name=key, fan_out=context.loop is not None, meta=meta
+                Kind.ARTIFACT,
+                task=flat_name,
+                name=key,
+                loop="" if context.loop is None else context.loop.group,
+                meta=meta,
             )
         return found
 

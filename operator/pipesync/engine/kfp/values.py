@@ -29,7 +29,7 @@ class Value:
     literal: bool = False  # TEXT without placeholders (a constant)
     task: str = ""  # ARTIFACT: the flat producer task
     name: str = ""  # ARTIFACT: the producer's output artifact name
-    fan_out: bool = False  # ARTIFACT from a forEach task: a list, one entry per instance
+    loop: str = ""  # ARTIFACT from a task in a loop: its forEach group
     meta: bool = False  # ARTIFACT whose producer records KFP metadata
     group: str = ""  # STATUS: the KFP task whose final status this is
 
@@ -41,6 +41,12 @@ class Value:
 
 
 ABSENT = Value(Kind.ABSENT)
+
+
+def listed(value: Value, group: str) -> bool:
+    """Whether a task in forEach `group` ("" outside loops) receives the artifact as a list:
+    from a loop it is not in, one entry per instance; inside the same loop, its own one."""
+    return bool(value.loop) and value.loop != group
 
 
 def text(template: str) -> Value:
