@@ -495,6 +495,29 @@ def test_one_of_reads_the_branch_that_ran(cli: Cli, tmp_path: Path) -> None:
     assert tasks(record)["pick"]["outputs"] == {"Output": "selected:B"}
 
 
+@dsl.pipeline
+def data_chooser(side: str) -> Dataset:
+    coin = flip(side=side)
+    with dsl.If(coin.output == "heads"):
+        small = make_dataset(n=2)
+    with dsl.Else():
+        large = make_dataset(n=5)
+    return dsl.OneOf(small.outputs["data"], large.outputs["data"])
+
+
+def test_one_of_over_artifacts_reads_the_branch_that_ran(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="one-of-artifacts")
+    def pipeline(side: str = "heads") -> None:
+        read_dataset(data=data_chooser(side=side).output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    assert code == 0, record
+    assert tasks(record)["read-dataset"]["outputs"] == {"Output": "0,1|rows=2"}
+    code, record = run(cli, tmp_path, pipeline, "side=tails")
+    assert code == 0, record
+    assert tasks(record)["read-dataset"]["outputs"] == {"Output": "0,1,2,3,4|rows=5"}
+
+
 @dsl.component(base_image=IMAGE)
 def describe_artifact(data: Input[Dataset]) -> str:
     import os  # noqa: PLC0415 - KFP runs the function body alone

@@ -322,3 +322,28 @@ tasks: [{name: t, command: ["--lr={{params.lr}}", "{{params.cfg}}", "{{run.name}
     )
     (launch,) = sim.step().launches
     assert launch.values == {"params.lr": "0.05", "params.cfg": '{"a":[1,2]}', "run.name": "run-1"}
+
+
+def test_an_input_artifact_with_alternatives_reads_the_producer_that_ran() -> None:
+    pipeline = compile_yaml(
+        """
+params: [{name: side, default: b}]
+tasks:
+  - {name: a, command: [x], when: "'{{params.side}}' == 'a'", outputs: {artifacts: [m]}}
+  - {name: b, command: [x], when: "'{{params.side}}' == 'b'", outputs: {artifacts: [n]}}
+  - name: c
+    command: ["{{inputs.artifacts.model}}"]
+    inputs:
+      artifacts:
+        model: {from: "{{tasks.a.outputs.artifacts.m|tasks.b.outputs.artifacts.n}}"}
+"""
+    )
+    for side, chosen in (("a", ("a", "m")), ("b", ("b", "n"))):
+        sim = Simulation(pipeline, params={"side": side})
+        assert sim.run().phase is RunPhase.SUCCEEDED
+        launch = next(launch for launch in sim.launches if launch.task.name == "c")
+        producer, artifact = launch.source(launch.task.inputs[0])
+        assert (pipeline.tasks[producer].name, artifact) == chosen
+    sim = Simulation(pipeline, params={"side": "none"})
+    assert sim.run().phase is RunPhase.SUCCEEDED
+    assert sim.phase("c") is Phase.SKIPPED  # neither branch ran: nothing to read

@@ -31,6 +31,9 @@ class InputBinding:
     producer: int  # index of the producing task in CompiledPipeline.tasks
     artifact: str
     optional: bool
+    # `{{tasks.A.outputs.artifacts.X|tasks.B.outputs.artifacts.Y}}`: (producer, artifact)
+    # choices, the first whose producer succeeded is read (Launch.sources says which).
+    alternatives: tuple[tuple[int, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +242,9 @@ def _compile_task(
             use(ref, where)
         env.append((name, template))
 
-    inputs = _compile_inputs(checker, task, path, upstream, consumes, exit_task=exit_task)
+    inputs = _compile_inputs(
+        checker, task, path, (upstream, consumes, consumes_any), exit_task=exit_task
+    )
     when = _compile_when(checker, task, path, use)
     items = _compile_items(checker, task, path, use)
 
@@ -333,11 +338,11 @@ def _compile_inputs(
     checker: _Checker,
     task: Task,
     path: SpecPath,
-    upstream: list[int],
-    consumes: list[int],
+    edges: tuple[list[int], list[int], list[tuple[int, ...]]],
     *,
     exit_task: bool,
 ) -> tuple[InputBinding, ...]:
+    upstream, consumes, consumes_any = edges
     bindings: list[InputBinding] = []
     for artifact in task.input_artifacts:
         where = (*path, "inputs", "artifacts", artifact.name, "from")
@@ -347,17 +352,33 @@ def _compile_inputs(
             checker.add(
                 where,
                 f"input artifact {artifact.name!r} must come from exactly one "
-                "{{tasks.TASK.outputs.artifacts.NAME}} placeholder",
+                "{{tasks.TASK.outputs.artifacts.NAME}} placeholder (or alternatives of them)",
             )
             continue
-        producer = checker.check_task_ref(ref, task, where, exit_task=exit_task)
-        if producer is None:
+        choices = [
+            (producer, choice.name)
+            for choice in ref.alternatives or (ref,)
+            if (producer := checker.check_task_ref(choice, task, where, exit_task=exit_task))
+            is not None
+        ]
+        if len(choices) != len(ref.alternatives or (ref,)):
             continue
         if not exit_task:
-            upstream.append(producer)
-            if not artifact.optional:  # a skipped producer leaves an optional input absent
-                consumes.append(producer)
-        bindings.append(InputBinding(artifact.name, producer, ref.name, artifact.optional))
+            upstream.extend(producer for producer, _ in choices)
+            # a skipped producer leaves an optional input absent
+            if ref.alternatives and not artifact.optional:
+                consumes_any.append(tuple(producer for producer, _ in choices))
+            elif not artifact.optional:
+                consumes.append(choices[0][0])
+        bindings.append(
+            InputBinding(
+                artifact.name,
+                choices[0][0],
+                choices[0][1],
+                artifact.optional,
+                alternatives=tuple(choices) if ref.alternatives else (),
+            )
+        )
     return tuple(bindings)
 
 
@@ -538,7 +559,12 @@ def _renumber(
             consumes_any=tuple(_mapped(group, new_index) for group in draft.consumes_any),
             paired=_mapped(draft.paired, new_index),
             inputs=tuple(
-                dataclasses.replace(b, producer=new_index[b.producer]) for b in draft.inputs
+                dataclasses.replace(
+                    b,
+                    producer=new_index[b.producer],
+                    alternatives=tuple((new_index[p], a) for p, a in b.alternatives),
+                )
+                for b in draft.inputs
             ),
         )
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.engine import expressions, retries, templating
-from pipesync.engine.compiler import CompiledPipeline, CompiledTask
+from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import PENDING, TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import Ref, RefKind
@@ -43,10 +43,16 @@ class Launch:
     run_status: str = ""  # for onExit: the outcome of the tasks
     values: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Rendered values of every non-path placeholder the task reads, by placeholder text."""
+    sources: Mapping[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
+    """For inputs with alternatives: the (producer, artifact) chosen, by input name."""
 
     def resolve(self, ref: Ref) -> str:
         """Value of a non-path placeholder (paths are the executor's business)."""
         return self.values[ref.text]
+
+    def source(self, binding: InputBinding) -> tuple[int, str]:
+        """Which task's artifact an input reads: (producer index, artifact name)."""
+        return self.sources.get(binding.name, (binding.producer, binding.artifact))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,6 +402,7 @@ def _launch(
     at = _At(compiled, key[1], item) if has_item else None
     try:
         values = _values(step, compiled, at)
+        sources = _sources(step, compiled, at)
     except _Unresolved as error:
         step.record(
             key,
@@ -411,7 +418,7 @@ def _launch(
     state = NodeState(Phase.RUNNING, attempts=attempt)
     step.record(key, state)
     step.launches.append(
-        Launch(key, compiled, attempt, item=item, has_item=has_item, values=values)
+        Launch(key, compiled, attempt, item=item, has_item=has_item, values=values, sources=sources)
     )
 
 
@@ -588,6 +595,24 @@ def _producer_state(step: _Pass, producer: int, at: _At | None) -> NodeState:
     if at is not None and at.task.pairs_with(producer):
         return step.get((producer, at.position))
     return step.get((producer, TASK))
+
+
+def _sources(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, tuple[int, str]]:
+    """For each input artifact with alternatives, the first whose producer succeeded."""
+    chosen: dict[str, tuple[int, str]] = {}
+    for binding in compiled.inputs:
+        if not binding.alternatives:
+            continue
+        for producer, artifact in binding.alternatives:
+            if _producer_state(step, producer, at).phase is Phase.SUCCEEDED:
+                chosen[binding.name] = (producer, artifact)
+                break
+        else:
+            if not binding.optional and not compiled.is_exit:
+                raise _Unresolved(
+                    f"input artifact {binding.name!r}: none of its alternative producers succeeded"
+                )
+    return chosen
 
 
 def _values(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, str]:

@@ -77,9 +77,10 @@ def parse_ref(text: str) -> Ref:
     body = text.strip()
     if "|" in body:
         choices = tuple(parse_ref(choice) for choice in body.split("|"))
-        if any(c.kind is not RefKind.TASK_PARAMETER for c in choices):
+        if {c.kind for c in choices} not in ({RefKind.TASK_PARAMETER}, {RefKind.TASK_ARTIFACT}):
             raise TemplateError(
-                f"alternatives in {{{{{body}}}}} must all be tasks.TASK.outputs.parameters.NAME"
+                f"alternatives in {{{{{body}}}}} must all be tasks.TASK.outputs.parameters.NAME "
+                "or all tasks.TASK.outputs.artifacts.NAME"
             )
         first = choices[0]
         return Ref(first.kind, first.name, first.task, body, alternatives=choices)

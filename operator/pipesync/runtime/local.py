@@ -291,17 +291,16 @@ class LocalRun:
     def _input_path(self, launch: planner.Launch, name: str) -> Path:
         compiled = launch.task
         binding = next(b for b in compiled.inputs if b.name == name)
-        producer = self.pipeline.tasks[binding.producer]
+        producer_index, artifact = launch.source(binding)
+        producer = self.pipeline.tasks[producer_index]
         if compiled.pairs_with(producer.index):  # same forEach group: instance i's artifact
             node = self._node_dir((producer.index, launch.key[1]))
-            return node / "outputs" / "artifacts" / binding.artifact
+            return node / "outputs" / "artifacts" / artifact
         if not producer.fan_out:
-            return (
-                self._node_dir((producer.index, TASK)) / "outputs" / "artifacts" / binding.artifact
-            )
+            return self._node_dir((producer.index, TASK)) / "outputs" / "artifacts" / artifact
         # A forEach task's artifact is a directory with one entry per instance that ran, in
         # item order (a skipped instance has none).
-        collected = self._node_dir((producer.index, TASK)) / "collected" / binding.artifact
+        collected = self._node_dir((producer.index, TASK)) / "collected" / artifact
         if not collected.exists():  # built once per run: the producer has finished by now
             collected.mkdir(parents=True)
             instance = 0
@@ -309,7 +308,7 @@ class LocalRun:
                 record = self.records[(producer.index, instance)]
                 if record.state.phase is not Phase.SKIPPED:
                     source = self._node_dir((producer.index, instance)) / "outputs" / "artifacts"
-                    (collected / str(instance)).symlink_to(source / binding.artifact)
+                    (collected / str(instance)).symlink_to(source / artifact)
                 instance += 1
         return collected
 

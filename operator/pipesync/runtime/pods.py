@@ -304,7 +304,8 @@ def _inputs_container(
     if run.workspace is not None:
         args += ["--workspace", run.workspace.archive_key]
     for binding in launch.task.inputs:
-        producer = pipeline.tasks[binding.producer]
+        producer_index, artifact = launch.source(binding)
+        producer = pipeline.tasks[producer_index]
         target = f"{mount}/inputs/{binding.name}"
         # onExit runs whatever happened, so its producers may never have written anything.
         optional = binding.optional or launch.task.is_exit
@@ -314,7 +315,7 @@ def _inputs_container(
             instances = (collected or {}).get(producer.index)
             if instances is None:
                 raise PodBuildError(
-                    f"task {launch.task.name!r} reads artifact {binding.artifact!r} of forEach "
+                    f"task {launch.task.name!r} reads artifact {artifact!r} of forEach "
                     f"task {producer.name!r}: its instances are needed"
                 )
             sources = [
@@ -324,7 +325,7 @@ def _inputs_container(
         else:
             sources = [(node_prefix(settings.s3, run, producer.name, None), target)]
         for node, path in sources:
-            key = layout.output_artifact_key(node, binding.artifact)
+            key = layout.output_artifact_key(node, artifact)
             args += ["--get", f"{key}={path}"]
             if optional:
                 args += ["--optional", key]

@@ -143,14 +143,7 @@ def _placeholder(body: str, io: TaskIO) -> str:
         if field in ("path", "uri"):
             return "{{inputs.artifacts." + key + "}}"
         if field == "metadata" and value.meta and not v.listed(value, io.group):
-            return (
-                "{{tasks."
-                + value.task
-                + ".outputs.parameters."
-                + shim.META_PREFIX
-                + value.name
-                + "}}"
-            )
+            return v.metadata_source(value, shim.META_PREFIX)
         if field == "metadata":
             return "{}"
         raise CommandError(f"unsupported placeholder {shown}")

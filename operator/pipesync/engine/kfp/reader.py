@@ -350,19 +350,34 @@ class Reader:
             if value is not None:
                 found[key] = value
         for key, spec in _mapping(outputs.get("artifacts")).items():
-            selectors = spec.get("artifactSelectors") or []
             path = (*dag_path, "outputs", "artifacts", key)
-            if len(selectors) != 1:
-                self.problem(path, f"DAG output {key!r}: OneOf outputs are not supported yet")
-                found[key] = v.ABSENT  # reported once here, not again at each reader
-                continue
-            selector = _mapping(selectors[0])
-            value = produced.get(str(selector.get("producerSubtask")), {}).get(
-                str(selector.get("outputArtifactKey"))
-            )
-            if value is not None:
-                found[key] = value
+            chosen = [
+                produced.get(str(selector.get("producerSubtask")), {}).get(
+                    str(selector.get("outputArtifactKey"))
+                )
+                for selector in map(_mapping, spec.get("artifactSelectors") or [])
+            ]
+            if len(chosen) == 1 and chosen[0] is not None:
+                found[key] = chosen[0]
+            elif len(chosen) > 1:
+                found[key] = self.one_of_artifacts(path, key, chosen)
         return found
+
+    def one_of_artifacts(self, path: Path, key: str, chosen: list[Value | None]) -> Value:
+        """`dsl.OneOf` over artifacts: the artifact of whichever branch ran."""
+        values = [value for value in chosen if value is not None]
+        simple = all(
+            value.kind is Kind.ARTIFACT and not value.loop and not value.choices for value in values
+        )
+        if len(values) != len(chosen) or not simple:
+            self.problem(path, f"DAG output {key!r}: OneOf over these outputs is not supported")
+            return v.ABSENT  # reported once here, not again at each reader
+        first = values[0]
+        return dataclasses.replace(
+            first,
+            meta=all(value.meta for value in values),
+            choices=tuple((value.task, value.name) for value in values),
+        )
 
     def one_of(
         self,
@@ -714,7 +729,7 @@ class Reader:
         if lightweight:
             out_params += [shim.META_PREFIX + a for a in out_artifacts]
         artifacts_in = {
-            key: {"from": "{{tasks." + value.task + ".outputs.artifacts." + value.name + "}}"}
+            key: {"from": v.artifact_source(value)}
             for key, value in inputs.items()
             if value.kind is Kind.ARTIFACT
         }
@@ -771,14 +786,7 @@ class Reader:
                 {"k": kind, "n": name, "s": title, "v": "{{inputs.artifacts." + name + "}}"}
             )
             if value.meta:
-                meta = (
-                    "{{tasks."
-                    + value.task
-                    + ".outputs.parameters."
-                    + shim.META_PREFIX
-                    + value.name
-                    + "}}"
-                )
+                meta = v.metadata_source(value, shim.META_PREFIX)
                 slots.append({"k": kind + "-meta", "n": name, "v": meta})
         for name in out_params:
             slots.append({"k": "out-param", "n": name, "v": "{{outputs.parameters." + name + "}}"})

@@ -32,6 +32,8 @@ class Value:
     loop: str = ""  # ARTIFACT from a task in a loop: its forEach group
     meta: bool = False  # ARTIFACT whose producer records KFP metadata
     group: str = ""  # STATUS: the KFP task whose final status this is
+    # ARTIFACT from a dsl.OneOf: (task, name) of each branch's producer, first one ran wins
+    choices: tuple[tuple[str, str], ...] = ()
 
     @property
     def single_placeholder(self) -> bool:
@@ -41,6 +43,23 @@ class Value:
 
 
 ABSENT = Value(Kind.ABSENT)
+
+
+def artifact_source(value: Value) -> str:
+    """The pipesync `inputs.artifacts.*.from` placeholder for an ARTIFACT value."""
+    choices = value.choices or ((value.task, value.name),)
+    refs = (f"tasks.{task}.outputs.artifacts.{name}" for task, name in choices)
+    return "{{" + "|".join(refs) + "}}"
+
+
+def metadata_source(value: Value, prefix: str) -> str:
+    """The placeholder of the hidden output parameter carrying the artifact's metadata."""
+    choices = value.choices or ((value.task, value.name),)
+    return (
+        "{{"
+        + "|".join(f"tasks.{task}.outputs.parameters.{prefix}{name}" for task, name in choices)
+        + "}}"
+    )
 
 
 def listed(value: Value, group: str) -> bool:
