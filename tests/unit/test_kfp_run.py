@@ -518,6 +518,73 @@ def test_one_of_over_artifacts_reads_the_branch_that_ran(cli: Cli, tmp_path: Pat
     assert tasks(record)["read-dataset"]["outputs"] == {"Output": "0,1,2,3,4|rows=5"}
 
 
+EXECUTOR_INPUT_READER = """
+import json, sys
+spec = json.loads(sys.argv[1])
+n = spec["inputs"]["parameterValues"]["n"]
+outputs = spec["outputs"]
+with open(outputs["parameters"]["doubled"]["outputFile"], "w") as handle:
+    handle.write(str(n * 2))
+data = outputs["artifacts"]["data"]["artifacts"][0]
+with open(data["uri"], "w") as handle:
+    handle.write(",".join(str(i) for i in range(n)))
+result = {"artifacts": {"data": {"artifacts": [{"metadata": {"rows": n}}]}}}
+with open(outputs["outputFile"], "w") as handle:
+    json.dump(result, handle)
+"""
+
+
+@dsl.container_component
+def read_executor_input(
+    n: int,
+    doubled: dsl.OutputPath(int),  # type: ignore[valid-type]
+    data: Output[Dataset],
+) -> dsl.ContainerSpec:
+    return dsl.ContainerSpec(
+        image=IMAGE, command=["python3", "-c", EXECUTOR_INPUT_READER], args=["{{$}}"]
+    )
+
+
+def test_a_container_reading_the_executor_input(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="executor-input")
+    def pipeline(n: int = 3) -> None:
+        made = read_executor_input(n=n)
+        read_dataset(data=made.outputs["data"])
+        square(x=made.outputs["doubled"])
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["read-executor-input"]["outputs"]["doubled"] == "6"
+    # the artifact and the metadata it wrote to executor_output.json reach the reader
+    assert rows["read-dataset"]["outputs"] == {"Output": "0,1,2|rows=3"}
+    assert rows["square"]["outputs"] == {"Output": "36"}
+
+
+def test_a_containerized_python_component(cli: Cli, tmp_path: Path) -> None:
+    # `kfp component build` puts the module and kfp_config.ini in the image's workdir;
+    # here the repository root (the pipeline file's directory) plays the image.
+    (tmp_path / "kfp_config.ini").write_text("[Components]\ntriple = components.py\n")
+    (tmp_path / "components.py").write_text(
+        "from kfp import dsl\n\n\n@dsl.component(target_image='example/triple:1')\n"
+        "def triple(x: int) -> int:\n    return 3 * x\n"
+    )
+
+    @dsl.component(target_image="example/triple:1")
+    def triple(x: int) -> int:
+        return 3 * x
+
+    @dsl.pipeline(name="containerized")
+    def pipeline() -> None:
+        square(x=triple(x=2).output)
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert rows["triple"]["outputs"] == {"Output": "6"}
+    assert rows["square"]["outputs"] == {"Output": "36"}
+
+
 @dsl.component(base_image=IMAGE)
 def describe_artifact(data: Input[Dataset]) -> str:
     import os  # noqa: PLC0415 - KFP runs the function body alone

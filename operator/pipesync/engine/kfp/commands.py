@@ -37,6 +37,7 @@ class TaskIO:
     task: str  # the flat pipesync task name
     inputs: Mapping[str, Value]  # parameters and artifacts by KFP input name
     group: str = ""  # the task's forEach group, "" outside loops
+    executor_input: str = ""  # what `{{$}}` becomes (the shim's marker); "" refuses it
 
 
 def render(items: list[Any], io: TaskIO) -> list[str]:
@@ -111,6 +112,8 @@ def _literal(text: str) -> str:
 
 def _placeholder(body: str, io: TaskIO) -> str:
     shown = "{{$" + body + "}}"
+    if body == "" and io.executor_input:
+        return io.executor_input
     if body == "":
         raise CommandError(
             f"{shown} (the executor input JSON) is only supported in lightweight Python components"

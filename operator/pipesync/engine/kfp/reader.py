@@ -577,7 +577,7 @@ class Reader:
             body,
             component,
             inputs,
-            lightweight=_lightweight(list(container.get("command") or [])) is not None,
+            lightweight=_uses_shim(container),
         )
         env = [
             {"name": str(e.get("name")), "value": v.render(e.get("value", ""))}
@@ -678,30 +678,35 @@ class Reader:
         *,
         group: str,
     ) -> bool:
-        """The argv: the runtime shim for lightweight components, else the container's
-        command and args with their placeholders rendered. False when unusable."""
+        """The argv: the runtime shim for lightweight components and for containers that
+        read `{{$}}`, else the container's command and args with their placeholders
+        rendered. False when unusable."""
         cpath, target = paths
         container = _mapping(self.at(cpath))
         command = list(container.get("command") or [])
         args = list(container.get("args") or [])
-        source = _lightweight(command)
-        if source is not None:
-            function = _function(args)
-            if function is None:
-                self.problem((*cpath, "args"), "no --function_to_execute in the args")
-                return False
-            outputs = _mapping(component.get("outputDefinitions"))
-            slots = self.slots(
+        outputs = _mapping(component.get("outputDefinitions"))
+
+        def slots() -> list[dict[str, Any]]:
+            return self.slots(
                 component,
                 inputs,
                 group,
                 list(_mapping(outputs.get("parameters"))),
                 list(_mapping(outputs.get("artifacts"))),
             )
-            body["command"] = shim.argv(function, source, slots)
+
+        source = _lightweight(command)
+        if source is not None:
+            function = _function(args)
+            if function is None:
+                self.problem((*cpath, "args"), "no --function_to_execute in the args")
+                return False
+            body["command"] = shim.argv(function, source, slots())
             self.place((*target, "command"), (*cpath, "command"))
             return True
-        io = commands.TaskIO(body["name"], inputs, group)
+        executor_input = shim.EXECUTOR_INPUT if _reads_executor_input(container) else ""
+        io = commands.TaskIO(body["name"], inputs, group, executor_input)
         for field, items in (("command", command), ("args", args)):
             if not items:
                 continue
@@ -712,6 +717,9 @@ class Reader:
             self.place((*target, field), (*cpath, field))
         if not command and not args:
             self.problem(cpath, f"task {site.name!r}: the container has no command or args")
+        elif executor_input:
+            argv = [*body.pop("command", []), *body.pop("args", [])]
+            body["command"] = shim.container_argv(argv, slots())
         return True
 
     def io(
@@ -810,9 +818,7 @@ class Reader:
     ) -> dict[str, Value]:
         outputs = _mapping(component.get("outputDefinitions"))
         executor = _mapping(self.executors.get(str(component.get("executorLabel"))))
-        meta = "importer" in executor or (
-            _lightweight(list(_mapping(executor.get("container")).get("command") or [])) is not None
-        )
+        meta = "importer" in executor or (_uses_shim(_mapping(executor.get("container"))))
         found: dict[str, Value] = {
             key: v.text("{{tasks." + flat_name + ".outputs.parameters." + key + "}}")
             for key in _mapping(outputs.get("parameters"))
@@ -920,6 +926,18 @@ def _is_exit_task(task: Mapping[str, Any]) -> bool:
     if any("taskFinalStatus" in _mapping(spec) for spec in parameters.values()):
         return True
     return any(str(d).startswith("exit-handler-") for d in task.get("dependentTasks") or ())
+
+
+def _uses_shim(container: Mapping[str, Any]) -> bool:
+    """Whether the task runs through the KFP shim (which records artifact metadata)."""
+    command = list(container.get("command") or [])
+    return _lightweight(command) is not None or _reads_executor_input(container)
+
+
+def _reads_executor_input(container: Mapping[str, Any]) -> bool:
+    """Whether the container's command or args hold `{{$}}` (the executor input JSON)."""
+    found = [*(container.get("command") or []), *(container.get("args") or [])]
+    return any("{{$}}" in (item if isinstance(item, str) else json.dumps(item)) for item in found)
 
 
 def _lightweight(command: list[Any]) -> str | None:

@@ -15,6 +15,13 @@ each value back, builds the executor input, runs the executor in-process (no pip
 install, no second interpreter) and turns executor_output.json into pipesync outputs:
 parameter files and, for artifact metadata, a hidden `kfp-meta-<name>` output parameter.
 
+A container whose command or args hold `{{$}}` itself (a containerized Python component
+built with `kfp component build`, or any program reading the executor input) goes through
+the same shim in its "argv" mode: the container's argv follows the slot values, each `{{$}}`
+marked by EXECUTOR_INPUT; the shim puts the executor input JSON there, runs the program as
+a child process (no shell) and reads executor_output.json the same way. The image needs
+python3.
+
 This module only holds text and pure helpers; it does no I/O itself.
 """
 
@@ -28,11 +35,15 @@ from typing import Any
 #: Prefix of the hidden output parameter carrying an output artifact's KFP metadata.
 META_PREFIX = "kfp-meta-"
 
+#: Stands for `{{$}}` in a container's argv until the shim puts the executor input there.
+EXECUTOR_INPUT = "__pipesync_kfp_executor_input__"
+
 #: The program run by `python3 -c`. Kept dependency-free apart from kfp itself.
 PROGRAM = r"""
-import atexit, base64, json, os, shutil, sys, tempfile
+import atexit, base64, json, os, shutil, subprocess, sys, tempfile
 spec = json.loads(sys.argv[1])
-values = sys.argv[2:]
+count = len(spec["slots"])
+values, argv = sys.argv[2:2 + count], sys.argv[2 + count:]
 def typed(text, kind):
     if kind == "NUMBER_INTEGER":
         return int(float(text))
@@ -95,15 +106,21 @@ for slot, text in zip(spec["slots"], values):
         out_artifacts[name] = text
     elif kind == "out-meta":
         out_artifacts[name + "\0meta"] = text
-module = os.path.join(work, "ephemeral_component.py")
-with open(module, "w") as handle:
-    handle.write(base64.b64decode(spec["source"]).decode("utf-8"))
-os.environ["_KFP_RUNTIME"] = "true"
-sys.argv = ["executor_main", "--component_module_path", module,
-            "--executor_input", json.dumps({"inputs": inputs, "outputs": outputs}),
-            "--function_to_execute", spec["function"]]
-from kfp.dsl import executor_main
-executor_main.executor_main()
+executor_input = json.dumps({"inputs": inputs, "outputs": outputs})
+if spec.get("argv"):
+    marker = spec["argv"]
+    code = subprocess.call([arg.replace(marker, executor_input) for arg in argv])
+    if code:
+        sys.exit(code)
+else:
+    module = os.path.join(work, "ephemeral_component.py")
+    with open(module, "w") as handle:
+        handle.write(base64.b64decode(spec["source"]).decode("utf-8"))
+    os.environ["_KFP_RUNTIME"] = "true"
+    sys.argv = ["executor_main", "--component_module_path", module,
+                "--executor_input", executor_input, "--function_to_execute", spec["function"]]
+    from kfp.dsl import executor_main
+    executor_main.executor_main()
 result = {}
 if os.path.exists(outputs["outputFile"]):
     with open(outputs["outputFile"]) as handle:
@@ -134,8 +151,18 @@ def argv(function: str, source: str, slots: Sequence[dict[str, Any]]) -> list[st
 
     Each slot dict carries `v` (the placeholder text, one argv element) besides the
     static fields the shim reads (`k` kind, `n` name, `t` type, `s` schema title)."""
-    static = [{key: value for key, value in slot.items() if key != "v"} for slot in slots]
     # base64: component sources may hold `{{`, which pipesync's templating would claim.
     encoded = base64.b64encode(source.encode("utf-8")).decode("ascii")
-    spec = json.dumps({"function": function, "source": encoded, "slots": static})
+    spec = json.dumps({"function": function, "source": encoded, "slots": _static(slots)})
     return ["python3", "-c", PROGRAM, spec, *(str(slot["v"]) for slot in slots)]
+
+
+def container_argv(argv: Sequence[str], slots: Sequence[dict[str, Any]]) -> list[str]:
+    """The command for a container that reads `{{$}}`: the shim, its spec, the slot
+    values, then the container's own argv (pipesync templates, EXECUTOR_INPUT for `{{$}}`)."""
+    spec = json.dumps({"argv": EXECUTOR_INPUT, "slots": _static(slots)})
+    return ["python3", "-c", PROGRAM, spec, *(str(slot["v"]) for slot in slots), *argv]
+
+
+def _static(slots: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{key: value for key, value in slot.items() if key != "v"} for slot in slots]
