@@ -140,27 +140,19 @@ def branches() -> str:
     return dsl.OneOf(first.output, second.output)
 
 
-METADATA_LINE = "          tag: '{{$"  # the importer's metadata, in deploymentSpec
-
-
 def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> None:
     @dsl.pipeline(name="unsupported")
-    def pipeline(tag: str = "v1") -> None:
+    def pipeline() -> None:
         with dsl.ParallelFor([1, 2]), dsl.ParallelFor(["c", "d"]) as inner:
             say(text=inner)
-        dsl.importer(
-            artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset, metadata={"tag": tag}
-        )
 
     path = compile_to(pipeline, tmp_path / "p.yaml")
     body, problems = translate(path)
     assert body is None
-    assert set(problems) == {
-        f"p.yaml:{line_of(path, METADATA_LINE)}:11: task 'importer': importer "
-        "metadata with placeholders is not supported yet",
+    assert problems == [
         f"p.yaml:{line_of(path, '        for-loop-4:') + 1}:11: nested ParallelFor loops "
         "are not supported yet",
-    }
+    ]
 
 
 def test_platform_settings_map_onto_the_task_or_are_refused(tmp_path: Path) -> None:
@@ -302,19 +294,15 @@ def test_validate_and_run_accept_kfp_files(cli: Cli, tmp_path: Path) -> None:
     assert "1 document(s): valid" in result.err
 
     @dsl.pipeline(name="cli-broken")
-    def broken_pipeline(tag: str = "v1") -> None:
-        dsl.importer(
-            artifact_uri="gs://bucket/data", artifact_class=dsl.Dataset, metadata={"tag": tag}
-        )
+    def broken_pipeline() -> None:
+        with dsl.ParallelFor([1, 2]), dsl.ParallelFor(["c", "d"]) as inner:
+            say(text=inner)
 
     broken = compile_to(broken_pipeline, tmp_path / "broken.yaml")
     result = cli("validate", broken)
     assert result.code == 1
-    line = line_of(broken, METADATA_LINE)
-    assert (
-        f"broken.yaml:{line}:11: task 'importer': importer metadata with placeholders is not "
-        "supported yet" in result.out
-    )
+    line = line_of(broken, "        for-loop-4:") + 1
+    assert f"broken.yaml:{line}:11: nested ParallelFor loops are not supported" in result.out
 
 
 def test_one_of_outputs_become_alternatives(tmp_path: Path) -> None:

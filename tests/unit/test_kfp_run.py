@@ -606,7 +606,7 @@ def test_importer_fetches_a_uri_with_its_metadata(cli: Cli, tmp_path: Path) -> N
     (folder / "y.txt").write_text("y")
 
     @dsl.pipeline(name="importing")
-    def pipeline(folder_uri: str) -> None:
+    def pipeline(folder_uri: str, origin: str) -> None:
         constant = dsl.importer(
             artifact_uri=source.as_uri(),
             artifact_class=Dataset,
@@ -616,12 +616,19 @@ def test_importer_fetches_a_uri_with_its_metadata(cli: Cli, tmp_path: Path) -> N
         describe_artifact(data=constant.output)
         from_param = dsl.importer(artifact_uri=folder_uri, artifact_class=Dataset)
         describe_artifact(data=from_param.output)
+        # metadata from a parameter travels as its own argv element, never inside JSON
+        labelled = dsl.importer(
+            artifact_uri=source.as_uri(), artifact_class=Dataset, metadata={"origin": origin}
+        )
+        describe_artifact(data=labelled.output)
 
-    code, record = run(cli, tmp_path, pipeline, f"folder_uri={folder}")
+    origin = 'field "7" \\ {x}'
+    code, record = run(cli, tmp_path, pipeline, f"folder_uri={folder}", f"origin={origin}")
     assert code == 0, json.dumps(record["tasks"], indent=1)
     found = tasks(record)
     assert found["describe-artifact"]["outputs"]["Output"] == "a,b|lab"
     assert found["describe-artifact-2"]["outputs"]["Output"] == "x.txt,y.txt|-"
+    assert found["describe-artifact-3"]["outputs"]["Output"] == f"a,b|{origin}"
 
 
 def test_an_importer_of_a_missing_file_fails_its_task_with_the_reason(

@@ -5,6 +5,9 @@ standard library, plus boto3 for s3:// URIs, which pipesync's own image has). Th
 one argv element (a constant, or a pipeline parameter's placeholder), so nothing from a
 user reaches a shell. The importer's metadata goes to the hidden `kfp-meta-artifact`
 output parameter, where lightweight consumers read artifact metadata (see shim.py).
+Metadata strings holding placeholders (`metadata={"tag": tag}` in the DSL) travel as
+extra argv elements; the metadata JSON names them by position (`{"$pipesync-arg": 0}`),
+so values are never pasted into JSON text.
 
 This module only holds text and pure helpers; it does no I/O itself.
 """
@@ -12,7 +15,7 @@ This module only holds text and pure helpers; it does no I/O itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipesync.engine.kfp.shim import META_PREFIX
@@ -22,6 +25,16 @@ OUTPUT = "artifact"
 PROGRAM = r"""
 import json, os, shutil, sys, urllib.parse, urllib.request
 uri, out, meta_out, metadata = sys.argv[1:5]
+values = sys.argv[5:]
+def fill(node):
+    if isinstance(node, dict) and list(node) == ["$pipesync-arg"]:
+        return values[node["$pipesync-arg"]]
+    if isinstance(node, dict):
+        return {key: fill(item) for key, item in node.items()}
+    if isinstance(node, list):
+        return [fill(item) for item in node]
+    return node
+metadata = json.dumps(fill(json.loads(metadata)))
 parsed = urllib.parse.urlsplit(uri)
 parent = os.path.dirname(out)
 if parent:
@@ -48,8 +61,9 @@ print("imported %s" % uri)
 """
 
 
-def argv(uri: str, metadata: Mapping[str, Any]) -> list[str]:
-    """The importer task's command; `uri` may hold a pipesync placeholder."""
+def argv(uri: str, metadata: Mapping[str, Any], values: Sequence[str] = ()) -> list[str]:
+    """The importer task's command; `uri` and `values` may hold pipesync placeholders,
+    `metadata` refers to `values` by position (see `template`)."""
     return [
         "python3",
         "-c",
@@ -58,4 +72,25 @@ def argv(uri: str, metadata: Mapping[str, Any]) -> list[str]:
         "{{outputs.artifacts." + OUTPUT + "}}",
         "{{outputs.parameters." + META_PREFIX + OUTPUT + "}}",
         json.dumps(dict(metadata)),
+        *values,
     ]
+
+
+def template(metadata: Any, render: Callable[[str], str]) -> tuple[Any, list[str]]:
+    """Metadata with each string holding a KFP placeholder replaced by a reference to an
+    argv value (`render` turns it into pipesync template text), and those values."""
+    values: list[str] = []
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str) and "{{" in node:
+            values.append(render(node))
+            return {"$pipesync-arg": len(values) - 1}
+        if isinstance(node, dict):
+            if any("{{" in str(key) for key in node):
+                raise ValueError("metadata keys cannot hold placeholders")
+            return {key: walk(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(metadata), values

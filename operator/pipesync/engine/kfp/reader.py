@@ -645,20 +645,21 @@ class Reader:
                 self.problem((*ipath, "artifactUri"), f"task {name!r}: the importer has no URI")
                 return None
             uri = value.text
-        metadata = spec.get("metadata") or {}
-        if "{{" in json.dumps(metadata):
-            self.problem(
-                (*ipath, "metadata"),
-                f"task {name!r}: importer metadata with placeholders is not supported yet",
+        flat_name = context.prefix + name
+        io = commands.TaskIO(flat_name, inputs)
+        try:
+            metadata, values = importer.template(
+                spec.get("metadata") or {}, lambda text: commands.render([text], io)[0]
             )
+        except (ValueError, commands.CommandError) as error:
+            self.problem((*ipath, "metadata"), f"task {name!r}: importer metadata: {error}")
             return None
         index = len(self.tasks)
         target: Path = ("spec", "tasks", index)
         self.place(target, path)
-        flat_name = context.prefix + name
         body: dict[str, Any] = {
             "name": flat_name,
-            "command": importer.argv(uri, metadata),
+            "command": importer.argv(uri, metadata, values),
             "outputs": {
                 "artifacts": [importer.OUTPUT],
                 "parameters": [shim.META_PREFIX + importer.OUTPUT],
