@@ -176,3 +176,57 @@ tasks:
     decision = sim.step(**running)
     assert [launch.key for launch in decision.launches] == [(0, 1)]
     assert sim.nodes[(1, 0)].phase is Phase.SKIPPED
+
+
+def test_a_matrix_runs_every_combination_and_collects_nested_lists() -> None:
+    pipeline = compile_yaml(
+        """
+params: [{name: sizes, type: list}]
+tasks:
+  - name: fit
+    command: ["{{item.lr}}", "{{item.size}}", "{{item.cfg.depth}}"]
+    forEach:
+      matrix:
+        lr: [0.1, 0.2]
+        size: "{{params.sizes}}"
+        cfg: [{depth: 3}]
+    outputs: {parameters: [score]}
+  - {name: best, command: ["{{tasks.fit.outputs.parameters.score}}"]}
+"""
+    )
+    sim = Simulation(pipeline, params={"sizes": [8, 16, 32]})
+    outcome = sim.run(
+        fit=lambda launch: succeed(
+            {"score": f"{launch.values['item.lr']}/{launch.values['item.size']}"}
+        )(launch)
+    )
+    assert outcome.phase is RunPhase.SUCCEEDED
+    fits = [launch for launch in sim.launches if launch.task.name == "fit"]
+    assert [
+        (launch.values["item.lr"], launch.values["item.size"], launch.values["item.cfg.depth"])
+        for launch in fits
+    ] == [
+        ("0.1", "8", "3"),
+        ("0.1", "16", "3"),
+        ("0.1", "32", "3"),
+        ("0.2", "8", "3"),
+        ("0.2", "16", "3"),
+        ("0.2", "32", "3"),
+    ]
+    assert json.loads(sim.nodes[(0, TASK)].outputs["score"]) == [
+        [["0.1/8"], ["0.1/16"], ["0.1/32"]],
+        [["0.2/8"], ["0.2/16"], ["0.2/32"]],
+    ]
+
+
+def test_a_matrix_axis_that_is_not_a_list_fails_with_its_name() -> None:
+    pipeline = compile_yaml(
+        """
+params: [{name: sizes, type: string}]
+tasks:
+  - {name: fit, command: [x], forEach: {matrix: {lr: [1], size: "{{params.sizes}}"}}}
+"""
+    )
+    sim = Simulation(pipeline, params={"sizes": "seven"})
+    assert sim.run().phase is RunPhase.FAILED
+    assert "matrix axis 'size'" in sim.nodes[(0, TASK)].message

@@ -65,6 +65,13 @@ class ForEach:
     # or None for a group member that takes the items declared by another member
     parallelism: int | None = None
     group: str | None = None  # tasks of one group form one loop body (instance-wise)
+    # A grid: axis name -> items (list or placeholder); one instance per combination.
+    matrix: tuple[tuple[str, tuple[Any, ...] | str], ...] | None = None
+
+    @property
+    def source(self) -> Any:
+        """What the instances come from (items or matrix); None for a member that inherits."""
+        return self.matrix if self.matrix is not None else self.items
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +255,12 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
             items=_items(for_each.get("items")),
             parallelism=for_each.get("parallelism"),
             group=for_each.get("group"),
+            matrix=None
+            if for_each.get("matrix") is None
+            else tuple(
+                (axis, values if isinstance(values, str) else tuple(values))
+                for axis, values in for_each["matrix"].items()
+            ),
         ),
         retry=retry_from_spec(pick("retry") or {}),
         timeout_seconds=_seconds(pick("timeout")),

@@ -37,6 +37,16 @@ class InputBinding:
 
 
 @dataclasses.dataclass(frozen=True)
+class Matrix:
+    """forEach.matrix: one instance per combination of the axes' items (row-major)."""
+
+    axes: tuple[tuple[str, tuple[Any, ...] | Ref], ...]
+
+
+Items = tuple[Any, ...] | Ref | Matrix
+
+
+@dataclasses.dataclass(frozen=True)
 class CompiledTask:
     index: int
     task: Task
@@ -45,7 +55,7 @@ class CompiledTask:
     upstream: tuple[int, ...]  # every task this one waits for
     consumes: tuple[int, ...]  # upstream tasks whose outputs it reads
     when: expressions.Expr | None
-    items: tuple[Any, ...] | Ref | None  # forEach: a literal list or the ref holding one
+    items: Items | None  # forEach: a literal list, the ref holding one, or a matrix
     inputs: tuple[InputBinding, ...]
     is_exit: bool = False
     # Groups of alternative producers ({{tasks.A...|tasks.B...}}): skipped only when all are.
@@ -86,6 +96,7 @@ class _Group:
     """What the members of one forEach group share, from the first member declaring it."""
 
     items: tuple[Any, ...] | str | None = None
+    matrix: tuple[tuple[str, tuple[Any, ...] | str], ...] | None = None
     items_from: str = ""
     parallelism: int | None = None
     parallelism_from: str = ""
@@ -306,10 +317,11 @@ def _collect_groups(checker: _Checker) -> None:
             continue
         group = checker.groups.setdefault(for_each.group, _Group())
         where = ("tasks", index, "forEach")
-        if for_each.items is not None:
-            if group.items is None:
-                group.items, group.items_from = for_each.items, task.name
-            elif group.items != for_each.items:
+        if for_each.source is not None:
+            if group.items is None and group.matrix is None:
+                group.items, group.matrix = for_each.items, for_each.matrix
+                group.items_from = task.name
+            elif (group.items, group.matrix) != (for_each.items, for_each.matrix):
                 checker.add(
                     (*where, "items"),
                     f"forEach items of {task.name!r} differ from those of {group.items_from!r}, "
@@ -406,15 +418,21 @@ def _compile_when(
     return expr
 
 
-def _compile_items(
-    checker: _Checker, task: Task, path: SpecPath, use: Any
-) -> tuple[Any, ...] | Ref | None:
+def _compile_items(checker: _Checker, task: Task, path: SpecPath, use: Any) -> Items | None:
     if task.for_each is None:
         return None
-    where = (*path, "forEach", "items")
-    items = task.for_each.items
-    if items is None and task.for_each.group is not None:
-        items = checker.groups[task.for_each.group].items
+    matrix, items = task.for_each.matrix, task.for_each.items
+    if task.for_each.source is None and task.for_each.group is not None:
+        shared = checker.groups[task.for_each.group]
+        matrix, items = shared.matrix, shared.items
+    if matrix is not None:
+        axes = [
+            (axis, _compile_list(checker, values, (*path, "forEach", "matrix", axis), use))
+            for axis, values in matrix
+        ]
+        if any(values is None for _, values in axes):
+            return None
+        return Matrix(tuple((axis, values) for axis, values in axes if values is not None))
     if items is None:
         checker.add(
             (*path, "forEach"),
@@ -422,6 +440,13 @@ def _compile_items(
             "one of its tasks",
         )
         return None
+    return _compile_list(checker, items, (*path, "forEach", "items"), use)
+
+
+def _compile_list(
+    checker: _Checker, items: tuple[Any, ...] | str, where: SpecPath, use: Any
+) -> tuple[Any, ...] | Ref | None:
+    """A literal list, or the placeholder that will hold one."""
     if not isinstance(items, str):
         return tuple(items)
     template = checker.template(items, where)

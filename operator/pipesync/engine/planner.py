@@ -9,12 +9,13 @@ controller that restarts at any point repeats nothing it already recorded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from pipesync.engine import expressions, retries, templating
-from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding
+from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import PENDING, TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import Ref, RefKind
@@ -506,10 +507,18 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
             (index, TASK), NodeState(Phase.SKIPPED, message=f"all {len(items)} instances skipped")
         )
         return
-    # Collected outputs: one entry per instance that ran, in item order.
+    # Collected outputs: one entry per instance that ran, in item order (a matrix: nested
+    # lists, one level per axis).
+    shape = [len(items)]
+    if isinstance(compiled.items, Matrix):
+        axes = _axes(step, compiled.items)
+        shape = [len(axis) for axis in axes] if not isinstance(axes, str) else shape
     outputs = {
         name: json.dumps(
-            [expressions.typed(step.get((index, p)).outputs.get(name, "")) for p in ran],
+            _nest(
+                [(p, expressions.typed(step.get((index, p)).outputs.get(name, ""))) for p in ran],
+                shape,
+            ),
             separators=(",", ":"),
         )
         for name in compiled.task.output_parameters
@@ -519,9 +528,44 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
     step.record((index, TASK), NodeState(Phase.SUCCEEDED, outputs=outputs, message=message))
 
 
+def _nest(values: list[tuple[int, Any]], shape: list[int]) -> list[Any]:
+    """(position, value) pairs as nested lists of `shape`; absent positions left out."""
+    if len(shape) == 1:
+        return [value for _, value in values]
+    stride = 1
+    for length in shape[1:]:
+        stride *= length
+    rows: list[list[tuple[int, Any]]] = [[] for _ in range(shape[0])]
+    for position, value in values:
+        rows[position // stride].append((position % stride, value))
+    return [_nest(row, shape[1:]) for row in rows]
+
+
 def _items(step: _Pass, compiled: CompiledTask) -> list[Any] | str:
-    """The forEach items, or a message saying why they are not a list."""
+    """The forEach items, or a message saying why they are not a list (a matrix's items
+    are dicts, axis name to value, in row-major order)."""
     items = compiled.items
+    if isinstance(items, Matrix):
+        axes = _axes(step, items)
+        if isinstance(axes, str):
+            return axes
+        names = [axis for axis, _ in items.axes]
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes)]
+    return _list(step, items)
+
+
+def _axes(step: _Pass, matrix: Matrix) -> list[list[Any]] | str:
+    """Each axis's items, or a message saying which is not a list."""
+    axes: list[list[Any]] = []
+    for axis, values in matrix.axes:
+        found = _list(step, values)
+        if isinstance(found, str):
+            return f"matrix axis {axis!r}: {found}"
+        axes.append(found)
+    return axes
+
+
+def _list(step: _Pass, items: tuple[Any, ...] | Ref | None) -> list[Any] | str:
     if isinstance(items, tuple):
         return list(items)
     if not isinstance(items, Ref):
@@ -571,10 +615,10 @@ def _value(step: _Pass, ref: Ref, at: _At | None) -> str:
         if at is None:
             raise _Unresolved(f"{ref} is only defined inside forEach")
         item = at.item
-        if ref.name:
-            if not isinstance(item, dict) or ref.name not in item:
-                raise _Unresolved(f"{ref}: the item {item!r} has no key {ref.name!r}")
-            return templating.render_value(item[ref.name])
+        for key in ref.name.split(".") if ref.name else ():
+            if not isinstance(item, dict) or key not in item:
+                raise _Unresolved(f"{ref}: the item {at.item!r} has no key {ref.name!r}")
+            item = item[key]
         return templating.render_value(item)
     raise _Unresolved(f"{ref} is a path, resolved by the executor")
 

@@ -15,7 +15,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 class RefKind(enum.Enum):
     PARAM = "params"  # {{params.P}}
-    ITEM = "item"  # {{item}} or {{item.key}}
+    ITEM = "item"  # {{item}}, {{item.key}} or {{item.key.inner}}
     RUN = "run"  # {{run.name}}, {{run.namespace}}, {{run.status}}
     TASK_PARAMETER = "task-parameter"  # {{tasks.T.outputs.parameters.P}}
     TASK_ARTIFACT = "task-artifact"  # {{tasks.T.outputs.artifacts.A}}
@@ -94,8 +94,8 @@ def parse_ref(text: str) -> Ref:
 
     if head == "params" and len(parts) == 2:
         return Ref(RefKind.PARAM, ident(parts[1]), text=body)
-    if head == "item" and len(parts) in (1, 2):
-        return Ref(RefKind.ITEM, ident(parts[1]) if len(parts) == 2 else "", text=body)
+    if head == "item":
+        return Ref(RefKind.ITEM, ".".join(ident(part) for part in parts[1:]), text=body)
     if head == "run" and len(parts) == 2 and parts[1] in RUN_FIELDS:
         return Ref(RefKind.RUN, parts[1], text=body)
     if head == "tasks" and len(parts) == 5 and parts[2] == "outputs":
