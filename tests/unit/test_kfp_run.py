@@ -664,3 +664,40 @@ def test_pipeline_input_artifacts_are_given_as_uris(cli: Cli, tmp_path: Path) ->
     path = compile_to(pipeline, tmp_path / "needs-input.yaml")
     result = cli("run", str(path), "--workdir", str(tmp_path / "w2"), "--plain")
     assert result.code == 2 and "training" in result.text  # a required parameter
+
+
+@dsl.component(base_image=IMAGE)
+def combine(a: int, b: str) -> str:
+    return f"{a}{b}"
+
+
+@dsl.component(base_image=IMAGE)
+def flatten(values: list) -> str:
+    return "|".join(",".join(row) for row in values)
+
+
+def test_nested_parallel_for_runs_every_pair(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="nested-loops")
+    def pipeline(letters: list = ["x", "y"]) -> None:  # noqa: B006 - a KFP default
+        with dsl.ParallelFor([1, 2, 3], parallelism=1) as outer:  # noqa: SIM117
+            with dsl.If(outer < 3):
+                with dsl.ParallelFor(letters) as letter:
+                    combined = combine(a=outer, b=letter)
+                    say(text=combined.output)
+        flatten(values=dsl.Collected(combined.output))
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    assert [rows[f"combine[{i}]"]["outputs"]["Output"] for i in range(4)] == [
+        "1x",
+        "1y",
+        "2x",
+        "2y",
+    ]
+    # the condition on the outer item skips both pairs of item 3
+    assert [rows[f"combine[{i}]"]["phase"] for i in (4, 5)] == ["Skipped", "Skipped"]
+    # each pair's next step reads that pair's output
+    assert [rows[f"say[{i}]"]["outputs"]["Output"] for i in range(4)] == ["1x", "1y", "2x", "2y"]
+    # collected from outside both loops: a list per outer item, as KFP gives
+    assert rows["flatten"]["outputs"] == {"Output": "1x,1y|2x,2y|"}

@@ -28,6 +28,7 @@ from pipesync.engine.kfp.values import Kind, Value
 _GROUP = re.compile(r"^(condition|condition-branches|for-loop|exit-handler)-\d+$")
 _SELECTOR = re.compile(r"""^parseJson\(string_value\)\[\s*(['"])(?P<key>[A-Za-z_][\w-]*)\1\s*\]$""")
 _DNS = re.compile(r"[^a-z0-9-]+")
+_ITEM = re.compile(r"\{\{item(\}\}|\.)")
 _TYPES = {
     "STRING": "string",
     "NUMBER_INTEGER": "integer",
@@ -40,13 +41,28 @@ _ALL_DONE = "ALL_UPSTREAM_TASKS_COMPLETED"
 
 
 class _Loop:
-    """A ParallelFor: its items, and the pipesync forEach group its body's tasks form."""
+    """A ParallelFor: its items, and the pipesync forEach group its body's tasks form.
 
-    def __init__(self, items: Any, parallelism: int | None, path: Path, group: str) -> None:
+    A ParallelFor nested in another becomes a forEach matrix: `axes` holds each enclosing
+    loop's items by its group name, then its own, and `{{item.GROUP}}` is each loop's item.
+    """
+
+    def __init__(
+        self,
+        items: Any,
+        parallelism: int | None,
+        path: Path,
+        group: str,
+        axes: list[tuple[str, Any]] | None = None,
+    ) -> None:
         self.items = items
         self.parallelism = parallelism
         self.path = path
         self.group = group
+        self.axes = axes
+        self.limits: list[int | None] = []  # each axis's own parallelismLimit (a matrix)
+        self.has_tasks = False  # tasks directly in its body
+        self.nested = False  # another ParallelFor directly in its body
 
 
 class _Context:
@@ -249,16 +265,28 @@ class Reader:
         prefix = context.prefix if _GROUP.match(name) else f"{context.prefix}{name}--"
         loop = context.loop
         scope = dict(inputs)
+        when = context.when
         if "parameterIterator" in task or "artifactIterator" in task:
-            if loop is not None:
-                self.problem(path, "nested ParallelFor loops are not supported yet")
-                return
-            loop = self.loop(site, _dns(prefix + name) or "loop", inputs, scope)
+            group = _dns(prefix + name) or "loop"
+            if loop is None:
+                loop = self.loop(site, group, inputs, scope)
+            else:
+                loop = self.nested_loop(site, group, loop, scope)
+                if loop is not None and context.loop is not None and not context.loop.axes:
+                    axis = context.loop.group
+                    when = tuple((_requalify(text, axis), place) for text, place in when)
             if loop is None:
                 return
-        inner = _Context(prefix, context.when, context.deps, loop)
+        inner = _Context(prefix, when, context.deps, loop)
         dag_path = ("components", component_name, "dag")
         names, produced = self.walk(dag_path, scope, inner, root_level=False)
+        if loop is not None and loop.has_tasks and loop.nested:
+            self.problem(
+                path,
+                f"ParallelFor {name!r} holds tasks and a nested ParallelFor; pipesync runs a "
+                "nested ParallelFor only as the whole body of the enclosing one (not "
+                "supported yet: tasks beside it)",
+            )
         dag.flat[name] = [n for group in names.values() for n in group]
         dag.outputs[name] = self.dag_outputs(dag_path, produced)
 
@@ -266,13 +294,63 @@ class Reader:
         self, site: _Site, group: str, inputs: Mapping[str, Value], scope: dict[str, Value]
     ) -> _Loop | None:
         """The loop a ParallelFor task opens; its item goes into the body's scope."""
-        task, path = site.task, site.path
-        parallelism = _mapping(task.get("iteratorPolicy")).get("parallelismLimit")
-        limit = int(parallelism) if parallelism else None
-        if "artifactIterator" in task:
+        if "artifactIterator" in site.task:
             return self.artifact_loop(site, inputs, scope)
-        iterator = _mapping(task.get("parameterIterator"))
-        ipath = (*path, "parameterIterator")
+        items = self.loop_items(site, inputs)
+        if items is None:
+            return None
+        iterator = _mapping(site.task.get("parameterIterator"))
+        scope[str(iterator.get("itemInput", ""))] = v.text("{{item}}")
+        loop = _Loop(items, _limit(site.task), (*site.path, "parameterIterator"), group)
+        self.loops[group] = loop
+        return loop
+
+    def nested_loop(
+        self, site: _Site, group: str, outer: _Loop, scope: dict[str, Value]
+    ) -> _Loop | None:
+        """A ParallelFor inside another: a matrix over the enclosing loops' items and its
+        own, so each (outer, inner) pair is one instance."""
+        path = site.path
+        if "artifactIterator" in site.task:
+            self.problem(
+                (*path, "artifactIterator"),
+                "a ParallelFor over artifacts inside another ParallelFor is not supported yet",
+            )
+            return None
+        items = self.loop_items(site, scope)
+        if items is None:
+            return None
+        if isinstance(items, str) and "{{item" in items:
+            self.problem(
+                (*path, "parameterIterator", "items"),
+                "the items of a nested ParallelFor come from the enclosing loop's item; "
+                "pipesync needs them independent of it (not supported yet)",
+            )
+            return None
+        outer.nested = True
+        axes = outer.axes or [(outer.group, outer.items)]
+        if not outer.axes:  # the enclosing loop's item is now one axis of a matrix item
+            for key, value in scope.items():
+                if value.kind is Kind.TEXT and "{{item" in value.text:
+                    scope[key] = dataclasses.replace(
+                        value, text=_requalify(value.text, outer.group)
+                    )
+        iterator = _mapping(site.task.get("parameterIterator"))
+        scope[str(iterator.get("itemInput", ""))] = v.text("{{item." + group + "}}")
+        limits = [*(outer.limits or [outer.parallelism]), _limit(site.task)]
+        axes = [*axes, (group, items)]
+        loop = _Loop(
+            None, _product_limit(limits, axes), (*path, "parameterIterator"), group, axes=axes
+        )
+        loop.limits = limits
+        self.loops[group] = loop
+        return loop
+
+    def loop_items(self, site: _Site, inputs: Mapping[str, Value]) -> Any:
+        """A ParallelFor's items: a list, or the placeholder holding one; None (reported)
+        when unusable."""
+        iterator = _mapping(site.task.get("parameterIterator"))
+        ipath = (*site.path, "parameterIterator")
         items_spec = _mapping(iterator.get("items"))
         items: Any
         if "raw" in items_spec:
@@ -299,7 +377,8 @@ class Reader:
                     self.problem((*ipath, "items"), "loop items are not a list")
                     return None
             elif source.single_placeholder and (
-                source.text.startswith("{{params.") or ".outputs.parameters." in source.text
+                source.text.startswith(("{{params.", "{{item"))
+                or ".outputs.parameters." in source.text
             ):
                 items = source.text
             else:
@@ -308,10 +387,7 @@ class Reader:
                     "loop items must be a pipeline parameter or a task's output parameter",
                 )
                 return None
-        scope[str(iterator.get("itemInput", ""))] = v.text("{{item}}")
-        loop = _Loop(items, limit, ipath, group)
-        self.loops[group] = loop
-        return loop
+        return items
 
     def artifact_loop(
         self, site: _Site, inputs: Mapping[str, Value], scope: dict[str, Value]
@@ -453,14 +529,16 @@ class Reader:
             selector = spec.get("parameterExpressionSelector")
             if selector:
                 match = _SELECTOR.match(str(selector).strip())
-                if match is None or value.text != "{{item}}":
+                if match is None or not (
+                    value.single_placeholder and _ITEM.match(value.text) is not None
+                ):
                     self.problem(
                         (*where, "parameterExpressionSelector"),
                         f"selector {selector!r} is only supported on a loop item as "
                         'parseJson(string_value)["key"]',
                     )
                     return None
-                return v.text("{{item." + match.group("key") + "}}")
+                return v.text(value.text[:-2] + "." + match.group("key") + "}}")
             return value
         if "taskOutputParameter" in spec:
             source = _mapping(spec["taskOutputParameter"])
@@ -761,7 +839,12 @@ class Reader:
             self.place((*target, "when"), context.when[-1][1])
         if context.loop is not None:
             loop = context.loop
-            for_each: dict[str, Any] = {"items": loop.items, "group": loop.group}
+            loop.has_tasks = True
+            for_each: dict[str, Any] = {"group": loop.group}
+            if loop.axes:
+                for_each["matrix"] = dict(loop.axes)
+            else:
+                for_each["items"] = loop.items
             if loop.parallelism:
                 for_each["parallelism"] = loop.parallelism
             body["forEach"] = for_each
@@ -958,6 +1041,31 @@ def _function(args: list[Any]) -> str | None:
         if arg == "--function_to_execute":
             return str(args[position + 1])
     return None
+
+
+def _limit(task: Mapping[str, Any]) -> int | None:
+    parallelism = _mapping(task.get("iteratorPolicy")).get("parallelismLimit")
+    return int(parallelism) if parallelism else None
+
+
+def _product_limit(limits: list[int | None], axes: list[tuple[str, Any]]) -> int | None:
+    """A matrix's parallelism from the nested loops' limits: their product, a loop without
+    one counting with its length when that is known (a literal list), else as 1: erring
+    on fewer pods at once, since limits guard scarce resources."""
+    if all(limit is None for limit in limits):
+        return None
+    total = 1
+    for limit, (_, items) in zip(limits, axes, strict=True):
+        if limit is not None:
+            total *= limit
+        elif isinstance(items, list):
+            total *= max(len(items), 1)
+    return total
+
+
+def _requalify(text: str, axis: str) -> str:
+    """An enclosing loop's `{{item...}}` as that loop's axis of a matrix item."""
+    return _ITEM.sub(lambda match: "{{item." + axis + match.group(1), text)
 
 
 def _title(definition: Mapping[str, Any]) -> str:
