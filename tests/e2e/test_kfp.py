@@ -29,7 +29,7 @@ with warnings.catch_warnings():
         "kfp", reason="kfp is not installed (pip install kfp==2.17.0; see docs/kfp.md)"
     )
     from kfp import compiler, dsl
-    from kfp.dsl import Dataset, Input, Output
+    from kfp.dsl import Artifact, Dataset, Input, Output
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
@@ -104,6 +104,72 @@ def importing(given: Input[Dataset], fixed_uri: str) -> None:
         artifact_uri=fixed_uri, artifact_class=Dataset, metadata={"origin": "lab"}
     )
     first_line(data=imported.output)
+
+
+@dsl.component(base_image=IMAGE)
+def square(x: int) -> int:
+    return x * x
+
+
+@dsl.component(base_image=IMAGE)
+def write_number(x: int, out: Output[Artifact]) -> None:
+    with open(out.path, "w") as handle:
+        handle.write(str(x))
+    out.metadata["x"] = x
+
+
+@dsl.component(base_image=IMAGE)
+def read_number(part: Input[Artifact]) -> str:
+    with open(part.path) as handle:
+        return f"{handle.read()}/{part.metadata.get('x')}"
+
+
+@dsl.component(base_image=IMAGE)
+def combine(a: int, b: str) -> str:
+    return f"{a}{b}"
+
+
+@dsl.component(base_image=IMAGE)
+def flatten(values: list) -> str:
+    return "|".join(",".join(row) for row in values)
+
+
+EXECUTOR_INPUT_READER = """
+import json, sys
+spec = json.loads(sys.argv[1])
+with open(spec["outputs"]["parameters"]["doubled"]["outputFile"], "w") as handle:
+    handle.write(str(2 * spec["inputs"]["parameterValues"]["n"]))
+"""
+
+
+@dsl.container_component
+def double(n: int, doubled: dsl.OutputPath(int)) -> dsl.ContainerSpec:  # type: ignore[valid-type]
+    return dsl.ContainerSpec(image=IMAGE, command=["python3", "-c", EXECUTOR_INPUT_READER, "{{$}}"])
+
+
+@dsl.pipeline
+def pick_dataset(n: int) -> Dataset:
+    with dsl.If(n > 2):
+        big = make_dataset(n=n)
+    with dsl.Else():
+        small = make_dataset(n=1)
+    return dsl.OneOf(big.outputs["data"], small.outputs["data"])
+
+
+@dsl.pipeline(name="kfp-loops")
+def loops(n: int = 3) -> None:
+    with dsl.ParallelFor([1, 2, 3], parallelism=1) as x:
+        squared = square(x=x)
+        written = write_number(x=squared.output)
+        read_number(part=written.outputs["out"])
+        with dsl.If(x > 1):
+            add(a=x, b=100)
+    total(values=dsl.Collected(squared.output))
+    with dsl.ParallelFor([1, 2]) as outer, dsl.ParallelFor(["a", "b"]) as letter:
+        combined = combine(a=outer, b=letter)
+    flatten(values=dsl.Collected(combined.output))
+    read_dataset(data=pick_dataset(n=n).output)
+    double(n=n)
 
 
 @pytest.fixture
@@ -239,3 +305,41 @@ def test_a_kfp_file_committed_to_git_is_synced_and_run_by_the_cluster(
         cluster.kubectl("get", "pipeline", "kfp-e2e", "-n", namespace, "-o", "json").stdout
     )["metadata"]["labels"]
     assert labels.get("pipesync.io/source") == "repo"
+
+
+def test_kfp_loop_bodies_nested_loops_one_of_artifacts_and_executor_input_in_pods(
+    cluster: Cluster, operator: Operator, namespace: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "kfp-loops.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiler.Compiler().compile(loops, str(path))
+    loaded = kfp_reader.load(path.read_bytes(), str(path))
+    assert loaded is not None and loaded[1] == [], loaded
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(loaded[0][0].body))
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/kfp-loops", "-n", namespace, "--timeout=60s"
+    )
+    for name, n in (("loops-big", 3), ("loops-small", 1)):
+        run = {
+            "apiVersion": "pipesync.io/v1alpha1",
+            "kind": "Run",
+            "metadata": {"name": name},
+            "spec": {"pipelineRef": {"name": "kfp-loops"}, "params": {"n": n}},
+        }
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run))
+    big = wait_finished(cluster, namespace, "loops-big")["status"]
+    assert big["phase"] == "Succeeded", (json.dumps(big, indent=1), operator.log())
+    tasks = big["tasks"]
+    # each iteration's pods read their own iteration's artifact, metadata included
+    assert tasks["read-number"]["outputs"]["Output"] == '["1/1","4/4","9/9"]'
+    assert tasks["total"]["outputs"]["Output"] == "14"
+    assert tasks["add"]["instances"] == {"total": 3, "succeeded": 2, "failed": 0, "running": 0}
+    assert tasks["add"]["outputs"]["Output"] == "[102,103]"
+    assert tasks["flatten"]["outputs"]["Output"] == "1a,1b|2a,2b"
+    assert tasks["read-dataset"]["outputs"]["Output"] == "0,1,2|rows=3"
+    assert tasks["double"]["outputs"]["doubled"] == "6"
+    small = wait_finished(cluster, namespace, "loops-small")["status"]
+    assert small["phase"] == "Succeeded", (json.dumps(small, indent=1), operator.log())
+    # dsl.OneOf over artifacts: the pod fetched the branch that ran
+    assert small["tasks"]["read-dataset"]["outputs"]["Output"] == "0|rows=1"
