@@ -137,33 +137,41 @@ class _Pass:
 
     def admits(self, compiled: CompiledTask, key: NodeKey) -> bool:
         """Whether a group's parallelism lets this instance start: its iteration is under
-        way already, or fewer iterations than the limit are."""
-        group, cap, position = compiled.group, compiled.parallelism, key[1]
-        if group is None or cap is None or position == TASK:
+        way already, or fewer iterations than the limit are (it then takes a slot)."""
+        if compiled.group is None or compiled.parallelism is None or key[1] == TASK:
             return True
-        flights = self.flights.get(group)
-        if flights is None:
-            flights = self.flights[group] = self._in_flight(group, position)
-        if position in flights:
-            return True
-        if len(flights) >= cap:
+        if self.group_is_full_for(compiled, key[1]):
             return False
-        flights.add(position)
+        self.flights_of(compiled.group).add(key[1])
         return True
 
-    def _in_flight(self, group: str, seen: int) -> set[int]:
+    def group_is_full_for(self, compiled: CompiledTask, position: int) -> bool:
+        """Whether the task's group has no slot for a new iteration `position`."""
+        if compiled.group is None or compiled.parallelism is None:
+            return False
+        flights = self.flights_of(compiled.group)
+        return position not in flights and len(flights) >= compiled.parallelism
+
+    def flights_of(self, group: str) -> set[int]:
+        """The group's iterations started and not finished (computed once per round)."""
+        flights = self.flights.get(group)
+        if flights is None:
+            flights = self.flights[group] = self._in_flight(group)
+        return flights
+
+    def _in_flight(self, group: str) -> set[int]:
         members = self.members[group]
         indices = {m.index for m in members}
-        size = max([seen + 1] + [k[1] + 1 for k in (*self.nodes, *self.overlay) if k[0] in indices])
-        flights: set[int] = set()
-        for position in range(size):
-            states = [(m, _paired_state(self, m.index, position)) for m in members]
-            started = any(
-                self.get((m.index, position)).phase is not Phase.PENDING for m, _ in states
-            )
-            if started and not all(is_terminal(m, state) for m, state in states):
-                flights.add(position)
-        return flights
+        started = {
+            key[1]
+            for key in itertools.chain(self.nodes, self.overlay)
+            if key[0] in indices and key[1] != TASK and self.get(key).phase is not Phase.PENDING
+        }
+        return {
+            position
+            for position in started
+            if not all(is_terminal(m, _paired_state(self, m.index, position)) for m in members)
+        }
 
     def wake(self, at: float) -> None:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
@@ -470,6 +478,8 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
         for position in open_instances:
             if cap is not None and active >= cap:
                 break
+            if step.group_is_full_for(compiled, position):
+                continue  # not even gated: an iteration not started has nothing to skip yet
             before = len(step.launches)
             _plan_single(step, (index, position), compiled, item=items[position], has_item=True)
             if len(step.launches) > before or step.get((index, position)).phase is Phase.RUNNING:
