@@ -77,3 +77,16 @@ def test_the_status_of_a_2000_task_run_stays_under_256_kib() -> None:
     assert status["taskCounts"]["total"] == 2000
     # what is kept is what a person looks for: unfinished and failed tasks
     assert {t["phase"] for t in status["tasks"].values()} <= {"Failed", "Running"}
+
+
+def test_the_run_context_carries_creation_and_scheduled_times() -> None:
+    pin = pinned("tasks: [{name: a, command: ['{{run.createdAt}}', '{{run.scheduledAt}}']}]")
+    made = {**RUN, "metadata": {**RUN["metadata"], "creationTimestamp": "2026-11-22T01:02:03Z"}}
+    context = runs.run_context(made, pin, now=5e9)
+    launch = planner.plan(pin.compiled, {}, context, 5e9).launches[0]
+    assert launch.values["run.createdAt"] == "2026-11-22T01:02:03Z"
+    assert launch.values["run.scheduledAt"] == "2026-11-22T01:02:03Z"
+    annotations = {"pipesync.io/scheduled-time": "2026-11-22T01:00:00Z"}
+    scheduled = {**made, "metadata": {**made["metadata"], "annotations": annotations}}
+    launch = planner.plan(pin.compiled, {}, runs.run_context(scheduled, pin, 5e9), 5e9).launches[0]
+    assert launch.values["run.scheduledAt"] == "2026-11-22T01:00:00Z"

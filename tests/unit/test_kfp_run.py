@@ -9,6 +9,7 @@ importable there), exactly as they would in a pod whose image has kfp.
 # No `from __future__ import annotations`: the KFP SDK reads component annotations as types.
 
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -583,6 +584,44 @@ def test_a_containerized_python_component(cli: Cli, tmp_path: Path) -> None:
     assert code == 0, record
     assert rows["triple"]["outputs"] == {"Output": "6"}
     assert rows["square"]["outputs"] == {"Output": "36"}
+
+
+OUTPUT_FILE_WRITER = """
+import json, sys
+with open(sys.argv[2], "w") as handle:
+    json.dump({"parameterValues": {"answer": sys.argv[1] + "!"}}, handle)
+"""
+
+
+@dsl.container_component
+def write_output_file(
+    word: str,
+    answer: dsl.OutputPath(str),  # type: ignore[valid-type]
+) -> dsl.ContainerSpec:
+    return dsl.ContainerSpec(
+        image=IMAGE,
+        command=["python3", "-c", OUTPUT_FILE_WRITER],
+        args=[word, dsl.PIPELINE_TASK_EXECUTOR_OUTPUT_PATH_PLACEHOLDER],
+    )
+
+
+def test_run_placeholders_and_the_executor_output_file(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="run-placeholders")
+    def pipeline() -> None:
+        say(text=dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER).set_display_name("created")
+        say(text=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
+        say(text=f"{dsl.PIPELINE_JOB_NAME_PLACEHOLDER}/{dsl.PIPELINE_TASK_NAME_PLACEHOLDER}")
+        write_output_file(word="hello")
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, record
+    created, scheduled = rows["say"]["outputs"]["Output"], rows["say-2"]["outputs"]["Output"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), created
+    assert scheduled == created  # not made by a RecurringRun: its creation time
+    assert rows["say-3"]["outputs"]["Output"] == "r/say-3"
+    # the values the container wrote to {{$.outputs.output_file}} become its outputs
+    assert rows["write-output-file"]["outputs"] == {"answer": "hello!"}
 
 
 @dsl.component(base_image=IMAGE)

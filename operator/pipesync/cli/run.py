@@ -138,6 +138,7 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
             namespace="local",
             params=values,
             max_running=min(options.parallelism, spec.parallelism or options.parallelism),
+            created_at=time.time(),
         ),
         repo_root=root,
         workdir=workdir,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pipesync.api import documents, durations, model, times
 from pipesync.api.times import timestamp
-from pipesync.controllers import pipelines
+from pipesync.controllers import pipelines, recurringruns
 from pipesync.controllers.conditions import same_status, set_condition
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
 from pipesync.engine import compiler, layout, params, planner
@@ -131,7 +131,7 @@ class RunController:
         decision = planner.plan(
             pinned.compiled,
             nodes,
-            planner.RunContext(name, namespace, pinned.params),
+            run_context(run, pinned, now),
             now,
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
@@ -515,6 +515,20 @@ def _failed_status(
         now=timestamp(now),
     )
     return status
+
+
+def run_context(run: Mapping[str, Any], pinned: Pinned, now: float) -> planner.RunContext:
+    """What the planner is told about the run: names, params and its times (the
+    scheduled one when a RecurringRun made it)."""
+    metadata = run["metadata"]
+    annotations = metadata.get("annotations") or {}
+    return planner.RunContext(
+        metadata["name"],
+        metadata["namespace"],
+        pinned.params,
+        created_at=times.instant(metadata.get("creationTimestamp")) or now,
+        scheduled_at=times.instant(annotations.get(recurringruns.ANNOTATION_SCHEDULED)),
+    )
 
 
 def _collected(

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pipesync.api import times
 from pipesync.engine import expressions, retries, templating
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
 from pipesync.engine.retries import FailureKind
@@ -32,6 +33,8 @@ class RunContext:
     namespace: str
     params: Mapping[str, Any]  # typed values (see engine.params.resolve)
     max_running: int | None = None  # run-wide cap on running task instances
+    created_at: float = 0.0  # when the run was created (epoch seconds)
+    scheduled_at: float | None = None  # the time a RecurringRun made it for, if it did
 
 
 @dataclasses.dataclass(frozen=True)
@@ -609,6 +612,11 @@ def _value(step: _Pass, ref: Ref, at: _At | None) -> str:
             return step.context.name
         if ref.name == "namespace":
             return step.context.namespace
+        if ref.name == "createdAt":
+            return times.timestamp(step.context.created_at)
+        if ref.name == "scheduledAt":
+            scheduled = step.context.scheduled_at
+            return times.timestamp(step.context.created_at if scheduled is None else scheduled)
         raise _Unresolved(f"{ref} is only known in onExit")
     if ref.kind is RefKind.TASK_PARAMETER and ref.alternatives:
         for choice in ref.alternatives:

@@ -16,7 +16,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 class RefKind(enum.Enum):
     PARAM = "params"  # {{params.P}}
     ITEM = "item"  # {{item}}, {{item.key}} or {{item.key.inner}}
-    RUN = "run"  # {{run.name}}, {{run.namespace}}, {{run.status}}
+    RUN = "run"  # {{run.name}}, {{run.namespace}}, {{run.status}}, {{run.createdAt}}, ...
     TASK_PARAMETER = "task-parameter"  # {{tasks.T.outputs.parameters.P}}
     TASK_ARTIFACT = "task-artifact"  # {{tasks.T.outputs.artifacts.A}}
     INPUT_ARTIFACT = "input-artifact"  # {{inputs.artifacts.A}}
@@ -24,7 +24,7 @@ class RefKind(enum.Enum):
     OUTPUT_PARAMETER = "output-parameter"  # {{outputs.parameters.P}}
 
 
-RUN_FIELDS = ("name", "namespace", "status")
+RUN_FIELDS = ("name", "namespace", "status", "createdAt", "scheduledAt")
 
 
 @dataclasses.dataclass(frozen=True)

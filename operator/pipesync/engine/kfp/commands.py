@@ -24,6 +24,12 @@ _IO = re.compile(
     r"(?P<name>.*?)(?P=q)\s*\](?:\.(?P<field>\w+))?$"
 )
 _RUN_NAMES = ("pipeline_job_name", "pipeline_job_resource_name", "pipeline_job_uuid")
+_RUN_TIMES = {
+    "pipeline_job_create_time_utc": "{{run.createdAt}}",
+    "pipeline_job_schedule_time_utc": "{{run.scheduledAt}}",
+}
+#: What a container reads from or writes for the shim (see shim.py's argv mode).
+EXECUTOR_FILES = ("{{$}}", "{{$.outputs.output_file}}")
 
 
 class CommandError(ValueError):
@@ -38,6 +44,7 @@ class TaskIO:
     inputs: Mapping[str, Value]  # parameters and artifacts by KFP input name
     group: str = ""  # the task's forEach group, "" outside loops
     executor_input: str = ""  # what `{{$}}` becomes (the shim's marker); "" refuses it
+    output_file: str = ""  # what `{{$.outputs.output_file}}` becomes; "" refuses it
 
 
 def render(items: list[Any], io: TaskIO) -> list[str]:
@@ -119,8 +126,12 @@ def _placeholder(body: str, io: TaskIO) -> str:
             f"{shown} (the executor input JSON) is only supported in lightweight Python components"
         )
     name = body.lstrip(".")
+    if name == "outputs.output_file" and io.output_file:
+        return io.output_file
     if name in _RUN_NAMES:
         return "{{run.name}}"
+    if name in _RUN_TIMES:
+        return _RUN_TIMES[name]
     if name == "pipeline_task_name":
         return io.task
     match = _IO.match(body)

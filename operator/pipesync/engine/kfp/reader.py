@@ -497,7 +497,8 @@ class Reader:
                 resolved[name] = value
         for name, constant, where in constants:
             kind = str(_mapping(parameter_defs.get(name)).get("parameterType", "STRING"))
-            resolved[name] = self.constant(constant, kind, where, resolved)
+            io = commands.TaskIO(dag.context.prefix + site.name, resolved)
+            resolved[name] = self.constant(constant, kind, where, io)
         for name, spec in _mapping(given.get("artifacts")).items():
             where = (*path, "inputs", "artifacts", name)
             value = self.artifact(spec, where, scope, outputs)
@@ -554,17 +555,16 @@ class Reader:
         self.problem(where, f"unsupported input source {', '.join(spec) or 'empty'}")
         return None
 
-    def constant(
-        self, constant: Any, kind: str, where: Path, resolved: Mapping[str, Value]
-    ) -> Value:
-        if not isinstance(constant, str) or "{{$.inputs.parameters[" not in constant:
+    def constant(self, constant: Any, kind: str, where: Path, io: commands.TaskIO) -> Value:
+        if not isinstance(constant, str) or "{{$." not in constant:
             value = v.constant(constant, kind)
             if "{{" in value.text:
                 self.problem(where, "a constant holding '{{' cannot be passed to a pipesync task")
             return value
-        # An f-string in the DSL: the SDK refers to the task's own (channel) inputs.
+        # An f-string in the DSL (the SDK refers to the task's own channel inputs), or a
+        # run placeholder given as a value (dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER).
         try:
-            text = commands.render([constant], commands.TaskIO("", resolved))[0]
+            text = commands.render([constant], io)[0]
         except commands.CommandError as error:
             self.problem(where, str(error))
             return v.ABSENT
@@ -784,8 +784,14 @@ class Reader:
             body["command"] = shim.argv(function, source, slots())
             self.place((*target, "command"), (*cpath, "command"))
             return True
-        executor_input = shim.EXECUTOR_INPUT if _reads_executor_input(container) else ""
-        io = commands.TaskIO(body["name"], inputs, group, executor_input)
+        shimmed = _reads_executor_input(container)
+        io = commands.TaskIO(
+            body["name"],
+            inputs,
+            group,
+            executor_input=shim.EXECUTOR_INPUT if shimmed else "",
+            output_file=shim.OUTPUT_FILE if shimmed else "",
+        )
         for field, items in (("command", command), ("args", args)):
             if not items:
                 continue
@@ -796,7 +802,7 @@ class Reader:
             self.place((*target, field), (*cpath, field))
         if not command and not args:
             self.problem(cpath, f"task {site.name!r}: the container has no command or args")
-        elif executor_input:
+        elif shimmed:
             argv = [*body.pop("command", []), *body.pop("args", [])]
             body["command"] = shim.container_argv(argv, slots())
         return True
@@ -1019,9 +1025,11 @@ def _uses_shim(container: Mapping[str, Any]) -> bool:
 
 
 def _reads_executor_input(container: Mapping[str, Any]) -> bool:
-    """Whether the container's command or args hold `{{$}}` (the executor input JSON)."""
+    """Whether the container's command or args hold `{{$}}` (the executor input JSON) or
+    `{{$.outputs.output_file}}` (where it writes executor_output.json)."""
     found = [*(container.get("command") or []), *(container.get("args") or [])]
-    return any("{{$}}" in (item if isinstance(item, str) else json.dumps(item)) for item in found)
+    texts = [item if isinstance(item, str) else json.dumps(item) for item in found]
+    return any(marker in text for text in texts for marker in commands.EXECUTOR_FILES)
 
 
 def _lightweight(command: list[Any]) -> str | None:

@@ -35,8 +35,10 @@ from typing import Any
 #: Prefix of the hidden output parameter carrying an output artifact's KFP metadata.
 META_PREFIX = "kfp-meta-"
 
-#: Stands for `{{$}}` in a container's argv until the shim puts the executor input there.
+#: Stand for `{{$}}` and `{{$.outputs.output_file}}` in a container's argv until the shim
+#: puts the executor input and the executor output file's path there.
 EXECUTOR_INPUT = "__pipesync_kfp_executor_input__"
+OUTPUT_FILE = "__pipesync_kfp_output_file__"
 
 #: The program run by `python3 -c`. Kept dependency-free apart from kfp itself.
 PROGRAM = r"""
@@ -108,8 +110,9 @@ for slot, text in zip(spec["slots"], values):
         out_artifacts[name + "\0meta"] = text
 executor_input = json.dumps({"inputs": inputs, "outputs": outputs})
 if spec.get("argv"):
-    marker = spec["argv"]
-    code = subprocess.call([arg.replace(marker, executor_input) for arg in argv])
+    marker, output_marker = spec["argv"]
+    code = subprocess.call([arg.replace(marker, executor_input)
+                            .replace(output_marker, outputs["outputFile"]) for arg in argv])
     if code:
         sys.exit(code)
 else:
@@ -160,7 +163,7 @@ def argv(function: str, source: str, slots: Sequence[dict[str, Any]]) -> list[st
 def container_argv(argv: Sequence[str], slots: Sequence[dict[str, Any]]) -> list[str]:
     """The command for a container that reads `{{$}}`: the shim, its spec, the slot
     values, then the container's own argv (pipesync templates, EXECUTOR_INPUT for `{{$}}`)."""
-    spec = json.dumps({"argv": EXECUTOR_INPUT, "slots": _static(slots)})
+    spec = json.dumps({"argv": [EXECUTOR_INPUT, OUTPUT_FILE], "slots": _static(slots)})
     return ["python3", "-c", PROGRAM, spec, *(str(slot["v"]) for slot in slots), *argv]
 
 
