@@ -10,6 +10,7 @@ importable there), exactly as they would in a pod whose image has kfp.
 
 import json
 import re
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -612,6 +613,7 @@ def test_run_placeholders_and_the_executor_output_file(cli: Cli, tmp_path: Path)
         say(text=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER)
         say(text=f"{dsl.PIPELINE_JOB_NAME_PLACEHOLDER}/{dsl.PIPELINE_TASK_NAME_PLACEHOLDER}")
         write_output_file(word="hello")
+        say(text=dsl.PIPELINE_TASK_ID_PLACEHOLDER)
 
     code, record = run(cli, tmp_path, pipeline)
     rows = tasks(record)
@@ -622,6 +624,7 @@ def test_run_placeholders_and_the_executor_output_file(cli: Cli, tmp_path: Path)
     assert rows["say-3"]["outputs"]["Output"] == "r/say-3"
     # the values the container wrote to {{$.outputs.output_file}} become its outputs
     assert rows["write-output-file"]["outputs"] == {"answer": "hello!"}
+    assert str(uuid.UUID(rows["say-4"]["outputs"]["Output"])) == rows["say-4"]["outputs"]["Output"]
 
 
 @dsl.component(base_image=IMAGE)

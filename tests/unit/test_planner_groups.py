@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pipesync.engine import planner
 from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
 from tests.unit.pipelines import compile_yaml, problems_of
 from tests.unit.test_planner import Simulation, fail, succeed
@@ -230,3 +231,30 @@ tasks:
     sim = Simulation(pipeline, params={"sizes": "seven"})
     assert sim.run().phase is RunPhase.FAILED
     assert "matrix axis 'size'" in sim.nodes[(0, TASK)].message
+
+
+def test_task_uid_differs_per_task_and_instance_and_stays_on_retry() -> None:
+    pipeline = compile_yaml(
+        """
+tasks:
+  - {name: a, command: ["{{task.uid}}"], retry: {limit: 1}}
+  - {name: b, command: ["{{task.uid}}"], forEach: {items: [1, 2]}}
+"""
+    )
+    attempts: list[int] = []
+
+    def flaky(launch: planner.Launch) -> NodeState:
+        attempts.append(launch.attempt)
+        return fail()(launch) if launch.attempt == 1 else succeed()(launch)
+
+    sim = Simulation(pipeline)
+    assert sim.run(a=flaky).phase is RunPhase.SUCCEEDED
+    uids = [(launch.task.name, launch.values["task.uid"]) for launch in sim.launches]
+    a_uids = {uid for name, uid in uids if name == "a"}
+    b_uids = [uid for name, uid in uids if name == "b"]
+    assert attempts == [1, 2] and len(a_uids) == 1  # a retry keeps its id
+    assert len(set(b_uids)) == 2 and not a_uids & set(b_uids)
+    other = Simulation(compile_yaml("tasks: [{name: a, command: ['{{task.uid}}']}]"))
+    other.context = planner.RunContext("run-2", "ns", {})
+    other.run()
+    assert other.launches[0].values["task.uid"] not in a_uids  # another run, another id

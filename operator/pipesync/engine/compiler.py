@@ -411,8 +411,9 @@ def _compile_when(
             RefKind.INPUT_ARTIFACT,
             RefKind.OUTPUT_ARTIFACT,
             RefKind.OUTPUT_PARAMETER,
+            RefKind.TASK_UID,
         ):
-            checker.add(where, f"{ref} is a path; when can only read parameters and outputs")
+            checker.add(where, f"{ref} is not a value; when can only read parameters and outputs")
             continue
         use(ref, where)
     return expr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -596,6 +597,9 @@ def _list(step: _Pass, items: tuple[Any, ...] | Ref | None) -> list[Any] | str:
     return value
 
 
+#: Namespace of `{{task.uid}}`: a UUID5 of namespace/run/task[/instance], the same on retries.
+_TASK_UIDS = uuid.UUID("7d1f3c52-5f0e-4b8e-9a51-3c1e2f6b0a94")
+
 #: Bound on planning rounds in one call (each extra round needs new transitions).
 _MAX_ROUNDS = 1000
 
@@ -680,9 +684,13 @@ def _sources(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, t
 def _values(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, str]:
     values: dict[str, str] = {}
     templates = [*compiled.argv, *(template for _, template in compiled.env)]
+    if any(ref.kind is RefKind.TASK_UID for template in templates for ref in template.refs):
+        position = "" if at is None else f"/{at.position}"
+        name = f"{step.context.namespace}/{step.context.name}/{compiled.name}{position}"
+        values["task.uid"] = str(uuid.uuid5(_TASK_UIDS, name))
     for template in templates:
         for ref in template.refs:
-            if ref.kind in _PATH_KINDS or ref.text in values:
+            if ref.kind in _PATH_KINDS or ref.text in values or ref.kind is RefKind.TASK_UID:
                 continue
             if ref.kind is RefKind.RUN and ref.name == "status":
                 continue  # filled in by _plan_exit

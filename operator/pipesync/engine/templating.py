@@ -16,6 +16,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 class RefKind(enum.Enum):
     PARAM = "params"  # {{params.P}}
     ITEM = "item"  # {{item}}, {{item.key}} or {{item.key.inner}}
+    TASK_UID = "task-uid"  # {{task.uid}}: this task instance's id in this run
     RUN = "run"  # {{run.name}}, {{run.namespace}}, {{run.status}}, {{run.createdAt}}, ...
     TASK_PARAMETER = "task-parameter"  # {{tasks.T.outputs.parameters.P}}
     TASK_ARTIFACT = "task-artifact"  # {{tasks.T.outputs.artifacts.A}}
@@ -96,6 +97,8 @@ def parse_ref(text: str) -> Ref:
         return Ref(RefKind.PARAM, ident(parts[1]), text=body)
     if head == "item":
         return Ref(RefKind.ITEM, ".".join(ident(part) for part in parts[1:]), text=body)
+    if body == "task.uid":
+        return Ref(RefKind.TASK_UID, "uid", text=body)
     if head == "run" and len(parts) == 2 and parts[1] in RUN_FIELDS:
         return Ref(RefKind.RUN, parts[1], text=body)
     if head == "tasks" and len(parts) == 5 and parts[2] == "outputs":
@@ -114,7 +117,8 @@ def parse_ref(text: str) -> Ref:
             return Ref(kind, ident(parts[2]), text=body)
     raise TemplateError(
         f"unknown placeholder {{{{{body}}}}}: expected params.NAME, item, run.name, "
-        "run.namespace, run.status, tasks.TASK.outputs.parameters.NAME, "
+        "run.namespace, run.status, run.createdAt, run.scheduledAt, task.uid, "
+        "tasks.TASK.outputs.parameters.NAME, "
         "tasks.TASK.outputs.artifacts.NAME, inputs.artifacts.NAME, "
         "outputs.artifacts.NAME or outputs.parameters.NAME"
     )

@@ -134,6 +134,8 @@ def _placeholder(body: str, io: TaskIO) -> str:
         return _RUN_TIMES[name]
     if name == "pipeline_task_name":
         return io.task
+    if name == "pipeline_task_uuid":
+        return "{{task.uid}}"
     match = _IO.match(body)
     if match is None:
         raise CommandError(f"unsupported placeholder {shown}")
