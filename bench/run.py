@@ -2,8 +2,9 @@
 printed as measured and written to bench/RESULTS.md with the machine it ran on.
 
 Nothing in the report is typed by hand: each figure, the date and the machine facts come
-from measurements and commands run here. `--quick` runs reduced sizes as a smoke check and
-writes a report only when `--output` is given (so it never overwrites the real results).
+from measurements and commands run here. `--quick` runs reduced sizes as a smoke check;
+it and `--only` (a part of the figures) write a report only when `--output` is given, so
+neither overwrites the whole results.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--output",
         type=Path,
-        help="where to write the report (default: bench/RESULTS.md, or nowhere with --quick)",
+        help="where to write the report (default: bench/RESULTS.md; nowhere with --quick "
+        "or --only)",
     )
     parser.add_argument(
         "--only",
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run only these benchmarks (repeatable)",
     )
     options = parser.parse_args(argv)
-    output = options.output or (None if options.quick else RESULTS)
+    output = options.output or (None if options.quick or options.only else RESULTS)
     started = time.perf_counter()
     facts = machine()
     for name, value in facts:
