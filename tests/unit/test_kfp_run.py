@@ -708,6 +708,29 @@ def test_pipeline_input_artifacts_are_given_as_uris(cli: Cli, tmp_path: Path) ->
     assert result.code == 2 and "training" in result.text  # a required parameter
 
 
+def test_a_pipeline_input_list_of_artifacts_is_looped_over_and_collected(
+    cli: Cli, tmp_path: Path
+) -> None:
+    files = []
+    for number in (7, 8):
+        files.append(tmp_path / f"part-{number}.txt")
+        files[-1].write_text(str(number))
+
+    @dsl.pipeline(name="artifact-list-input")
+    def pipeline(parts: Input[list[Artifact]]) -> None:
+        join_artifacts(parts=parts)
+        with dsl.ParallelFor(parts) as part:
+            read_number(part=part)
+
+    given = json.dumps([str(path) for path in files])
+    code, record = run(cli, tmp_path, pipeline, f"parts={given}")
+    rows = tasks(record)
+    assert code == 0, json.dumps(record["tasks"], indent=1)
+    assert rows["input-parts"]["message"] == "2 instances succeeded"
+    assert rows["join-artifacts"]["outputs"] == {"Output": "7,8"}
+    assert rows["read-number"]["outputs"] == {"Output": "[7,8]"}
+
+
 @dsl.component(base_image=IMAGE)
 def combine(a: int, b: str) -> str:
     return f"{a}{b}"

@@ -134,8 +134,10 @@ class Reader:
             spec["description"] = str(info.get("description") or info.get("displayName"))
         params = self.params(root)
         scope = {p["name"]: v.text("{{params." + p["name"] + "}}") for p in params}
-        for artifact in _mapping(_mapping(root.get("inputDefinitions")).get("artifacts")):
-            scope[artifact] = self.input_artifact(str(artifact), params)
+        artifacts = _mapping(_mapping(root.get("inputDefinitions")).get("artifacts"))
+        for artifact, definition in artifacts.items():
+            listed = bool(_mapping(definition).get("isArtifactList"))
+            scope[artifact] = self.input_artifact(str(artifact), params, listed=listed)
         if params:
             spec["params"] = params
         if "dag" not in root:
@@ -675,31 +677,43 @@ class Reader:
             self.tasks.append(body)
         return flat_name
 
-    def input_artifact(self, name: str, params: list[dict[str, Any]]) -> Value:
+    def input_artifact(self, name: str, params: list[dict[str, Any]], *, listed: bool) -> Value:
         """A pipeline input artifact: a required string parameter holding its URI, and an
-        importer task (`input-<name>`) that fetches it for the tasks that read it."""
+        importer task (`input-<name>`) that fetches it for the tasks that read it. A list of
+        artifacts (`Input[List[Artifact]]`): a JSON list of URIs, imported by a forEach
+        whose group a ParallelFor over the artifacts joins."""
         where: Path = ("root", "inputDefinitions", "artifacts", name)
+        uri = "a path, file://, http(s):// or s3://"
         params.append(
             {
                 "name": name,
+                "type": "list",
+                "description": f"URIs of the input artifacts {name!r}: {uri}",
+            }
+            if listed
+            else {
+                "name": name,
                 "type": "string",
-                "description": f"URI of the input artifact {name!r}: a path, file://, "
-                "http(s):// or s3://",
+                "description": f"URI of the input artifact {name!r}: {uri}",
             }
         )
         task = _dns(f"input-{name}") or "input-artifact"
         self.place(("spec", "tasks", len(self.tasks)), where)
-        self.tasks.append(
-            {
-                "name": task,
-                "command": importer.argv("{{params." + name + "}}", {}),
-                "outputs": {
-                    "artifacts": [importer.OUTPUT],
-                    "parameters": [shim.META_PREFIX + importer.OUTPUT],
-                },
-            }
-        )
-        return Value(Kind.ARTIFACT, task=task, name=importer.OUTPUT, meta=True)
+        body: dict[str, Any] = {
+            "name": task,
+            "command": importer.argv("{{item}}" if listed else "{{params." + name + "}}", {}),
+            "outputs": {
+                "artifacts": [importer.OUTPUT],
+                "parameters": [shim.META_PREFIX + importer.OUTPUT],
+            },
+        }
+        loop = ""
+        if listed:
+            loop = task
+            self.loops[loop] = _Loop("{{params." + name + "}}", None, where, loop)
+            body["forEach"] = {"items": "{{params." + name + "}}", "group": loop}
+        self.tasks.append(body)
+        return Value(Kind.ARTIFACT, task=task, name=importer.OUTPUT, meta=True, loop=loop)
 
     def importer(
         self,
