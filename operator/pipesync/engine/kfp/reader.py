@@ -405,7 +405,7 @@ class Reader:
             self.problem(
                 (*ipath, "items"),
                 "ParallelFor over artifacts is supported over the collected outputs of "
-                "another ParallelFor (dsl.Collected) only",
+                "another ParallelFor (dsl.Collected) or a pipeline input list of artifacts only",
             )
             return None
         scope[str(iterator.get("itemInput", ""))] = source
