@@ -44,6 +44,11 @@ def flip() -> str:
     return "heads"
 
 
+@dsl.component(base_image=IMAGE)
+def total(values: list) -> int:
+    return sum(values)
+
+
 @dsl.container_component
 def tool(name: str, count: int) -> dsl.ContainerSpec:
     return dsl.ContainerSpec(
@@ -144,17 +149,17 @@ def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> N
     @dsl.pipeline(name="unsupported")
     def pipeline() -> None:
         with dsl.ParallelFor([1, 2]):
-            say(text="beside")
             with dsl.ParallelFor(["c", "d"]) as inner:
-                say(text=inner)
+                made = say(text=inner)
+            total(values=dsl.Collected(made.output))
 
     path = compile_to(pipeline, tmp_path / "p.yaml")
     body, problems = translate(path)
     assert body is None
     assert problems == [
-        f"p.yaml:{line_of(path, '      for-loop-2:', 1) + 1}:9: ParallelFor 'for-loop-2' "
-        "holds tasks and a nested ParallelFor; pipesync runs a nested ParallelFor only as "
-        "the whole body of the enclosing one (not supported yet: tasks beside it)",
+        f"p.yaml:{line_of(path, '        total:') + 1}:11: task 'total' reads the outputs of a "
+        "ParallelFor nested in its own loop, per iteration: not supported yet (read them "
+        "after the outer loop)",
     ]
 
 

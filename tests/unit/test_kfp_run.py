@@ -766,3 +766,28 @@ def test_nested_parallel_for_runs_every_pair(cli: Cli, tmp_path: Path) -> None:
     assert [rows[f"say[{i}]"]["outputs"]["Output"] for i in range(4)] == ["1x", "1y", "2x", "2y"]
     # collected from outside both loops: a list per outer item, as KFP gives
     assert rows["flatten"]["outputs"] == {"Output": "1x,1y|2x,2y|"}
+
+
+def test_nested_parallel_for_beside_tasks_of_the_outer_loop(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="nested-with-outer-tasks")
+    def pipeline() -> None:
+        with dsl.ParallelFor([3, 4], parallelism=1) as n:
+            squared = square(x=n)
+            written = write_number(x=squared.output)
+            with dsl.ParallelFor(["a", "b"]) as letter:
+                # reads the outer iteration's parameter and artifact
+                combined = combine(a=squared.output, b=letter)
+                read_number(part=written.outputs["out"])
+        flatten(values=dsl.Collected(combined.output))
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, json.dumps(record["tasks"], indent=1)
+    assert [rows[f"combine[{i}]"]["outputs"]["Output"] for i in range(4)] == [
+        "9a",
+        "9b",
+        "16a",
+        "16b",
+    ]
+    assert rows["read-number"]["outputs"] == {"Output": "[[9,9],[16,16]]"}
+    assert rows["flatten"]["outputs"] == {"Output": "9a,9b|16a,16b"}

@@ -258,3 +258,57 @@ tasks:
     other.context = planner.RunContext("run-2", "ns", {})
     other.run()
     assert other.launches[0].values["task.uid"] not in a_uids  # another run, another id
+
+
+NESTED = """
+tasks:
+  - name: prepare
+    command: ["{{item}}"]
+    forEach: {items: [a, b], group: data}
+    outputs: {parameters: [path]}
+  - name: fit
+    command: ["{{item.data}}", "{{item.lr}}", "{{tasks.prepare.outputs.parameters.path}}"]
+    forEach: {matrix: {data: [a, b], lr: [1, 2, 3]}, group: grid, within: data}
+    outputs: {parameters: [score]}
+  - {name: report, command: ["{{tasks.fit.outputs.parameters.score}}"]}
+"""
+
+
+def test_a_nested_group_reads_the_enclosing_iteration_of_its_outer_item() -> None:
+    pipeline = compile_yaml(NESTED)
+    sim = Simulation(pipeline)
+    running = {"prepare": lambda launch: NodeState(Phase.RUNNING, attempts=1)}
+    sim.step(**running)
+    prepare = pipeline.task("prepare").index
+    sim.nodes[(prepare, 1)] = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"path": "/b"})
+    # prepare[1] (item b) is done: the three fits of b start, those of a still wait
+    decision = sim.step(**running)
+    assert [(launch.task.name, launch.key[1]) for launch in decision.launches] == [
+        ("fit", 3),
+        ("fit", 4),
+        ("fit", 5),
+    ]
+    assert {
+        launch.values["tasks.prepare.outputs.parameters.path"] for launch in decision.launches
+    } == {"/b"}
+    assert {launch.positions[prepare] for launch in decision.launches} == {1}
+    sim.nodes[(prepare, 0)] = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"path": "/a"})
+    assert sim.run().phase is RunPhase.SUCCEEDED
+    fits = sorted(
+        (launch.key[1], launch.values["tasks.prepare.outputs.parameters.path"])
+        for launch in sim.launches
+        if launch.task.name == "fit"
+    )
+    assert [path for _, path in fits] == ["/a", "/a", "/a", "/b", "/b", "/b"]
+
+
+def test_within_needs_a_matrix_led_by_the_enclosing_items() -> None:
+    bad = NESTED.replace("matrix: {data: [a, b], lr: [1, 2, 3]}", "matrix: {lr: [1, 2, 3]}")
+    problems = problems_of(bad)
+    assert any(
+        problem.path == ("tasks", 1, "forEach", "within")
+        and "needs a matrix whose first axes are the items of 'data'" in problem.message
+        for problem in problems
+    ), problems
+    unknown = NESTED.replace("within: data", "within: nowhere")
+    assert any("names no other group" in p.message for p in problems_of(unknown))

@@ -67,6 +67,7 @@ class ForEach:
     group: str | None = None  # tasks of one group form one loop body (instance-wise)
     # A grid: axis name -> items (list or placeholder); one instance per combination.
     matrix: tuple[tuple[str, tuple[Any, ...] | str], ...] | None = None
+    within: str | None = None  # the group this group is nested in
 
     @property
     def source(self) -> Any:
@@ -255,6 +256,7 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
             items=_items(for_each.get("items")),
             parallelism=for_each.get("parallelism"),
             group=for_each.get("group"),
+            within=for_each.get("within"),
             matrix=None
             if for_each.get("matrix") is None
             else tuple(

@@ -61,8 +61,10 @@ class CompiledTask:
     # Groups of alternative producers ({{tasks.A...|tasks.B...}}): skipped only when all are.
     consumes_any: tuple[tuple[int, ...], ...] = ()
     group: str | None = None  # forEach.group: the loop body this task belongs to
-    # Upstream tasks of the same group: instance i waits for (and reads) their instance i.
+    # Upstream tasks of the same group: instance i waits for (and reads) their instance i;
+    # of an enclosing group (`outer`, also in `paired`): the instance of i's outer item.
     paired: tuple[int, ...] = ()
+    outer: tuple[int, ...] = ()
     when_per_item: bool = False  # `when` reads the item or a paired output: per instance
     parallelism: int | None = None  # forEach cap (for a group: iterations running at once)
 
@@ -98,6 +100,7 @@ class _Group:
     items: tuple[Any, ...] | str | None = None
     matrix: tuple[tuple[str, tuple[Any, ...] | str], ...] | None = None
     items_from: str = ""
+    within: str | None = None
     parallelism: int | None = None
     parallelism_from: str = ""
 
@@ -111,6 +114,17 @@ class _Checker:
         self.positions: dict[str, int] = {}
         self.params = {param.name: param for param in spec.params}
         self.groups: dict[str, _Group] = {}
+
+    def enclosing(self, group: str | None) -> list[str]:
+        """The groups `group` is nested in, innermost first (stops at a cycle)."""
+        found: list[str] = []
+        current = None if group is None else self.groups.get(group)
+        while current is not None and current.within is not None:
+            if current.within in found or current.within == group:
+                break
+            found.append(current.within)
+            current = self.groups.get(current.within)
+        return found
 
     def group_of(self, index: int) -> str | None:
         for_each = self.spec.tasks[index].for_each
@@ -184,6 +198,7 @@ def compile_pipeline(spec: PipelineSpec) -> tuple[CompiledPipeline | None, list[
     if spec.on_exit is not None and spec.on_exit.name in checker.positions:
         checker.add(("onExit", "name"), f"onExit task name {spec.on_exit.name!r} is used by a task")
     _collect_groups(checker)
+    _check_nesting(checker)
 
     drafts = [
         _compile_task(checker, index, task, ("tasks", index), exit_task=False)
@@ -268,11 +283,11 @@ def _compile_task(
         else:
             upstream.append(checker.positions[dependency])
     group = None if task.for_each is None or exit_task else task.for_each.group
-    paired = (
-        tuple(p for p in dict.fromkeys(upstream) if checker.group_of(p) == group)
-        if group is not None
-        else ()
+    enclosing = checker.enclosing(group)
+    paired = tuple(
+        p for p in dict.fromkeys(upstream) if group is not None and checker.group_of(p) == group
     )
+    outer = tuple(p for p in dict.fromkeys(upstream) if checker.group_of(p) in enclosing)
     when_per_item = when is not None and any(
         ref.kind is RefKind.ITEM
         or (ref.kind is RefKind.TASK_PARAMETER and _paired_ref(checker, ref, group))
@@ -294,7 +309,8 @@ def _compile_task(
         is_exit=exit_task,
         consumes_any=tuple(dict.fromkeys(consumes_any)),
         group=group,
-        paired=paired,
+        paired=paired + outer,
+        outer=outer,
         when_per_item=when_per_item,
         parallelism=_parallelism(checker, task),
     )
@@ -302,9 +318,10 @@ def _compile_task(
 
 def _paired_ref(checker: _Checker, ref: Ref, group: str | None) -> bool:
     choices = ref.alternatives or (ref,)
+    instance_wise = {group, *checker.enclosing(group)}
     return group is not None and any(
         (producer := checker.positions.get(choice.task)) is not None
-        and checker.group_of(producer) == group
+        and checker.group_of(producer) in instance_wise
         for choice in choices
     )
 
@@ -327,6 +344,15 @@ def _collect_groups(checker: _Checker) -> None:
                     f"forEach items of {task.name!r} differ from those of {group.items_from!r}, "
                     f"in the same group {for_each.group!r}",
                 )
+        if for_each.within is not None:
+            if group.within is None:
+                group.within = for_each.within
+            elif group.within != for_each.within:
+                checker.add(
+                    (*where, "within"),
+                    f"forEach within of {task.name!r} differs from the rest of group "
+                    f"{for_each.group!r}",
+                )
         if for_each.parallelism is not None:
             if group.parallelism is None:
                 group.parallelism, group.parallelism_from = for_each.parallelism, task.name
@@ -336,6 +362,37 @@ def _collect_groups(checker: _Checker) -> None:
                     f"forEach parallelism of {task.name!r} differs from that of "
                     f"{group.parallelism_from!r}, in the same group {for_each.group!r}",
                 )
+
+
+def _check_nesting(checker: _Checker) -> None:
+    """`within` names another group, without cycles, whose items lead this group's matrix."""
+    for index, task in enumerate(checker.spec.tasks):
+        for_each = task.for_each
+        if for_each is None or for_each.group is None or for_each.within is None:
+            continue
+        where = ("tasks", index, "forEach", "within")
+        outer = checker.groups.get(for_each.within)
+        inner = checker.groups[for_each.group]
+        if outer is None or for_each.within == for_each.group:
+            checker.add(where, f"forEach within names no other group: {for_each.within!r}")
+            continue
+        if for_each.group in checker.enclosing(for_each.within):
+            checker.add(
+                where,
+                f"forEach groups {for_each.group!r} and {for_each.within!r} "
+                "are nested within each other",
+            )
+            continue
+        leading = (
+            [values for _, values in outer.matrix] if outer.matrix is not None else [outer.items]
+        )
+        axes = [values for _, values in inner.matrix or ()]
+        if axes[: len(leading)] != leading or len(axes) <= len(leading):
+            checker.add(
+                where,
+                f"forEach group {for_each.group!r} within {for_each.within!r} needs a matrix "
+                f"whose first axes are the items of {for_each.within!r}, then its own",
+            )
 
 
 def _parallelism(checker: _Checker, task: Task) -> int | None:
@@ -584,6 +641,7 @@ def _renumber(
             consumes=_mapped(draft.consumes, new_index),
             consumes_any=tuple(_mapped(group, new_index) for group in draft.consumes_any),
             paired=_mapped(draft.paired, new_index),
+            outer=_mapped(draft.outer, new_index),
             inputs=tuple(
                 dataclasses.replace(
                     b,

@@ -50,6 +50,8 @@ class Launch:
     """Rendered values of every non-path placeholder the task reads, by placeholder text."""
     sources: Mapping[str, tuple[int, str]] = dataclasses.field(default_factory=dict)
     """For inputs with alternatives: the (producer, artifact) chosen, by input name."""
+    positions: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    """For a forEach instance: the instance of each paired producer it reads, by index."""
 
     def resolve(self, ref: Ref) -> str:
         """Value of a non-path placeholder (paths are the executor's business)."""
@@ -124,6 +126,7 @@ class _Pass:
             if compiled.group is not None and compiled.parallelism is not None:
                 self.members.setdefault(compiled.group, []).append(compiled)
         self.flights: dict[str, set[int]] = {}
+        self.sizes: dict[int, int] = {}
 
     def _is_fan_out(self, index: int) -> bool:
         return index < len(self.pipeline.tasks) and self.pipeline.tasks[index].fan_out
@@ -148,6 +151,22 @@ class _Pass:
             return False
         self.flights_of(compiled.group).add(key[1])
         return True
+
+    def paired_position(self, compiled: CompiledTask, producer: int, position: int) -> int:
+        """The instance of a paired `producer` that `compiled`'s instance `position` reads:
+        the same position in its group, or the outer item's in an enclosing group."""
+        if producer not in compiled.outer:
+            return position
+        own, theirs = self.size_of(compiled), self.size_of(self.pipeline.tasks[producer])
+        return position // max(own // theirs, 1) if theirs else position
+
+    def size_of(self, compiled: CompiledTask) -> int:
+        """How many instances a forEach task has (cached for the pass; 0 if unknown)."""
+        size = self.sizes.get(compiled.index)
+        if size is None:
+            items = _items(self, compiled)
+            size = self.sizes[compiled.index] = 0 if isinstance(items, str) else len(items)
+        return size
 
     def group_is_full_for(self, compiled: CompiledTask, position: int) -> bool:
         """Whether the task's group has no slot for a new iteration `position`."""
@@ -333,7 +352,8 @@ def _gate_instance(step: _Pass, key: NodeKey, compiled: CompiledTask, item: Any)
     `when` that reads the item or a paired output."""
     tasks = step.pipeline.tasks
     position = key[1]
-    states = {p: _paired_state(step, p, position) for p in compiled.paired}
+    at = {p: step.paired_position(compiled, p, position) for p in compiled.paired}
+    states = {p: _paired_state(step, p, at[p]) for p in compiled.paired}
     for producer, state in states.items():
         if not is_terminal(tasks[producer], state):
             return False
@@ -344,7 +364,7 @@ def _gate_instance(step: _Pass, key: NodeKey, compiled: CompiledTask, item: Any)
                 NodeState(
                     Phase.OMITTED,
                     message=f"upstream task {tasks[producer].name!r} "
-                    f"[{position}] {state.phase.value.lower()}",
+                    f"[{at[producer]}] {state.phase.value.lower()}",
                 ),
             )
             return False
@@ -354,8 +374,8 @@ def _gate_instance(step: _Pass, key: NodeKey, compiled: CompiledTask, item: Any)
                 key,
                 NodeState(
                     Phase.SKIPPED,
-                    message=f"upstream task {tasks[producer].name!r} [{position}] was skipped, "
-                    "so the outputs this instance reads do not exist",
+                    message=f"upstream task {tasks[producer].name!r} [{at[producer]}] was "
+                    "skipped, so the outputs this instance reads do not exist",
                 ),
             )
             return False
@@ -431,7 +451,18 @@ def _launch(
     state = NodeState(Phase.RUNNING, attempts=attempt)
     step.record(key, state)
     step.launches.append(
-        Launch(key, compiled, attempt, item=item, has_item=has_item, values=values, sources=sources)
+        Launch(
+            key,
+            compiled,
+            attempt,
+            item=item,
+            has_item=has_item,
+            values=values,
+            sources=sources,
+            positions={p: step.paired_position(compiled, p, key[1]) for p in compiled.paired}
+            if key[1] != TASK
+            else {},
+        )
     )
 
 
@@ -659,7 +690,7 @@ def _producer_state(step: _Pass, producer: int, at: _At | None) -> NodeState:
     """Whose outputs a placeholder reads: the paired instance inside a group, else the task
     (a forEach task's outputs there are the collected lists)."""
     if at is not None and at.task.pairs_with(producer):
-        return step.get((producer, at.position))
+        return step.get((producer, step.paired_position(at.task, producer, at.position)))
     return step.get((producer, TASK))
 
 

@@ -293,8 +293,8 @@ class LocalRun:
         binding = next(b for b in compiled.inputs if b.name == name)
         producer_index, artifact = launch.source(binding)
         producer = self.pipeline.tasks[producer_index]
-        if compiled.pairs_with(producer.index):  # same forEach group: instance i's artifact
-            node = self._node_dir((producer.index, launch.key[1]))
+        if producer.index in launch.positions:  # a paired forEach instance's own artifact
+            node = self._node_dir((producer.index, launch.positions[producer.index]))
             return node / "outputs" / "artifacts" / artifact
         if not producer.fan_out:
             return self._node_dir((producer.index, TASK)) / "outputs" / "artifacts" / artifact

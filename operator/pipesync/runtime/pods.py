@@ -309,8 +309,9 @@ def _inputs_container(
         target = f"{mount}/inputs/{binding.name}"
         # onExit runs whatever happened, so its producers may never have written anything.
         optional = binding.optional or launch.task.is_exit
-        if launch.task.pairs_with(producer.index):  # same forEach group: instance i's
-            sources = [(node_prefix(settings.s3, run, producer.name, launch.key[1]), target)]
+        if producer.index in launch.positions:  # a paired forEach instance's own artifact
+            position = launch.positions[producer.index]
+            sources = [(node_prefix(settings.s3, run, producer.name, position), target)]
         elif producer.fan_out:
             instances = (collected or {}).get(producer.index)
             if instances is None:

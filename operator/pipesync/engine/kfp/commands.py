@@ -42,7 +42,7 @@ class TaskIO:
 
     task: str  # the flat pipesync task name
     inputs: Mapping[str, Value]  # parameters and artifacts by KFP input name
-    group: str = ""  # the task's forEach group, "" outside loops
+    loops: tuple[str, ...] = ()  # the task's forEach group, then the enclosing ones
     executor_input: str = ""  # what `{{$}}` becomes (the shim's marker); "" refuses it
     output_file: str = ""  # what `{{$.outputs.output_file}}` becomes; "" refuses it
 
@@ -158,7 +158,7 @@ def _placeholder(body: str, io: TaskIO) -> str:
             raise CommandError(f"{shown}: input artifact {key!r} is not connected")
         if field in ("path", "uri"):
             return "{{inputs.artifacts." + key + "}}"
-        if field == "metadata" and value.meta and not v.listed(value, io.group):
+        if field == "metadata" and value.meta and not v.listed(value, io.loops):
             return v.metadata_source(value, shim.META_PREFIX)
         if field == "metadata":
             return "{}"

@@ -28,6 +28,7 @@ from pipesync.engine.kfp.values import Kind, Value
 _GROUP = re.compile(r"^(condition|condition-branches|for-loop|exit-handler)-\d+$")
 _SELECTOR = re.compile(r"""^parseJson\(string_value\)\[\s*(['"])(?P<key>[A-Za-z_][\w-]*)\1\s*\]$""")
 _DNS = re.compile(r"[^a-z0-9-]+")
+_TASK_REF = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.")
 _ITEM = re.compile(r"\{\{item(\}\}|\.)")
 _TYPES = {
     "STRING": "string",
@@ -60,9 +61,28 @@ class _Loop:
         self.path = path
         self.group = group
         self.axes = axes
+        self.parent: _Loop | None = None  # the enclosing loop, for a nested one
+        self.bodies: list[dict[str, Any]] = []  # the pipesync tasks of its body
         self.limits: list[int | None] = []  # each axis's own parallelismLimit (a matrix)
         self.has_tasks = False  # tasks directly in its body
-        self.nested = False  # another ParallelFor directly in its body
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """Its group, then the enclosing loops' groups."""
+        loop: _Loop | None = self
+        found: list[str] = []
+        while loop is not None:
+            found.append(loop.group)
+            loop = loop.parent
+        return tuple(found)
+
+    def nearest_with_tasks(self) -> _Loop | None:
+        """The closest enclosing loop that has tasks of its own (a nested group's
+        `within`: the one whose outputs its instances read per outer item)."""
+        loop = self.parent
+        while loop is not None and not loop.has_tasks:
+            loop = loop.parent
+        return loop
 
 
 class _Context:
@@ -111,6 +131,7 @@ class Reader:
         self.on_exit: dict[str, Any] | None = None
         self.components: Mapping[str, Any] = _mapping(self.data.get("components"))
         self.loops: dict[str, _Loop] = {}  # by group name
+        self.task_loops: dict[str, _Loop] = {}  # flat task name -> the loop it is in
         deployment = _mapping(self.data.get("deploymentSpec"))
         self.executors: Mapping[str, Any] = _mapping(deployment.get("executors"))
 
@@ -144,6 +165,7 @@ class Reader:
             self.problem(("root",), "root has no dag")
         else:
             self.walk(("root", "dag"), scope, _Context(), root_level=True)
+        self.nest()
         spec["tasks"] = self.tasks
         if self.on_exit is not None:
             spec["onExit"] = self.on_exit
@@ -263,7 +285,7 @@ class Reader:
         context: _Context,
         dag: _Dag,
     ) -> None:
-        name, task, path = site.name, site.task, site.path
+        name, task = site.name, site.task
         prefix = context.prefix if _GROUP.match(name) else f"{context.prefix}{name}--"
         loop = context.loop
         scope = dict(inputs)
@@ -282,13 +304,6 @@ class Reader:
         inner = _Context(prefix, when, context.deps, loop)
         dag_path = ("components", component_name, "dag")
         names, produced = self.walk(dag_path, scope, inner, root_level=False)
-        if loop is not None and loop.has_tasks and loop.nested:
-            self.problem(
-                path,
-                f"ParallelFor {name!r} holds tasks and a nested ParallelFor; pipesync runs a "
-                "nested ParallelFor only as the whole body of the enclosing one (not "
-                "supported yet: tasks beside it)",
-            )
         dag.flat[name] = [n for group in names.values() for n in group]
         dag.outputs[name] = self.dag_outputs(dag_path, produced)
 
@@ -329,7 +344,6 @@ class Reader:
                 "pipesync needs them independent of it (not supported yet)",
             )
             return None
-        outer.nested = True
         axes = outer.axes or [(outer.group, outer.items)]
         if not outer.axes:  # the enclosing loop's item is now one axis of a matrix item
             for key, value in scope.items():
@@ -345,6 +359,7 @@ class Reader:
             None, _product_limit(limits, axes), (*path, "parameterIterator"), group, axes=axes
         )
         loop.limits = limits
+        loop.parent = outer
         self.loops[group] = loop
         return loop
 
@@ -410,6 +425,37 @@ class Reader:
             return None
         scope[str(iterator.get("itemInput", ""))] = source
         return loop
+
+    def nest(self) -> None:
+        """A nested loop's tasks read the enclosing loop's outputs per outer item: their
+        group is `within` the nearest enclosing loop that has tasks of its own."""
+        for loop in self.loops.values():
+            enclosing = loop.nearest_with_tasks()
+            if enclosing is None:
+                continue
+            for body in loop.bodies:
+                body["forEach"]["within"] = enclosing.group
+
+    def inner_reads(self, site: _Site, inputs: Mapping[str, Value], context: _Context) -> None:
+        """Refuse a task reading, per iteration, what a loop nested in its own loop made."""
+        if context.loop is None:
+            return
+        for value in inputs.values():
+            names = [task for task, _ in value.choices] or [value.task]
+            names += _TASK_REF.findall(value.text)
+            for name in names:
+                loop = self.task_loops.get(name)
+                if (
+                    loop is not None
+                    and loop is not context.loop
+                    and context.loop.group in loop.chain
+                ):
+                    self.problem(
+                        site.path,
+                        f"task {site.name!r} reads the outputs of a ParallelFor nested in its own "
+                        "loop, per iteration: not supported yet (read them after the outer loop)",
+                    )
+                    return
 
     def dag_outputs(
         self, dag_path: Path, produced: Mapping[str, Mapping[str, Value]]
@@ -650,8 +696,9 @@ class Reader:
             self.problem(path, f"flattened task name {flat_name!r} is longer than 63 characters")
         if container.get("image"):
             body["image"] = str(container["image"])
-        group = "" if context.loop is None or exit_task else context.loop.group
-        if not self.command(site, body, component, inputs, (cpath, target), group=group):
+        loops = () if context.loop is None or exit_task else context.loop.chain
+        self.inner_reads(site, inputs, context)
+        if not self.command(site, body, component, inputs, (cpath, target), loops=loops):
             return None
         self.io(
             body,
@@ -769,7 +816,7 @@ class Reader:
         inputs: Mapping[str, Value],
         paths: tuple[Path, Path],
         *,
-        group: str,
+        loops: tuple[str, ...],
     ) -> bool:
         """The argv: the runtime shim for lightweight components and for containers that
         read `{{$}}`, else the container's command and args with their placeholders
@@ -784,7 +831,7 @@ class Reader:
             return self.slots(
                 component,
                 inputs,
-                group,
+                loops,
                 list(_mapping(outputs.get("parameters"))),
                 list(_mapping(outputs.get("artifacts"))),
             )
@@ -802,7 +849,7 @@ class Reader:
         io = commands.TaskIO(
             body["name"],
             inputs,
-            group,
+            loops,
             executor_input=shim.EXECUTOR_INPUT if shimmed else "",
             output_file=shim.OUTPUT_FILE if shimmed else "",
         )
@@ -860,6 +907,8 @@ class Reader:
         if context.loop is not None:
             loop = context.loop
             loop.has_tasks = True
+            loop.bodies.append(body)
+            self.task_loops[body["name"]] = loop
             for_each: dict[str, Any] = {"group": loop.group}
             if loop.axes:
                 for_each["matrix"] = dict(loop.axes)
@@ -874,7 +923,7 @@ class Reader:
         self,
         component: Mapping[str, Any],
         inputs: Mapping[str, Value],
-        group: str,
+        loops: tuple[str, ...],
         out_params: list[str],
         out_artifacts: list[str],
     ) -> list[dict[str, Any]]:
@@ -892,7 +941,7 @@ class Reader:
             if value.kind is not Kind.ARTIFACT:
                 continue
             title = _title(definition)
-            listed = bool(definition.get("isArtifactList")) or v.listed(value, group)
+            listed = bool(definition.get("isArtifactList")) or v.listed(value, loops)
             kind = "artifact-list" if listed else "artifact"
             slots.append(
                 {"k": kind, "n": name, "s": title, "v": "{{inputs.artifacts." + name + "}}"}

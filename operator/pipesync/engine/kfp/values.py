@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Collection
 from typing import Any
 
 from pipesync.engine import templating
@@ -62,10 +63,11 @@ def metadata_source(value: Value, prefix: str) -> str:
     )
 
 
-def listed(value: Value, group: str) -> bool:
-    """Whether a task in forEach `group` ("" outside loops) receives the artifact as a list:
-    from a loop it is not in, one entry per instance; inside the same loop, its own one."""
-    return bool(value.loop) and value.loop != group
+def listed(value: Value, loops: Collection[str]) -> bool:
+    """Whether a task in the forEach groups `loops` (its own, then the enclosing ones;
+    empty outside loops) receives the artifact as a list: from a loop it is not in, one
+    entry per instance; from its own or an enclosing loop, its iteration's one."""
+    return bool(value.loop) and value.loop not in loops
 
 
 def text(template: str) -> Value:
