@@ -165,8 +165,12 @@ def loops(n: int = 3) -> None:
         with dsl.If(x > 1):
             add(a=x, b=100)
     total(values=dsl.Collected(squared.output))
-    with dsl.ParallelFor([1, 2]) as outer, dsl.ParallelFor(["a", "b"]) as letter:
-        combined = combine(a=outer, b=letter)
+    with dsl.ParallelFor([1, 2]) as outer:
+        squared_outer = square(x=outer)
+        written_outer = write_number(x=squared_outer.output)
+        with dsl.ParallelFor(["a", "b"]) as letter:
+            combined = combine(a=squared_outer.output, b=letter)
+            read_number(part=written_outer.outputs["out"])
     flatten(values=dsl.Collected(combined.output))
     double(n=n)
 
@@ -355,7 +359,10 @@ def test_kfp_loop_bodies_nested_loops_one_of_artifacts_and_executor_input_in_pod
     assert tasks["total"]["outputs"]["Output"] == "14"
     assert tasks["add"]["instances"] == {"total": 3, "succeeded": 2, "failed": 0, "running": 0}
     assert tasks["add"]["outputs"]["Output"] == "[102,103]"
-    assert tasks["flatten"]["outputs"]["Output"] == "1a,1b|2a,2b"
+    # nested loop beside tasks of the outer one: each pair read its outer iteration's
+    # parameter and (in its pod) artifact
+    assert tasks["flatten"]["outputs"]["Output"] == "1a,1b|4a,4b"
+    assert tasks["read-number-2"]["outputs"]["Output"] == '[["1/1","1/1"],["4/4","4/4"]]'
     assert tasks["double"]["outputs"]["doubled"] == "6"
     # dsl.OneOf over artifacts: each pod fetched the branch that ran
     for name, expected in (("one-of-big", "0,1,2|rows=3"), ("one-of-small", "0|rows=1")):
