@@ -286,43 +286,37 @@ def _simulations(
 
     # A 1,000-wide forEach, tasks finishing one at a time (what a local run sees).
     width = 200 if quick else 1000
-    wide = compile_spec(fan_out(width, PARALLELISM))
-    sim = Simulation(wide, context(None))
-    sim.run(1)
-    total = sum(sim.plan_seconds)
-    outcome = sim.outcome.phase.value if sim.outcome else "?"
-    log(
-        f"forEach over {width} items, parallelism {PARALLELISM}, one completion per call: "
-        f"{len(sim.plan_seconds)} plan calls, {total:.2f} s planning, outcome {outcome}"
+    _one_completion_per_call(
+        section,
+        compile_spec(fan_out(width, PARALLELISM)),
+        f"{width}-wide forEach (parallelism {PARALLELISM})",
+        log,
     )
-    figures.append(
-        Figure(
-            "engine",
-            f"{width}-wide forEach (parallelism {PARALLELISM}) simulated: planning time",
-            total,
-            "s",
-            note=f"{len(sim.plan_seconds)} plan calls (one per finished instance), mean "
-            f"{total / len(sim.plan_seconds) * 1000:.2f} ms, max {max(sim.plan_seconds) * 1000:.2f}"
-            f" ms; outcome {outcome}",
-        )
+    # A loop body of three tasks (a forEach group), iterations capped by the group.
+    _one_completion_per_call(
+        section,
+        compile_spec(loop_body(width, PARALLELISM)),
+        f"{width}-item loop body of 3 tasks (group parallelism {PARALLELISM})",
+        log,
     )
 
-    # A loop body of three tasks (a forEach group), iterations capped by the group.
-    body = compile_spec(loop_body(width, PARALLELISM))
-    sim = Simulation(body, context(None))
+
+def _one_completion_per_call(
+    section: Section, pipeline: CompiledPipeline, label: str, log: Callable[[str], None]
+) -> None:
+    """A run driven to its end with one running instance finishing between plan calls."""
+    sim = Simulation(pipeline, context(None))
     sim.run(1)
     total = sum(sim.plan_seconds)
     outcome = sim.outcome.phase.value if sim.outcome else "?"
     log(
-        f"forEach group of 3 tasks over {width} items, {PARALLELISM} iterations at once, one "
-        f"completion per call: {len(sim.plan_seconds)} plan calls, {total:.2f} s planning, "
-        f"outcome {outcome}"
+        f"{label}, one completion per call: {len(sim.plan_seconds)} plan calls, "
+        f"{total:.2f} s planning, outcome {outcome}"
     )
-    figures.append(
+    section.figures.append(
         Figure(
             "engine",
-            f"{width}-item loop body of 3 tasks (group parallelism {PARALLELISM}) simulated: "
-            "planning time",
+            f"{label} simulated: planning time",
             total,
             "s",
             note=f"{len(sim.plan_seconds)} plan calls (one per finished instance), mean "

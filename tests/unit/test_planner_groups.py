@@ -144,7 +144,7 @@ tasks:
 """
     )
     messages = {problem.path: problem.message for problem in problems}
-    assert "differ from those of 'a'" in messages[("tasks", 1, "forEach", "items")]
+    assert "items of 'b' differs from that of 'a'" in messages[("tasks", 1, "forEach", "items")]
     assert "differs from that of 'a'" in messages[("tasks", 1, "forEach", "parallelism")]
     assert "group 'lonely' has no items" in messages[("tasks", 2, "forEach")]
 

@@ -99,10 +99,26 @@ class _Group:
 
     items: tuple[Any, ...] | str | None = None
     matrix: tuple[tuple[str, tuple[Any, ...] | str], ...] | None = None
-    items_from: str = ""
     within: str | None = None
     parallelism: int | None = None
-    parallelism_from: str = ""
+    declared_by: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> task
+
+    def share(self, field: str, value: Any, task: str) -> str | None:
+        """Take a member's `field`; the first member to declare it sets it. A message
+        when it differs from that member's."""
+        if value is None:
+            return None
+        if field not in self.declared_by:
+            self.declared_by[field] = task
+            if field == "items":
+                self.items, self.matrix = value
+            else:
+                setattr(self, field, value)
+            return None
+        current = (self.items, self.matrix) if field == "items" else getattr(self, field)
+        if current == value:
+            return None
+        return f"forEach {field} of {task!r} differs from that of {self.declared_by[field]!r}"
 
 
 class _Checker:
@@ -333,34 +349,17 @@ def _collect_groups(checker: _Checker) -> None:
         if for_each is None or for_each.group is None:
             continue
         group = checker.groups.setdefault(for_each.group, _Group())
-        where = ("tasks", index, "forEach")
-        if for_each.source is not None:
-            if group.items is None and group.matrix is None:
-                group.items, group.matrix = for_each.items, for_each.matrix
-                group.items_from = task.name
-            elif (group.items, group.matrix) != (for_each.items, for_each.matrix):
+        source = None if for_each.source is None else (for_each.items, for_each.matrix)
+        for field, value in (
+            ("items", source),
+            ("within", for_each.within),
+            ("parallelism", for_each.parallelism),
+        ):
+            problem = group.share(field, value, task.name)
+            if problem is not None:
                 checker.add(
-                    (*where, "items"),
-                    f"forEach items of {task.name!r} differ from those of {group.items_from!r}, "
-                    f"in the same group {for_each.group!r}",
-                )
-        if for_each.within is not None:
-            if group.within is None:
-                group.within = for_each.within
-            elif group.within != for_each.within:
-                checker.add(
-                    (*where, "within"),
-                    f"forEach within of {task.name!r} differs from the rest of group "
-                    f"{for_each.group!r}",
-                )
-        if for_each.parallelism is not None:
-            if group.parallelism is None:
-                group.parallelism, group.parallelism_from = for_each.parallelism, task.name
-            elif group.parallelism != for_each.parallelism:
-                checker.add(
-                    (*where, "parallelism"),
-                    f"forEach parallelism of {task.name!r} differs from that of "
-                    f"{group.parallelism_from!r}, in the same group {for_each.group!r}",
+                    ("tasks", index, "forEach", field),
+                    f"{problem}, in the same group {for_each.group!r}",
                 )
 
 
