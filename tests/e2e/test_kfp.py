@@ -125,6 +125,20 @@ def read_number(part: Input[Artifact]) -> str:
 
 
 @dsl.component(base_image=IMAGE)
+def join_artifacts(parts: Input[list[Artifact]]) -> str:
+    texts = []
+    for part in parts:
+        with open(part.path) as handle:
+            texts.append(handle.read())
+    return ",".join(texts)
+
+
+@dsl.component(base_image=IMAGE)
+def join_strings(values: list) -> str:
+    return ",".join(values)
+
+
+@dsl.component(base_image=IMAGE)
 def combine(a: int, b: str) -> str:
     return f"{a}{b}"
 
@@ -171,6 +185,10 @@ def loops(n: int = 3) -> None:
         with dsl.ParallelFor(["a", "b"]) as letter:
             combined = combine(a=squared_outer.output, b=letter)
             read_number(part=written_outer.outputs["out"])
+            written_inner = write_number(x=squared_outer.output)
+        # per outer item, what its own inner iterations made (params and artifacts)
+        join_artifacts(parts=dsl.Collected(written_inner.outputs["out"]))
+        join_strings(values=dsl.Collected(combined.output))
     flatten(values=dsl.Collected(combined.output))
     double(n=n)
 
@@ -363,6 +381,9 @@ def test_kfp_loop_bodies_nested_loops_one_of_artifacts_and_executor_input_in_pod
     # parameter and (in its pod) artifact
     assert tasks["flatten"]["outputs"]["Output"] == "1a,1b|4a,4b"
     assert tasks["read-number-2"]["outputs"]["Output"] == '[["1/1","1/1"],["4/4","4/4"]]'
+    # inside the outer loop, each outer item collects only its own inner results
+    assert tasks["join-artifacts"]["outputs"]["Output"] == '["1,1","4,4"]'
+    assert tasks["join-strings"]["outputs"]["Output"] == '["1a,1b","4a,4b"]'
     assert tasks["double"]["outputs"]["doubled"] == "6"
     # dsl.OneOf over artifacts: each pod fetched the branch that ran
     for name, expected in (("one-of-big", "0,1,2|rows=3"), ("one-of-small", "0|rows=1")):

@@ -148,18 +148,16 @@ def branches() -> str:
 def test_unsupported_constructs_are_located_in_the_kfp_file(tmp_path: Path) -> None:
     @dsl.pipeline(name="unsupported")
     def pipeline() -> None:
-        with dsl.ParallelFor([1, 2]):
-            with dsl.ParallelFor(["c", "d"]) as inner:
-                made = say(text=inner)
-            total(values=dsl.Collected(made.output))
+        with dsl.ParallelFor([["a", "b"], ["c"]]) as outer, dsl.ParallelFor(outer) as inner:
+            say(text=inner)
 
     path = compile_to(pipeline, tmp_path / "p.yaml")
     body, problems = translate(path)
     assert body is None
+    line = line_of(path, "              inputParameter: pipelinechannel--loop-item-param-1")
     assert problems == [
-        f"p.yaml:{line_of(path, '        total:') + 1}:11: task 'total' reads the outputs of a "
-        "ParallelFor nested in its own loop, per iteration: not supported yet (read them "
-        "after the outer loop)",
+        f"p.yaml:{line}:15: the items of a nested ParallelFor come from the enclosing loop's "
+        "item; pipesync needs them independent of it (not supported yet)",
     ]
 
 
@@ -301,18 +299,21 @@ def test_validate_and_run_accept_kfp_files(cli: Cli, tmp_path: Path) -> None:
     assert result.code == 0, result.text
     assert "1 document(s): valid" in result.err
 
+    @dsl.container_component
+    def rooted() -> dsl.ContainerSpec:
+        return dsl.ContainerSpec(image="alpine:3", command=["ls", dsl.PIPELINE_ROOT_PLACEHOLDER])
+
     @dsl.pipeline(name="cli-broken")
     def broken_pipeline() -> None:
-        with dsl.ParallelFor([["a", "b"], ["c"]]) as outer, dsl.ParallelFor(outer) as inner:
-            say(text=inner)
+        rooted()
 
     broken = compile_to(broken_pipeline, tmp_path / "broken.yaml")
     result = cli("validate", broken)
     assert result.code == 1
-    line = line_of(broken, "              inputParameter: pipelinechannel--loop-item-param-1")
+    line = line_of(broken, "        - '{{$.pipeline_root}}'")
     assert (
-        f"broken.yaml:{line}:15: the items of a nested ParallelFor come from the "
-        "enclosing loop's item" in result.out
+        f"broken.yaml:{line - 1}:9: task 'rooted': unsupported placeholder {{{{$.pipeline_root}}}}"
+        in result.out
     ), result.out
 
 

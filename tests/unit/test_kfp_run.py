@@ -791,3 +791,24 @@ def test_nested_parallel_for_beside_tasks_of_the_outer_loop(cli: Cli, tmp_path: 
     ]
     assert rows["read-number"]["outputs"] == {"Output": "[[9,9],[16,16]]"}
     assert rows["flatten"]["outputs"] == {"Output": "9a,9b|16a,16b"}
+
+
+def test_collected_of_a_nested_loop_inside_the_outer_loop(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="collected-inside")
+    def pipeline() -> None:
+        with dsl.ParallelFor([1, 2]) as n:
+            with dsl.ParallelFor([10, 20]) as m:
+                added = add(a=n, b=m)
+                written = write_number(x=added.output)
+            # per outer item: only that item's inner results
+            total(values=dsl.Collected(added.output))
+            join_artifacts(parts=dsl.Collected(written.outputs["out"]))
+
+    code, record = run(cli, tmp_path, pipeline)
+    rows = tasks(record)
+    assert code == 0, json.dumps(record["tasks"], indent=1)
+    assert [rows[f"total[{i}]"]["outputs"]["Output"] for i in range(2)] == ["32", "34"]
+    assert [rows[f"join-artifacts[{i}]"]["outputs"]["Output"] for i in range(2)] == [
+        "11,21",
+        "12,22",
+    ]

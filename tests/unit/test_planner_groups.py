@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from pipesync.engine import planner
+from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
 from tests.unit.pipelines import compile_yaml, problems_of
 from tests.unit.test_planner import Simulation, fail, succeed
@@ -312,3 +313,53 @@ def test_within_needs_a_matrix_led_by_the_enclosing_items() -> None:
     ), problems
     unknown = NESTED.replace("within: data", "within: nowhere")
     assert any("names no other group" in p.message for p in problems_of(unknown))
+
+
+def test_an_outer_task_reads_the_nested_instances_of_its_own_item() -> None:
+    pipeline = compile_yaml(
+        NESTED
+        + """
+  - name: best
+    forEach: {group: data}
+    command: ["{{tasks.fit.outputs.parameters.score}}"]
+"""
+    )
+    sim = Simulation(pipeline)
+    fit = pipeline.task("fit").index
+
+    def score(launch: planner.Launch) -> NodeState:
+        return succeed({"score": f"{launch.values['item.data']}{launch.values['item.lr']}"})(launch)
+
+    assert sim.run(fit=score).phase is RunPhase.SUCCEEDED
+    best = {
+        launch.key[1]: launch.values["tasks.fit.outputs.parameters.score"]
+        for launch in sim.launches
+        if launch.task.name == "best"
+    }
+    assert best == {0: '["a1","a2","a3"]', 1: '["b1","b2","b3"]'}
+    assert {launch.slices[fit] for launch in sim.launches if launch.task.name == "best"} == {
+        (0, 1, 2),
+        (3, 4, 5),
+    }
+
+
+def test_an_outer_instance_waits_only_for_its_own_nested_instances() -> None:
+    pipeline = compile_yaml(
+        NESTED + "  - {name: best, forEach: {group: data}, command: [x], dependsOn: [fit]}\n"
+    )
+    sim = Simulation(pipeline)
+    fit, best = pipeline.task("fit").index, pipeline.task("best").index
+    running = {"fit": lambda launch: NodeState(Phase.RUNNING, attempts=1)}
+    sim.step()
+    sim.step(**running)  # prepare done; all six fits running
+    for position in (3, 4, 5):
+        sim.nodes[(fit, position)] = NodeState(Phase.SUCCEEDED, attempts=1)
+    decision = sim.step(**running)
+    assert [(launch.task.name, launch.key[1]) for launch in decision.launches] == [("best", 1)]
+    sim.nodes[(fit, 0)] = NodeState(Phase.FAILED, attempts=1, failure=FailureKind.FAILED)
+    sim.step(**running)
+    assert (best, 0) not in sim.nodes  # fit[1] and fit[2] still run: it waits for them
+    for position in (1, 2):
+        sim.nodes[(fit, position)] = NodeState(Phase.SUCCEEDED, attempts=1)
+    sim.step(**running)
+    assert sim.nodes[(best, 0)].phase is Phase.OMITTED

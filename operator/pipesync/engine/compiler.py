@@ -62,9 +62,11 @@ class CompiledTask:
     consumes_any: tuple[tuple[int, ...], ...] = ()
     group: str | None = None  # forEach.group: the loop body this task belongs to
     # Upstream tasks of the same group: instance i waits for (and reads) their instance i;
-    # of an enclosing group (`outer`, also in `paired`): the instance of i's outer item.
+    # of an enclosing group (`outer`, also in `paired`): the instance of i's outer item; of
+    # a group nested in this one (`inner`, also in `paired`): the instances under item i.
     paired: tuple[int, ...] = ()
     outer: tuple[int, ...] = ()
+    inner: tuple[int, ...] = ()
     when_per_item: bool = False  # `when` reads the item or a paired output: per instance
     parallelism: int | None = None  # forEach cap (for a group: iterations running at once)
 
@@ -304,6 +306,11 @@ def _compile_task(
         p for p in dict.fromkeys(upstream) if group is not None and checker.group_of(p) == group
     )
     outer = tuple(p for p in dict.fromkeys(upstream) if checker.group_of(p) in enclosing)
+    inner = tuple(
+        p
+        for p in dict.fromkeys(upstream)
+        if group is not None and group in checker.enclosing(checker.group_of(p))
+    )
     when_per_item = when is not None and any(
         ref.kind is RefKind.ITEM
         or (ref.kind is RefKind.TASK_PARAMETER and _paired_ref(checker, ref, group))
@@ -325,8 +332,9 @@ def _compile_task(
         is_exit=exit_task,
         consumes_any=tuple(dict.fromkeys(consumes_any)),
         group=group,
-        paired=paired + outer,
+        paired=paired + outer + inner,
         outer=outer,
+        inner=inner,
         when_per_item=when_per_item,
         parallelism=_parallelism(checker, task),
     )
@@ -335,9 +343,13 @@ def _compile_task(
 def _paired_ref(checker: _Checker, ref: Ref, group: str | None) -> bool:
     choices = ref.alternatives or (ref,)
     instance_wise = {group, *checker.enclosing(group)}
+
+    def nested_here(producer: int) -> bool:
+        return group in checker.enclosing(checker.group_of(producer))
+
     return group is not None and any(
         (producer := checker.positions.get(choice.task)) is not None
-        and checker.group_of(producer) in instance_wise
+        and (checker.group_of(producer) in instance_wise or nested_here(producer))
         for choice in choices
     )
 
@@ -641,6 +653,7 @@ def _renumber(
             consumes_any=tuple(_mapped(group, new_index) for group in draft.consumes_any),
             paired=_mapped(draft.paired, new_index),
             outer=_mapped(draft.outer, new_index),
+            inner=_mapped(draft.inner, new_index),
             inputs=tuple(
                 dataclasses.replace(
                     b,

@@ -52,6 +52,8 @@ class Launch:
     """For inputs with alternatives: the (producer, artifact) chosen, by input name."""
     positions: Mapping[int, int] = dataclasses.field(default_factory=dict)
     """For a forEach instance: the instance of each paired producer it reads, by index."""
+    slices: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    """For a forEach instance: the instances (that ran) of each producer nested under it."""
 
     def resolve(self, ref: Ref) -> str:
         """Value of a non-path placeholder (paths are the executor's business)."""
@@ -127,6 +129,7 @@ class _Pass:
                 self.members.setdefault(compiled.group, []).append(compiled)
         self.flights: dict[str, set[int]] = {}
         self.sizes: dict[int, int] = {}
+        self.shapes: dict[tuple[int, int], list[int]] = {}
 
     def _is_fan_out(self, index: int) -> bool:
         return index < len(self.pipeline.tasks) and self.pipeline.tasks[index].fan_out
@@ -159,6 +162,25 @@ class _Pass:
             return position
         own, theirs = self.size_of(compiled), self.size_of(self.pipeline.tasks[producer])
         return position // max(own // theirs, 1) if theirs else position
+
+    def slice_of(self, compiled: CompiledTask, producer: int, position: int) -> range:
+        """The instances of a producer in a group nested in `compiled`'s that belong to
+        `compiled`'s instance `position` (its matrix leads with this group's items)."""
+        own, theirs = self.size_of(compiled), self.size_of(self.pipeline.tasks[producer])
+        stride = theirs // own if own else 0
+        return range(position * stride, (position + 1) * stride)
+
+    def inner_shape(self, compiled: CompiledTask, producer: int) -> list[int]:
+        """The axis lengths of a nested producer's matrix beyond `compiled`'s own axes."""
+        key = (compiled.index, producer)
+        if key not in self.shapes:
+            made = self.pipeline.tasks[producer].items
+            own = len(compiled.items.axes) if isinstance(compiled.items, Matrix) else 1
+            axes = _axes(self, made) if isinstance(made, Matrix) else "not a matrix"
+            self.shapes[key] = (
+                [len(axis) for axis in axes[own:]] if not isinstance(axes, str) else []
+            )
+        return self.shapes[key] or [0]
 
     def size_of(self, compiled: CompiledTask) -> int:
         """How many instances a forEach task has (cached for the pass; 0 if unknown)."""
@@ -353,7 +375,7 @@ def _gate_instance(step: _Pass, key: NodeKey, compiled: CompiledTask, item: Any)
     tasks = step.pipeline.tasks
     position = key[1]
     at = {p: step.paired_position(compiled, p, position) for p in compiled.paired}
-    states = {p: _paired_state(step, p, at[p]) for p in compiled.paired}
+    states = {p: _upstream_state(step, compiled, p, position) for p in compiled.paired}
     for producer, state in states.items():
         if not is_terminal(tasks[producer], state):
             return False
@@ -395,6 +417,41 @@ def _gate_instance(step: _Pass, key: NodeKey, compiled: CompiledTask, item: Any)
     if not compiled.when_per_item:
         return True
     return _when(step, key, compiled, _At(compiled, position, item))
+
+
+def _upstream_state(step: _Pass, compiled: CompiledTask, producer: int, position: int) -> NodeState:
+    """What `compiled`'s instance `position` sees of a paired producer: one instance of
+    it, or for a group nested in this one, its instances under this item together
+    (pending until all ended, broken if one is, their outputs collected)."""
+    if producer not in compiled.inner:
+        return _paired_state(step, producer, step.paired_position(compiled, producer, position))
+    whole = step.get((producer, TASK))
+    if whole.phase in (Phase.SKIPPED, Phase.OMITTED, Phase.CANCELLED):
+        return whole
+    made = step.pipeline.tasks[producer]
+    under = step.slice_of(compiled, producer, position)
+    states = [_paired_state(step, producer, i) for i in under]
+    if not all(is_terminal(made, state) for state in states):
+        return PENDING
+    broken = next((state for state in states if state.phase in _BROKEN), None)
+    if broken is not None:
+        return broken
+    ran = [
+        (i - under.start, s)
+        for i, s in zip(under, states, strict=True)
+        if s.phase is not Phase.SKIPPED
+    ]
+    if states and not ran:
+        return NodeState(Phase.SKIPPED, message=f"all {len(states)} instances skipped")
+    shape = step.inner_shape(compiled, producer)
+    outputs = {
+        name: json.dumps(
+            _nest([(i, expressions.typed(s.outputs.get(name, ""))) for i, s in ran], shape),
+            separators=(",", ":"),
+        )
+        for name in made.task.output_parameters
+    }
+    return NodeState(Phase.SUCCEEDED, outputs=outputs)
 
 
 def _paired_state(step: _Pass, producer: int, position: int) -> NodeState:
@@ -459,7 +516,21 @@ def _launch(
             has_item=has_item,
             values=values,
             sources=sources,
-            positions={p: step.paired_position(compiled, p, key[1]) for p in compiled.paired}
+            positions={
+                p: step.paired_position(compiled, p, key[1])
+                for p in compiled.paired
+                if p not in compiled.inner
+            }
+            if key[1] != TASK
+            else {},
+            slices={
+                p: tuple(
+                    i
+                    for i in step.slice_of(compiled, p, key[1])
+                    if step.get((p, i)).phase is not Phase.SKIPPED
+                )
+                for p in compiled.inner
+            }
             if key[1] != TASK
             else {},
         )
@@ -690,7 +761,7 @@ def _producer_state(step: _Pass, producer: int, at: _At | None) -> NodeState:
     """Whose outputs a placeholder reads: the paired instance inside a group, else the task
     (a forEach task's outputs there are the collected lists)."""
     if at is not None and at.task.pairs_with(producer):
-        return step.get((producer, step.paired_position(at.task, producer, at.position)))
+        return _upstream_state(step, at.task, producer, at.position)
     return step.get((producer, TASK))
 
 

@@ -296,6 +296,16 @@ class LocalRun:
         if producer.index in launch.positions:  # a paired forEach instance's own artifact
             node = self._node_dir((producer.index, launch.positions[producer.index]))
             return node / "outputs" / "artifacts" / artifact
+        if producer.index in launch.slices:  # the instances nested under this one
+            gathered = self._node_dir(launch.key) / "nested" / name
+            gathered.mkdir(parents=True, exist_ok=True)
+            under = launch.slices[producer.index]
+            for i in under:
+                link = gathered / str(i - under[0])
+                if not link.is_symlink():
+                    node = self._node_dir((producer.index, i))
+                    link.symlink_to(node / "outputs" / "artifacts" / artifact)
+            return gathered
         if not producer.fan_out:
             return self._node_dir((producer.index, TASK)) / "outputs" / "artifacts" / artifact
         # A forEach task's artifact is a directory with one entry per instance that ran, in

@@ -312,6 +312,13 @@ def _inputs_container(
         if producer.index in launch.positions:  # a paired forEach instance's own artifact
             position = launch.positions[producer.index]
             sources = [(node_prefix(settings.s3, run, producer.name, position), target)]
+        elif producer.index in launch.slices:  # the instances nested under this one
+            under = launch.slices[producer.index]
+            first = under[0] if under else 0
+            sources = [
+                (node_prefix(settings.s3, run, producer.name, i), f"{target}/{i - first}")
+                for i in under
+            ]
         elif producer.fan_out:
             instances = (collected or {}).get(producer.index)
             if instances is None:

@@ -28,7 +28,6 @@ from pipesync.engine.kfp.values import Kind, Value
 _GROUP = re.compile(r"^(condition|condition-branches|for-loop|exit-handler)-\d+$")
 _SELECTOR = re.compile(r"""^parseJson\(string_value\)\[\s*(['"])(?P<key>[A-Za-z_][\w-]*)\1\s*\]$""")
 _DNS = re.compile(r"[^a-z0-9-]+")
-_TASK_REF = re.compile(r"\{\{tasks\.([a-z0-9-]+)\.outputs\.")
 _ITEM = re.compile(r"\{\{item(\}\}|\.)")
 _TYPES = {
     "STRING": "string",
@@ -131,7 +130,6 @@ class Reader:
         self.on_exit: dict[str, Any] | None = None
         self.components: Mapping[str, Any] = _mapping(self.data.get("components"))
         self.loops: dict[str, _Loop] = {}  # by group name
-        self.task_loops: dict[str, _Loop] = {}  # flat task name -> the loop it is in
         deployment = _mapping(self.data.get("deploymentSpec"))
         self.executors: Mapping[str, Any] = _mapping(deployment.get("executors"))
 
@@ -436,27 +434,6 @@ class Reader:
             for body in loop.bodies:
                 body["forEach"]["within"] = enclosing.group
 
-    def inner_reads(self, site: _Site, inputs: Mapping[str, Value], context: _Context) -> None:
-        """Refuse a task reading, per iteration, what a loop nested in its own loop made."""
-        if context.loop is None:
-            return
-        for value in inputs.values():
-            names = [task for task, _ in value.choices] or [value.task]
-            names += _TASK_REF.findall(value.text)
-            for name in names:
-                loop = self.task_loops.get(name)
-                if (
-                    loop is not None
-                    and loop is not context.loop
-                    and context.loop.group in loop.chain
-                ):
-                    self.problem(
-                        site.path,
-                        f"task {site.name!r} reads the outputs of a ParallelFor nested in its own "
-                        "loop, per iteration: not supported yet (read them after the outer loop)",
-                    )
-                    return
-
     def dag_outputs(
         self, dag_path: Path, produced: Mapping[str, Mapping[str, Value]]
     ) -> dict[str, Value]:
@@ -697,7 +674,6 @@ class Reader:
         if container.get("image"):
             body["image"] = str(container["image"])
         loops = () if context.loop is None or exit_task else context.loop.chain
-        self.inner_reads(site, inputs, context)
         if not self.command(site, body, component, inputs, (cpath, target), loops=loops):
             return None
         self.io(
@@ -908,7 +884,6 @@ class Reader:
             loop = context.loop
             loop.has_tasks = True
             loop.bodies.append(body)
-            self.task_loops[body["name"]] = loop
             for_each: dict[str, Any] = {"group": loop.group}
             if loop.axes:
                 for_each["matrix"] = dict(loop.axes)
