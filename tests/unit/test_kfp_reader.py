@@ -439,3 +439,21 @@ def test_a_compiled_file_in_a_git_source_reads_as_a_pipeline(tmp_path: Path) -> 
     assert snapshot.problems == ()
     assert [resource_key(r) for r in snapshot.resources] == ["Pipeline/say-hello"]
     assert snapshot.files == {"pipelines/hello.yaml": ("Pipeline/say-hello",)}
+
+
+def test_a_nested_loop_over_an_outer_tasks_output_is_refused(tmp_path: Path) -> None:
+    @dsl.component(base_image=IMAGE)
+    def listing(n: int) -> list:
+        return list(range(n))
+
+    @dsl.pipeline(name="ragged")
+    def pipeline() -> None:
+        with dsl.ParallelFor([1, 2]) as n:
+            listed = listing(n=n)
+            with dsl.ParallelFor(listed.output) as m:
+                say(text=m)
+
+    body, problems = translate(compile_to(pipeline, tmp_path / "p.yaml"))
+    assert body is None
+    assert len(problems) == 1
+    assert "the items of a nested ParallelFor come from the enclosing loop's tasks" in problems[0]

@@ -28,6 +28,7 @@ from pipesync.engine.kfp.values import Kind, Value
 _GROUP = re.compile(r"^(condition|condition-branches|for-loop|exit-handler)-\d+$")
 _SELECTOR = re.compile(r"""^parseJson\(string_value\)\[\s*(['"])(?P<key>[A-Za-z_][\w-]*)\1\s*\]$""")
 _DNS = re.compile(r"[^a-z0-9-]+")
+_TASK_OUTPUT = re.compile(r"^\{\{tasks\.([a-z0-9-]+)\.outputs\.parameters\.")
 _ITEM = re.compile(r"\{\{item(\}\}|\.)")
 _TYPES = {
     "STRING": "string",
@@ -130,6 +131,7 @@ class Reader:
         self.on_exit: dict[str, Any] | None = None
         self.components: Mapping[str, Any] = _mapping(self.data.get("components"))
         self.loops: dict[str, _Loop] = {}  # by group name
+        self.task_loops: dict[str, _Loop] = {}  # flat task name -> the loop it is in
         deployment = _mapping(self.data.get("deploymentSpec"))
         self.executors: Mapping[str, Any] = _mapping(deployment.get("executors"))
 
@@ -335,10 +337,14 @@ class Reader:
         items = self.loop_items(site, scope)
         if items is None:
             return None
-        if isinstance(items, str) and "{{item" in items:
+        producer = _TASK_OUTPUT.match(items) if isinstance(items, str) else None
+        home = None if producer is None else self.task_loops.get(producer.group(1))
+        in_loop = home is not None and home.group in outer.chain
+        if isinstance(items, str) and ("{{item" in items or in_loop):
+            source = "item" if "{{item" in items else "tasks"
             self.problem(
                 (*path, "parameterIterator", "items"),
-                "the items of a nested ParallelFor come from the enclosing loop's item; "
+                f"the items of a nested ParallelFor come from the enclosing loop's {source}; "
                 "pipesync needs them independent of it (not supported yet)",
             )
             return None
@@ -884,6 +890,7 @@ class Reader:
             loop = context.loop
             loop.has_tasks = True
             loop.bodies.append(body)
+            self.task_loops[body["name"]] = loop
             for_each: dict[str, Any] = {"group": loop.group}
             if loop.axes:
                 for_each["matrix"] = dict(loop.axes)
