@@ -443,14 +443,7 @@ def _upstream_state(step: _Pass, compiled: CompiledTask, producer: int, position
     ]
     if states and not ran:
         return NodeState(Phase.SKIPPED, message=f"all {len(states)} instances skipped")
-    shape = step.inner_shape(compiled, producer)
-    outputs = {
-        name: json.dumps(
-            _nest([(i, expressions.typed(s.outputs.get(name, ""))) for i, s in ran], shape),
-            separators=(",", ":"),
-        )
-        for name in made.task.output_parameters
-    }
+    outputs = _collect(made, ran, step.inner_shape(compiled, producer))
     return NodeState(Phase.SUCCEEDED, outputs=outputs)
 
 
@@ -593,7 +586,8 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
         decided = [p for p in open_instances if is_terminal(compiled, step.get((index, p)))]
         # Gating may omit instances now (a group member's iteration failed upstream).
         failed += [p for p in decided if step.get((index, p)).phase in _BROKEN]
-        open_instances = [p for p in open_instances if p not in set(decided)]
+        finished = frozenset(decided)
+        open_instances = [p for p in open_instances if p not in finished]
     elif step.stopping:
         for position in open_instances:
             if step.get((index, position)).phase is Phase.PENDING:
@@ -629,19 +623,24 @@ def _advance_instances(step: _Pass, compiled: CompiledTask, items: list[Any]) ->
     if isinstance(compiled.items, Matrix):
         axes = _axes(step, compiled.items)
         shape = [len(axis) for axis in axes] if not isinstance(axes, str) else shape
-    outputs = {
-        name: json.dumps(
-            _nest(
-                [(p, expressions.typed(step.get((index, p)).outputs.get(name, ""))) for p in ran],
-                shape,
-            ),
-            separators=(",", ":"),
-        )
-        for name in compiled.task.output_parameters
-    }
+    outputs = _collect(compiled, [(p, step.get((index, p))) for p in ran], shape)
     skipped = len(items) - len(ran)
     message = f"{len(ran)} instances succeeded" + (f", {skipped} skipped" if skipped else "")
     step.record((index, TASK), NodeState(Phase.SUCCEEDED, outputs=outputs, message=message))
+
+
+def _collect(
+    producer: CompiledTask, ran: list[tuple[int, NodeState]], shape: list[int]
+) -> dict[str, str]:
+    """A forEach task's output parameters gathered from the instances that ran (position,
+    state): typed values as JSON lists, nested to `shape`."""
+    return {
+        name: json.dumps(
+            _nest([(p, expressions.typed(s.outputs.get(name, ""))) for p, s in ran], shape),
+            separators=(",", ":"),
+        )
+        for name in producer.task.output_parameters
+    }
 
 
 def _nest(values: list[tuple[int, Any]], shape: list[int]) -> list[Any]:
@@ -783,19 +782,24 @@ def _sources(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, t
     return chosen
 
 
+def _task_uid(step: _Pass, compiled: CompiledTask, at: _At | None) -> str:
+    position = "" if at is None else f"/{at.position}"
+    name = f"{step.context.namespace}/{step.context.name}/{compiled.name}{position}"
+    return str(uuid.uuid5(_TASK_UIDS, name))
+
+
 def _values(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, str]:
     values: dict[str, str] = {}
     templates = [*compiled.argv, *(template for _, template in compiled.env)]
-    if any(ref.kind is RefKind.TASK_UID for template in templates for ref in template.refs):
-        position = "" if at is None else f"/{at.position}"
-        name = f"{step.context.namespace}/{step.context.name}/{compiled.name}{position}"
-        values["task.uid"] = str(uuid.uuid5(_TASK_UIDS, name))
     for template in templates:
         for ref in template.refs:
-            if ref.kind in _PATH_KINDS or ref.text in values or ref.kind is RefKind.TASK_UID:
+            if ref.kind in _PATH_KINDS or ref.text in values:
                 continue
             if ref.kind is RefKind.RUN and ref.name == "status":
                 continue  # filled in by _plan_exit
+            if ref.kind is RefKind.TASK_UID:
+                values[ref.text] = _task_uid(step, compiled, at)
+                continue
             values[ref.text] = _value(step, ref, at)
     return values
 
