@@ -144,6 +144,20 @@ class _Checker:
             current = self.groups.get(current.within)
         return found
 
+    def relation(self, group: str | None, producer: int) -> str | None:
+        """How a task of forEach `group` reads `producer` instance-wise: "same" (the same
+        group), "outer" (an enclosing group), "inner" (a group nested in it), or None."""
+        theirs = self.group_of(producer)
+        if group is None or theirs is None:
+            return None
+        if theirs == group:
+            return "same"
+        if theirs in self.enclosing(group):
+            return "outer"
+        if group in self.enclosing(theirs):
+            return "inner"
+        return None
+
     def group_of(self, index: int) -> str | None:
         for_each = self.spec.tasks[index].for_each
         return None if for_each is None else for_each.group
@@ -301,15 +315,10 @@ def _compile_task(
         else:
             upstream.append(checker.positions[dependency])
     group = None if task.for_each is None or exit_task else task.for_each.group
-    enclosing = checker.enclosing(group)
-    paired = tuple(
-        p for p in dict.fromkeys(upstream) if group is not None and checker.group_of(p) == group
-    )
-    outer = tuple(p for p in dict.fromkeys(upstream) if checker.group_of(p) in enclosing)
-    inner = tuple(
-        p
-        for p in dict.fromkeys(upstream)
-        if group is not None and group in checker.enclosing(checker.group_of(p))
+    relations = {p: checker.relation(group, p) for p in dict.fromkeys(upstream)}
+    paired, outer, inner = (
+        tuple(p for p, relation in relations.items() if relation == kind)
+        for kind in ("same", "outer", "inner")
     )
     when_per_item = when is not None and any(
         ref.kind is RefKind.ITEM
@@ -341,16 +350,10 @@ def _compile_task(
 
 
 def _paired_ref(checker: _Checker, ref: Ref, group: str | None) -> bool:
-    choices = ref.alternatives or (ref,)
-    instance_wise = {group, *checker.enclosing(group)}
-
-    def nested_here(producer: int) -> bool:
-        return group in checker.enclosing(checker.group_of(producer))
-
-    return group is not None and any(
+    return any(
         (producer := checker.positions.get(choice.task)) is not None
-        and (checker.group_of(producer) in instance_wise or nested_here(producer))
-        for choice in choices
+        and checker.relation(group, producer) is not None
+        for choice in ref.alternatives or (ref,)
     )
 
 
