@@ -62,9 +62,8 @@ class _Loop:
         self.group = group
         self.axes = axes
         self.parent: _Loop | None = None  # the enclosing loop, for a nested one
-        self.bodies: list[dict[str, Any]] = []  # the pipesync tasks of its body
+        self.bodies: list[dict[str, Any]] = []  # the pipesync tasks directly in its body
         self.limits: list[int | None] = []  # each axis's own parallelismLimit (a matrix)
-        self.has_tasks = False  # tasks directly in its body
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -80,7 +79,7 @@ class _Loop:
         """The closest enclosing loop that has tasks of its own (a nested group's
         `within`: the one whose outputs its instances read per outer item)."""
         loop = self.parent
-        while loop is not None and not loop.has_tasks:
+        while loop is not None and not loop.bodies:
             loop = loop.parent
         return loop
 
@@ -888,7 +887,6 @@ class Reader:
             self.place((*target, "when"), context.when[-1][1])
         if context.loop is not None:
             loop = context.loop
-            loop.has_tasks = True
             loop.bodies.append(body)
             self.task_loops[body["name"]] = loop
             for_each: dict[str, Any] = {"group": loop.group}
