@@ -22,6 +22,7 @@ import pytest
 from pipesync.engine import kfp as kfp_reader
 from tests.e2e.fixtures.controlplane import Cluster
 from tests.e2e.fixtures.operator import Operator
+from tests.unit.test_kfp_run import combine, flatten, join_artifacts, square
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -107,11 +108,6 @@ def importing(given: Input[Dataset], fixed_uri: str) -> None:
 
 
 @dsl.component(base_image=IMAGE)
-def square(x: int) -> int:
-    return x * x
-
-
-@dsl.component(base_image=IMAGE)
 def write_number(x: int, out: Output[Artifact]) -> None:
     with open(out.path, "w") as handle:
         handle.write(str(x))
@@ -125,27 +121,8 @@ def read_number(part: Input[Artifact]) -> str:
 
 
 @dsl.component(base_image=IMAGE)
-def join_artifacts(parts: Input[list[Artifact]]) -> str:
-    texts = []
-    for part in parts:
-        with open(part.path) as handle:
-            texts.append(handle.read())
-    return ",".join(texts)
-
-
-@dsl.component(base_image=IMAGE)
 def join_strings(values: list) -> str:
     return ",".join(values)
-
-
-@dsl.component(base_image=IMAGE)
-def combine(a: int, b: str) -> str:
-    return f"{a}{b}"
-
-
-@dsl.component(base_image=IMAGE)
-def flatten(values: list) -> str:
-    return "|".join(",".join(row) for row in values)
 
 
 EXECUTOR_INPUT_READER = """
