@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import pathlib
+import shutil
+import subprocess
 import time
 import urllib.parse
 import uuid
@@ -48,8 +50,8 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
-def scrape(url: str) -> Samples:
-    """GET /metrics and parse it with prometheus_client's own text parser."""
+def exposition(url: str) -> str:
+    """GET /metrics: the text Prometheus scrapes."""
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
@@ -59,6 +61,12 @@ def scrape(url: str) -> Samples:
         assert response.status == 200, body[:500]
     finally:
         connection.close()
+    return body
+
+
+def scrape(url: str) -> Samples:
+    """GET /metrics and parse it with prometheus_client's own text parser."""
+    body = exposition(url)
     samples: Samples = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
@@ -228,3 +236,21 @@ def test_a_restarted_operator_reports_a_git_sources_gauges_before_the_next_commi
         assert status["lastAttemptedRevision"] == revision
     finally:
         operator.stop()
+
+
+def test_promtool_finds_nothing_to_fix_in_the_exposition(operator: Operator) -> None:
+    """Prometheus' own linter (`promtool check metrics`: names, units, _total, HELP) over
+    what the session operator serves, after whatever the suite ran so far."""
+    promtool = shutil.which("promtool")
+    assert promtool, (
+        "promtool comes with Debian's prometheus (tests/e2e/tools/apt-packages-svc.txt)"
+    )
+    checked = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition(operator.metrics_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
