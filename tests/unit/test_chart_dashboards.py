@@ -124,7 +124,8 @@ def targets(board: dict[str, Any]) -> list[tuple[str, str]]:
 def variable(board: dict[str, Any], name: str) -> dict[str, Any]:
     found = [v for v in board["templating"]["list"] if v["name"] == name]
     assert found, f"{board['title']}: is missing the {name} template"
-    return found[0]
+    template: dict[str, Any] = found[0]
+    return template
 
 
 def query_of(template: dict[str, Any]) -> str:
