@@ -25,8 +25,9 @@ import yaml
 from tests.e2e.fixtures.binaries import binary
 from tests.e2e.fixtures.controlplane import Cluster, ManagedProcess
 from tests.e2e.fixtures.gitserver import GitServer
-from tests.e2e.fixtures.operator import REPO, operator_command
+from tests.e2e.fixtures.operator import REPO, Operator, operator_command
 from tests.e2e.fixtures.processes import free_port
+from tests.e2e.fixtures.prometheus import PrometheusServer
 from tests.e2e.test_gitsource import Repo, applied, basic_auth_secret, condition, create_source
 from tests.e2e.test_operator_runs import run_document, wait_finished
 
@@ -236,6 +237,63 @@ def test_monitors_render_only_when_enabled() -> None:
         if selector.items() <= o["metadata"]["labels"].items()
     ]
     assert selected == ["r-pipesync"], selected
+
+
+MONITOR_PIPELINE = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: monitored}
+spec:
+  tasks:
+    - {name: a, command: [echo, monitored]}
+"""
+
+
+def test_the_monitors_keep_the_operators_namespace_label(
+    cluster: Cluster, operator: Operator, prometheus: PrometheusServer
+) -> None:
+    """Prometheus Operator gives every target a `namespace` label (the monitored pod's);
+    without honorLabels Prometheus renames the operator's own `namespace` (the run's) to
+    `exported_namespace`, and every `namespace=~"$namespace"` filter of the dashboards
+    matches nothing. Each rendered monitor's endpoint, turned into the scrape config
+    Prometheus Operator generates from it, must keep the run's namespace."""
+    objects = render("r", "monitoring", "serviceMonitor.enabled=true", "podMonitor.enabled=true")
+    endpoints = {
+        o["kind"]: (o["spec"].get("endpoints") or o["spec"]["podMetricsEndpoints"])[0]
+        for o in objects
+        if o["apiVersion"] == "monitoring.coreos.com/v1"
+    }
+    assert set(endpoints) == {"ServiceMonitor", "PodMonitor"}
+    namespace = f"monitored-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=MONITOR_PIPELINE)
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", "pipeline/monitored", "-n", namespace,
+            "--timeout=60s",
+        )  # fmt: skip
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=run_document("monitored-1", "monitored")
+        )
+        wait_finished(cluster, namespace, "monitored-1")
+        for kind, endpoint in sorted(endpoints.items()):
+            job = f"chart-{kind.lower()}"
+            prometheus.scrape(
+                operator.metrics_target,
+                job=job,
+                labels={"namespace": "monitoring", "pod": "r-pipesync-0"},
+                honor_labels=bool(endpoint.get("honorLabels", False)),
+            )
+            try:
+                series = prometheus.wait_for(f'pipesync_runs_active{{job="{job}"}}', timeout=30)
+                found = {s["metric"].get("namespace") for s in series}
+                renamed = {s["metric"].get("exported_namespace") for s in series} - {None}
+                assert namespace in found, f"{kind}: namespace became exported_namespace {renamed}"
+                assert not renamed, kind
+            finally:
+                prometheus.unscrape(job)
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
 def test_cluster_mode_rbac_allows_what_the_operator_uses_and_nothing_else(

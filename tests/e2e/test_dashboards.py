@@ -44,6 +44,7 @@ VARIABLES = {
     "$pipeline": ".*",
     "$namespace": ".*",
     "$job": ".*",
+    "$instance": ".*",
 }
 #: Series the running operator does not produce although their metric exists, keyed by a
 #: piece of the query, with the reason (a product bug): each is a strict xfail.
@@ -198,10 +199,12 @@ def queries() -> list[Any]:
     return params
 
 
-def substitute(expr: str) -> str:
+def substitute(expr: str, **chosen: str) -> str:
+    """Grafana's variables replaced: "All", or the value `chosen` gives (job="x")."""
+    values = {**VARIABLES, **{f"${name}": value for name, value in chosen.items()}}
     # longest first: $__rate_interval before $__range
-    for name in sorted(VARIABLES, key=len, reverse=True):
-        expr = expr.replace(name, VARIABLES[name])
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace(name, values[name])
     assert "$" not in expr, expr
     return expr
 
@@ -258,6 +261,21 @@ def scraped(
 def test_the_panel_query_returns_data(scraped: PrometheusServer, expr: str) -> None:
     result = scraped.query(substitute(expr))
     assert result, f"no series for {substitute(expr)}"
+
+
+@pytest.mark.parametrize("variable", ["job", "instance"])
+def test_a_job_or_instance_with_no_target_empties_every_panel(
+    scraped: PrometheusServer, variable: str
+) -> None:
+    """The linter's job and instance rules, evaluated by the real PromQL engine: with the
+    variable set to a value no target has, a query still returning series has a selector
+    (or a constant fallback such as vector(0)) the variable does not filter."""
+    leaking = {}
+    for param in queries():
+        expr = substitute(param.values[0], **{variable: "no-such-" + variable})
+        if scraped.query(expr):
+            leaking[param.id] = expr
+    assert not leaking, f"not filtered by ${variable}: {leaking}"
 
 
 def test_every_dashboard_is_covered() -> None:

@@ -101,3 +101,123 @@ def test_the_brackets_of_every_query_balance(board: dict[str, Any]) -> None:
             expr = target["expr"]
             for left, right in ("()", "{}", "[]"):
                 assert expr.count(left) == expr.count(right), f"{panel['title']}: {expr}"
+
+
+# --- the rules of Grafana's dashboard linter -------------------------------------------------
+# github.com/grafana/dashboard-linter (v0.2.0, its docs/rules/*.md), checked here as the linter
+# states them. The linter itself is not built in CI: its Go module needs Grafana's and Loki's
+# AGPL-licensed modules, which this project does not take.
+
+#: Panel types the linter's title, description and unit rules look at.
+LINTED_PANELS = {"stat", "singlestat", "graph", "table", "timeseries", "gauge"}
+#: Grafana unit ids (packages/grafana-data/src/valueFormats/categories.ts) the boards may use.
+UNITS = {"none", "short", "percent", "percentunit", "s", "ms", "h", "d", "bytes", "ops",
+         "reqps", "rps", "cps", "dateTimeAsIso", "dateTimeFromNow", "bool"}  # fmt: skip
+_SELECTOR = re.compile(r"\b((?:pipesync|process)_[a-z0-9_]+)\b(\{[^}]*\})?(\[[^\]]*\])?")
+_LABEL_QUERY = re.compile(r"^(label_names|label_values|metrics|query_result)\((.+)\)$")
+
+
+def targets(board: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(p["title"], t["expr"]) for p in panels(board) for t in p["targets"]]
+
+
+def variable(board: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [v for v in board["templating"]["list"] if v["name"] == name]
+    assert found, f"{board['title']}: is missing the {name} template"
+    template: dict[str, Any] = found[0]
+    return template
+
+
+def query_of(template: dict[str, Any]) -> str:
+    query = template["query"]
+    return str(query["query"] if isinstance(query, dict) else query)
+
+
+def test_template_datasource_rule(board: dict[str, Any]) -> None:
+    sources = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert [(v["name"], v["label"], v["query"]) for v in sources] == [
+        ("datasource", "Data source", "prometheus")
+    ]
+
+
+@pytest.mark.parametrize("name", ["job", "instance"])
+def test_template_job_and_instance_rules(board: dict[str, Any], name: str) -> None:
+    template = variable(board, name)
+    assert template["datasource"]["uid"] in ("$datasource", "${datasource}")
+    assert template["type"] == "query"
+    assert template["label"] == name.title()
+    assert template["multi"] is True
+    assert template["allValue"] == ".+"
+
+
+def test_template_label_promql_and_time_change_reload_rules(board: dict[str, Any]) -> None:
+    for template in board["templating"]["list"]:
+        if template["type"] != "query":
+            continue
+        assert _LABEL_QUERY.match(query_of(template)), template["name"]
+        assert template["refresh"] == 2, f"{template['name']}: refresh on time range change"
+
+
+def test_panel_datasource_title_description_units_and_targets_rules(
+    board: dict[str, Any],
+) -> None:
+    for panel in panels(board):
+        assert panel["targets"], f"{panel['title']}: no target"
+        if panel["type"] not in LINTED_PANELS:
+            continue
+        assert panel["datasource"]["uid"] in ("$datasource", "${datasource}"), panel["title"]
+        assert panel["title"] and panel.get("description"), panel["title"]
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        assert unit in UNITS, f"{panel['title']}: has no or invalid units defined: {unit!r}"
+
+
+def test_target_job_and_instance_rules(board: dict[str, Any]) -> None:
+    """Every selector of every query filters on the dashboard's job and instance, so a
+    Grafana that sees several Prometheus jobs shows this operator's series only."""
+    for title, expr in targets(board):
+        selectors = _SELECTOR.findall(expr)
+        assert selectors, f"{title}: no selector in {expr}"
+        for name, matchers, _ in selectors:
+            found = {m.strip() for m in matchers.strip("{}").split(",")}
+            for required in ('job=~"$job"', 'instance=~"$instance"'):
+                assert required in found, f"{title}: {name} has no {required} matcher: {expr}"
+
+
+def test_template_variables_chain_job_then_instance(board: dict[str, Any]) -> None:
+    # every later variable's values are limited by the job (and instance) chosen before it
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert names[:3] == ["datasource", "job", "instance"]
+    for template in board["templating"]["list"][2:]:
+        assert 'job=~"$job"' in query_of(template), template["name"]
+
+
+def test_target_rate_interval_and_counter_aggregation_rules(board: dict[str, Any]) -> None:
+    for title, expr in targets(board):
+        for function, window in re.findall(r"\b(i?rate)\([^\[]*\[([^\]]*)\]", expr):
+            assert window == "$__rate_interval", f"{title}: {function} should use $__rate_interval"
+        for match in _SELECTOR.finditer(expr):
+            name, window = match.group(1), match.group(3)
+            if not name.endswith("_total"):
+                continue
+            before = expr[: match.start()].rstrip()
+            assert window and re.search(r"\b(rate|irate|increase)\($", before), (
+                f"{title}: counter {name} is not aggregated with rate, irate or increase"
+            )
+
+
+def test_uneditable_rule(board: dict[str, Any]) -> None:
+    # provisioned from the chart's ConfigMaps: an edit in Grafana would be lost at upgrade
+    assert board["editable"] is False
+
+
+def test_run_panels_filter_on_the_namespace(board: dict[str, Any]) -> None:
+    """Run, task and GitSource metrics carry the run's namespace: the boards that show them
+    offer a namespace variable and every such selector uses it."""
+    namespaced = re.compile(
+        r"^pipesync_(runs_|run_duration|task_|tasks$|pods_pending|gpu_|gitsource_)"
+    )
+    for title, expr in targets(board):
+        for name, matchers, _ in _SELECTOR.findall(expr):
+            if namespaced.match(name):
+                variable(board, "namespace")
+                assert 'namespace=~"$namespace"' in matchers, f"{title}: {name}: {expr}"

@@ -99,7 +99,7 @@ def metrics() -> Metrics:
     return Metrics(CollectorRegistry(), version="9.9.9")
 
 
-def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+def value(metrics: Metrics, name: str, /, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
 
 
@@ -107,14 +107,23 @@ def test_a_run_from_pending_to_succeeded_counts_one_start_one_finish_and_its_dur
     metrics: Metrics,
 ) -> None:
     metrics.run_pass(report({}, status("Pending")))
-    assert value(metrics, "pipesync_runs_started_total", pipeline="digits") is None
+    assert value(metrics, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 0
     metrics.run_pass(report(status("Pending"), status("Running", startedAt="2026-01-01T00:00:00Z")))
     metrics.run_pass(report(status("Running"), status("Running")))
     done = status("Succeeded", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:42Z")
     metrics.run_pass(report(status("Running"), done))
-    assert value(metrics, "pipesync_runs_started_total", pipeline="digits") == 1
-    assert value(metrics, "pipesync_runs_finished_total", pipeline="digits", phase="Succeeded") == 1
-    duration = {"pipeline": "digits", "phase": "Succeeded"}
+    assert value(metrics, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 1
+    assert (
+        value(
+            metrics,
+            "pipesync_runs_finished_total",
+            namespace="ml",
+            pipeline="digits",
+            phase="Succeeded",
+        )
+        == 1
+    )
+    duration = {"namespace": "ml", "pipeline": "digits", "phase": "Succeeded"}
     assert value(metrics, "pipesync_run_duration_seconds_sum", **duration) == 42
     assert value(metrics, "pipesync_run_duration_seconds_bucket", le="30.0", **duration) == 0
     assert value(metrics, "pipesync_run_duration_seconds_bucket", le="60.0", **duration) == 1
@@ -128,18 +137,41 @@ def test_a_finish_is_counted_once_even_if_reported_again_or_seen_by_a_restarted_
     metrics.run_pass(finishing)
     metrics.run_pass(finishing)  # a repeated report of the same pass
     metrics.run_pass(report(done, done))  # a pass that read the finished status
-    assert value(metrics, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") == 1
+    assert (
+        value(
+            metrics,
+            "pipesync_runs_finished_total",
+            namespace="ml",
+            pipeline="digits",
+            phase="Failed",
+        )
+        == 1
+    )
     # A new process (restart) first meets the run mid-flight: the start was written (and
     # counted) by its predecessor; the finish happens in this process and counts once.
     restarted = Metrics(CollectorRegistry())
     restarted.run_pass(report(status("Running"), status("Running")))
     restarted.run_pass(report(status("Running"), done))
-    assert value(restarted, "pipesync_runs_started_total", pipeline="digits") is None
-    assert value(restarted, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") == 1
+    assert value(restarted, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 0
+    assert (
+        value(
+            restarted,
+            "pipesync_runs_finished_total",
+            namespace="ml",
+            pipeline="digits",
+            phase="Failed",
+        )
+        == 1
+    )
     # ... and one that only sees an already finished status counts nothing.
     late = Metrics(CollectorRegistry())
     late.run_pass(report(done, done))
-    assert value(late, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") is None
+    assert (
+        value(
+            late, "pipesync_runs_finished_total", namespace="ml", pipeline="digits", phase="Failed"
+        )
+        == 0
+    )
 
 
 def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metrics) -> None:
@@ -155,8 +187,8 @@ def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metr
             pods=running,
         )
     )
-    assert value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits",
-                 phase="Succeeded") is None  # fmt: skip
+    assert value(metrics, "pipesync_task_duration_seconds_count", namespace="ml", pipeline="digits",
+                 phase="Succeeded") == 0  # fmt: skip
     ended = {
         PREP: pod("p1", phase="Succeeded", finished="2026-01-01T00:00:03Z"),
         TRAIN: pod("t1", phase="Succeeded", finished="2026-01-01T00:00:10Z", gpu=2, pool="gpu"),
@@ -167,19 +199,27 @@ def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metr
     }
     for _ in range(2):  # the same ended pods in a second pass count once
         metrics.run_pass(report(status("Running"), status("Running"), nodes=nodes, pods=ended))
-    labels = {"pipeline": "digits", "phase": "Succeeded"}
+    labels = {"namespace": "ml", "pipeline": "digits", "phase": "Succeeded"}
     assert value(metrics, "pipesync_task_duration_seconds_count", **labels) == 2
     assert value(metrics, "pipesync_task_duration_seconds_sum", **labels) == 13
-    assert value(metrics, "pipesync_gpu_seconds_total", pool="gpu") == 20  # 2 GPUs x 10 s
-    assert value(metrics, "pipesync_gpu_seconds_total", pool="none") is None
+    assert (
+        value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="gpu") == 20
+    )  # 2 GPUs x 10 s
+    assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="none") is None
 
 
 def test_a_gpu_pod_without_a_pool_selector_is_booked_to_pool_none(metrics: Metrics) -> None:
     ended = pod("g", phase="Failed", finished="2026-01-01T00:00:04Z", gpu=1)
     metrics.run_pass(report(status("Running"), status("Running"), pods={PREP: ended}))
-    assert value(metrics, "pipesync_gpu_seconds_total", pool="none") == 4
+    assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="none") == 4
     assert (
-        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Failed")
+        value(
+            metrics,
+            "pipesync_task_duration_seconds_count",
+            namespace="ml",
+            pipeline="digits",
+            phase="Failed",
+        )
         == 1
     )
 
@@ -197,7 +237,7 @@ def test_retries_count_each_new_attempt_pod_once(metrics: Metrics) -> None:
             pods={PREP: first},
         )
     )
-    assert value(metrics, "pipesync_task_retries_total", pipeline="digits") is None
+    assert value(metrics, "pipesync_task_retries_total", namespace="ml", pipeline="digits") == 0
     second = pod("a2", attempt=2)
     for _ in range(3):
         metrics.run_pass(
@@ -208,10 +248,16 @@ def test_retries_count_each_new_attempt_pod_once(metrics: Metrics) -> None:
                 pods={PREP: second},
             )
         )
-    assert value(metrics, "pipesync_task_retries_total", pipeline="digits") == 1
+    assert value(metrics, "pipesync_task_retries_total", namespace="ml", pipeline="digits") == 1
     assert failed.phase is Phase.FAILED
     assert (
-        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Failed")
+        value(
+            metrics,
+            "pipesync_task_duration_seconds_count",
+            namespace="ml",
+            pipeline="digits",
+            phase="Failed",
+        )
         == 1
     )
 
@@ -236,15 +282,27 @@ def test_a_restarted_process_sets_a_baseline_from_what_status_already_recorded(
     }
     metrics.run_pass(report(previous, status("Running"), nodes=nodes, pods=pods))
     assert (
-        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Failed")
+        value(
+            metrics,
+            "pipesync_task_duration_seconds_count",
+            namespace="ml",
+            pipeline="digits",
+            phase="Failed",
+        )
         == 1
     )
     assert (
-        value(metrics, "pipesync_task_duration_seconds_count", pipeline="digits", phase="Succeeded")
-        is None
+        value(
+            metrics,
+            "pipesync_task_duration_seconds_count",
+            namespace="ml",
+            pipeline="digits",
+            phase="Succeeded",
+        )
+        == 0
     )
     # attempt 2 existed before this process saw the run: its retry was counted already
-    assert value(metrics, "pipesync_task_retries_total", pipeline="digits") is None
+    assert value(metrics, "pipesync_task_retries_total", namespace="ml", pipeline="digits") == 0
 
 
 def test_gauges_follow_the_latest_pass_of_unfinished_runs() -> None:
@@ -260,14 +318,16 @@ def test_gauges_follow_the_latest_pass_of_unfinished_runs() -> None:
     )
     assert value(metrics, "pipesync_runs_active", namespace="ml") == 1
     assert value(metrics, "pipesync_runs_active", namespace="other") == 1
-    assert value(metrics, "pipesync_tasks", phase="Running") == 2
-    assert value(metrics, "pipesync_tasks", phase="Succeeded") == 1
-    assert value(metrics, "pipesync_pods_pending") == 1
+    assert value(metrics, "pipesync_tasks", namespace="ml", phase="Running") == 2
+    assert value(metrics, "pipesync_tasks", namespace="ml", phase="Succeeded") == 1
+    assert value(metrics, "pipesync_tasks", namespace="other", phase="Running") == 0
+    assert value(metrics, "pipesync_pods_pending", namespace="ml") == 1
+    assert value(metrics, "pipesync_pods_pending", namespace="other") == 0
     done = status("Succeeded", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:01Z")
     metrics.run_pass(report(status("Running"), done))
     assert value(metrics, "pipesync_runs_active", namespace="ml") == 0
-    assert value(metrics, "pipesync_tasks", phase="Running") == 0
-    assert value(metrics, "pipesync_pods_pending") == 0
+    assert value(metrics, "pipesync_tasks", namespace="ml", phase="Running") == 0
+    assert value(metrics, "pipesync_pods_pending", namespace="ml") == 0
     # a run deleted while running is never reported again: it drops out after a while
     ticks.now += 101
     assert value(metrics, "pipesync_runs_active", namespace="other") == 0
@@ -323,8 +383,17 @@ def test_a_malformed_report_never_raises_into_the_controller(metrics: Metrics) -
     metrics.run_pass(bad)  # logged, not raised
     # a run that failed before its spec was pinned still has its pipeline label
     metrics.run_pass(report({}, status("Failed"), the_run=run(uid="u2"), pinned=None))
-    assert value(metrics, "pipesync_runs_started_total", pipeline="digits") == 2
-    assert value(metrics, "pipesync_runs_finished_total", pipeline="digits", phase="Failed") == 1
+    assert value(metrics, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 2
+    assert (
+        value(
+            metrics,
+            "pipesync_runs_finished_total",
+            namespace="ml",
+            pipeline="digits",
+            phase="Failed",
+        )
+        == 1
+    )
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -418,3 +487,127 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
         )
         is None
     )
+
+
+def test_series_with_known_labels_exist_at_zero_from_the_start(metrics: Metrics) -> None:
+    """increase() sees only a change between two samples: a series born at 1 hides the
+    first error or skipped schedule after every start."""
+    for controller in ("runs", "pipelines", "gitsources", "recurringruns"):
+        assert value(metrics, "pipesync_reconcile_errors_total", controller=controller) == 0
+        assert (
+            value(metrics, "pipesync_reconcile_duration_seconds_count", controller=controller) == 0
+        )
+    for reason in ("Suspended", "ConcurrencyForbid", "ConcurrencyLimit", "Replaced"):
+        assert value(metrics, "pipesync_recurring_skips_total", reason=reason) == 0
+    for reason in ("DeadlineExceeded", "CatchupNone", "CatchupLatest", "CatchupMaxRuns"):
+        assert value(metrics, "pipesync_recurring_missed_total", reason=reason) == 0
+    assert value(metrics, "pipesync_recurring_fires_total") == 0
+    assert value(metrics, "pipesync_s3_mirror_failures_total") == 0
+
+
+def test_a_pipeline_seen_has_its_run_series_at_zero_before_its_first_run(
+    metrics: Metrics,
+) -> None:
+    metrics.pipeline_seen("ml", "digits")
+    pipeline = {"namespace": "ml", "pipeline": "digits"}
+    assert value(metrics, "pipesync_runs_started_total", **pipeline) == 0
+    assert value(metrics, "pipesync_task_retries_total", **pipeline) == 0
+    for phase in ("Succeeded", "Failed", "Cancelled"):
+        assert value(metrics, "pipesync_runs_finished_total", **pipeline, phase=phase) == 0
+        assert value(metrics, "pipesync_run_duration_seconds_count", **pipeline, phase=phase) == 0
+        assert value(metrics, "pipesync_task_duration_seconds_count", **pipeline, phase=phase) == 0
+    assert value(metrics, "pipesync_runs_active", namespace="ml") == 0
+    assert value(metrics, "pipesync_tasks", namespace="ml", phase="Running") == 0
+    assert value(metrics, "pipesync_pods_pending", namespace="ml") == 0
+    # the first run's start is then a step from 0 to 1
+    metrics.run_pass(report(status("Pending"), status("Running")))
+    assert value(metrics, "pipesync_runs_started_total", **pipeline) == 1
+
+
+def test_a_gpu_pods_pool_is_at_zero_gpu_seconds_while_it_runs(metrics: Metrics) -> None:
+    gpu = pod("t1", phase="Running", gpu=1, pool="gpu")
+    metrics.run_pass(report(status("Pending"), status("Running"), pods={TRAIN: gpu}))
+    assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="gpu") == 0
+    assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="none") is None
+
+
+def test_run_metrics_of_same_named_pipelines_in_two_namespaces_are_apart(
+    metrics: Metrics,
+) -> None:
+    done = status("Failed", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:01Z")
+    metrics.run_pass(report(status("Running"), done))
+    metrics.run_pass(report(status("Running"), done, the_run=run(uid="u2", namespace="team-b")))
+    for namespace in ("ml", "team-b"):
+        labels = {"namespace": namespace, "pipeline": "digits", "phase": "Failed"}
+        assert value(metrics, "pipesync_runs_finished_total", **labels) == 1
+
+
+def synced_status(**extra: Any) -> dict[str, Any]:
+    """A GitSource status as the controller writes it after applying main@sha1:bbb with
+    one broken file (plus a warning, which does not count)."""
+    return {
+        "lastAppliedRevision": "main@sha1:bbb",
+        "lastAttemptedRevision": "main@sha1:bbb",
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "InvalidFiles",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Reconciling", "status": "False", "reason": "InvalidFiles",
+             "lastTransitionTime": "2026-01-01T00:10:00Z"},
+        ],
+        "errors": [
+            {"file": "broken.yaml", "message": "x", "severity": "error"},
+            {"file": "broken.yaml", "message": "y"},
+            {"file": "run.yaml", "message": "edited", "severity": "warning"},
+        ],
+        **extra,
+    }  # fmt: skip
+
+
+def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> None:
+    metrics = Metrics(CollectorRegistry())
+    source = {"namespace": "ml", "name": "repo"}
+    metrics.git_source_seen("ml", "repo", synced_status())
+    info = {**source, "revision": "main@sha1:bbb", "ready": "true"}
+    assert value(metrics, "pipesync_gitsource_info", **info) == 1
+    assert value(metrics, "pipesync_gitsource_invalid_files", **source) == 1
+    assert value(metrics, "pipesync_gitsource_last_success_timestamp_seconds", **source) == (
+        1767225600 + 600
+    )
+    # and its counters start at 0, so the next sync's result shows in increase()
+    for result in ("Succeeded", "InvalidFiles", "FetchFailed", "AuthenticationFailed"):
+        assert value(metrics, "pipesync_gitsource_syncs_total", **source, result=result) == 0
+    assert (
+        value(metrics, "pipesync_gitsource_sync_errors_total", **source, reason="FetchFailed") == 0
+    )
+    assert value(metrics, "pipesync_gitsource_objects_applied_total", **source) == 0
+    # a later sync replaces the restored info series, it does not add a second one
+    metrics.git_sync("ml", "repo", SyncReport("FetchFailed", ""))
+    assert value(metrics, "pipesync_gitsource_info", **info) is None
+    assert value(metrics, "pipesync_gitsource_info", **{**info, "ready": "false"}) == 1
+
+
+def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
+    metrics = Metrics(CollectorRegistry())
+    status = synced_status(lastAttemptedRevision="main@sha1:ccc")
+    status["conditions"][0].update(reason="ApplyFailed")
+    metrics.git_source_seen("ml", "repo", status)
+    source = {"namespace": "ml", "name": "repo"}
+    assert value(metrics, "pipesync_gitsource_info", **source, revision="main@sha1:ccc",
+                 ready="false") == 1  # fmt: skip
+    # a reason outside the common ones starts at 0 too: the source is failing with it now
+    assert (
+        value(metrics, "pipesync_gitsource_sync_errors_total", **source, reason="ApplyFailed") == 0
+    )
+    assert value(metrics, "pipesync_gitsource_invalid_files", **source) is None  # not applied
+
+
+def test_a_source_never_synced_has_counters_but_no_gauges() -> None:
+    metrics = Metrics(CollectorRegistry())
+    metrics.git_source_seen("ml", "new", {})
+    source = {"namespace": "ml", "name": "new"}
+    assert value(metrics, "pipesync_gitsource_syncs_total", **source, result="Succeeded") == 0
+    assert value(metrics, "pipesync_gitsource_last_success_timestamp_seconds", **source) is None
+    assert not [
+        s for f in metrics.registry.collect() if f.name == "pipesync_gitsource_info"
+        for s in f.samples
+    ]  # fmt: skip

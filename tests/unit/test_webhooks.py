@@ -13,7 +13,10 @@ import hmac
 import http.client
 import io
 import json
+import os
+import pathlib
 import socket
+import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -110,6 +113,16 @@ def test_github_signed_push_triggers(source: Source) -> None:
     assert (status, answer["result"]) == (202, "triggered")
     assert source.woken()
     assert source.results == ["triggered"]
+
+
+def test_json_sent_as_a_form_says_to_give_the_content_type(source: Source) -> None:
+    body = push()  # what curl --data sends without -H "Content-Type: application/json"
+    status, answer = source.post(
+        body, github(body), content_type="application/x-www-form-urlencoded"
+    )
+    assert (status, answer["result"]) == (400, "bad_request")
+    assert "Content-Type: application/json" in answer["message"]
+    assert not source.woken()
 
 
 def test_github_form_encoded_push_triggers(source: Source) -> None:
@@ -362,3 +375,56 @@ def test_a_body_that_stops_arriving_is_408(source: Source) -> None:
     status, result, _, _ = source.app.handle(environ)
     assert (status, result) == (408, "bad_request")
     assert not source.woken()
+
+
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs/webhooks.md"
+DOC_SERVER = "https://pipesync.example.com"
+
+
+def documented_curl() -> str:
+    """The shell example of docs/webhooks.md (its indented block that runs curl), as is."""
+    blocks: list[list[str]] = [[]]
+    for line in DOC.read_text().splitlines():
+        if line.startswith("    ") and not line.lstrip().startswith("```"):
+            blocks[-1].append(line[4:])
+        elif blocks[-1]:
+            blocks.append([])
+    found = ["\n".join(b) for b in blocks if any(line.startswith("curl ") for line in b)]
+    assert len(found) == 1, f"{DOC}: expected one curl example, found {len(found)}"
+    return found[0]
+
+
+def test_the_documented_curl_example_triggers_the_sync() -> None:
+    """Runs the docs' command unchanged but for the server's address, against the
+    receiver served on a real socket: the answer must be `triggered` and the source woken."""
+    script = documented_curl()
+    assert DOC_SERVER in script, script
+    triggers = SyncTriggers()
+    # The namespace, name, repository and branch the example names.
+    triggers.publish(WebhookTarget("ml", "ml-repo", URL, "main", SECRET))
+    loop = asyncio.new_event_loop()
+
+    async def waiter() -> asyncio.Event:
+        return triggers.event("ml", "ml-repo")
+
+    event = loop.run_until_complete(waiter())
+    server = endpoint.serve_app(webhooks.WebhookApp(triggers), "127.0.0.1:0")
+    try:
+        local = f"http://127.0.0.1:{server.server_port}"
+        ran = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script.replace(DOC_SERVER, local)],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TOKEN": SECRET.decode()},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    assert answer["result"] == "triggered", answer
+    loop.run_until_complete(asyncio.sleep(0))
+    assert event.is_set()
+    loop.close()

@@ -70,6 +70,8 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
         stopped = kwargs["stopped"]
         loop = asyncio.get_running_loop()
+        if metrics is not None:  # its gauges from the stored status, not at the next commit
+            metrics.git_source_seen(namespace, name, body.get("status") or {})
         while not stopped:
             event = wakeup(namespace, name)
             event.clear()

@@ -26,6 +26,7 @@ from pipesync.controllers import (
 )
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube, connect
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
+from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
 
@@ -60,7 +61,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     if settings.metrics is not None:
         settings.metrics.watch_requests(kube)
     _register_plumbing(registry, settings.pass_workers)
-    _register_pipelines(registry, timer(settings))
+    _register_pipelines(registry, timer(settings), settings.metrics)
     _register_experiments(registry, kube)
     _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
@@ -109,13 +110,18 @@ def _register_plumbing(registry: kopf.OperatorRegistry, workers: int) -> None:
         settings.execution.max_workers = workers
 
 
-def _register_pipelines(registry: kopf.OperatorRegistry, timed: Timer) -> None:
+def _register_pipelines(
+    registry: kopf.OperatorRegistry, timed: Timer, metrics: Metrics | None
+) -> None:
     group, version = model.GROUP, model.VERSION
 
     @kopf.on.resume(group, version, "pipelines", registry=registry)
     @kopf.on.create(group, version, "pipelines", registry=registry)
     @kopf.on.update(group, version, "pipelines", registry=registry)
     def reconcile_pipeline(body: Mapping[str, Any], patch: kopf.Patch, **_: Any) -> None:
+        if metrics is not None:  # its run series at 0 before its first run
+            metadata = body.get("metadata") or {}
+            metrics.pipeline_seen(str(metadata.get("namespace")), str(metadata.get("name")))
         with timed("pipelines"):
             current = dict(body.get("status") or {})
             desired = pipelines.desired_status(body, times.timestamp())

@@ -254,7 +254,12 @@ def _payload(environ: Mapping[str, Any], raw: bytes) -> dict[str, Any]:
     try:
         if content_type.startswith("application/x-www-form-urlencoded"):
             form = urllib.parse.parse_qs(raw.decode("utf-8"), max_num_fields=10)
-            raw = (form.get("payload") or [""])[0].encode()
+            if "payload" not in form:  # e.g. curl --data without a content type
+                raise ValueError(
+                    "a form-encoded body needs a payload field (GitHub's form delivery); "
+                    "send JSON with Content-Type: application/json"
+                )
+            raw = form["payload"][0].encode()
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as error:
         raise ValueError(f"the body is not a JSON push payload: {error}") from None

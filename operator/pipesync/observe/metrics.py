@@ -18,10 +18,21 @@ Semantics across restarts (the operator may be SIGKILLed at any moment):
 - Gauges (active runs, tasks by phase, pending pods) are recomputed at scrape time from
   the latest pass of every unfinished run, so they are right again as soon as the
   restarted operator has passed over each run once; a run not reported for
-  `stale_seconds` (deleted while running) drops out of them.
+  `stale_seconds` (deleted while running) drops out of them. A GitSource's gauges are
+  restored from its status when its sync starts (`git_source_seen`), not at its next
+  commit.
+- Every counter series that can be known before its first increment exists at 0 from
+  then on (prometheus_client's advice for labelled metrics): `increase()` and `rate()`
+  only see an increment between two samples, so a series born at 1 hides the first run,
+  failure or retry after every start. Label-less and fixed-label series (controllers,
+  schedule reasons) start with the process; a pipeline's series when the Pipeline
+  controller or a run of it is first seen (`pipeline_seen`); a pool's GPU-seconds when a
+  GPU pod is first seen (it is counted when it ends); a GitSource's when its sync starts.
 
 Labels are the pipeline, phase, pool, namespace or controller: never the run
-(cardinality; a run's detail lives in its status and the S3 record).
+(cardinality; a run's detail lives in its status and the S3 record). Every run and task
+metric carries the run's `namespace` (pipelines of the same name in two namespaces are
+two pipelines; the chart's monitors set honorLabels so it survives the scrape).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from prometheus_client.registry import Collector
 
 from pipesync import __version__
 from pipesync.api import times
+from pipesync.engine import recurring
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.observe.passes import PassReportLike
 
@@ -48,6 +60,14 @@ _log = logging.getLogger(__name__)
 
 NOT_STARTED = frozenset({"", "Pending"})
 FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
+#: The controllers timed through `reconcile` (controllers/operator.py and the handlers).
+CONTROLLERS = ("runs", "pipelines", "gitsources", "recurringruns")
+#: GitSource Ready reasons of an attempt that applied its revision (the rest applied nothing).
+GIT_APPLIED = frozenset({"Succeeded", "InvalidFiles"})
+#: GitSource sync results started at zero for every source (rarer ones appear when they
+#: first happen, and so does whatever reason the source's status shows at start).
+GIT_COMMON_RESULTS = ("Succeeded", "InvalidFiles", "FetchFailed", "FetchTimeout",
+                      "AuthenticationFailed")  # fmt: skip
 INLINE = "(inline)"  # pipeline label of runs with an inline spec (not a valid object name)
 NO_POOL = "none"
 #: Pod fields written by pipesync.runtime.pods (not imported: observe sits beside runtime).
@@ -131,38 +151,45 @@ class Metrics:
         self._runs: dict[str, _Tracked] = {}  # by run uid
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._namespaces: set[str] = set()  # reported as 0 once they have no active run
+        self._pipelines: set[tuple[str, str]] = set()  # (namespace, pipeline) initialised
         self._request_sources: list[RequestCounts] = []
         r = self.registry
         self.runs_started = Counter(
-            "pipesync_runs_started", "Runs that left Pending.", ["pipeline"], registry=r
+            "pipesync_runs_started",
+            "Runs that left Pending.",
+            ["namespace", "pipeline"],
+            registry=r,
         )
         self.runs_finished = Counter(
             "pipesync_runs_finished",
             "Runs that reached a final phase.",
-            ["pipeline", "phase"],
+            ["namespace", "pipeline", "phase"],
             registry=r,
         )
         self.run_duration = Histogram(
             "pipesync_run_duration_seconds",
             "Run duration from start to finish.",
-            ["pipeline", "phase"],
+            ["namespace", "pipeline", "phase"],
             buckets=RUN_BUCKETS,
             registry=r,
         )
         self.task_duration = Histogram(
             "pipesync_task_duration_seconds",
             "Duration of each finished task pod (one per attempt and forEach item).",
-            ["pipeline", "phase"],
+            ["namespace", "pipeline", "phase"],
             buckets=TASK_BUCKETS,
             registry=r,
         )
         self.task_retries = Counter(
-            "pipesync_task_retries", "Task attempts after the first.", ["pipeline"], registry=r
+            "pipesync_task_retries",
+            "Task attempts after the first.",
+            ["namespace", "pipeline"],
+            registry=r,
         )
         self.gpu_seconds = Counter(
             "pipesync_gpu_seconds",
             "GPU limit times runtime of finished task pods.",
-            ["pool"],
+            ["namespace", "pool"],
             registry=r,
         )
         self.reconcile_duration = Histogram(
@@ -186,6 +213,9 @@ class Metrics:
         self.mirror_backlog = Gauge(
             "pipesync_s3_mirror_backlog", "Run records waiting to be written to S3.", registry=r
         )
+        for controller in CONTROLLERS:  # at 0 before the first pass or error
+            self.reconcile_duration.labels(controller)
+            self.reconcile_errors.labels(controller)
         self._init_recurring(r)
         self._init_git_sources(r)
         Gauge(
@@ -220,6 +250,26 @@ class Metrics:
     def set_mirror_backlog(self, records: int) -> None:
         self.mirror_backlog.set(records)
 
+    # --- series that exist before their first increment -----------------------------------
+
+    def pipeline_seen(self, namespace: str, pipeline: str) -> None:
+        """A Pipeline exists (the Pipeline controller saw it): its run and task series start
+        at 0 now, so the increment of its first run is an increase Prometheus can see."""
+        with self._lock:
+            self._namespaces.add(namespace)
+            self._init_pipeline(namespace, pipeline)
+
+    def _init_pipeline(self, namespace: str, pipeline: str) -> None:
+        if (namespace, pipeline) in self._pipelines:
+            return
+        self._pipelines.add((namespace, pipeline))
+        self.runs_started.labels(namespace, pipeline)
+        self.task_retries.labels(namespace, pipeline)
+        for phase in sorted(FINISHED):
+            self.runs_finished.labels(namespace, pipeline, phase)
+            self.run_duration.labels(namespace, pipeline, phase)
+            self.task_duration.labels(namespace, pipeline, phase)
+
     # --- RunObserver ---------------------------------------------------------------------
 
     def run_pass(self, report: PassReportLike) -> None:
@@ -244,9 +294,11 @@ class Metrics:
         if tracked is None:
             tracked = self._runs[uid] = _Tracked(namespace, self._monotonic())
             self._namespaces.add(namespace)
+            # Too late for this run's start when it is an inline spec, in time for its end.
+            self._init_pipeline(namespace, pipeline)
         tracked.seen = self._monotonic()
         if before in NOT_STARTED and after not in NOT_STARTED:
-            self.runs_started.labels(pipeline).inc()
+            self.runs_started.labels(namespace, pipeline).inc()
         self._observe_pods(report, tracked, pipeline, baseline)
         counts = report.status.get("taskCounts") or {}
         tracked.task_counts = {k: int(counts.get(k) or 0) for k in TASK_COUNT_PHASES}
@@ -262,24 +314,28 @@ class Metrics:
             while len(self._finished) > 10_000:
                 self._finished.popitem(last=False)
             if before not in FINISHED:
-                self.runs_finished.labels(pipeline, after).inc()
+                self.runs_finished.labels(namespace, pipeline, after).inc()
                 began = times.instant(report.status.get("startedAt"))
                 ended = times.instant(report.status.get("finishedAt"))
                 if began is not None and ended is not None:
-                    self.run_duration.labels(pipeline, after).observe(max(ended - began, 0.0))
+                    seconds = max(ended - began, 0.0)
+                    self.run_duration.labels(namespace, pipeline, after).observe(seconds)
 
     def _observe_pods(
         self, report: PassReportLike, tracked: _Tracked, pipeline: str, baseline: bool
     ) -> None:
         previous_tasks: Mapping[str, Any] = report.previous.get("tasks") or {}
+        namespace = tracked.namespace
         for key, pod in report.pods.items():
             pod_metadata = pod.get("metadata") or {}
             pod_uid = str(pod_metadata.get("uid") or pod_metadata.get("name"))
             attempt = _attempt(pod)
             first_sight = pod_uid not in tracked.known_pods
             tracked.known_pods.add(pod_uid)
+            if first_sight and _gpus(pod):
+                self.gpu_seconds.labels(namespace, _pool(pod))  # at 0 while the pod runs
             if first_sight and attempt > 1 and not baseline:
-                self.task_retries.labels(pipeline).inc()
+                self.task_retries.labels(namespace, pipeline).inc()
             if pod_uid in tracked.ended_pods:
                 continue
             ended = _pod_ended(pod, report.nodes.get(key), attempt)
@@ -297,26 +353,31 @@ class Metrics:
             if began is None:
                 continue
             seconds = max(finished_at - began, 0.0)
-            self.task_duration.labels(pipeline, phase).observe(seconds)
+            self.task_duration.labels(namespace, pipeline, phase).observe(seconds)
             gpus = _gpus(pod)
             if gpus:
-                self.gpu_seconds.labels(_pool(pod)).inc(gpus * seconds)
+                self.gpu_seconds.labels(namespace, _pool(pod)).inc(gpus * seconds)
 
     # --- scrape-time values --------------------------------------------------------------
 
-    def _gauges(self) -> tuple[dict[str, int], dict[str, int], int]:
+    def _gauges(self) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, int]]:
+        """Active runs and pending pods by namespace, tasks by (namespace, phase)."""
         with self._lock:
             oldest = self._monotonic() - self.stale_seconds
             for uid in [u for u, t in self._runs.items() if t.seen < oldest]:
                 del self._runs[uid]  # deleted while running: no pass reports its end
             active = dict.fromkeys(self._namespaces, 0)
-            tasks = dict.fromkeys(TASK_COUNT_PHASES.values(), 0)
-            pending = 0
+            tasks = {
+                (namespace, phase): 0
+                for namespace in self._namespaces
+                for phase in TASK_COUNT_PHASES.values()
+            }
+            pending = dict.fromkeys(self._namespaces, 0)
             for tracked in self._runs.values():
                 active[tracked.namespace] += 1
                 for key, phase in TASK_COUNT_PHASES.items():
-                    tasks[phase] += tracked.task_counts.get(key, 0)
-                pending += tracked.pods_pending
+                    tasks[(tracked.namespace, phase)] += tracked.task_counts.get(key, 0)
+                pending[tracked.namespace] += tracked.pods_pending
             return active, tasks, pending
 
     def _requests(self) -> dict[tuple[str, int], int]:
@@ -354,6 +415,10 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for reason in recurring.SKIP_REASONS:
+            self.recurring_skips.labels(reason)
+        for reason in recurring.MISS_REASONS:
+            self.recurring_misses.labels(reason)
         self.recurring_lag = Histogram(
             "pipesync_recurring_schedule_lag_seconds",
             "Time from a RecurringRun's scheduled time to the creation of its Run.",
@@ -454,10 +519,52 @@ class Metrics:
             self.git_sync_errors.labels(namespace, name, report.result).inc()
         self.git_applied.labels(namespace, name).inc(report.applied + report.created)
         self.git_pruned.labels(namespace, name).inc(report.pruned)
-        ready = "true" if applied else "false"
         with self._lock:
             before = self._git_info_labels.get((namespace, name))
-            revision = report.revision or (before[0] if before else "")
+        revision = report.revision or (before[0] if before else "")
+        self._set_git_info(namespace, name, revision, "true" if applied else "false")
+
+    def git_source_seen(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """The source's sync starts (operator start, resync or a new source): its counters
+        start at 0 and its gauges say again what its stored status says, instead of
+        nothing until its next commit. Must not raise: it runs in the source's sync."""
+        try:
+            self._git_source_seen(namespace, name, status)
+        except Exception:  # a metrics bug must never stop a sync
+            _log.exception("metrics: could not read the status of %s/%s", namespace, name)
+
+    def _git_source_seen(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        ready = _git_condition(status, "Ready")
+        reason = str(ready.get("reason") or "")
+        for result in (*GIT_COMMON_RESULTS, *([reason] if reason else [])):
+            self.git_syncs.labels(namespace, name, result)
+            if result not in GIT_APPLIED:
+                self.git_sync_errors.labels(namespace, name, result)
+        self.git_applied.labels(namespace, name)
+        self.git_pruned.labels(namespace, name)
+        self.git_sync_duration.labels(namespace, name)
+        self.git_sync_lag.labels(namespace, name)
+        applied = str(status.get("lastAppliedRevision") or "")
+        attempted = str(status.get("lastAttemptedRevision") or applied)
+        if not attempted:
+            return  # never synced: no revision to report yet
+        # The last attempt applied its revision: the info series' "ready" as git_sync sets it.
+        current = reason in GIT_APPLIED and attempted == applied
+        if applied:
+            # Reconciling turns False at the end of each sync that got as far as applying,
+            # and keeps that transition time through later failed fetches.
+            ended = times.instant(_git_condition(status, "Reconciling").get("lastTransitionTime"))
+            if ended is not None:
+                self.git_last_success.labels(namespace, name).set(ended)
+        if current:
+            errors = status.get("errors") or []
+            broken = {e.get("file") for e in errors if e.get("severity", "error") == "error"}
+            self.git_invalid_files.labels(namespace, name).set(len(broken))
+        self._set_git_info(namespace, name, attempted, "true" if current else "false")
+
+    def _set_git_info(self, namespace: str, name: str, revision: str, ready: str) -> None:
+        with self._lock:
+            before = self._git_info_labels.get((namespace, name))
             if before is not None and before != (revision, ready):
                 self.git_info.remove(namespace, name, *before)
             self._git_info_labels[(namespace, name)] = (revision, ready)
@@ -508,16 +615,19 @@ class _Collector(Collector):
             runs.add_metric([namespace], value)
         yield runs
         by_phase = GaugeMetricFamily(
-            "pipesync_tasks", "Tasks of unfinished runs by phase.", labels=["phase"]
+            "pipesync_tasks", "Tasks of unfinished runs by phase.", labels=["namespace", "phase"]
         )
-        for phase, value in tasks.items():
-            by_phase.add_metric([phase], value)
+        for (namespace, phase), value in sorted(tasks.items()):
+            by_phase.add_metric([namespace, phase], value)
         yield by_phase
-        yield GaugeMetricFamily(
+        waiting = GaugeMetricFamily(
             "pipesync_pods_pending",
             "Task pods not yet running (unscheduled or starting).",
-            value=pending,
+            labels=["namespace"],
         )
+        for namespace, value in sorted(pending.items()):
+            waiting.add_metric([namespace], value)
+        yield waiting
         requests = CounterMetricFamily(
             "pipesync_kubernetes_requests",
             "Kubernetes API requests of the controllers by verb and status code.",
@@ -538,6 +648,13 @@ def _pipeline_label(report: PassReportLike) -> str:
     if not name:
         name = str(((report.run.get("spec") or {}).get("pipelineRef") or {}).get("name") or "")
     return name or INLINE
+
+
+def _git_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    for condition in status.get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == kind:
+            return condition
+    return {}
 
 
 def _attempt(pod: Mapping[str, Any]) -> int:
