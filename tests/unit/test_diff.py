@@ -403,3 +403,54 @@ def test_hostile_file_names_and_values_cannot_break_the_markdown_comment(repo: G
     shown = "pipelines/x&#92;n&#92;n&#60;&#33;-- the rest is hidden&#92;n&#96;&#96;&#96;"
     assert f"<code>{shown}" in markdown
     assert "### Validation errors in the new revision" in markdown
+
+
+# --- the DAG's edges are the planner's ---------------------------------------------------
+
+DATAFLOW = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: flow}
+spec:
+  defaults: {image: busybox}
+  tasks:
+    - name: prepare
+      command: [sh, -c, "echo > $0", "{{outputs.artifacts.data}}"]
+      outputs: {artifacts: [data]}
+    - name: train
+      command: [sh, -c, "cat $0; echo 1 > $1", "{{inputs.artifacts.data}}",
+                "{{outputs.parameters.score}}"]
+      inputs: {artifacts: {data: {from: "{{tasks.prepare.outputs.artifacts.data}}"}}}
+      outputs: {parameters: [score]}
+    - name: report
+      command: [echo, "{{tasks.train.outputs.parameters.score}}"]
+"""
+
+
+def test_the_dag_draws_edges_through_input_artifacts_and_placeholders(repo: GitRepo) -> None:
+    """No `dependsOn` anywhere, the way the docs teach: the edges come from the data."""
+    repo.write("pipelines/keep.yaml", OTHER)
+    old = repo.commit()
+    repo.write("pipelines/flow.yaml", DATAFLOW)
+    new = repo.commit()
+    (change,) = changes_between(repo, old, new).pipelines
+    assert {n.name: n.depends_on for n in change.dag} == {
+        "prepare": (),
+        "train": ("prepare",),
+        "report": ("train",),
+    }
+    drawn = cli_diff.mermaid(change)
+    assert "  t0 --> t1" in drawn and "  t1 --> t2" in drawn
+
+
+def test_an_invalid_pipeline_shows_no_fields_as_unset(repo: GitRepo) -> None:
+    repo.write("pipelines/flow.yaml", DATAFLOW)
+    old = repo.commit()
+    repo.write("pipelines/flow.yaml", DATAFLOW.replace("tasks.train.", "tasks.trian."))
+    new = repo.commit()
+    changes = changes_between(repo, old, new)
+    (change,) = changes.pipelines
+    assert (change.change, change.fields, change.tasks, change.dag) == (diff.INVALID, (), (), ())
+    markdown = cli_diff.markdown(changes)
+    assert "(unset)" not in markdown
+    assert "trian" in markdown  # the problem is shown instead
