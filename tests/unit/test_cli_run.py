@@ -765,3 +765,32 @@ def test_the_default_work_directory_ignores_itself_in_git(
         check=True,
     )
     assert ".pipesync" not in status.stdout, status.stdout
+
+
+IGNORE_TERMS = """\
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open("ready.txt", "w").close()
+time.sleep(60)
+"""
+
+
+def test_a_second_ctrl_c_kills_at_once_without_the_grace_period(write_yaml: WriteYaml) -> None:
+    file = pipeline(write_yaml, "  tasks: [{name: stubborn, command: [python, ignore.py]}]\n")
+    (file.parent / "ignore.py").write_text(IGNORE_TERMS)
+    process = console("run", file, "--workdir", "work", "--plain", cwd=file.parent)
+    try:
+        wait_for(file.parent / "ready.txt", process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        second = time.monotonic()
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - second
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, out + err
+    assert "stopping everything now" in err
+    assert took < 3.0, f"{took:.1f}s: the 5 s grace period was waited for"

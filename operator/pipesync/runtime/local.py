@@ -95,10 +95,10 @@ class LocalRun:
         self._cancel.set()
 
     def abort(self) -> None:
-        """Stop every running process now, onExit included."""
+        """Stop every running process now (SIGKILL, no grace period), onExit included."""
         self._cancel.set()
         for process in list(self._running.values()):
-            process.stop()
+            process.kill()
 
     @property
     def cancelled(self) -> bool:
