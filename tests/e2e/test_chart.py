@@ -223,6 +223,19 @@ def test_rendered_objects_pass_a_server_side_dry_run(
             assert json.loads(text)["panels"]
 
 
+def git_protocols(*values: str) -> str:
+    (deployment,) = [o for o in render("r", "x", *values) if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    return str(env["PIPESYNC_GIT_PROTOCOLS"])
+
+
+def test_the_chart_refuses_local_git_urls_unless_allowed() -> None:
+    """file:// and local paths read the operator's disk: off unless git.allowLocalUrls."""
+    assert git_protocols().split(":") == ["http", "https", "ssh", "git"]
+    assert "file" in git_protocols("git.allowLocalUrls=true").split(":")
+
+
 def test_monitors_render_only_when_enabled() -> None:
     objects = render("r", "x", "serviceMonitor.enabled=true", "podMonitor.enabled=true")
     monitors = {o["kind"]: o for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"}

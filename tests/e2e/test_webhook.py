@@ -94,9 +94,11 @@ class Hooked:
         finally:
             connection.close()
 
-    def payload(self, url: str) -> bytes:
+    def payload(self, url: str, after: str = "") -> bytes:
+        """A push payload; `after` (the pushed commit) makes each push's body its own, as a
+        provider's are (the same signed body twice is refused as a replay)."""
         return json.dumps(
-            {"ref": "refs/heads/main", "repository": {"clone_url": url, "url": url}}
+            {"ref": "refs/heads/main", "after": after, "repository": {"clone_url": url, "url": url}}
         ).encode()
 
 
@@ -148,19 +150,19 @@ def test_signed_pushes_sync_at_once(hooked: Hooked) -> None:
     http_url = f"HTTPS://someone@127.0.0.1:8443/{hooked.repo.name.upper()}.git/"
 
     second = hooked.push("2")
-    body = hooked.payload(http_url)
+    body = hooked.payload(http_url, second)
     status, answer = hooked.post(body, github_headers(body))
     assert (status, answer.get("result")) == (202, "triggered"), answer
     hooked.wait_applied(second)  # the interval is 1h: only the webhook can explain it
 
     third = hooked.push("3")
-    body = hooked.payload(hooked.repo.daemon_url)  # git://: the same host and path
+    body = hooked.payload(hooked.repo.daemon_url, third)  # git://: the same host and path
     status, answer = hooked.post(body, {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": TOKEN})
     assert (status, answer.get("result")) == (202, "triggered"), answer
     hooked.wait_applied(third)
 
     fourth = hooked.push("4")
-    body = hooked.payload(http_url)
+    body = hooked.payload(http_url, fourth)
     digest = hmac.new(TOKEN.encode(), body, hashlib.sha256).hexdigest()
     status, answer = hooked.post(body, {"X-Pipesync-Signature": f"sha256={digest}"})
     assert (status, answer.get("result")) == (202, "triggered"), answer
@@ -169,6 +171,9 @@ def test_signed_pushes_sync_at_once(hooked: Hooked) -> None:
         "get", "pipeline", "hooked", "-n", hooked.namespace, "-o", "jsonpath={.spec.description}"
     ).stdout
     assert description == "version 4"
+    # The same signed delivery again wakes nothing.
+    status, answer = hooked.post(body, {"X-Pipesync-Signature": f"sha256={digest}"})
+    assert (status, answer.get("result")) == (409, "replayed"), answer
 
 
 def test_unsigned_wrong_or_oversized_change_nothing(hooked: Hooked) -> None:

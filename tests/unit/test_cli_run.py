@@ -8,6 +8,7 @@ each run takes well under a second; timing is only ever used to check ordering
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -19,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from pipesync.cli.progress import LiveReporter
+from pipesync.engine.state import NodeState, Phase
 from tests.unit.conftest import CONSOLE_SCRIPT, Cli, CliResult, WriteYaml
 
 HEAD = """\
@@ -598,3 +602,195 @@ def test_a_work_dir_that_is_a_file_is_a_usage_error(
     result = cli("run", file, "--workdir", not_a_dir, "--plain")
     assert result.code == 2
     assert "plain-file" in result.err
+
+
+# --- stopping: one SIGTERM, and nothing of a task outlives it ----------------------------
+
+COUNT_TERMS = """\
+import signal, sys, time
+terms = 0
+def count(signum, frame):
+    global terms
+    terms += 1
+    with open("terms.txt", "a") as out:
+        out.write("TERM\\n")
+signal.signal(signal.SIGTERM, count)
+open("ready.txt", "w").close()
+while not terms:
+    time.sleep(0.01)
+time.sleep(1.5)  # a clean shutdown that takes a while: well inside the grace period
+"""
+
+
+def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_a_cancelled_task_gets_one_sigterm_not_one_per_planning_pass(
+    write_yaml: WriteYaml,
+) -> None:
+    file = pipeline(write_yaml, "  tasks: [{name: slow, command: [python, count_terms.py]}]\n")
+    (file.parent / "count_terms.py").write_text(COUNT_TERMS)
+    process = console("run", file, "--workdir", "work", "--plain", cwd=file.parent)
+    try:
+        wait_for(file.parent / "ready.txt", process)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, out + err
+    assert (file.parent / "terms.txt").read_text() == "TERM\n"
+
+
+def test_children_a_task_leaves_running_are_stopped_when_it_succeeds(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    token = f"3600.{uuid.uuid4().int % 10**6:06d}"
+    file = pipeline(
+        write_yaml, f"  tasks: [{{name: bg, command: [sh, -c, 'sleep {token} & echo ok']}}]\n"
+    )
+    result = run(cli, file)
+    leftover = processes_with(f"sleep {token}")
+    for pid in leftover:
+        os.kill(pid, signal.SIGKILL)
+    assert result.code == 0, result.text
+    assert leftover == []
+
+
+def test_sighup_stops_the_run_and_leaves_no_process(write_yaml: WriteYaml) -> None:
+    token = f"3600.{uuid.uuid4().int % 10**6:06d}"
+    file = pipeline(write_yaml, f'  tasks: [{{name: nap, command: [sleep, "{token}"]}}]\n')
+    process = console("run", file, "--workdir", "work", "--plain", cwd=file.parent)
+    try:
+        deadline = time.monotonic() + 60
+        while not processes_with(f"sleep {token}"):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGHUP)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        leftover = processes_with(f"sleep {token}")
+        for pid in leftover:
+            os.kill(pid, signal.SIGKILL)
+    assert leftover == []
+    assert process.returncode == 1, out + err
+    assert "Cancelled" in out
+
+
+# --- what the end of a run shows -------------------------------------------------------
+
+
+def test_the_live_view_counts_the_time_of_a_running_task() -> None:
+    class Named:
+        def task_name(self, key: object) -> str:
+            return "train"
+
+    screen = io.StringIO()
+    reporter = LiveReporter(Console(file=screen, force_terminal=True, width=100))
+    reporter.node_changed(Named(), (0, -1), NodeState(Phase.RUNNING, attempts=1))  # type: ignore[arg-type]
+    time.sleep(0.35)
+    drawn = Console(file=io.StringIO(), width=100)
+    with drawn.capture() as capture:
+        drawn.print(reporter.live.get_renderable())
+    row = next(line for line in capture.get().splitlines() if "train" in line)
+    assert "0.0s" not in row and "s" in row.split("train", 1)[1], row
+
+
+def test_final_lines_are_whole_when_stdout_is_not_a_terminal(
+    cli: Cli, write_yaml: WriteYaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    file = pipeline(write_yaml, "  tasks: [{name: hello, command: [echo, hi]}]\n")
+    workdir = file.parent / ("a-rather-long-folder-name-" * 4) / "work"
+    result = cli("run", file, "--workdir", workdir, "--run-name", "r1", "--plain")
+    assert result.code == 0, result.text
+    expected = f"outputs, artifacts and logs: {workdir.resolve()}/local/runs/r1"
+    assert expected in result.out.splitlines()
+
+
+def test_a_failed_task_shows_its_last_log_lines_and_its_log_path(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    script = "for i in $(seq 1 30); do echo line $i; done; echo boom >&2; exit 3"
+    file = pipeline(write_yaml, f"  tasks: [{{name: bad, command: [sh, -c, '{script}']}}]\n")
+    result = run(cli, file)
+    assert result.code == 1
+    lines = result.out.splitlines()
+    log = run_dir(file).resolve() / "bad" / "logs" / "attempt-1.log"
+    at = lines.index("bad failed: exited with code 3")
+    assert lines[at + 1] == f"  log: {log}"
+    assert lines[at + 2 : at + 12] == [f"  | line {i}" for i in range(22, 31)] + ["  | boom"]
+
+
+def test_the_artifacts_are_listed_at_the_end(cli: Cli, write_yaml: WriteYaml) -> None:
+    body = """\
+  tasks:
+    - name: make
+      command: [sh, -c, 'echo x > "$0"', "{{outputs.artifacts.model}}"]
+      outputs: {artifacts: [model]}
+"""
+    file = pipeline(write_yaml, body)
+    result = run(cli, file)
+    assert result.code == 0, result.text
+    path = run_dir(file).resolve() / "make" / "outputs" / "artifacts" / "model"
+    lines = result.out.splitlines()
+    assert lines[lines.index("artifacts:") + 1] == f"  make model: {path}"
+
+
+def test_the_default_work_directory_ignores_itself_in_git(
+    write_yaml: WriteYaml, tmp_path: Path
+) -> None:
+    file = pipeline(write_yaml, "  tasks: [{name: hello, command: [echo, hi]}]\n")
+    repo = file.parent
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    process = console("run", file, cwd=repo)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    assert (repo / ".pipesync" / ".gitignore").is_file()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ".pipesync" not in status.stdout, status.stdout
+
+
+IGNORE_TERMS = """\
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open("ready.txt", "w").close()
+time.sleep(60)
+"""
+
+
+def test_a_second_ctrl_c_kills_at_once_without_the_grace_period(write_yaml: WriteYaml) -> None:
+    file = pipeline(write_yaml, "  tasks: [{name: stubborn, command: [python, ignore.py]}]\n")
+    (file.parent / "ignore.py").write_text(IGNORE_TERMS)
+    process = console("run", file, "--workdir", "work", "--plain", cwd=file.parent)
+    try:
+        wait_for(file.parent / "ready.txt", process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        second = time.monotonic()
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - second
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, out + err
+    assert "stopping everything now" in err
+    assert took < 3.0, f"{took:.1f}s: the 5 s grace period was waited for"

@@ -343,3 +343,114 @@ def test_console_script_on_identical_and_changed_revisions(repo: GitRepo) -> Non
     )
     assert changed.returncode == 1, changed.stderr
     assert "### Runs a merge would start" in changed.stdout
+
+
+# --- hostile input in the Markdown comment -----------------------------------------------
+
+HIDE = "\n\n<!-- the rest is hidden\n```\n| x |"
+HOSTILE_PIPELINE = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: sneaky}
+spec:
+  description: "one\\n\\n<!-- hidden\\n```"
+  tasks:
+    - name: only
+      image: busybox
+      command: ["echo", "a|b`c\\n<!--"]
+      nodeSelector: {"pool\\n<!--`|": "x\\n\\n<!--"}
+"""
+
+
+def assert_markdown_is_intact(markdown: str) -> None:
+    """No HTML comment can start, every table row is one line with its columns, and code
+    fences pair up."""
+    assert "<!--" not in markdown
+    lines = markdown.splitlines()
+    fences = [line for line in lines if line.lstrip().startswith("```")]
+    assert fences == ["```mermaid", "```"] * (len(fences) // 2) and len(fences) % 2 == 0
+    columns, previous = 0, ""
+    for line in lines:
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                columns = line.count("|")  # a table's header row
+            assert line.endswith("|") and line.count("|") == columns, line
+        else:
+            allowed = ("#", "**", "- ", "  - ", "  ", "```", "graph TD", "The new revision")
+            assert not line or line.startswith(allowed), line
+        previous = line
+
+
+def test_hostile_file_names_and_values_cannot_break_the_markdown_comment(repo: GitRepo) -> None:
+    repo.write("pipelines/keep.yaml", OTHER)
+    old = repo.commit()
+    repo.write(f"pipelines/x{HIDE}.yaml", HOSTILE_PIPELINE)
+    repo.write(f"experiments/y{HIDE}.yaml", "kind: [unclosed\n")
+    repo.write(f"runs/z{HIDE}.yaml", RUN.format(name="again").replace("train", "other"))
+    repo.write("pipelines/keep.yaml", OTHER.replace("busybox", "busybox:1\\n<!--"))
+    new = repo.commit()
+    changes = diff.compare(
+        read_snapshot(repo.repo, old),
+        read_snapshot(repo.repo, new),
+        base_ref="main\n<!--",
+        head_ref="pr",
+        now=NOW,
+    )
+    assert len(changes.pipelines) == 2 and changes.runs and changes.problems
+    markdown = cli_diff.markdown(changes)
+    assert_markdown_is_intact(markdown)
+    # Still readable: the hostile name is shown, escaped, not dropped.
+    shown = "pipelines/x&#92;n&#92;n&#60;&#33;-- the rest is hidden&#92;n&#96;&#96;&#96;"
+    assert f"<code>{shown}" in markdown
+    assert "### Validation errors in the new revision" in markdown
+
+
+# --- the DAG's edges are the planner's ---------------------------------------------------
+
+DATAFLOW = """\
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: flow}
+spec:
+  defaults: {image: busybox}
+  tasks:
+    - name: prepare
+      command: [sh, -c, "echo > $0", "{{outputs.artifacts.data}}"]
+      outputs: {artifacts: [data]}
+    - name: train
+      command: [sh, -c, "cat $0; echo 1 > $1", "{{inputs.artifacts.data}}",
+                "{{outputs.parameters.score}}"]
+      inputs: {artifacts: {data: {from: "{{tasks.prepare.outputs.artifacts.data}}"}}}
+      outputs: {parameters: [score]}
+    - name: report
+      command: [echo, "{{tasks.train.outputs.parameters.score}}"]
+"""
+
+
+def test_the_dag_draws_edges_through_input_artifacts_and_placeholders(repo: GitRepo) -> None:
+    """No `dependsOn` anywhere, the way the docs teach: the edges come from the data."""
+    repo.write("pipelines/keep.yaml", OTHER)
+    old = repo.commit()
+    repo.write("pipelines/flow.yaml", DATAFLOW)
+    new = repo.commit()
+    (change,) = changes_between(repo, old, new).pipelines
+    assert {n.name: n.depends_on for n in change.dag} == {
+        "prepare": (),
+        "train": ("prepare",),
+        "report": ("train",),
+    }
+    drawn = cli_diff.mermaid(change)
+    assert "  t0 --> t1" in drawn and "  t1 --> t2" in drawn
+
+
+def test_an_invalid_pipeline_shows_no_fields_as_unset(repo: GitRepo) -> None:
+    repo.write("pipelines/flow.yaml", DATAFLOW)
+    old = repo.commit()
+    repo.write("pipelines/flow.yaml", DATAFLOW.replace("tasks.train.", "tasks.trian."))
+    new = repo.commit()
+    changes = changes_between(repo, old, new)
+    (change,) = changes.pipelines
+    assert (change.change, change.fields, change.tasks, change.dag) == (diff.INVALID, (), (), ())
+    markdown = cli_diff.markdown(changes)
+    assert "(unset)" not in markdown
+    assert "trian" in markdown  # the problem is shown instead

@@ -270,3 +270,35 @@ def test_the_operator_can_narrow_the_transports(
     assert error.value.reason == "ProtocolNotAllowed" and "file://" in str(error.value)
     with fetch._environment(None) as env:
         assert env["GIT_ALLOW_PROTOCOL"] == "https:ssh"
+
+
+def test_a_local_path_is_the_file_transport_and_may_not_read_the_mirror_cache(
+    origin: GitRepo, tmp_path: Path
+) -> None:
+    """git reads `/srv/repo` (no scheme, no `host:`) from this machine, as it does
+    `file:///srv/repo`: the same rules apply, the cache's included."""
+    cache = tmp_path / "cache"
+    fetch.fetch(cache / "team-a" / "src", url(origin), fetch.Ref(branch="main"))
+    with pytest.raises(fetch.FetchError) as error:
+        fetch.fetch(
+            cache / "team-b" / "thief",
+            str(cache / "team-a" / "src"),
+            fetch.Ref(branch="main"),
+            cache=cache,
+        )
+    assert error.value.reason == "ProtocolNotAllowed"
+    assert "local path" in str(error.value)
+
+
+def test_a_cluster_without_file_refuses_local_paths_before_running_git(
+    origin: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPESYNC_GIT_PROTOCOLS", "http:https:ssh:git")  # the chart's default
+    for local in (str(origin.root), f"{origin.root}/../{origin.root.name}", "./repo"):
+        with pytest.raises(fetch.FetchError) as error:
+            fetch.fetch(tmp_path / "m", local, fetch.Ref(branch="main"))
+        assert error.value.reason == "ProtocolNotAllowed", local
+        assert "a local path (file) is not allowed" in str(error.value)
+    assert fetch.url_transport("git@example.com:ml/repo.git") == "ssh"
+    assert fetch.url_transport("example.com:ml/repo") == "ssh"
+    assert fetch.url_transport("./host:path") == "file"  # a slash before the colon

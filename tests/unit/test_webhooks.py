@@ -254,7 +254,8 @@ def test_ping_and_other_events(source: Source) -> None:
         200,
         {"result": "ping", "message": "pong"},
     )
-    status, answer = source.post(body, github(body, event="issues"))
+    other = b'{"action": "opened"}'  # another delivery: the same body again is a replay
+    status, answer = source.post(other, github(other, event="issues"))
     assert (status, answer["result"]) == (202, "ignored")
     assert not source.woken()
 
@@ -269,13 +270,74 @@ def test_source_following_a_tag_ignores_pushes(make_source: MakeSource) -> None:
 
 def test_unknown_source_bad_path_and_method(source: Source, make_source: MakeSource) -> None:
     body = push()
-    assert source.post(body, github(body), path="/hooks/ml/nope")[0] == 404
+    assert source.post(body, github(body), path="/hooks/ml/nope")[0] == 401
     assert source.post(body, github(body), path="/hooks/ml/repo/extra")[0] == 404
     assert source.post(body, github(body), path="/hooks/ml/../x")[0] == 404
     assert source.post(body, github(body), method="GET")[0] == 405
     without_secret = make_source(secret=None)
-    assert without_secret.post(body, github(body))[0] == 404
+    assert without_secret.post(body, github(body))[0] == 401
     assert not source.woken()
+
+
+def test_an_unknown_source_and_a_bad_signature_get_the_same_answer(
+    source: Source, make_source: MakeSource
+) -> None:
+    """Nothing a caller without the secret sees tells which sources exist."""
+    body = push()
+    forged = github(body, secret=b"guess")
+    wrong = source.post(body, forged)
+    unknown = source.post(body, forged, path="/hooks/ml/nope")
+    elsewhere = source.post(body, forged, path="/hooks/other-team/repo")
+    without_secret = make_source(secret=None).post(body, forged)
+    assert wrong == unknown == elsewhere == without_secret
+    assert wrong[0] == 401
+    # Nor do answers about the body: they come before the source is looked up.
+    no_length = {"length": -1}
+    assert source.post(body, forged, **no_length) == source.post(
+        body, forged, path="/hooks/ml/nope", **no_length
+    )
+    assert source.results[:3] == ["unauthorized", "not_found", "not_found"]
+    assert not source.woken()
+
+
+def test_a_replayed_delivery_is_refused(source: Source) -> None:
+    body = push()
+    first = {**github(body), "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"}
+    assert source.post(body, first)[0] == 202
+    assert source.woken()
+    source.event.clear()
+    # The same request again, and again with a made-up delivery id (it is not signed).
+    assert source.post(body, first) == (
+        409,
+        {
+            "result": "replayed",
+            "message": "this delivery was received before (same delivery id or same "
+            "signed body); ignoring the replay",
+        },
+    )
+    renamed = {**first, "X-GitHub-Delivery": "00000000-0000-0000-0000-000000000000"}
+    assert source.post(body, renamed)[0] == 409
+    assert not source.woken()
+    # A new push (another body) with its own id goes through.
+    second = push(url=URL + "/")
+    fresh = {**github(second), "X-GitHub-Delivery": "8f1e6a2c-0000-4000-8000-000000000001"}
+    assert source.post(second, fresh)[0] == 202
+    # An unauthenticated request never fills the memory (it could push real ids out).
+    before = len(source.app.deliveries)
+    assert source.post(push(ref="refs/heads/x"), github(body, secret=b"guess"))[0] == 401
+    assert len(source.app.deliveries) == before
+
+
+def test_remembered_deliveries_are_bounded_in_time_and_number() -> None:
+    now = [1000.0]
+    seen = webhooks.Deliveries(window=60.0, limit=3, clock=lambda: now[0])
+    assert seen.first_time(["a"]) and not seen.first_time(["a"])
+    now[0] += 61  # past the window: forgotten
+    assert seen.first_time(["a"])
+    for key in ("b", "c", "d"):
+        assert seen.first_time([key])
+    assert len(seen) == 3  # "a", the oldest, made room
+    assert seen.first_time(["a"])
 
 
 def test_bad_json_is_400(source: Source) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable
 
@@ -165,15 +166,53 @@ _MARKS = {diff.ADDED: "added", diff.CHANGED: "changed", diff.REMOVED: "removed"}
 
 
 def _cell(value: object) -> str:
-    """A table cell: pipes and newlines would break the table, backticks the code span."""
-    shown = _value(value).replace("\n", " ").replace("|", "\\|").replace("`", "'")
-    return f"`{shown}`"
+    """A table cell holding a value, as code."""
+    return _code(_value(value))
+
+
+# Every string here may come from the pull request (file names, names, field keys,
+# values, messages) and is rendered for reviewers: it must not start an HTML comment that
+# hides the rest of the comment, break a table row or a list item with a line break, close
+# a code fence, or turn into a link or image. Control characters are shown as escapes;
+# Markdown and HTML punctuation becomes numeric character references, which CommonMark
+# renders as the literal character and never as structure.
+_ESCAPED = frozenset("\\`*_[]<>&!|~#")
+#: What a code span cannot hold: its delimiter, a table's cell separator (split before
+#: code spans are parsed), and `<` (so no `<!--` appears in the comment's source at all).
+_CODE_UNSAFE = frozenset("`|<")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _visible(text: str) -> str:
+    """Control characters (line breaks included) as visible escapes: one line always."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+        return named.get(char) or f"\\u{ord(char):04x}"
+
+    return _CONTROL.sub(escape, text)
+
+
+def _text(value: object) -> str:
+    """A user-controlled string as inline Markdown text, shown exactly as it is."""
+    return "".join(f"&#{ord(char)};" if char in _ESCAPED else char for char in _visible(str(value)))
+
+
+def _code(value: object) -> str:
+    """A user-controlled string as inline code: a code span when it needs no escaping
+    (code spans show every character as is, so they cannot hold references), else an
+    HTML <code> element with the escaped text (GitHub renders both alike)."""
+    text = str(value)
+    if _visible(text) == text and not _CODE_UNSAFE.intersection(text):
+        return f"`{text}`"
+    return f"<code>{_text(text)}</code>"
 
 
 def markdown(changes: ChangeSet) -> str:
     out = [
-        f"## pipesync diff: `{changes.base.ref}` ({_short(changes.base.commit)}) → "
-        f"`{changes.head.ref}` ({_short(changes.head.commit)})",
+        f"## pipesync diff: {_code(changes.base.ref)} ({_short(changes.base.commit)}) → "
+        f"{_code(changes.head.ref)} ({_short(changes.head.commit)})",
         "",
     ]
     if not changes.changed:
@@ -187,7 +226,10 @@ def markdown(changes: ChangeSet) -> str:
     if changes.schedules:
         out += ["### Schedules", ""]
         for s in changes.schedules:
-            out += [f"#### `{s.name}` {s.change} (`{s.file}`, pipeline `{s.pipeline}`)", ""]
+            out += [
+                f"#### {_code(s.name)} {s.change} ({_code(s.file)}, pipeline {_code(s.pipeline)})",
+                "",
+            ]
             out += ["| | before | after |", "|---|---|---|"]
             out.append(
                 f"| schedule | {_schedule_cell(s.before, 'schedule')} "
@@ -199,13 +241,13 @@ def markdown(changes: ChangeSet) -> str:
             )
             for f in s.fields:
                 if not f.field.startswith("spec.schedule"):
-                    out.append(f"| {f.field} | {_cell(f.before)} | {_cell(f.after)} |")
+                    out.append(_field_row(f))
             out.append("")
     if changes.experiments:
         out += ["### Experiments", ""]
         for e in changes.experiments:
-            out.append(f"- `{e.name}` {e.change} (`{e.file}`)")
-            out += [f"  - {f.field}: {_cell(f.before)} → {_cell(f.after)}" for f in e.fields]
+            out.append(f"- {_code(e.name)} {e.change} ({_code(e.file)})")
+            out += [f"  - {_text(f.field)}: {_cell(f.before)} → {_cell(f.after)}" for f in e.fields]
         out.append("")
     if changes.runs:
         out += ["### Run files", ""]
@@ -216,21 +258,28 @@ def markdown(changes: ChangeSet) -> str:
                 diff.REMOVED: "removed: the Run object is kept",
                 diff.INVALID: "invalid in the new revision",
             }.get(r.change, r.change)
-            out.append(f"- `{r.name}` {r.change} (`{r.file}`, pipeline `{r.pipeline}`): {note}")
+            out.append(
+                f"- {_code(r.name)} {r.change} ({_code(r.file)}, "
+                f"pipeline {_code(r.pipeline)}): {note}"
+            )
         out.append("")
     if changes.starts:
         out += ["### Runs a merge would start", ""]
-        out += [f"- {_start(start)}" for start in changes.starts]
+        out += [f"- {_text(_start(start))}" for start in changes.starts]
         out.append("")
     if changes.problems:
         out += ["### Validation errors in the new revision", ""]
-        out += [f"- `{p.file}:{p.line}:{p.column}`: {_plain(p.message)}" for p in changes.problems]
+        out += [
+            f"- {_code(f'{p.file}:{p.line}:{p.column}')}: {_text(p.message)}"
+            for p in changes.problems
+        ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
-def _plain(message: str) -> str:
-    return message.replace("`", "'")
+def _field_row(f: FieldChange) -> str:
+    """`| field | before | after |` (field keys come from the document too)."""
+    return f"| {_text(f.field)} | {_cell(f.before)} | {_cell(f.after)} |"
 
 
 def _schedule_cell(view: ScheduleView | None, part: str) -> str:
@@ -239,11 +288,11 @@ def _schedule_cell(view: ScheduleView | None, part: str) -> str:
     if part == "schedule":
         return _cell(view.schedule)
     cells = "<br>".join(view.next) or "none"
-    return cells + (f" ({view.note})" if view.note else "")
+    return cells + (f" ({_text(view.note)})" if view.note else "")
 
 
 def _pipeline_section(p: PipelineChange) -> list[str]:
-    out = [f"#### `{p.name}` {p.change} (`{p.file}`)", ""]
+    out = [f"#### {_code(p.name)} {p.change} ({_code(p.file)})", ""]
     if p.change == diff.INVALID:
         out += [
             "The new revision's document is invalid (see the validation errors below); "
@@ -252,18 +301,16 @@ def _pipeline_section(p: PipelineChange) -> list[str]:
         ]
     if p.fields:
         out += ["| field | before | after |", "|---|---|---|"]
-        out += [f"| {f.field} | {_cell(f.before)} | {_cell(f.after)} |" for f in p.fields]
+        out += [_field_row(f) for f in p.fields]
         out.append("")
     if p.tasks:
         out += ["| task | change | field | before | after |", "|---|---|---|---|---|"]
         for t in p.tasks:
-            name = f"`{t.name}`" + (" (onExit)" if t.on_exit else "")
+            name = _code(t.name) + (" (onExit)" if t.on_exit else "")
             if not t.fields:
                 out.append(f"| {name} | {t.change} | | | |")
             for f in t.fields:
-                out.append(
-                    f"| {name} | {t.change} | {f.field} | {_cell(f.before)} | {_cell(f.after)} |"
-                )
+                out.append(f"| {name} | {t.change} {_field_row(f)}")
         out.append("")
     if p.dag:
         out += ["```mermaid", *mermaid(p), "```", ""]
@@ -278,7 +325,7 @@ def mermaid(p: PipelineChange) -> list[str]:
         label = node.name + (" (onExit)" if node.on_exit else "")
         if node.mark:
             label += f" ({node.mark})"
-        lines.append(f'  {ids[node.name]}["{label.replace(chr(34), "#quot;")}"]')
+        lines.append(f'  {ids[node.name]}["{_label(label)}"]')
     for node in p.dag:
         for dependency in node.depends_on:
             if dependency in ids:
@@ -293,3 +340,13 @@ def mermaid(p: PipelineChange) -> list[str]:
         if marked:
             lines.append(f"  class {','.join(marked)} {mark}")
     return lines
+
+
+#: Mermaid entity codes (`#name;` / `#35;`) for what would end a quoted label or be read
+#: as markup or an entity inside it.
+_LABEL_ESCAPES = {'"': "#quot;", "#": "#35;", "<": "#lt;", ">": "#gt;", "`": "#96;"}
+
+
+def _label(text: str) -> str:
+    """A node label: one line (a line break could end the code fence), quotes escaped."""
+    return "".join(_LABEL_ESCAPES.get(char, char) for char in _visible(text))

@@ -3,8 +3,10 @@ and a summary table at the end."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console, Group
@@ -55,7 +57,15 @@ class LiveReporter:
         self.console = console
         self.states: dict[NodeKey, tuple[str, NodeState, float]] = {}
         self._lock = threading.Lock()
-        self.live = Live(console=console, refresh_per_second=8, transient=True)
+        self._finished = False
+        # get_renderable: each refresh draws anew, so a running task's time keeps counting
+        # (a table handed over at each change would show 0.0s until the next change).
+        self.live = Live(
+            console=console,
+            refresh_per_second=8,
+            transient=True,
+            get_renderable=self._render,
+        )
         self._run: LocalRun | None = None
 
     def __enter__(self) -> LiveReporter:
@@ -69,25 +79,33 @@ class LiveReporter:
         with self._lock:
             self._run = run
             self.states[key] = (run.task_name(key), state, time.time())
-            self.live.update(self._render())
+        self.live.refresh()
 
     def run_finished(self, run: LocalRun, outcome: planner.Outcome) -> None:
-        self.live.update(Text(""))
+        with self._lock:
+            self._finished = True
+        self.live.refresh()
 
-    def _render(self) -> Group:
+    def _render(self) -> Group | Text:
+        with self._lock:
+            if self._finished:
+                return Text("")
+            return self._table(list(self.states.values()))
+
+    def _table(self, states: list[tuple[str, NodeState, float]]) -> Group:
         counts: dict[Phase, int] = {}
-        for _, state, _ in self.states.values():
+        for _, state, _ in states:
             counts[state.phase] = counts.get(state.phase, 0) + 1
         done = sum(n for phase, n in counts.items() if phase not in (Phase.RUNNING,))
         header = Text(
-            f"{done}/{len(self.states)} done  "
+            f"{done}/{len(states)} done  "
             + "  ".join(f"{phase.value}: {n}" for phase, n in sorted(counts.items())),
             style="bold",
         )
         table = Table(box=None, show_header=False, pad_edge=False)
         # Running first, then the most recent changes: what a person watches for.
         rows = sorted(
-            self.states.values(),
+            states,
             key=lambda row: (row[1].phase is not Phase.RUNNING, -row[2]),
         )[:_MAX_LIVE_ROWS]
         now = time.time()
@@ -172,3 +190,48 @@ def _outputs(row: dict[str, Any]) -> str:
     if not parts and row["message"]:
         return str(row["message"])[:120]
     return "\n".join(parts)
+
+
+#: How much of a failed task's log the end of a run shows.
+FAILED_LOG_LINES = 10
+
+
+def failure_details(run: LocalRun) -> list[str]:
+    """For each failed task or instance: its message, its log's path and its last lines,
+    so the reason is on screen without opening a file."""
+    lines: list[str] = []
+    for key, record in sorted(run.records.items()):
+        if record.state.phase is not Phase.FAILED or record.log is None:
+            continue  # Omitted/Cancelled say why in the table; no log, nothing to show
+        lines.append(f"{run.task_name(key)} failed: {record.state.message}")
+        lines.append(f"  log: {record.log}")
+        tail = _last_lines(record.log, FAILED_LOG_LINES)
+        lines.extend(f"  | {line}" for line in tail)
+        if not tail:
+            lines.append("  (the log is empty)")
+    return lines
+
+
+def artifact_lines(run: LocalRun) -> list[str]:
+    """The output artifacts the run wrote, with their paths."""
+    found = run.artifacts()
+    if not found:
+        return []
+    return ["artifacts:", *(f"  {task} {name}: {path}" for task, name, path in found)]
+
+
+def _last_lines(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a log, read from its end (a log can be large)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(size - _TAIL_BYTES, 0))
+            data = log.read()
+    except OSError:
+        return []
+    text = data.decode(errors="replace")
+    return [line.rstrip("\r") for line in text.splitlines()[-count:]]
+
+
+_TAIL_BYTES = 16 * 1024

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from pipesync.api import durations, model
 from pipesync.api.diagnostics import has_errors
@@ -91,15 +92,24 @@ def run(options: argparse.Namespace) -> int:
         console.print(progress.summary_table(local_run))
     else:
         print(progress.summary_text(local_run), flush=True)
-    style = "green" if outcome.phase is RunPhase.SUCCEEDED else "red"
     elapsed = durations.format_seconds(
         (local_run.finished_at or time.time()) - local_run.started_at
     )
-    console.print(
-        f"[{style}]{outcome.phase.value}[/{style}] in {elapsed}: {outcome.message}",
-        highlight=False,
-    )
-    console.print(f"outputs, artifacts and logs: {local_run.run_dir}", highlight=False)
+    lines = [
+        *progress.failure_details(local_run),
+        *progress.artifact_lines(local_run),
+        f"{outcome.phase.value} in {elapsed}: {outcome.message}",
+        f"outputs, artifacts and logs: {local_run.run_dir}",
+    ]
+    if console.is_terminal:
+        style = "green" if outcome.phase is RunPhase.SUCCEEDED else "red"
+        for line in lines:  # log lines and paths are text, never markup
+            shown = Text(line, style=style if line is lines[-2] else "")
+            console.print(shown, highlight=False, soft_wrap=True)
+    else:
+        # Not a terminal (a pipe, a CI log): plain lines, never wrapped or padded, so a
+        # path can be copied and grepped whole.
+        print("\n".join(lines), flush=True)
     return EXIT_SUCCEEDED if outcome.phase is RunPhase.SUCCEEDED else EXIT_FAILED
 
 
@@ -268,10 +278,12 @@ def _cancel_on_interrupt(local_run: LocalRun, errors: Console) -> Iterator[None]
         errors.print("cancelling: stopping tasks, onExit will run (Ctrl-C again to stop now)")
         local_run.cancel()
 
-    previous = signal.signal(signal.SIGINT, handle)
-    previous_term = signal.signal(signal.SIGTERM, handle)
+    # SIGHUP (the terminal closed) too: the tasks run in their own sessions and would not
+    # hear it, so without a handler pipesync would die and leave them running.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, handle) for signum in handled}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipesync.api import model
 from pipesync.api.documents import Resource
-from pipesync.engine import recurring
+from pipesync.engine import compiler, recurring
 from pipesync.gitops.snapshot import FileProblem, Snapshot
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
@@ -394,13 +394,9 @@ def _pipeline(
         fields.extend(f for f in _content_fields(old, new) if f.field.startswith("metadata."))
     marks = {t.name: t.change for t in tasks}
     shown = after if new is not None else before
+    edges = upstream_names(new_spec if new is not None else old_spec)
     dag = [
-        DagNode(
-            task,
-            tuple(str(d) for d in data.get("dependsOn") or ()),
-            marks.get(task, ""),
-            bool(data.get("onExit")),
-        )
+        DagNode(task, edges.get(task, ()), marks.get(task, ""), bool(data.get("onExit")))
         for task, data in shown.items()
     ]
     if new is not None:
@@ -412,11 +408,28 @@ def _pipeline(
         name,
         change,
         file,
-        tuple(fields),
+        # An invalid new document has no fields to compare (it is not in the snapshot):
+        # listing the old ones as `-> (unset)` would read as a deletion.
+        tuple(fields) if change != INVALID else (),
         tuple(tasks) if change == CHANGED else (),
         tuple(dag) if change in (ADDED, CHANGED) else (),
         bool(trigger.get("onChange")),
     )
+
+
+def upstream_names(spec: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Every task's upstream tasks as the planner waits for them (engine.compiler: through
+    `dependsOn`, output placeholders, input artifacts, `when` and `forEach` references).
+    Empty when the spec does not compile: no edges rather than made-up ones (its problems
+    are reported on their own)."""
+    try:
+        compiled, _ = compiler.compile_pipeline(model.pipeline_spec_from_spec(spec))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}
+    if compiled is None:
+        return {}
+    everything = [*compiled.tasks, *([compiled.on_exit] if compiled.on_exit else [])]
+    return {t.name: tuple(compiled.tasks[i].name for i in t.upstream) for t in everything}
 
 
 # --- schedules -------------------------------------------------------------------------

@@ -34,8 +34,9 @@ from pathlib import Path
 import git
 
 #: The transports a GitSource may use; `ext::` (runs a command) and friends are refused.
-#: PIPESYNC_GIT_PROTOCOLS narrows them (e.g. "https:ssh" in a shared cluster: file:// reads
-#: the operator's own disk).
+#: PIPESYNC_GIT_PROTOCOLS narrows them (e.g. "https:ssh" in a shared cluster: file:// and
+#: local paths read the operator's own disk); the Helm chart leaves `file` out unless
+#: `git.allowLocalUrls` is set.
 ALLOWED_PROTOCOLS = "http:https:ssh:git:file"
 DEFAULT_TIMEOUT_SECONDS = 60.0
 _SAFE_SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -164,23 +165,38 @@ def allowed_protocols() -> str:
     return ":".join(p for p in wanted if p in known) or "none"
 
 
+def url_transport(url: str) -> str:
+    """The transport git will use for `url`, by git's own rules (urlmatch / transport.c):
+    `scheme://...`; else scp-like `[user@]host:path` (a colon before any slash) is ssh;
+    anything else is a path on this machine, which git reads as `file`."""
+    if "://" in url:
+        return url.split("://", 1)[0].lower()
+    colon, slash = url.find(":"), url.find("/")
+    if colon > 0 and (slash == -1 or colon < slash):
+        return "ssh"
+    return "file"
+
+
 def check_url(url: str, cache: Path | None) -> None:
-    """Refuses a transport the operator does not allow, and a file:// URL into the mirror
-    cache (another source's mirror holds what its credentials fetched)."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else "ssh"
+    """Refuses a transport the operator does not allow, and a file:// URL or local path
+    into the mirror cache (another source's mirror holds what its credentials fetched)."""
+    scheme = url_transport(url)
     allowed = allowed_protocols().split(":")
     if scheme not in allowed:
+        shown = "a local path (file)" if scheme == "file" and "://" not in url else f"{scheme}://"
         raise FetchError(
             "ProtocolNotAllowed",
-            f"spec.url: {scheme}:// is not allowed by this operator "
+            f"spec.url: {shown} is not allowed by this operator "
             f"(PIPESYNC_GIT_PROTOCOLS={allowed_protocols()})",
         )
     if scheme == "file" and cache is not None:
-        target = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).resolve()
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path) if "://" in url else url
+        target = Path(path).resolve()
         cache = cache.resolve()
         if target == cache or cache in target.parents:
             raise FetchError(
-                "ProtocolNotAllowed", "spec.url: file:// may not point into the mirror cache"
+                "ProtocolNotAllowed",
+                "spec.url: file:// or a local path may not point into the mirror cache",
             )
 
 

@@ -10,6 +10,17 @@ Accepted authentication (the first header present decides; see docs/webhooks.md)
 - GitLab:  `X-Gitlab-Token: <the secret>` (compared in constant time)
 - generic: `X-Pipesync-Signature: sha256=<hex HMAC-SHA256 of the raw body>`
 
+Replays are refused: a signed request captured on the way (a proxy's log, a leaked
+capture) would otherwise wake the source again and again. The signature covers only the
+body, so the delivery id headers (GitHub's `X-GitHub-Delivery`, GitLab's
+`X-Gitlab-Event-UUID`, `X-Pipesync-Delivery`) alone cannot tell a replay (a replayer
+changes them at will): the digest of the signed body is remembered too, each for a
+bounded window and a bounded number of entries (`Deliveries`).
+
+An unknown source and a bad signature get the same answer (status and body), so the
+receiver does not tell a caller without the secret which sources exist; the body is read
+(and bounded) before the source is looked up for the same reason.
+
 A WSGI application with no dependency on the controllers or on metrics: it reads the
 controller's published targets through `gitops.triggers.SyncTriggers` and reports each
 request's result through a callback (observe.metrics counts them; gitops may not import
@@ -18,10 +29,13 @@ observe, they are siblings).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
 import re
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
@@ -38,6 +52,7 @@ RESULTS = (
     "ignored",
     "ping",
     "unauthorized",
+    "replayed",
     "too_large",
     "bad_request",
     "not_found",
@@ -49,6 +64,51 @@ StartResponse = Callable[..., Any]
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _SCP = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!/).*)$")
 _DEFAULT_READ = 64 * 1024
+#: How long, and for how many deliveries, a delivery is remembered to refuse its replay:
+#: a day covers any retry a provider makes; 10,000 entries are about a megabyte.
+REPLAY_WINDOW_SECONDS = 24 * 3600.0
+REPLAY_MAX_ENTRIES = 10_000
+_DELIVERY_HEADERS = ("X-GitHub-Delivery", "X-Gitlab-Event-UUID", "X-Pipesync-Delivery")
+_UNAUTHORIZED = (
+    "missing or wrong signature (X-Hub-Signature-256, X-Gitlab-Token or "
+    "X-Pipesync-Signature), or no GitSource accepting webhooks at this path"
+)
+
+
+class Deliveries:
+    """The deliveries seen lately: bounded in time (`window`) and in size (`limit`, the
+    oldest forgotten first), safe to use from the server's threads."""
+
+    def __init__(
+        self,
+        *,
+        window: float = REPLAY_WINDOW_SECONDS,
+        limit: int = REPLAY_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = window
+        self.limit = limit
+        self.clock = clock
+        self._seen: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, keys: Iterable[str]) -> bool:
+        """Whether none of `keys` was seen within the window; records them all."""
+        now = self.clock()
+        keys = list(keys)
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) <= now - self.window:
+                self._seen.popitem(last=False)
+            fresh = not any(key in self._seen for key in keys)
+            for key in keys:
+                self._seen[key] = now
+                self._seen.move_to_end(key)
+            while len(self._seen) > self.limit:
+                self._seen.popitem(last=False)
+            return fresh
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 class Targets(Protocol):
@@ -100,10 +160,12 @@ class WebhookApp:
         *,
         on_result: Callable[[str], None] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deliveries: Deliveries | None = None,
     ) -> None:
         self.triggers = triggers
         self.on_result = on_result
         self.max_body_bytes = max_body_bytes
+        self.deliveries = deliveries or Deliveries()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         status, result, body, headers = self.handle(environ)
@@ -131,6 +193,12 @@ class WebhookApp:
             extra = [("Allow", "POST")] if status is HTTPStatus.METHOD_NOT_ALLOWED else []
             return status, result, {"result": result, "message": message, **more}, extra
 
+        def unauthorized(label: str) -> tuple[HTTPStatus, str, dict[str, str], list[Any]]:
+            """The same status and body whether the source is unknown or the signature
+            wrong (only the metric's label tells them apart, for the operator)."""
+            status, _, body, extra = answer(HTTPStatus.UNAUTHORIZED, "unauthorized", _UNAUTHORIZED)
+            return status, label, body, extra
+
         path = str(environ.get("PATH_INFO") or "")
         parts = path[len(PREFIX) :].split("/") if path.startswith(PREFIX) else []
         if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
@@ -140,29 +208,30 @@ class WebhookApp:
         namespace, name = parts
         if environ.get("REQUEST_METHOD") != "POST":
             return answer(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", "use POST")
-        target = self.triggers.target(namespace, name)
-        if target is None or target.secret is None:
-            return answer(
-                HTTPStatus.NOT_FOUND,
-                "not_found",
-                f"no GitSource {namespace}/{name} accepting webhooks here "
-                "(unknown, not synced yet, or without spec.webhook.secretRef)",
-            )
+        # The body first: an answer about it must not depend on whether the source exists.
         raw, problem = self._body(environ)
         if raw is None:
             status, message = problem
             result = "too_large" if status is HTTPStatus.REQUEST_ENTITY_TOO_LARGE else "bad_request"
             return answer(status, result, message)
+        target = self.triggers.target(namespace, name)
+        if target is None or target.secret is None:
+            # The same work as a check of a real secret: a 1 MiB body's HMAC takes long
+            # enough to tell "no such source" from "wrong signature" by the clock.
+            _authentic(environ, raw, b"no source: nothing matches")
+            return unauthorized("not_found")
         # Surrounding whitespace is not part of a token (`kubectl create secret
         # --from-file` keeps a trailing newline); an empty secret would sign anything.
         secret = target.secret.strip()
         if not secret or not _authentic(environ, raw, secret):
-            # One message for unsigned and wrongly signed: no oracle for guessing.
+            # One answer for unsigned, wrongly signed and unknown: no oracle for guessing.
+            return unauthorized("unauthorized")
+        if not self.deliveries.first_time(_delivery_keys(namespace, name, environ, raw)):
             return answer(
-                HTTPStatus.UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong signature (X-Hub-Signature-256, X-Gitlab-Token or "
-                "X-Pipesync-Signature)",
+                HTTPStatus.CONFLICT,
+                "replayed",
+                "this delivery was received before (same delivery id or same signed body); "
+                "ignoring the replay",
             )
         event = _event(environ)
         if event == "ping":
@@ -224,6 +293,18 @@ class WebhookApp:
 def _header(environ: Mapping[str, Any], name: str) -> str | None:
     value = environ.get("HTTP_" + name.upper().replace("-", "_"))
     return None if value is None else str(value)
+
+
+def _delivery_keys(namespace: str, name: str, environ: Mapping[str, Any], body: bytes) -> list[str]:
+    """What identifies one delivery to one source: the digest of the signed body (what a
+    replayer cannot change) and the provider's delivery id when it sends one."""
+    source = f"{namespace}/{name}"
+    keys = [f"{source} body {hashlib.sha256(body).hexdigest()}"]
+    for header in _DELIVERY_HEADERS:
+        value = _header(environ, header)
+        if value is not None and value.strip():
+            keys.append(f"{source} {header.lower()} {value.strip()[:128]}")
+    return keys
 
 
 def _authentic(environ: Mapping[str, Any], body: bytes, secret: bytes) -> bool:

@@ -95,10 +95,10 @@ class LocalRun:
         self._cancel.set()
 
     def abort(self) -> None:
-        """Stop every running process now, onExit included."""
+        """Stop every running process now (SIGKILL, no grace period), onExit included."""
         self._cancel.set()
         for process in list(self._running.values()):
-            process.stop()
+            process.kill()
 
     @property
     def cancelled(self) -> bool:
@@ -111,9 +111,37 @@ class LocalRun:
 
     def execute(self) -> planner.Outcome:
         """Runs until finished; returns the outcome."""
+        _prepare_workdir(self.workdir)
         # A reused run name starts clean: stale outputs must never feed a new run.
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
+        try:
+            self._loop()
+        finally:
+            # Left only by an exception (a signal pipesync does not handle, a bug): no
+            # task's process group may outlive pipesync.
+            for process in list(self._running.values()):
+                process.kill()
+        self.finished_at = time.time()
+        self._write_record()
+        assert self.outcome is not None  # noqa: S101 - the loop ends only with an outcome
+        if self.reporter is not None:
+            self.reporter.run_finished(self, self.outcome)
+        return self.outcome
+
+    def artifacts(self) -> list[tuple[str, str, Path]]:
+        """(task, artifact, path) of every output artifact written, in pipeline order."""
+        found = []
+        for key in sorted(self.records):
+            outputs = self._node_dir(key) / "outputs" / "artifacts"
+            for name in self._compiled(key[0]).task.output_artifacts:
+                if (outputs / name).exists():
+                    found.append((self.task_name(key), name, outputs / name))
+        return found
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
         deadline = None if self.timeout is None else self.started_at + self.timeout
         while True:
             now = time.time()
@@ -135,15 +163,8 @@ class LocalRun:
                 self._start(launch)
             if decision.finished is not None and not self._running:
                 self.outcome = decision.finished
-                break
+                return
             self._wait(decision, deadline)
-        self.finished_at = time.time()
-        self._write_record()
-        if self.reporter is not None:
-            self.reporter.run_finished(self, self.outcome)
-        return self.outcome
-
-    # --- the loop ---------------------------------------------------------------------
 
     def _wait(self, decision: planner.Decision, deadline: float | None) -> None:
         """Blocks until a task ends, a retry is due, or it is time to look again.
@@ -383,6 +404,20 @@ class LocalRun:
 
 class _RenderError(Exception):
     pass
+
+
+#: In the work directory: git ignores it and everything in it.
+GITIGNORE = "# written by pipesync run: runs' outputs and logs are not source\n*\n"
+
+
+def _prepare_workdir(workdir: Path) -> None:
+    """Create the work directory with a `.gitignore` of `*`, so `.pipesync/` in a
+    repository never shows in `git status`. A directory that holds anything but earlier
+    runs (a folder the user chose) is left as it is."""
+    if workdir.is_dir() and not set(os.listdir(workdir)) <= {"local"}:
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / ".gitignore").write_text(GITIGNORE)
 
 
 def _collect_outputs(compiled: CompiledTask, node_dir: Path) -> tuple[dict[str, str], str]:
