@@ -236,6 +236,35 @@ def test_the_chart_refuses_local_git_urls_unless_allowed() -> None:
     assert "file" in git_protocols("git.allowLocalUrls=true").split(":")
 
 
+def test_the_network_policy_renders_when_enabled_and_the_api_server_accepts_it(
+    cluster: Cluster, release: Release
+) -> None:
+    assert not [o for o in render("r", "x") if o["kind"] == "NetworkPolicy"]  # off by default
+    objects = render(
+        release.name,
+        release.namespace,
+        "networkPolicy.enabled=true",
+        "networkPolicy.allowNamespaces={monitoring,ingress-nginx}",
+        "networkPolicy.extraFrom[0].ipBlock.cidr=192.30.252.0/22",
+    )
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    out = cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-f", "-", input=as_yaml([policy])
+    ).stdout
+    assert "serverside-applied (server dry run)" in out, out
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"ipBlock": {"cidr": "192.30.252.0/22"}},
+    ]
+
+
 def test_monitors_render_only_when_enabled() -> None:
     objects = render("r", "x", "serviceMonitor.enabled=true", "podMonitor.enabled=true")
     monitors = {o["kind"]: o for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"}

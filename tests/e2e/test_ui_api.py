@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -210,7 +211,9 @@ def test_cancel_and_rerun_follow_rbac_and_need_the_request_header(
     rerun = json.loads(body)["name"]
     assert rerun.startswith("r1-rerun-")
     created = json.loads(cluster.kubectl("get", "run", rerun, "-n", ns, "-o", "json").stdout)
-    assert created["spec"]["pipelineRef"] == {"name": "report"}
+    original = json.loads(cluster.kubectl("get", "run", "r1", "-n", ns, "-o", "json").stdout)
+    version = original["status"]["pipeline"]["version"]
+    assert created["spec"]["pipelineRef"] == {"name": "report", "version": version}
     for name in ("r1", rerun):
         code, _, body = call(
             setup, f"namespaces/{ns}/runs/{name}/cancel", operator_token, "POST", marked
@@ -337,6 +340,78 @@ def test_pipesync_ui_serves_the_kubeconfig_identity(cluster: Cluster) -> None:
         assert "default" in [item["name"] for item in json.loads(body)["items"]]
         code, _, _ = call(local, "login", None, "POST", {"X-Pipesync-Request": "1"})
         assert code == 400  # nothing to log in to (no login needed)
+        # a DNS-rebinding page reaches 127.0.0.1 under its own name: refused by its Host
+        code, _, body = call(local, "namespaces", None, headers={"Host": "evil.example:80"})
+        assert code == 403 and b"DNS rebinding" in body
+
+
+def _raw(address: str, request: bytes) -> bytes:
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_login_with_a_negative_length_is_refused_without_reading_it(
+    operator: Operator, setup: dict[str, Any]
+) -> None:
+    head = (
+        b"POST /ui/api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Pipesync-Request: 1\r\nContent-Length: -1\r\n\r\n"
+    )
+    # the body would go on for ever: the answer must come without waiting for its end
+    answer = _raw(operator.metrics_target, head + b'{"token": "' + b"a" * 100_000)
+    assert answer.startswith(b"HTTP/1.0 400"), answer[:200]
+    assert b"Content-Length" in answer
+
+
+PINNED = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: pinme}
+spec:
+  tasks:
+    - name: only
+      command: [sh, -c, "echo version-%s"]
+"""
+
+
+def test_a_rerun_runs_the_original_version_after_the_pipeline_changed(
+    cluster: Cluster, setup: dict[str, Any]
+) -> None:
+    ns, operator_token = setup["namespace"], setup["tokens"]["operator"]
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=PINNED % "one")
+    cluster.kubectl("wait", "--for=condition=Ready", "pipeline/pinme", "-n", ns, "--timeout=60s")
+    cluster.kubectl(
+        "apply", "-n", ns, "-f", "-",
+        input=yaml.safe_dump(
+            {"apiVersion": "pipesync.io/v1alpha1", "kind": "Run", "metadata": {"name": "p1"},
+             "spec": {"pipelineRef": {"name": "pinme"}}}
+        ),
+    )  # fmt: skip
+    original = wait_finished(cluster, ns, "p1", timeout=120)
+    assert original["status"]["phase"] == "Succeeded"
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=PINNED % "two")  # the latest is now two
+    marked = {"X-Pipesync-Request": "1"}
+    code, _, body = call(setup, f"namespaces/{ns}/runs/p1/rerun", operator_token, "POST", marked)
+    assert code == 201, body
+    rerun = json.loads(body)["name"]
+    finished = wait_finished(cluster, ns, rerun, timeout=120)
+    assert finished["status"]["phase"] == "Succeeded", finished["status"]
+    assert finished["spec"]["pipelineRef"]["version"] == original["status"]["pipeline"]["version"]
+    for key in ("version", "digest", "commit"):
+        assert finished["status"]["pipeline"].get(key) == original["status"]["pipeline"].get(key)
+
+    def logged() -> Any:
+        code, _, body = call(
+            setup, f"namespaces/{ns}/runs/{rerun}/logs?task=only&attempt=1", operator_token
+        )
+        return body if code == 200 else None
+
+    assert b"version-one" in _wait_for(logged)
 
 
 def test_git_sources_and_recurring_runs_as_the_ui_shows_them(
@@ -408,6 +483,9 @@ def test_a_login_is_accepted_by_every_replica(cluster: Cluster, setup: dict[str,
         method="POST",
         headers={"Content-Type": "application/json"},
     )
+    # a cross-site form cannot log a browser in either: the header is needed here too
+    assert call(setup, "login", None, "POST")[0] == 403
+    request.add_header("X-Pipesync-Request", "1")
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
         cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui/" in cookie

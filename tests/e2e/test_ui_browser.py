@@ -149,6 +149,11 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
     assert page.get_by_test_id("user-name").text_content() == (
         f"system:serviceaccount:{namespace}:viewer"
     )
+    page.wait_for_load_state("networkidle")
+    # once: a login used to render the page twice (hash change and a direct render)
+    assert page.locator("main h1", has_text="Runs").count() == 1
+    assert page.locator('[data-testid="runs-table"]').count() == 1
+    assert page.locator('[data-testid="run-row"][data-run="digits-slow"]').count() == 1
     screenshot(page, "02-runs")
 
     # the run page: every task's box carries the phase the Run's status reports

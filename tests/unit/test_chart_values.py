@@ -41,6 +41,8 @@ def test_the_default_values_satisfy_the_schema() -> None:
         (("replicaCount",), -1),
         (("serviceMonitor", "enabeld"), True),  # a typo is not silently ignored
         (("http", "port"), 80),  # privileged port for a non-root process
+        (("networkPolicy", "allowNamespaces"), ["Monitoring"]),  # not a namespace name
+        (("networkPolicy", "enabeld"), True),
     ],
 )
 def test_the_schema_refuses(path: tuple[str, ...], value: Any) -> None:

@@ -363,3 +363,31 @@ def test_kubeconfig_mode_needs_no_token_and_a_bad_mode_is_refused() -> None:
     assert principal is not None and principal.user is None and principal.username == "me"
     with pytest.raises(ValueError, match="unknown auth mode"):
         Authenticator(FakeReviews(), "none")
+
+
+# --- re-run ---------------------------------------------------------------------------
+
+
+def test_a_rerun_names_the_original_version_and_carries_its_pin() -> None:
+    original = {
+        "metadata": {"name": "r1", "namespace": "ml"},
+        "spec": {"pipelineRef": {"name": "train"}, "params": {"lr": 0.1}},
+        "status": {"pipeline": {"name": "train", "version": "abc123def456", "commit": "c0ffee"}},
+    }
+    pinned = {
+        "spec": {"tasks": [{"name": "a", "command": ["echo", "old"]}]},
+        "pipeline": {"name": "train", "version": "abc123def456", "commit": "c0ffee",
+                     "source": "repo", "path": "pipelines"},
+    }  # fmt: skip
+    body = views.rerun_body(original, "r1-rerun-1", pinned)
+    assert body["spec"]["pipelineRef"] == {"name": "train", "version": "abc123def456"}
+    assert body["spec"]["params"] == {"lr": 0.1}
+    created = {"metadata": {"name": "r1-rerun-1", "uid": "u-2"}}
+    config_map = views.rerun_pin(created, pinned)
+    assert config_map["metadata"]["name"] == "r1-rerun-1-pipeline"
+    [owner] = config_map["metadata"]["ownerReferences"]
+    assert owner["uid"] == "u-2" and owner["kind"] == "Run" and owner["controller"] is True
+    assert json.loads(config_map["data"]["spec.json"]) == pinned
+    # without a pin, the version still comes from the original's status
+    body = views.rerun_body(original, "r1-rerun-2")
+    assert body["spec"]["pipelineRef"]["version"] == "abc123def456"

@@ -121,6 +121,19 @@ def _service_account_namespace() -> str | None:
         return None
 
 
+def _credentials_problem() -> str | None:
+    """Why there are no Kubernetes credentials to run with (one line), or None. Checked
+    before anything starts: kopf and the UI would each fail later with a traceback."""
+    from pipesync.controllers import kube  # noqa: PLC0415
+
+    try:
+        kube.connect(1)
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        return lines[0][:300] if lines else type(error).__name__
+    return None
+
+
 def run(options: argparse.Namespace) -> int:
     # Imported here: kopf costs half a second, and every task pod starts `pipesync agent`.
     from pipesync.controllers import operator, settings  # noqa: PLC0415
@@ -128,6 +141,14 @@ def run(options: argparse.Namespace) -> int:
     from pipesync.observe import endpoint, metrics, records  # noqa: PLC0415
     from pipesync.runtime import storage  # noqa: PLC0415
 
+    problem = _credentials_problem()
+    if problem is not None:
+        print(
+            "pipesync operator: no Kubernetes credentials: not in a cluster, and no usable "
+            f"kubeconfig (KUBECONFIG or ~/.kube/config): {problem}",
+            file=sys.stderr,
+        )
+        return 1
     election = None
     if options.leader_election:
         from pipesync.controllers import leadership  # noqa: PLC0415

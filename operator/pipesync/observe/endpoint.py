@@ -4,12 +4,19 @@ routes mounted by prefix (the push webhook at /hooks/).
 Why not prometheus_client.start_http_server: it answers every path with the metrics, so a
 typo in a probe path would pass; here unknown paths are 404 and /healthz is a plain "ok".
 The server runs in daemon threads and never touches the event loop kopf runs on.
+
+Why bounded: the endpoint faces the network (webhooks from git hosts, the web UI), and a
+thread per connection with no cap lets a crowd of slow clients exhaust memory. At most
+MAX_HANDLERS requests are served at once (the next ones get a 503 at once), and a request
+must arrive whole within REQUEST_SECONDS, however slowly its bytes trickle in.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -23,18 +30,158 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+#: Requests served at the same time; more wait for none of them: they get a 503.
+MAX_HANDLERS = 32
+#: Seconds a client has to send its whole request (line, headers and body).
+REQUEST_SECONDS = 30.0
+#: Seconds one send or receive may block (a client that stops reading a download).
+IO_SECONDS = 30.0
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\nserver busy.\r\n"
+)
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a hung scrape never keeps the process alive
+    max_handlers = MAX_HANDLERS
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_handlers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or hung up is routine on a network-facing port: no
+        traceback on stderr for it; anything else is a bug and keeps the default report."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+    def _refuse(self, request: socket.socket) -> None:
+        """Answered on the accepting thread, so it must never block: a short timeout."""
+        try:
+            request.settimeout(1.0)
+            request.sendall(_BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
 
 class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
+class _DeadlineReader:
+    """The request's bytes, each read bounded by what is left of REQUEST_SECONDS.
+
+    A socket timeout alone bounds one silence, not the whole request: a client sending a
+    byte every 29 s would hold its thread for ever. Every read here does at most one
+    receive (peek/read1), with the socket timeout set to the time left."""
+
+    def __init__(self, raw: Any, connection: socket.socket, deadline: float) -> None:
+        self.raw, self.connection, self.deadline = raw, connection, deadline
+
+    def _arm(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.connection.settimeout(min(left, IO_SECONDS))
+
+    def readline(self, limit: int = -1) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while limit < 0 or total < limit:
+            self._arm()
+            available = self.raw.peek(1)
+            if not available:
+                break
+            want = len(available) if limit < 0 else min(len(available), limit - total)
+            newline = available.find(b"\n", 0, want)
+            part = self.raw.read(want if newline < 0 else newline + 1)
+            parts.append(part)
+            total += len(part)
+            if newline >= 0:
+                break
+        return b"".join(parts)
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while size < 0 or total < size:
+            self._arm()
+            part = self.raw.read1(65536 if size < 0 else min(65536, size - total))
+            if not part:
+                break
+            parts.append(part)
+            total += len(part)
+        return b"".join(parts)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines = []
+        while line := self.readline():
+            lines.append(line)
+        return lines
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _Writer:
+    """The response: each send may block IO_SECONDS, whatever the request's reads left
+    on the socket."""
+
+    def __init__(self, raw: Any, connection: socket.socket) -> None:
+        self.raw, self.connection = raw, connection
+
+    def write(self, data: bytes) -> int:
+        self.connection.settimeout(IO_SECONDS)
+        written: int = self.raw.write(data)
+        return written
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.closed)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class _QuietHandler(WSGIRequestHandler):
     #: Seconds a client may stay silent: the webhook faces the network, and a client that
     #: opens a request and never finishes it must not hold a thread for ever.
-    timeout = 30
+    timeout = IO_SECONDS
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + REQUEST_SECONDS
+        self.rfile = _DeadlineReader(self.rfile, self.connection, deadline)  # type: ignore[assignment]
+        self.wfile = _Writer(self.wfile, self.connection)  # type: ignore[assignment]
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per scrape would drown the operator's log

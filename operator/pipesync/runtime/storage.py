@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, TypeVar
 
@@ -61,6 +61,12 @@ class ObjectStore(Protocol):
 
     def get_file(self, key: str, path: Path) -> None:
         """Write the object to `path` (atomically: a reader never sees half a file)."""
+        ...
+
+    def get_chunks(self, key: str, *, last: int | None = None) -> Iterator[bytes]:
+        """The object (or only its `last` bytes) in chunks of at most _CHUNK bytes, so a
+        web client can be sent a large artifact without holding it in memory. NotFound is
+        raised by the call, before the first chunk."""
         ...
 
     def exists(self, key: str) -> bool: ...
@@ -155,6 +161,11 @@ class RetryingStore:
     def get_file(self, key: str, path: Path) -> None:
         self.retry(f"get {key}", lambda: self.inner.get_file(key, path))
 
+    def get_chunks(self, key: str, *, last: int | None = None) -> Iterator[bytes]:
+        # Only the opening is retried: a stream cut halfway cannot be resumed for a reader
+        # that has seen its first bytes already.
+        return self.retry(f"get {key}", lambda: self.inner.get_chunks(key, last=last))
+
     def exists(self, key: str) -> bool:
         return self.retry(f"head {key}", lambda: self.inner.exists(key))
 
@@ -163,6 +174,12 @@ class RetryingStore:
 
     def delete_prefix(self, prefix: str) -> int:
         return self.retry(f"delete {prefix}", lambda: self.inner.delete_prefix(prefix))
+
+
+def _file_chunks(opened: BinaryIO) -> Iterator[bytes]:
+    with opened:
+        while chunk := opened.read(_CHUNK):
+            yield chunk
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -231,6 +248,15 @@ class LocalStore:
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
+
+    def get_chunks(self, key: str, *, last: int | None = None) -> Iterator[bytes]:
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFound(key)
+        opened = source.open("rb")
+        if last is not None:
+            opened.seek(max(source.stat().st_size - last, 0))
+        return _file_chunks(opened)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -430,6 +456,25 @@ class S3Store:
 
         self._call(f"get {full}", download)
 
+    def get_chunks(self, key: str, *, last: int | None = None) -> Iterator[bytes]:
+        full = self._key(key)
+
+        def open_body() -> Any:
+            ranged = {} if last is None else {"Range": f"bytes=-{max(last, 1)}"}
+            try:
+                return self.client.get_object(Bucket=self.settings.bucket, Key=full, **ranged)
+            except Exception as error:
+                # An empty object has no last byte to range over: it is simply empty.
+                code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+                if last is not None and code == "InvalidRange":
+                    return None
+                raise
+
+        response = self._call(f"get {full}", open_body)
+        if response is None:
+            return iter(())
+        return _body_chunks(response["Body"])
+
     def exists(self, key: str) -> bool:
         full = self._key(key)
 
@@ -471,3 +516,12 @@ class S3Store:
                 Bucket=self.settings.bucket, Delete={"Objects": objects, "Quiet": True}
             ),
         )
+
+
+def _body_chunks(body: Any) -> Iterator[bytes]:
+    """A boto3 StreamingBody in chunks; closed when the reader stops early (a browser
+    that navigates away), so the connection to S3 is not left half-read."""
+    try:
+        yield from body.iter_chunks(_CHUNK)
+    finally:
+        body.close()

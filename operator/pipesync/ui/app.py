@@ -4,6 +4,12 @@ Every API request is authenticated (auth.Authenticator) and every namespace and 
 checked for the person (SubjectAccessReview) before anything is read; the reads then use
 this process's credentials (the operator's), so the checks here are the only gate.
 Path parts are validated as Kubernetes names before they reach an API call or an S3 key.
+
+Nothing a client sends is read unbounded: a body needs a Content-Length no larger than
+MAX_BODY, and artifacts and logs go out in chunks from S3, never whole in memory (the
+operator's memory limit is shared with every controller). Under `pipesync ui` (the
+kubeconfig's identity, no login), the Host header must name this server, so a page that
+re-binds its DNS name to 127.0.0.1 cannot act as the kubeconfig's user.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from pipesync.controllers import runs
@@ -48,7 +56,8 @@ PAGE_POLICY = (
 )
 #: Artifact bytes: no scripts, no plugins, an opaque origin even when opened directly.
 ARTIFACT_POLICY = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
-MAX_BODY = 64 * 1024
+#: The largest request body (JSON only: a login is a token of a few KB).
+MAX_BODY = 32 * 1024
 MAX_LOG_BYTES = 2 * 1024 * 1024
 #: Bearer tokens (JWTs and the like); anything else could not travel in a cookie.
 TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,16384}")
@@ -83,7 +92,9 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
+    411: "Length Required",
     413: "Payload Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -92,10 +103,12 @@ _REASONS = {
 
 
 class Response:
+    """`body` is bytes, or chunks sent as they come (artifacts and logs from S3)."""
+
     def __init__(
         self,
         status: int,
-        body: bytes,
+        body: bytes | Iterable[bytes],
         content_type: str,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
@@ -129,6 +142,82 @@ def _instance(query: Mapping[str, str]) -> int | None:
     return int(text)
 
 
+def declared_length(environ: Mapping[str, Any]) -> int | None:
+    """The request's Content-Length, checked before a byte of the body is read: None when
+    absent; a negative, non-numeric or oversized one is refused (a read of length -1 would
+    read until the client stops sending)."""
+    if environ.get("HTTP_TRANSFER_ENCODING"):
+        raise HttpError(411, "send the body with a Content-Length, not chunked")
+    text = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise HttpError(400, f"invalid Content-Length {text[:20]!r}: expected a number of bytes")
+    length = int(text[:12])
+    if len(text) > 12 or length > MAX_BODY:
+        raise HttpError(413, f"request body too large: at most {MAX_BODY} bytes")
+    return length
+
+
+def read_json(environ: Mapping[str, Any]) -> Any:
+    """The JSON body, exactly Content-Length bytes of it (at most MAX_BODY)."""
+    length = declared_length(environ)
+    if length is None:
+        raise HttpError(411, "a JSON body needs a Content-Length")
+    try:
+        data = environ["wsgi.input"].read(length)
+    except OSError:
+        raise HttpError(408, "the request body did not arrive in time") from None
+    if len(data) < length:
+        raise HttpError(400, "the request body is shorter than its Content-Length")
+    try:
+        return json.loads(data or b"{}")
+    except ValueError:
+        raise HttpError(400, "the request body is not JSON") from None
+
+
+def local_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The Host header values a browser sends to a server bound to (host, port): the
+    loopback names and the bound address, with the port (and without it on port 80)."""
+    names = {"localhost", "127.0.0.1", "[::1]", *extra}
+    if host and host not in ("0.0.0.0", "::"):  # noqa: S104 - a name, not a bind
+        names.add(f"[{host}]" if ":" in host else host)
+    found = {f"{name.lower()}:{port}" for name in names}
+    if port == 80:
+        found |= {name.lower() for name in names}
+    return frozenset(found)
+
+
+def _first_bytes(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """At least `limit` bytes from the start of a stream (or all of it: complete=True)."""
+    head = bytearray()
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= limit:
+            return bytes(head), False
+    return bytes(head), True
+
+
+def _streamed(head: bytes, rest: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """The bytes already read, then the rest as it comes; a store that fails halfway ends
+    the response short (its headers are sent already) with one line in the log."""
+    try:
+        if head:
+            yield head
+        yield from rest
+    except Exception as error:
+        _log.warning("ui: %s: the object store stopped halfway: %s", what, error)
+    finally:
+        _close(rest)
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    """Let go of a stream read only in part (its S3 connection goes back to the pool)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
 def _query(environ: Mapping[str, Any]) -> dict[str, str]:
     from urllib.parse import parse_qsl  # noqa: PLC0415
 
@@ -145,8 +234,12 @@ class UiApp:
         store: storage.ObjectStore | None = None,
         namespaces: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
+        *,
+        hosts: Collection[str] | None = None,
     ) -> None:
+        """`hosts`: the Host header values accepted (None: any, as behind an ingress)."""
         self.kube = kube
+        self.hosts = None if hosts is None else frozenset(h.lower() for h in hosts)
         self.auth = authenticator
         self.store = store
         self.watched = sorted(set(namespaces))
@@ -189,7 +282,7 @@ class UiApp:
 
     # --- WSGI ----------------------------------------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             response = self._dispatch(environ)
         except HttpError as error:
@@ -201,6 +294,9 @@ class UiApp:
             )
         except storage.StoreError as error:
             response = json_response(502, {"error": f"object store: {error}"})
+        except urllib3.exceptions.HTTPError as error:  # the API server is away
+            _log.warning("ui: Kubernetes API unreachable: %s", error)
+            response = json_response(502, {"error": "the Kubernetes API server is unreachable"})
         except Exception:
             _log.exception(
                 "ui: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
@@ -208,20 +304,43 @@ class UiApp:
             response = json_response(500, {"error": "internal error (see the operator's log)"})
         headers = [
             ("Content-Type", response.content_type),
-            ("Content-Length", str(len(response.body))),
             ("X-Content-Type-Options", "nosniff"),
             ("Referrer-Policy", "no-referrer"),
             ("Cache-Control", "no-store"),
             *response.headers,
         ]
+        if isinstance(response.body, bytes):
+            headers.append(("Content-Length", str(len(response.body))))
         if not any(key == "Content-Security-Policy" for key, _ in headers):
             headers.append(("Content-Security-Policy", PAGE_POLICY))
         start_response(f"{response.status} {_REASONS.get(response.status, 'Status')}", headers)
-        return [response.body]
+        return [response.body] if isinstance(response.body, bytes) else response.body
+
+    def _check_origin(self, environ: Mapping[str, Any], method: str) -> None:
+        """With `hosts` set (pipesync ui): the Host must be this server, and a write's
+        Origin, when the browser sends one, must be this server too. A DNS-rebinding page
+        is same-origin by its own name, so only the Host it sends gives it away."""
+        if self.hosts is None:
+            return
+        host = str(environ.get("HTTP_HOST") or "").lower()
+        if host not in self.hosts:
+            raise HttpError(
+                403,
+                f"Host {host[:100]!r} is not this server's address (DNS rebinding?): "
+                "open the UI at the address pipesync ui printed",
+            )
+        origin = environ.get("HTTP_ORIGIN")
+        if method != "GET" and origin is not None:
+            parts = urlsplit(str(origin))
+            if parts.scheme not in ("http", "https") or parts.netloc.lower() not in self.hosts:
+                raise HttpError(403, f"Origin {str(origin)[:100]!r} is not this server")
 
     def _dispatch(self, environ: dict[str, Any]) -> Response:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
+        self._check_origin(environ, method)
+        # Checked on every request, whether or not its handler reads a body.
+        declared_length(environ)
         if path in ("/", "/ui"):
             return Response(302, b"", "text/plain", [("Location", PREFIX)])
         if not path.startswith(PREFIX):
@@ -240,10 +359,11 @@ class UiApp:
                 continue
             if method != route_method:
                 raise HttpError(405, f"{method} not allowed here")
-            if handler == self.login:
-                return self.login(environ)
+            # Login too: a cross-site form must not log a browser in as someone else.
             if method == "POST" and environ.get("HTTP_X_PIPESYNC_REQUEST") != "1":
                 raise HttpError(403, "missing X-Pipesync-Request header (cross-site request?)")
+            if handler == self.login:
+                return self.login(environ)
             principal = self._principal(environ)
             return handler(environ, principal, *match.groups())
         raise HttpError(404, f"no API endpoint {api!r}")
@@ -289,13 +409,10 @@ class UiApp:
     def login(self, environ: Mapping[str, Any]) -> Response:
         if self.auth.mode != "token":
             raise HttpError(400, "this UI uses the kubeconfig's identity; no login needed")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY:
-            raise HttpError(413, "request body too large")
+        body = read_json(environ)
         try:
-            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
             token = str(body["token"]).strip()
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             raise HttpError(400, 'expected JSON {"token": "..."}') from None
         if not TOKEN.fullmatch(token):
             raise HttpError(400, "that is not a bearer token (unexpected characters)")
@@ -404,15 +521,22 @@ class UiApp:
             raise HttpError(404, f"run {name} not found in namespace {ns} (nor in S3)")
         return views.record_as_run(record), record, True
 
-    def _pinned_spec(self, ns: str, name: str) -> dict[str, Any] | None:
+    def _pinned(self, ns: str, name: str) -> dict[str, Any] | None:
+        """What the run was pinned to: {"spec": ..., "pipeline": {version, commit, ...}}."""
         stored = self.kube.get_config_map(ns, runs.pinned_config_name(name))
         if stored is None or runs.SPEC_KEY not in stored:
             return None
         try:
-            spec = json.loads(stored[runs.SPEC_KEY]).get("spec")
+            saved = json.loads(stored[runs.SPEC_KEY])
         except ValueError:
             return None
-        return spec if isinstance(spec, dict) else None
+        if not isinstance(saved, dict) or not isinstance(saved.get("spec"), dict):
+            return None
+        return saved
+
+    def _pinned_spec(self, ns: str, name: str) -> dict[str, Any] | None:
+        saved = self._pinned(ns, name)
+        return None if saved is None else saved["spec"]
 
     def _detail(self, principal: Principal, ns: str, name: str) -> dict[str, Any]:
         run, record, archived = self._run_object(ns, name)
@@ -470,22 +594,22 @@ class UiApp:
         if self.store is not None:
             key = layout.log_key(layout.node_prefix(ns, name, task, instance), attempt)
             try:
-                data = self.store.get_bytes(key)
+                chunks = self.store.get_chunks(key, last=MAX_LOG_BYTES)
             except storage.NotFound:
                 pass
             else:
                 return Response(
                     200,
-                    data[-MAX_LOG_BYTES:],
+                    _streamed(b"", chunks, key),
                     "text/plain; charset=utf-8",
                     [("X-Pipesync-Log-Source", "s3")],
                 )
         raise HttpError(404, f"no log yet for {task} attempt {attempt} of run {name}")
 
-    def _artifact_bytes(
+    def _artifact_chunks(
         self, principal: Principal, where: tuple[str, ...], instance: int | None
-    ) -> bytes:
-        """`where`: (namespace, run, task, artifact) from the path."""
+    ) -> tuple[str, Iterator[bytes]]:
+        """`where`: (namespace, run, task, artifact) from the path; (key, its bytes)."""
         ns, name, task, artifact = where
         _name(ns, "namespace")
         _name(name, "run")
@@ -498,30 +622,41 @@ class UiApp:
             layout.output_artifact_key(layout.node_prefix(ns, name, task, instance), artifact)
         )
         try:
-            return self.store.get_bytes(key)
+            return key, self.store.get_chunks(key)
         except storage.NotFound:
             raise HttpError(404, f"artifact {artifact} of task {task} not stored (yet)") from None
 
     def artifact(self, environ: Mapping[str, Any], principal: Principal, *where: str) -> Response:
+        """The raw bytes, streamed: only the first MAX_PARSED_BYTES are held, to choose
+        the content type (a rendered Markdown page is made from those alone)."""
         query = _query(environ)
-        data = self._artifact_bytes(principal, where, _instance(query))
+        key, chunks = self._artifact_chunks(principal, where, _instance(query))
+        head, _ = _first_bytes(chunks, artifacts.MAX_PARSED_BYTES)
         artifact = where[3]
-        viewer = artifacts.classify(artifact, data[: artifacts.MAX_PARSED_BYTES])
+        viewer = artifacts.classify(artifact, head[: artifacts.MAX_PARSED_BYTES])
+        content_type = artifacts.content_type(viewer, head[:64])
         if viewer == "markdown" and query.get("render") == "1":
-            data = artifacts.markdown_html(data.decode("utf-8", "replace")).encode()
-        content_type = artifacts.content_type(viewer, data[:64])
+            _close(chunks)
+            text = head[: artifacts.MAX_PARSED_BYTES].decode("utf-8", "replace")
+            body: bytes | Iterable[bytes] = artifacts.markdown_html(text).encode()
+        else:
+            body = _streamed(head, chunks, key)
         if viewer == "markdown" and query.get("render") != "1":
             content_type = "text/plain; charset=utf-8"
         headers = [("Content-Security-Policy", ARTIFACT_POLICY)]
         if viewer == "binary":
             headers.append(("Content-Disposition", f'attachment; filename="{artifact}"'))
-        return Response(200, data, content_type, headers)
+        return Response(200, body, content_type, headers)
 
     def artifact_view(
         self, environ: Mapping[str, Any], principal: Principal, *where: str
     ) -> Response:
+        """What the viewer needs, from the first MAX_PARSED_BYTES (+1, to know whether
+        there is more): `size` is None for a larger artifact, which is not read further."""
         instance = _instance(_query(environ))
-        data = self._artifact_bytes(principal, where, instance)
+        _, chunks = self._artifact_chunks(principal, where, instance)
+        data, complete = _first_bytes(chunks, artifacts.MAX_PARSED_BYTES + 1)
+        _close(chunks)
         ns, name, task, artifact = where
         viewer = artifacts.classify(artifact, data[: artifacts.MAX_PARSED_BYTES])
         url = f"{PREFIX}api/namespaces/{ns}/runs/{name}/artifacts/{task}/{artifact}"
@@ -536,7 +671,7 @@ class UiApp:
                 "task": task,
                 "instance": instance,
                 "viewer": viewer,
-                "size": len(data),
+                "size": len(data) if complete else None,
                 "contentType": artifacts.content_type(viewer, data[:64]),
                 "url": url,
                 "data": artifacts.view_data(viewer, data),
@@ -562,13 +697,33 @@ class UiApp:
         _name(name, "run")
         self._require(principal, Access("create", RUNS, ns))
         self._require(principal, Access("get", RUNS, ns))
-        run, _, _ = self._run_object(ns, name)
+        run, record, archived = self._run_object(ns, name)
+        pinned = None if archived else self._pinned(ns, name)
+        if pinned is None and isinstance((record or {}).get("pipelineSpec"), dict):
+            # an archived run: its record keeps the spec and the pin's pipeline in status
+            pinned = {
+                "spec": record["pipelineSpec"],  # type: ignore[index]
+                "pipeline": (run.get("status") or {}).get("pipeline") or {},
+            }
         stamp = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).strftime("%Y%m%d%H%M%S")
         base = name[: 63 - len(stamp) - len("-rerun-")].rstrip("-.")
         new_name = f"{base}-rerun-{stamp}"
-        if not self.kube.create_object(RUNS, ns, views.rerun_body(run, new_name)):
+        if not self.kube.create_object(RUNS, ns, views.rerun_body(run, new_name, pinned)):
             raise HttpError(409, f"run {new_name} exists already; try again in a second")
-        return json_response(201, {"name": new_name})
+        pinned_too = self._pin_rerun(ns, new_name, pinned)
+        return json_response(201, {"name": new_name, "pinned": pinned_too})
+
+    def _pin_rerun(self, ns: str, new_name: str, pinned: Mapping[str, Any] | None) -> bool:
+        """Hands the original's pin to the re-run (views.rerun_pin). False when there was
+        none to hand on, or the operator pinned the new run first (then its reference's
+        version still keeps it to the original's spec, or fails it)."""
+        created = self.kube.get_object(RUNS, ns, new_name)
+        if pinned is None or created is None:
+            return False
+        if self.kube.create_config_map(ns, views.rerun_pin(created, pinned)):
+            return True
+        _log.warning("ui: re-run %s/%s was pinned by the operator first", ns, new_name)
+        return False
 
     def compare(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
         _name(ns, "namespace")
@@ -601,9 +756,11 @@ class UiApp:
                     layout.node_prefix(ns, name, task, None), artifact["name"]
                 )
                 try:
-                    data = self.store.get_bytes(key)
+                    chunks = self.store.get_chunks(key)
                 except storage.NotFound:
                     continue
+                data, _ = _first_bytes(chunks, artifacts.MAX_PARSED_BYTES + 1)
+                _close(chunks)
                 parsed = artifacts.view_data("metrics", data)
                 for metric, value in ((parsed or {}).get("metrics") or {}).items():
                     found[f"{task}.{artifact['name']}.{metric}"] = value

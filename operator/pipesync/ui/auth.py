@@ -12,25 +12,30 @@ one Service, and any replica must accept any request; there is no session to sha
 
 Decisions are cached briefly (a page polls every 2 s and must not cost two reviews per
 poll); a revoked RoleBinding takes effect within ACCESS_TTL seconds. Review results are
-kept in memory keyed by the token's SHA-256; tokens are never logged.
+kept in memory keyed by the token's SHA-256; tokens are never logged. The caches are LRUs,
+and tokens the API server refused have their own, smaller one: a flood of junk tokens
+can neither grow memory nor push out the tokens of the people using the UI.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pipesync.api import model
+from pipesync.ui.cache import Lru
 
 TOKEN_TTL = 60.0
 ACCESS_TTL = 30.0
 #: How long the login cookie lives in the browser (the token's own expiry still applies).
 SESSION_TTL = 8 * 3600
 MAX_CACHED_TOKENS = 10_000
+#: Refused tokens remembered (so a retry loop with a bad token costs no review each time).
+MAX_REJECTED_TOKENS = 1_000
+MAX_CACHED_DECISIONS = 100_000
 COOKIE = "pipesync_session"
 
 
@@ -95,9 +100,9 @@ class Authenticator:
         self.reviews = reviews
         self.mode = mode
         self.clock = clock
-        self._lock = threading.Lock()
-        self._tokens: dict[str, tuple[float, Principal | None]] = {}
-        self._decisions: dict[tuple[str, Access], tuple[float, bool]] = {}
+        self._tokens: Lru[str, Principal] = Lru(MAX_CACHED_TOKENS)
+        self._rejected: Lru[str, None] = Lru(MAX_REJECTED_TOKENS)
+        self._decisions: Lru[tuple[str, Access], bool] = Lru(MAX_CACHED_DECISIONS)
         self._self: Principal | None = None
 
     # --- authentication ------------------------------------------------------------------
@@ -105,20 +110,19 @@ class Authenticator:
     def principal_for_token(self, token: str) -> Principal | None:
         key = _digest(token)
         now = self.clock()
-        with self._lock:
-            cached = self._tokens.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        found, principal = self._tokens.get(key, now)
+        if found:
+            return principal
+        if self._rejected.get(key, now)[0]:
+            return None
         user = self.reviews.token_review(token)
-        principal = None
-        if user is not None and user.get("username"):
-            principal = Principal(
-                str(user["username"]), tuple(user.get("groups") or ()), dict(user), key
-            )
-        with self._lock:
-            if len(self._tokens) > MAX_CACHED_TOKENS:
-                self._tokens.clear()
-            self._tokens[key] = (now + TOKEN_TTL, principal)
+        if user is None or not user.get("username"):
+            self._rejected.put(key, None, now + TOKEN_TTL)
+            return None
+        principal = Principal(
+            str(user["username"]), tuple(user.get("groups") or ()), dict(user), key
+        )
+        self._tokens.put(key, principal, now + TOKEN_TTL)
         return principal
 
     def kubeconfig_principal(self) -> Principal:
@@ -153,13 +157,9 @@ class Authenticator:
     def allowed(self, principal: Principal, access: Access) -> bool:
         key = (principal.key, access)
         now = self.clock()
-        with self._lock:
-            cached = self._decisions.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        found, cached = self._decisions.get(key, now)
+        if found and cached is not None:
+            return cached
         decision = self.reviews.access_review(principal.user, access.attributes())
-        with self._lock:
-            if len(self._decisions) > 100_000:
-                self._decisions.clear()
-            self._decisions[key] = (now + ACCESS_TTL, decision)
+        self._decisions.put(key, decision, now + ACCESS_TTL)
         return decision

@@ -8,11 +8,12 @@ operator), so a poll filters a few thousand small dicts.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Generic, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -21,6 +22,9 @@ from pipesync.api import model
 from pipesync.ui import views
 
 _log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 WATCH_SECONDS = 240
 RETRY_SECONDS = 2.0
@@ -121,3 +125,40 @@ class RunCaches:
             if cache is None:
                 cache = self._caches[namespace] = RunRows(self.custom, namespace)
         return cache.rows()
+
+
+class Lru(Generic[K, V]):
+    """At most `size` entries, each until its expiry time; when full, the entry used
+    longest ago goes. Why not clear when full: a flood of new keys (junk tokens) would
+    then throw out the entries in use, and every visitor would cost a review again.
+    Thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: collections.OrderedDict[K, tuple[float, V]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, now: float) -> tuple[bool, V | None]:
+        """(found, value): found only while the entry has not expired."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False, None
+            if entry[0] <= now:
+                del self._entries[key]
+                return False, None
+            self._entries.move_to_end(key)
+            return True, entry[1]
+
+    def put(self, key: K, value: V, expires: float) -> None:
+        with self._lock:
+            self._entries[key] = (expires, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries

@@ -7,6 +7,7 @@ runs list or a task of the run page holds, so the server and the tests agree on 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -252,10 +253,18 @@ def record_as_run(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def rerun_body(run: Mapping[str, Any], new_name: str) -> dict[str, Any]:
-    """A new Run with the same pipeline, parameters, experiment and limits."""
+def rerun_body(
+    run: Mapping[str, Any], new_name: str, pinned: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A new Run with the same pipeline, parameters, experiment and limits. A reference
+    names the version the original ran (from its pin, else its status), so the re-run
+    never silently takes a newer one: the operator refuses a version it no longer has."""
     spec = run.get("spec") or {}
     keep = ("pipelineRef", "pipelineSpec", "experimentRef", "params", "timeout")
+    body: dict[str, Any] = {key: spec[key] for key in keep if key in spec}
+    ran = (pinned or {}).get("pipeline") or (run.get("status") or {}).get("pipeline") or {}
+    if "pipelineRef" in body and ran.get("version"):
+        body["pipelineRef"] = {**body["pipelineRef"], "version": _text(ran["version"])}
     return {
         "apiVersion": f"{model.GROUP}/{model.VERSION}",
         "kind": "Run",
@@ -263,7 +272,36 @@ def rerun_body(run: Mapping[str, Any], new_name: str) -> dict[str, Any]:
             "name": new_name,
             "annotations": {"pipesync.io/rerun-of": _text(_meta(run).get("name"))},
         },
-        "spec": {key: spec[key] for key in keep if key in spec},
+        "spec": body,
+    }
+
+
+def rerun_pin(created: Mapping[str, Any], pinned: Mapping[str, Any]) -> dict[str, Any]:
+    """The re-run's `<run>-pipeline` ConfigMap, as the operator writes it when it pins a
+    run (runs.RunController._pin), holding the original's pinned spec and pipeline (its
+    commit, source and path): the operator then runs exactly what the original ran, in
+    the repository tree at the same commit. Owned by the new Run, so it goes with it."""
+    meta = _meta(created)
+    return {
+        "metadata": {
+            "name": runs.pinned_config_name(_text(meta.get("name"))),
+            "labels": {"pipesync.io/run": _text(meta.get("name"))},
+            "ownerReferences": [
+                {
+                    "apiVersion": model.API_VERSION,
+                    "kind": "Run",
+                    "name": _text(meta.get("name")),
+                    "uid": _text(meta.get("uid")),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": {
+            runs.SPEC_KEY: json.dumps(
+                {"spec": pinned["spec"], "pipeline": dict(pinned.get("pipeline") or {})}
+            )
+        },
     }
 
 

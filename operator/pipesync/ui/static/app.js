@@ -1,6 +1,6 @@
 // The single-page app: who is logged in, the namespace, the router and live polling.
 import { request } from "./api.js";
-import { clear } from "./dom.js";
+import { clear, h } from "./dom.js";
 import * as pages from "./pages.js";
 import { parseRoute, routeFor } from "./util.js";
 
@@ -12,7 +12,7 @@ const PAGES = {
 };
 const POLL_MS = 2000;
 
-const main = document.getElementById("main");
+const mainBox = document.getElementById("main");
 const nav = document.getElementById("nav");
 const namespaceSelect = document.getElementById("namespace");
 const userName = document.getElementById("user");
@@ -53,7 +53,11 @@ async function render() {
   stopPage();
   const mine = ++generation;
   const route = parseRoute(window.location.hash);
-  clear(main);
+  // Each render draws into its own box: a render still waiting on the network when the
+  // next one starts (a login changes the hash and renders) then draws into a box that is
+  // no longer on the page, instead of adding a second header and table.
+  const main = h("div", { class: "view" });
+  clear(mainBox).append(main);
   if (route.page === "login") {
     nav.hidden = true;
     pages.login({ main }, async () => { await start(); });
@@ -61,6 +65,7 @@ async function render() {
   }
   if (!(await whoami())) { window.location.hash = "#/login"; return; }
   if (!namespaces.length) await loadNamespaces();
+  if (mine !== generation) return;
   nav.hidden = false;
   if (!namespaces.length) {
     pages.showError(main, "You may not list runs in any namespace.");
@@ -102,10 +107,12 @@ async function start() {
   namespaces = [];
   await loadNamespaces().catch(() => {});
   const route = parseRoute(window.location.hash);
-  if (route.page === "login" || route.page === "home") {
-    window.location.hash = namespaces.length ? routeFor(namespaces[0], "runs") : "#/";
-  }
-  render();
+  const target = route.page === "login" || route.page === "home"
+    ? (namespaces.length ? routeFor(namespaces[0], "runs") : "#/") : window.location.hash;
+  // A new hash renders through the hashchange event; rendering here as well drew every
+  // page twice.
+  if (target !== window.location.hash) window.location.hash = target;
+  else render();
 }
 
 namespaceSelect.addEventListener("change", () => {

@@ -5,7 +5,7 @@ import { formatValue, heat, scale } from "./util.js";
 export function viewer(view) {
   const box = h("div", { testid: "artifact-view", "data-viewer": view.viewer, class: "artifact" },
     h("div", { class: "artifact-head" },
-      h("strong", null, view.name), ` — ${view.viewer}, ${view.size} bytes `,
+      h("strong", null, view.name), ` — ${view.viewer}, ${view.size === null ? "over 1 MiB" : `${view.size} bytes`} `,
       h("a", { href: view.url, target: "_blank", rel: "noopener" }, "raw")));
   box.append(body(view));
   return box;

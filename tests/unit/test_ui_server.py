@@ -1,0 +1,281 @@
+"""The web UI's server side without a cluster: request bodies are bounded before a byte is
+read, the HTTP endpoint serves a bounded number of requests and drops slow clients,
+artifacts and logs leave in chunks, a flood of junk tokens cannot push out good ones, the
+kubeconfig mode accepts only its own Host, and `pipesync ui` / `pipesync operator` say in
+one line why they cannot start."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from pipesync.controllers.kube import Kube
+from pipesync.engine import layout
+from pipesync.observe import endpoint
+from pipesync.runtime import storage
+from pipesync.ui import app, auth
+from tests.unit.test_ui_logic import FakeReviews
+
+PIPESYNC = Path(sys.executable).with_name("pipesync")
+
+
+class Body(io.BytesIO):
+    """A request body that records how much was asked of it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(size)
+        return super().read(size)
+
+
+def make_app(
+    store: storage.ObjectStore | None = None, mode: str = "token", **options: Any
+) -> app.UiApp:
+    # A client that is never called: these requests end before any API call.
+    kube = Kube(kubernetes.client.ApiClient(kubernetes.client.Configuration()))
+    reviews = FakeReviews()
+    reviews.allowed |= {("get", "runs", "ml"), ("patch", "runs", "ml")}
+    return app.UiApp(kube, auth.Authenticator(reviews, mode), store, ["ml"], **options)
+
+
+def call(ui: app.UiApp, method: str, path: str, **environ: Any) -> tuple[int, list[bytes]]:
+    seen: list[str] = []
+    base = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": Body(b"")}
+    body = ui({**base, **environ}, lambda status, headers: seen.append(status))
+    return int(seen[0].split()[0]), list(body)
+
+
+# --- bodies and the login -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [("-1", 400), ("abc", 400), ("1e3", 400), ("", 411), ("99999999999999", 413), ("40000", 413)],
+)
+def test_a_login_body_needs_a_sane_content_length(length: str, status: int) -> None:
+    body = Body(b'{"token": "good"}' + b" " * 300)
+    code, _ = call(
+        make_app(), "POST", "/ui/api/login",
+        CONTENT_LENGTH=length, HTTP_X_PIPESYNC_REQUEST="1", **{"wsgi.input": body},
+    )  # fmt: skip
+    assert code == status
+    assert body.asked == []  # refused before a byte was read
+
+
+def test_a_login_reads_exactly_its_content_length_and_needs_the_request_header() -> None:
+    body = Body(b'{"token": "good"}trailing bytes the client never declared')
+    environ = {"CONTENT_LENGTH": "17", "wsgi.input": body}
+    assert call(make_app(), "POST", "/ui/api/login", **environ)[0] == 403  # no header
+    assert body.asked == []
+    code, answer = call(make_app(), "POST", "/ui/api/login", HTTP_X_PIPESYNC_REQUEST="1", **environ)
+    assert code == 200 and json.loads(b"".join(answer))["user"]["username"] == "alice"
+    assert body.asked == [17]
+
+
+def test_any_request_with_a_negative_length_is_refused() -> None:
+    assert call(make_app(), "GET", "/ui/api/whoami", CONTENT_LENGTH="-5")[0] == 400
+    assert call(make_app(), "POST", "/ui/api/logout", HTTP_TRANSFER_ENCODING="chunked")[0] == 411
+
+
+# --- the token cache ------------------------------------------------------------------
+
+
+def test_a_flood_of_junk_tokens_does_not_push_out_the_good_ones() -> None:
+    reviews = FakeReviews()
+    authenticator = auth.Authenticator(reviews, "token")
+    assert authenticator.authenticate("Bearer good", "") is not None
+    for number in range(auth.MAX_CACHED_TOKENS + auth.MAX_REJECTED_TOKENS + 10):
+        assert authenticator.authenticate(f"Bearer junk{number}", "") is None
+    before = reviews.calls.count("token")
+    assert authenticator.authenticate("Bearer good", "") is not None
+    assert reviews.calls.count("token") == before  # still cached: no new review
+
+
+# --- streaming ------------------------------------------------------------------------
+
+
+def test_artifacts_and_s3_logs_leave_in_chunks(tmp_path: Path) -> None:
+    store = storage.LocalStore(tmp_path)
+    prefix = layout.node_prefix("ml", "r1", "train", None)
+    big = bytes(range(256)) * (5 * 4096)  # 5 MiB of binary
+    store.put_bytes(layout.output_artifact_key(prefix, "model"), big)
+    log = b"".join(b"line %07d\n" % n for n in range(300_000))  # 3.6 MB
+    store.put_bytes(layout.log_key(prefix, 1), log)
+    ui = make_app(store)
+    token = {"HTTP_AUTHORIZATION": "Bearer good"}
+
+    code, chunks = call(ui, "GET", "/ui/api/namespaces/ml/runs/r1/artifacts/train/model", **token)
+    assert code == 200 and b"".join(chunks) == big
+    assert len(chunks) > 1 and max(len(c) for c in chunks) <= 2 * 1024 * 1024
+
+    code, chunks = call(ui, "GET", "/ui/api/namespaces/ml/runs/r1/logs", QUERY_STRING="task=train",
+                        **token)  # fmt: skip
+    assert code == 200 and b"".join(chunks) == log[-app.MAX_LOG_BYTES :]
+    assert len(chunks) > 1
+
+    code, chunks = call(
+        ui, "GET", "/ui/api/namespaces/ml/runs/r1/artifacts/train/model/view", **token
+    )
+    view = json.loads(b"".join(chunks))
+    assert code == 200 and view["viewer"] == "binary" and view["size"] is None
+
+
+# --- Host and Origin ------------------------------------------------------------------
+
+
+def test_kubeconfig_mode_answers_only_its_own_host_and_origin() -> None:
+    ui = make_app(mode="kubeconfig", hosts=app.local_hosts("127.0.0.1", 8090))
+    assert call(ui, "GET", "/ui/api/whoami", HTTP_HOST="localhost:8090")[0] == 200
+    assert call(ui, "GET", "/ui/api/whoami", HTTP_HOST="127.0.0.1:8090")[0] == 200
+    # a DNS-rebinding page: same origin by its own name, but it cannot fake the Host
+    assert call(ui, "GET", "/ui/api/whoami", HTTP_HOST="evil.example:8090")[0] == 403
+    assert call(ui, "GET", "/ui/", HTTP_HOST="evil.example:8090")[0] == 403
+    cancel = {"HTTP_HOST": "localhost:8090", "HTTP_X_PIPESYNC_REQUEST": "1"}
+    code, _ = call(ui, "POST", "/ui/api/namespaces/ml/runs/r1/cancel",
+                   HTTP_ORIGIN="http://evil.example:8090", **cancel)  # fmt: skip
+    assert code == 403
+    assert app.local_hosts("::1", 80) >= {"[::1]", "[::1]:80", "localhost"}
+
+
+def test_kubeconfig_mode_refuses_a_non_loopback_address_unless_asked(tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none")}
+    result = subprocess.run(
+        [str(PIPESYNC), "ui", "--no-s3", "--address", "0.0.0.0:0"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--allow-remote" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = subprocess.run(
+        [str(PIPESYNC), "ui", "--no-s3", "--address", "0.0.0.0:0", "--allow-remote"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and "kubeconfig" in result.stderr  # past the address check
+
+
+# --- cannot start: one line, exit 1 ---------------------------------------------------
+
+
+UNREACHABLE = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+def test_pipesync_ui_against_an_unreachable_cluster_exits_1_with_one_line(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE)
+    port = _free_port()
+    result = subprocess.run(
+        [str(PIPESYNC), "ui", "--no-s3", "--address", f"127.0.0.1:{port}"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("pipesync ui: cannot reach Kubernetes at https://127.0.0.1:1")
+
+
+def test_pipesync_operator_without_a_kubeconfig_exits_1_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    result = subprocess.run(
+        [str(PIPESYNC), "operator", "--metrics-address", "127.0.0.1:0"],
+        env={**env, "KUBECONFIG": str(tmp_path / "none")},
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("pipesync operator: no Kubernetes credentials")
+
+
+# --- the HTTP endpoint ----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _hello(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"hello"
+
+
+def _get(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_the_endpoint_serves_a_bounded_number_of_requests_at_once() -> None:
+    server = endpoint.serve_app(_hello, "127.0.0.1:0")
+    idle = []
+    try:
+        for _ in range(endpoint.MAX_HANDLERS):
+            idle.append(socket.create_connection(("127.0.0.1", server.server_port), timeout=10))
+            idle[-1].sendall(b"GET / HTTP/1.0\r\n")  # and never the rest
+        time.sleep(0.5)
+        assert _get(server.server_port).startswith(b"HTTP/1.0 503")
+        for connection in idle:
+            connection.close()
+        deadline = time.monotonic() + 10
+        while not (answer := _get(server.server_port)).startswith(b"HTTP/1.0 200"):
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.1)
+    finally:
+        for connection in idle:
+            connection.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_that_trickles_its_request_is_dropped_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(endpoint, "REQUEST_SECONDS", 1.0)
+    server = endpoint.serve_app(_hello, "127.0.0.1:0")
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as client:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET / HTTP/1.0\r\nX-Slow: " + b"a" * 40:
+                try:
+                    client.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.2)
+                client.setblocking(False)
+                try:
+                    closed = client.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                client.setblocking(True)
+                if closed:
+                    break
+            assert closed and time.monotonic() - started < 4
+    finally:
+        server.shutdown()
+        server.server_close()
