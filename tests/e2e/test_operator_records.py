@@ -213,3 +213,73 @@ def test_an_s3_outage_during_a_run_delays_the_record_but_not_the_run(
         if line.startswith("pipesync_s3_mirror_failures_total")
     ]
     assert failures and float(failures[0].split()[-1]) >= 1, failures
+
+
+SLOW_PIPELINE = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: slow}
+spec:
+  tasks:
+    - name: hello
+      command: [sh, -c, 'sleep 4; echo mine']
+"""
+
+
+def test_a_hand_made_pod_cannot_point_the_mirror_at_another_namespace(
+    cluster: Cluster, operator: Operator, namespace: str, s3: Any
+) -> None:
+    # Tenant B's log already in S3; tenant A makes a pod that copies everything the
+    # operator's pods carry (labels, the Run as controlling owner) and points its
+    # node-prefix annotation at B's task. The operator writes with its own credentials,
+    # so a key taken from the annotation would overwrite B's log.
+    victim = "tenant-b/runs/victim/hello/logs/attempt-2.log"
+    s3.client().put_object(Bucket=s3.bucket, Key=victim, Body=b"b's log")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=SLOW_PIPELINE)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/slow", "-n", namespace, "--timeout=60s"
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("mine", "slow"))
+    uid = cluster.kubectl(
+        "get", "run", "mine", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
+    ).stdout.strip()
+    hostile = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "mine-hello-hostile",
+            "labels": {
+                "pipesync.io/run": "mine",
+                "pipesync.io/task": "hello",
+                # A later attempt than the operator's pod: the newest of its node.
+                "pipesync.io/attempt": "2",
+                "app.kubernetes.io/managed-by": "pipesync",
+            },
+            "annotations": {
+                "pipesync.io/node-key": "0/-1",
+                "pipesync.io/node-prefix": "tenant-b/runs/victim/hello",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "pipesync.io/v1alpha1",
+                    "kind": "Run",
+                    "name": "mine",
+                    "uid": uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox", "command": ["echo", "pwned"]}],
+        },
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(hostile))
+    wait_finished(cluster, namespace, "mine")  # how it ends is A's business, not B's
+    wait_for_object(
+        s3, f"{namespace}/runs/mine/run.json", 30, lambda data: json.loads(data)["status"]
+    )
+    time.sleep(3)  # the mirror's queue: any write to B's key would have happened by now
+    assert get_object(s3, victim) == b"b's log", operator.log()
+    listed = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="tenant-b/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == [victim]

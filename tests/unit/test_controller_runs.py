@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 from pipesync.controllers import runs
 from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
+from pipesync.runtime import pods
 from tests.unit.pipelines import compile_yaml
 
 RUN = {
@@ -90,3 +92,47 @@ def test_the_run_context_carries_creation_and_scheduled_times() -> None:
     scheduled = {**made, "metadata": {**made["metadata"], "annotations": annotations}}
     launch = planner.plan(pin.compiled, {}, runs.run_context(scheduled, pin, 5e9), 5e9).launches[0]
     assert launch.values["run.scheduledAt"] == "2026-11-22T01:00:00Z"
+
+
+class KeyRecordingStore:
+    """Answers every read and remembers which keys were read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def get_bytes(self, key: str) -> bytes:
+        self.read.append(key)
+        return b"big"
+
+
+def test_outputs_too_big_for_the_message_are_read_from_the_runs_keys_not_the_pods() -> None:
+    # A pod's annotations are whatever its creator wrote; the operator's credentials reach
+    # every namespace, so a node-prefix annotation must never choose what it reads.
+    compiled = compile_yaml(
+        "tasks:\n  - name: a\n    image: busybox\n    command: [sh]\n"
+        "    outputs: {parameters: [big]}\n"
+    )
+    settings = pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b", prefix="pre"))
+    info = pods.RunInfo("r", "ns", "u")
+    context = planner.RunContext("r", "ns", {})
+    (launch,) = planner.plan(compiled, {}, context, now=0.0).launches
+    pod = pods.build_pod(launch, run=info, settings=settings, pipeline=compiled)
+    pod["metadata"]["uid"] = "pod-1"
+    pod["metadata"]["annotations"][pods.ANNOTATION_NODE_PREFIX] = "pre/other/runs/x/a"
+    report = {"exitCode": 0, "parameters": {}, "missing": [], "uploaded": 1, "truncated": True}
+    done = {"terminated": {"exitCode": 0, "message": json.dumps(report)}}
+    pod["status"] = {
+        "phase": "Succeeded",
+        "containerStatuses": [
+            {"name": "main", "state": {"terminated": {"exitCode": 0}}},
+            {"name": pods.OUTPUTS_CONTAINER, "state": done},
+        ],
+    }
+    store = KeyRecordingStore()
+    controller = runs.RunController(cast(Any, None), settings, store=cast(Any, store))
+    nodes, _ = controller._observe(RUN_NS, compiled, [pod])
+    assert nodes[(0, TASK)].outputs == {"big": "big"}
+    assert store.read == ["pre/ns/runs/r/a/outputs/parameters/big"]
+
+
+RUN_NS = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}, "spec": {}}

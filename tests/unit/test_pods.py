@@ -239,6 +239,21 @@ def test_metadata_labels_annotations_and_owner() -> None:
     ]
 
 
+def test_only_pods_built_for_the_run_count_as_its_pods() -> None:
+    pod = build("sweep", instance=1, attempt=2)
+    assert pods.created_for(pod, RUN.uid)
+    assert not pods.created_for(pod, "the-uid-of-an-earlier-run")
+    unlabelled = json.loads(json.dumps(pod))
+    del unlabelled["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    assert not pods.created_for(unlabelled, RUN.uid)
+    not_controlling = json.loads(json.dumps(pod))
+    not_controlling["metadata"]["ownerReferences"][0]["controller"] = False
+    assert not pods.created_for(not_controlling, RUN.uid)
+    other_kind = json.loads(json.dumps(pod))
+    other_kind["metadata"]["ownerReferences"][0]["kind"] = "Job"
+    assert not pods.created_for(other_kind, RUN.uid)
+
+
 def test_plain_task_without_experiment_or_pipeline_labels() -> None:
     run = RunInfo(name="adhoc", namespace="ml", uid="u")
     pod = build("prepare", run=run)

@@ -119,9 +119,14 @@ def run_object() -> dict[str, Any]:
     }
 
 
+OWNER = {"apiVersion": "pipesync.io/v1alpha1", "kind": "Run", "name": "flow-1", "uid": "uid-1"}
+OWNER["controller"] = True
+
+
 def pod(name: str, task: str, attempt: int = 1, instance: int | None = None, **kw: Any) -> Any:
     node = f"prefix/ml/runs/flow-1/{task}" + (f"/{instance}" if instance is not None else "")
     labels = {"pipesync.io/run": "flow-1", "pipesync.io/task": task}
+    labels["app.kubernetes.io/managed-by"] = "pipesync"
     labels["pipesync.io/attempt"] = str(attempt)
     if instance is not None:
         labels["pipesync.io/instance"] = str(instance)
@@ -136,7 +141,7 @@ def pod(name: str, task: str, attempt: int = 1, instance: int | None = None, **k
             "uid": f"pod-{name}",
             "labels": labels,
             "annotations": {"pipesync.io/node-prefix": node},
-            "ownerReferences": [{"uid": "uid-1"}],
+            "ownerReferences": [OWNER],
         },
         "spec": {"nodeName": "cpu-1"},
         "status": {
@@ -318,6 +323,32 @@ def test_logs_of_finished_pods_are_uploaded_once_per_attempt(parts: Any) -> None
         "ml/runs/flow-1/prepare/logs/attempt-1.log",
         "ml/runs/flow-1/square/1/logs/attempt-2.log",
     ]  # the running pod's log waits until it ends
+
+
+def test_a_log_key_comes_from_the_run_never_from_a_pod_annotation(parts: Any) -> None:
+    # A pod in namespace ml that points its node-prefix at another tenant's task: the
+    # mirror writes with the operator's credentials, so it must not write there.
+    recorder, store, kube, _, _ = parts
+    hostile = pod("flow-1-prepare-1", "prepare")
+    hostile["metadata"]["annotations"]["pipesync.io/node-prefix"] = "prefix/b/runs/x/train"
+    kube.logs[("flow-1-prepare-1", "main")] = b"hello\n"
+    recorder.run_pass(report("Running", "Running", pods={(0, TASK): hostile}))
+    recorder.step()
+    assert store.puts == ["ml/runs/flow-1/prepare/logs/attempt-1.log"]
+
+
+def test_pods_the_operator_did_not_create_get_no_log(parts: Any) -> None:
+    recorder, store, kube, _, _ = parts
+    hand_made = pod("flow-1-prepare-1", "prepare")
+    del hand_made["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    not_controller = pod("flow-1-square-0-1", "square", instance=0)
+    not_controller["metadata"]["ownerReferences"] = [{**OWNER, "controller": False}]
+    kube.logs[("flow-1-prepare-1", "main")] = b"hello\n"
+    kube.logs[("flow-1-square-0-1", "main")] = b"hello\n"
+    pods = {(0, TASK): hand_made, (1, 0): not_controller}
+    recorder.run_pass(report("Running", "Running", pods=pods))
+    recorder.step()
+    assert store.puts == []
 
 
 def test_a_log_read_once_survives_the_pod_and_an_outage(parts: Any) -> None:

@@ -250,9 +250,8 @@ class RunController:
         nodes: dict[NodeKey, NodeState] = {}
         newest: dict[NodeKey, Mapping[str, Any]] = {}
         for pod in found:
-            owners = pod["metadata"].get("ownerReferences") or []
-            if not any(owner.get("uid") == metadata["uid"] for owner in owners):
-                continue  # a pod of an earlier Run with the same name
+            if not pods.created_for(pod, metadata["uid"]):
+                continue  # a pod of an earlier Run with the same name, or a hand-made one
             observed = podstate.node_from_pod(pod, now=time.time())
             if observed is None:
                 continue
@@ -268,26 +267,35 @@ class RunController:
                 )
             if state.phase is Phase.SUCCEEDED:
                 task = _task_at(compiled, key)
-                state = self._complete_outputs(pod, state, task.task.output_parameters)
+                node = pods.node_prefix(
+                    self.settings.s3,
+                    pods.RunInfo(metadata["name"], metadata["namespace"], metadata["uid"]),
+                    task.name,
+                    None if key[1] == TASK else key[1],
+                )
+                state = self._complete_outputs(pod, state, node, task.task.output_parameters)
             if key not in nodes or state.attempts > nodes[key].attempts:
                 nodes[key] = state
                 newest[key] = pod
         return nodes, newest
 
     def _complete_outputs(
-        self, pod: Mapping[str, Any], state: NodeState, declared: tuple[str, ...]
+        self, pod: Mapping[str, Any], state: NodeState, node: str, declared: tuple[str, ...]
     ) -> NodeState:
-        """Output parameters left out of the sidecar's message (too big), read from S3."""
+        """Output parameters left out of the sidecar's message (too big), read from S3.
+
+        `node` is derived from the Run and the task, never from the pod: a pod's
+        annotations are whatever its creator wrote, and the operator's credentials reach
+        every namespace's keys."""
         report = podstate.sidecar_report(pod)
         if report is None or not report.truncated or self.store is None:
             return state
         uid = pod["metadata"]["uid"]
         if uid not in self._outputs:
-            prefix = pod["metadata"]["annotations"][pods.ANNOTATION_NODE_PREFIX]
             outputs = dict(state.outputs)
             for name in declared:
                 if name not in outputs:
-                    key = layout.output_parameter_key(prefix, name)
+                    key = layout.output_parameter_key(node, name)
                     outputs[name] = self.store.get_bytes(key).decode(errors="replace")
             self._outputs[uid] = outputs
         return dataclasses.replace(state, outputs=self._outputs[uid])

@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -49,7 +50,8 @@ LABEL_RUN = "pipesync.io/run"
 LABEL_TASK = "pipesync.io/task"
 LABEL_ATTEMPT = "pipesync.io/attempt"
 LABEL_INSTANCE = "pipesync.io/instance"
-ANNOTATION_NODE_PREFIX = "pipesync.io/node-prefix"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "pipesync"
 MAIN_CONTAINER = "main"
 INPUTS_CONTAINER = "pipesync-inputs"
 OUTPUTS_CONTAINER = "pipesync-outputs"
@@ -62,6 +64,8 @@ LOG_LIMIT_BYTES = 16 * 1024 * 1024
 LOG_BUDGET_BYTES = 64 * 1024 * 1024
 #: Digests of this many written objects are kept, to skip rewriting identical content.
 REMEMBERED_WRITES = 10_000
+#: Task names are DNS-1123 labels (schemas/common.schema.json `dnsLabel`).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class RecordStore(Protocol):
@@ -213,7 +217,7 @@ class RunRecorder:
             # logs of attempts that are no longer the newest pod of their task would be lost.
             self._catch_up_logs(run)
         for pod in report.pods.values():
-            self._queue_log(uid, pod)
+            self._queue_log(metadata, pod)
         if before != phase:
             record = build_record(run, report.status, report.pinned, report.nodes, report.pods)
             self._queue_record(run, record, final=finished)
@@ -227,10 +231,9 @@ class RunRecorder:
         run = copy.deepcopy(dict(run))  # a snapshot: kopf's body may change under us
 
         def gather() -> None:
-            uid = str(run["metadata"].get("uid", ""))
             owned = self._owned_pods(run["metadata"])
             for pod in owned:
-                self._queue_log(uid, pod)
+                self._queue_log(run["metadata"], pod)
             record = build_record(run, run.get("status") or {}, None, {}, {})
             record["recovered"] = True
             record["pods"] = [_pod_detail(pod) for pod in sorted(owned, key=_pod_name)]
@@ -245,8 +248,9 @@ class RunRecorder:
 
         def gather() -> None:
             for pod in self._owned_pods(metadata):
-                if pod_finished(pod) and not self.store.exists(self._log_key(pod)):
-                    self._queue_log(uid, pod)
+                key = _log_key(metadata, pod)
+                if pod_finished(pod) and key is not None and not self.store.exists(key):
+                    self._queue_log(metadata, pod)
 
         # Listing pods and asking S3 are calls: the worker does them, never the pass.
         self._enqueue(_Job(f"\0catch-up/{uid}", _nothing, after=gather))
@@ -281,8 +285,11 @@ class RunRecorder:
 
         self._enqueue(_Job(key, produce, after))
 
-    def _queue_log(self, run_uid: str, pod: Mapping[str, Any]) -> None:
-        if not pod_finished(pod):
+    def _queue_log(self, run: Mapping[str, Any], pod: Mapping[str, Any]) -> None:
+        """`run` is the Run's metadata: the log's key comes from it, never from the pod."""
+        run_uid = str(run.get("uid", ""))
+        key = _log_key(run, pod)
+        if key is None or not _owned_by(pod, run_uid) or not pod_finished(pod):
             return
         metadata = pod["metadata"]
         pod_uid = str(metadata.get("uid", ""))
@@ -292,17 +299,7 @@ class RunRecorder:
                 return
             seen.add(pod_uid)
         namespace, name = metadata["namespace"], metadata["name"]
-        self._enqueue(
-            _Job(self._log_key(pod), lambda: self._read_log(namespace, name), is_log=True)
-        )
-
-    def _log_key(self, pod: Mapping[str, Any]) -> str:
-        metadata = pod["metadata"]
-        node = self._unprefixed(
-            str((metadata.get("annotations") or {}).get(ANNOTATION_NODE_PREFIX))
-        )
-        attempt = int((metadata.get("labels") or {}).get(LABEL_ATTEMPT, "1"))
-        return layout.log_key(node, attempt)
+        self._enqueue(_Job(key, lambda: self._read_log(namespace, name), is_log=True))
 
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
@@ -459,11 +456,6 @@ class RunRecorder:
                 return  # the Run was deleted: the record is all that is left, as intended
             raise
 
-    def _unprefixed(self, node_prefix: str) -> str:
-        if self.prefix and node_prefix.startswith(self.prefix + "/"):
-            return node_prefix[len(self.prefix) + 1 :]
-        return node_prefix
-
 
 # --- the record ---------------------------------------------------------------------------
 
@@ -581,8 +573,33 @@ def _terminated(pod: Mapping[str, Any], container: str) -> Mapping[str, Any] | N
 
 
 def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
-    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
-    return any(owner.get("uid") == uid for owner in owners)
+    """A pod the operator made for the Run with this uid (as pipesync.runtime.pods
+    `created_for`): a pod of an earlier Run of the same name, or one made by hand, is not
+    the mirror's to read logs of."""
+    metadata = pod.get("metadata") or {}
+    if (metadata.get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGED_BY:
+        return False
+    return any(
+        owner.get("kind") == "Run" and owner.get("controller") is True and owner.get("uid") == uid
+        for owner in metadata.get("ownerReferences") or []
+    )
+
+
+def _log_key(run: Mapping[str, Any], pod: Mapping[str, Any]) -> str | None:
+    """Where a pod's log goes, from the Run (namespace, name) and the pod's task, instance
+    and attempt labels; never from a pod annotation (whoever made the pod wrote those, and
+    the mirror writes with the operator's credentials). None: labels that name no node."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    task = str(labels.get(LABEL_TASK, ""))
+    instance, attempt = labels.get(LABEL_INSTANCE), str(labels.get(LABEL_ATTEMPT, "1"))
+    if not _DNS_LABEL.match(task) or not attempt.isdigit():
+        return None
+    if instance is not None and not str(instance).isdigit():
+        return None
+    node = layout.node_prefix(
+        str(run["namespace"]), str(run["name"]), task, None if instance is None else int(instance)
+    )
+    return layout.log_key(node, int(attempt))
 
 
 def _pod_name(pod: Mapping[str, Any]) -> str:
