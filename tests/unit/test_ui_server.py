@@ -218,22 +218,50 @@ def _hello(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
     yield b"hello"
 
 
-def _get(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+def _get(port: int, client: str = "127.0.0.1") -> bytes:
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=10, source_address=(client, 0)
+    ) as connection:
+        connection.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
         answer = b""
-        while chunk := client.recv(65536):
+        while chunk := connection.recv(65536):
             answer += chunk
         return answer
+
+
+def _hold(port: int, client: str) -> socket.socket:
+    """A connection from `client` that sends half a request and then nothing."""
+    connection = socket.create_connection(
+        ("127.0.0.1", port), timeout=10, source_address=(client, 0)
+    )
+    connection.sendall(b"GET / HTTP/1.0\r\n")
+    return connection
+
+
+def test_one_client_cannot_take_the_slots_the_probes_need() -> None:
+    server = endpoint.serve_app(_hello, "127.0.0.1:0")
+    idle = []
+    try:
+        for _ in range(endpoint.MAX_HANDLERS + 1):
+            idle.append(_hold(server.server_port, "127.0.0.2"))
+        time.sleep(0.5)
+        assert _get(server.server_port, "127.0.0.2").startswith(b"HTTP/1.0 503")
+        assert _get(server.server_port, "127.0.0.1").startswith(b"HTTP/1.0 200")  # the kubelet
+    finally:
+        for connection in idle:
+            connection.close()
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_endpoint_serves_a_bounded_number_of_requests_at_once() -> None:
     server = endpoint.serve_app(_hello, "127.0.0.1:0")
     idle = []
     try:
-        for _ in range(endpoint.MAX_HANDLERS):
-            idle.append(socket.create_connection(("127.0.0.1", server.server_port), timeout=10))
-            idle[-1].sendall(b"GET / HTTP/1.0\r\n")  # and never the rest
+        for number in range(endpoint.MAX_HANDLERS):
+            # Loopback has a whole /8: many clients, none over its own share.
+            client = f"127.0.1.{number // endpoint.MAX_PER_CLIENT + 1}"
+            idle.append(_hold(server.server_port, client))
         time.sleep(0.5)
         assert _get(server.server_port).startswith(b"HTTP/1.0 503")
         for connection in idle:

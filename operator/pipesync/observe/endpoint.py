@@ -8,7 +8,9 @@ The server runs in daemon threads and never touches the event loop kopf runs on.
 Why bounded: the endpoint faces the network (webhooks from git hosts, the web UI), and a
 thread per connection with no cap lets a crowd of slow clients exhaust memory. At most
 MAX_HANDLERS requests are served at once (the next ones get a 503 at once), and a request
-must arrive whole within REQUEST_SECONDS, however slowly its bytes trickle in.
+must arrive whole within REQUEST_SECONDS, however slowly its bytes trickle in. One client
+address holds at most MAX_PER_CLIENT of those slots, so a single misbehaving pod cannot
+starve the kubelet's probes, Prometheus or a git host's webhook.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 #: Requests served at the same time; more wait for none of them: they get a 503.
 MAX_HANDLERS = 32
+#: Of those, the most one client address may hold.
+MAX_PER_CLIENT = 8
 #: Seconds a client has to send its whole request (line, headers and body).
 REQUEST_SECONDS = 30.0
 #: Seconds one send or receive may block (a client that stops reading a download).
@@ -45,26 +49,46 @@ _BUSY = (
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a hung scrape never keeps the process alive
     max_handlers = MAX_HANDLERS
+    max_per_client = MAX_PER_CLIENT
 
     def server_activate(self) -> None:
         super().server_activate()
-        self._slots = threading.BoundedSemaphore(self.max_handlers)
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._per_client: dict[str, int] = {}
+
+    def _take_slot(self, client: str) -> bool:
+        with self._lock:
+            held = self._per_client.get(client, 0)
+            if self._busy >= self.max_handlers or held >= self.max_per_client:
+                return False
+            self._busy += 1
+            self._per_client[client] = held + 1
+            return True
+
+    def _free_slot(self, client: str) -> None:
+        with self._lock:
+            self._busy -= 1
+            held = self._per_client.pop(client) - 1
+            if held:
+                self._per_client[client] = held
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        client = str(client_address[0]) if client_address else ""
+        if not self._take_slot(client):
             self._refuse(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._free_slot(client)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._free_slot(str(client_address[0]) if client_address else "")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that timed out or hung up is routine on a network-facing port: no
