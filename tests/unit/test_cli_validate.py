@@ -14,6 +14,7 @@ import subprocess
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -672,3 +673,119 @@ def test_console_script_exits_2_without_a_command() -> None:
     done = run_console()
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+# --- robust parsing: any input gives one located line per problem ---------------------
+
+
+def test_nesting_deeper_than_libyaml_allows_is_located_at_the_bracket(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text("a: " + "[" * 1001 + "]" * 1001 + "\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (1, 1003)  # where libyaml gave up, not 1:1
+    assert "nested more than" in message
+
+
+def test_an_integer_beyond_pythons_digit_limit_is_located_with_a_fix(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    path = write_yaml("big.yaml", HEAD + "  tasks: " + "9" * 4400 + "\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (6, 10)
+    assert "too large" in message and "quote it" in message
+
+
+def test_a_control_character_after_a_syntax_error_is_one_located_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "ctrl.yaml"
+    path.write_text("a: b: c\n" + "x" * 20000 + "\n\x01\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (1, 5)
+    assert "mapping values are not allowed" in message
+
+
+def test_a_control_character_is_located_at_the_character(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "ctrl.yaml"
+    path.write_text("a: 1\nb: x\x07y\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (2, 5)
+    assert "control character U+0007" in message
+
+
+def test_a_kfp_file_with_wrong_types_is_located_not_a_crash(cli: Cli, tmp_path: Path) -> None:
+    sample = (Path(__file__).with_name("kfp_ir_sample.yaml")).read_text()
+    broken = {
+        "param.yaml": sample.replace(
+            "text: {parameterType: STRING, defaultValue: hi}", "text: [1, 2]"
+        ),
+        "deps.yaml": sample.replace("dependentTasks: [say]", "dependentTasks: 5"),
+        "platform.yaml": sample.replace(
+            "secretAsEnv: [{secretName: s, keyToEnv: [{secretKey: k, envVar: E}]}]",
+            "secretAsEnv: [7]",
+        ),
+    }
+    for name, text in broken.items():
+        (tmp_path / name).write_text(text)
+    rows = invalid(cli, *(tmp_path / name for name in broken))
+    assert sorted(Path(row[0]).name for row in rows) == sorted(broken)
+
+
+def test_groups_nested_a_thousand_deep_in_kfp_are_refused_with_a_location(
+    cli: Cli, tmp_path: Path
+) -> None:
+    components = "".join(
+        f"  comp-c{i}:\n    dag:\n      tasks:\n        inner:\n"
+        f"          componentRef: {{name: comp-c{i + 1}}}\n"
+        f"          triggerPolicy: {{condition: \"inputs.parameter_values['x'] == 'a'\"}}\n"
+        for i in range(1000)
+    )
+    text = (
+        "pipelineInfo: {name: p}\nroot:\n  dag:\n    tasks:\n      outer:\n"
+        "        componentRef: {name: comp-c0}\ncomponents:\n" + components
+        + "  comp-c1000: {executorLabel: e}\n"
+        "deploymentSpec:\n  executors:\n    e: {container: {image: alpine}}\n"
+    )
+    path = tmp_path / "deep-kfp.yaml"
+    path.write_text(text)
+    rows = invalid(cli, path)
+    assert any("nested more than" in row[3] for row in rows), rows
+
+
+def test_a_when_nested_a_thousand_deep_is_a_located_error(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    deep = "(" * 1000 + "true" + ")" * 1000
+    path = write_yaml(
+        "when.yaml", HEAD + f"  tasks:\n    - name: a\n      command: [x]\n      when: '{deep}'\n"
+    )
+    [(_, line, _col, message)] = invalid(cli, path)
+    assert line == 9
+    assert "nested more than" in message
+
+
+def test_an_internal_error_in_one_file_has_its_own_exit_code_and_spares_the_others(
+    cli: Cli, write_yaml: WriteYaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipesync.api import documents
+
+    real = documents.check_document
+
+    def buggy(document: Any) -> Any:  # a stand-in for a bug in pipesync
+        if document.file.endswith("bug.yaml"):
+            raise KeyError("oops")
+        return real(document)
+
+    monkeypatch.setattr(documents, "check_document", buggy)
+    bug = write_yaml("bug.yaml", HEAD + "  tasks: [{name: a, command: [x]}]\n")
+    other = write_yaml("other.yaml", HEAD + "  tasks: []\n")
+    result = cli("validate", bug, other)
+    assert_no_traceback(result)
+    assert result.code == 3, result.text
+    rows = located(result)
+    assert [Path(r[0]).name for r in rows] == ["bug.yaml", "other.yaml"]
+    assert rows[0][3].startswith("internal error in pipesync")
+    assert "KeyError" in rows[0][3]
+    assert "internal error" in result.err and len(result.err.splitlines()) == 2

@@ -257,3 +257,25 @@ def test_reading_never_changes_what_the_files_say(repo: GitRepo) -> None:
             "pipelineRef": {"name": "p"},
             "schedule": {"cron": "0 2 * * *"},
         }
+
+
+def test_a_file_that_crashes_a_reader_is_its_own_problem_and_the_others_still_load(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipesync.api import documents
+
+    real = documents.check_document
+
+    def buggy(document: yamlsource.SourceDocument) -> object:  # a stand-in for a bug
+        if document.file.endswith("bad.yaml"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(document)
+
+    monkeypatch.setattr(documents, "check_document", buggy)
+    repo.write("pipelines/bad.yaml", PIPELINE.format(name="bad"))
+    repo.write("pipelines/good.yaml", PIPELINE.format(name="good"))
+    snapshot = read_snapshot(repo.repo, repo.commit())
+    assert keys(snapshot) == ["Pipeline/good"]
+    [problem] = snapshot.problems
+    assert (problem.file, problem.line, problem.column) == ("pipelines/bad.yaml", 1, 1)
+    assert problem.message.startswith("internal error in pipesync")

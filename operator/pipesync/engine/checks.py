@@ -3,11 +3,12 @@ between documents, parameter types, schedules. Every problem is located in its f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pipesync.api import durations, model
+from pipesync.api import diagnostics, durations, model
 from pipesync.api.diagnostics import Diagnostic
 from pipesync.api.documents import Resource
 from pipesync.engine import compiler, params, schedules
@@ -22,16 +23,42 @@ def check(resources: Sequence[Resource]) -> list[Diagnostic]:
     specs: dict[str, model.PipelineSpec] = {}
     for resource in resources:
         if resource.kind is model.Kind.PIPELINE:
-            spec, found = pipeline_problems(resource, resource.spec, ("spec",))
+            spec, found = _pipeline_guarded(resource)
             problems.extend(found)
             if spec is not None:
                 specs[resource.name] = spec
     for resource in resources:
         if resource.kind in (model.Kind.RUN, model.Kind.RECURRING_RUN):
-            problems.extend(_run_problems(resource, pipelines, specs, experiments))
+            problems.extend(
+                _guarded(resource, lambda r: _run_problems(r, pipelines, specs, experiments))
+            )
         if resource.kind is model.Kind.RECURRING_RUN:
-            problems.extend(_schedule_problems(resource))
+            problems.extend(_guarded(resource, _schedule_problems))
     return problems
+
+
+def _guarded(
+    resource: Resource, check_one: Callable[[Resource], list[Diagnostic]]
+) -> list[Diagnostic]:
+    """One document's checks; an exception in them (a bug) becomes that document's
+    problem instead of ending the checks of every other document."""
+    try:
+        return check_one(resource)
+    except Exception as error:  # contained to this document
+        start = resource.source.start
+        problem = diagnostics.internal_error(resource.source.file, error)
+        return [dataclasses.replace(problem, line=start.line, column=start.column)]
+
+
+def _pipeline_guarded(resource: Resource) -> tuple[model.PipelineSpec | None, list[Diagnostic]]:
+    found: list[model.PipelineSpec | None] = [None]
+
+    def check_one(r: Resource) -> list[Diagnostic]:
+        found[0], problems = pipeline_problems(r, r.spec, ("spec",))
+        return problems
+
+    problems = _guarded(resource, check_one)
+    return found[0], problems
 
 
 def pipeline_problems(

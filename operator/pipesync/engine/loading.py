@@ -7,10 +7,16 @@ one is: it reads as one Pipeline (pipesync.engine.kfp), everything else as pipes
 
 from __future__ import annotations
 
-from pipesync.api import documents
+from pipesync.api import diagnostics, documents
 from pipesync.api.diagnostics import Diagnostic
 from pipesync.engine import kfp
 
 
 def load(raw: bytes, file: str) -> tuple[list[documents.Resource], list[Diagnostic]]:
-    return kfp.load(raw, file) or documents.load(raw, file)
+    """The file's resources and located problems. Whatever goes wrong inside stays this
+    file's problem (the readers report bad input; an exception here is a bug), so one
+    file never stops `validate`, `diff` or a GitSource sync from reading the others."""
+    try:
+        return kfp.load(raw, file) or documents.load(raw, file)
+    except Exception as error:  # the point: contain it to this file
+        return [], [diagnostics.internal_error(file, error)]
