@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pipesync.api import documents
 from pipesync.cli import sources
 from tests.unit.conftest import CONSOLE_SCRIPT, PROJECT, Cli, CliResult, WriteYaml
 
@@ -744,7 +745,8 @@ def test_groups_nested_a_thousand_deep_in_kfp_are_refused_with_a_location(
     )
     text = (
         "pipelineInfo: {name: p}\nroot:\n  dag:\n    tasks:\n      outer:\n"
-        "        componentRef: {name: comp-c0}\ncomponents:\n" + components
+        "        componentRef: {name: comp-c0}\ncomponents:\n"
+        + components
         + "  comp-c1000: {executorLabel: e}\n"
         "deploymentSpec:\n  executors:\n    e: {container: {image: alpine}}\n"
     )
@@ -754,9 +756,7 @@ def test_groups_nested_a_thousand_deep_in_kfp_are_refused_with_a_location(
     assert any("nested more than" in row[3] for row in rows), rows
 
 
-def test_a_when_nested_a_thousand_deep_is_a_located_error(
-    cli: Cli, write_yaml: WriteYaml
-) -> None:
+def test_a_when_nested_a_thousand_deep_is_a_located_error(cli: Cli, write_yaml: WriteYaml) -> None:
     deep = "(" * 1000 + "true" + ")" * 1000
     path = write_yaml(
         "when.yaml", HEAD + f"  tasks:\n    - name: a\n      command: [x]\n      when: '{deep}'\n"
@@ -769,8 +769,6 @@ def test_a_when_nested_a_thousand_deep_is_a_located_error(
 def test_an_internal_error_in_one_file_has_its_own_exit_code_and_spares_the_others(
     cli: Cli, write_yaml: WriteYaml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipesync.api import documents
-
     real = documents.check_document
 
     def buggy(document: Any) -> Any:  # a stand-in for a bug in pipesync

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesync.api import yamlsource
+from pipesync.api import documents, yamlsource
 from pipesync.gitops.snapshot import (
     FileProblem,
     Snapshot,
@@ -262,8 +262,6 @@ def test_reading_never_changes_what_the_files_say(repo: GitRepo) -> None:
 def test_a_file_that_crashes_a_reader_is_its_own_problem_and_the_others_still_load(
     repo: GitRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipesync.api import documents
-
     real = documents.check_document
 
     def buggy(document: yamlsource.SourceDocument) -> object:  # a stand-in for a bug
