@@ -787,3 +787,30 @@ def test_an_internal_error_in_one_file_has_its_own_exit_code_and_spares_the_othe
     assert rows[0][3].startswith("internal error in pipesync")
     assert "KeyError" in rows[0][3]
     assert "internal error" in result.err and len(result.err.splitlines()) == 2
+
+
+def test_a_symlink_out_of_the_tree_is_refused_and_never_read(
+    cli: Cli, write_yaml: WriteYaml, tmp_path: Path
+) -> None:
+    outside = write_yaml("outside.yaml", HEAD + "  tasks: []\n")  # invalid if it were read
+    tree = tmp_path / "repo" / "pipelines"
+    tree.mkdir(parents=True)
+    (tree / "out.yaml").symlink_to(outside)
+    (tree / "stdin.yaml").symlink_to("/dev/stdin")
+    (tree / "inside.yaml").symlink_to(tree / "real.yaml")
+    (tree / "real.yaml").write_text(HEAD + "  tasks: [{name: a, command: [x]}]\n")
+    started = time.monotonic()
+    rows = invalid(cli, tmp_path / "repo")
+    assert time.monotonic() - started < 10  # /dev/stdin was not opened: no hang
+    refused = {Path(row[0]).name: row for row in rows if "outside" in row[3]}
+    assert sorted(refused) == ["out.yaml", "stdin.yaml"]
+    assert all(row[1:3] == (1, 1) for row in refused.values())
+    # the link inside the tree is read: its document duplicates real.yaml's
+    assert [Path(row[0]).name for row in rows if "duplicate" in row[3]] == ["real.yaml"]
+
+
+def test_a_fifo_is_not_opened(cli: Cli, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+    [(_, line, col, message)] = invalid(cli, tmp_path)
+    assert (line, col) == (1, 1)
+    assert "not a regular file" in message

@@ -277,3 +277,19 @@ def test_a_file_that_crashes_a_reader_is_its_own_problem_and_the_others_still_lo
     [problem] = snapshot.problems
     assert (problem.file, problem.line, problem.column) == ("pipelines/bad.yaml", 1, 1)
     assert problem.message.startswith("internal error in pipesync")
+
+
+def test_a_symlink_out_of_the_repository_anywhere_is_a_problem_of_its_path(
+    repo: GitRepo,
+) -> None:
+    repo.write("pipelines/real.yaml", PIPELINE.format(name="real"))
+    repo.write("steps/train.py", "print('hi')\n")
+    os.symlink("/etc/passwd", repo.root / "steps" / "secrets.txt")
+    os.symlink("../../outside", repo.root / "steps" / "up")
+    os.symlink("train.py", repo.root / "steps" / "inside.py")  # stays in the tree: fine
+    snapshot = read_snapshot(repo.repo, repo.commit())
+    assert keys(snapshot) == ["Pipeline/real"]
+    problems = {p.file: p for p in snapshot.problems}
+    assert sorted(problems) == ["steps/secrets.txt", "steps/up"]
+    assert (problems["steps/up"].line, problems["steps/up"].column) == (1, 1)
+    assert "outside the repository" in problems["steps/secrets.txt"].message

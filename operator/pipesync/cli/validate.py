@@ -37,7 +37,7 @@ def run(options: argparse.Namespace) -> int:
     except sources.UsageError as error:
         print(f"pipesync validate: {error}", file=sys.stderr)
         return EXIT_USAGE
-    resources, problems = sources.load_all(files)
+    resources, problems = sources.load_all(files, sources.directories(options.paths))
     problems.extend(checks.check(resources))
     problems.sort()
     _print(problems, options.format)
