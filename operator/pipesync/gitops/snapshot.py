@@ -186,14 +186,15 @@ def _outward_links(tree: git.Tree, reported: set[str]) -> list[Diagnostic]:
     """Symlinks anywhere in the commit whose target leaves the repository's tree."""
     problems: list[Diagnostic] = []
     for item in tree.traverse():
-        if not isinstance(item, git.Blob) or item.mode != _SYMLINK_MODE or item.path in reported:
+        path = str(item.path)
+        if not isinstance(item, git.Blob) or item.mode != _SYMLINK_MODE or path in reported:
             continue
         target = item.data_stream.read(4096).decode("utf-8", "replace")
-        joined = posixpath.normpath(posixpath.join(posixpath.dirname(item.path), target))
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
         if target.startswith("/") or joined == ".." or joined.startswith("../"):
             problems.append(
                 _whole(
-                    item.path,
+                    path,
                     f"symbolic link to {target!r}, outside the repository; task pods refuse "
                     "to unpack a tree with it, so every task would fail: replace it with the "
                     "file itself or a link inside the repository",
