@@ -186,8 +186,10 @@ def _outward_links(tree: git.Tree, reported: set[str]) -> list[Diagnostic]:
     """Symlinks anywhere in the commit whose target leaves the repository's tree."""
     problems: list[Diagnostic] = []
     for item in tree.traverse():
+        if not isinstance(item, git.Blob) or item.mode != _SYMLINK_MODE:
+            continue
         path = str(item.path)
-        if not isinstance(item, git.Blob) or item.mode != _SYMLINK_MODE or path in reported:
+        if path in reported:
             continue
         target = item.data_stream.read(4096).decode("utf-8", "replace")
         joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
