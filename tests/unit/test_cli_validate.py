@@ -814,3 +814,42 @@ def test_a_fifo_is_not_opened(cli: Cli, tmp_path: Path) -> None:
     [(_, line, col, message)] = invalid(cli, tmp_path)
     assert (line, col) == (1, 1)
     assert "not a regular file" in message
+
+
+# --- values that pass the schema but cannot be what the author meant --------------------
+
+
+def test_a_param_default_outside_its_enum_is_an_error(cli: Cli, write_yaml: WriteYaml) -> None:
+    path = write_yaml(
+        "enum.yaml",
+        HEAD
+        + "  params:\n    - {name: mode, type: string, default: fast, enum: [full, quick]}\n"
+        + "  tasks: [{name: a, command: [x]}]\n",
+    )
+    line, col, message = only_error(cli, path)
+    assert (line, col) == (7, 7)
+    assert "default 'fast' of 'mode' is not one of its enum values 'full', 'quick'" in message
+
+
+def test_a_six_field_cron_warns_that_seconds_come_first_with_its_fire_times(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    path = write_yaml(
+        "cron.yaml",
+        """
+        apiVersion: pipesync.io/v1alpha1
+        kind: RecurringRun
+        metadata: {name: r}
+        spec:
+          pipelineRef: {name: p}
+          schedule: {cron: "0 2 * * * *", timezone: UTC}
+        """,
+    )
+    result = cli("validate", path)
+    assert result.code == 0, result.text
+    [(_, line, col, message)] = located(result)
+    assert (line, col) == (6, 20)
+    assert message.startswith("warning: cron '0 2 * * * *' has 6 fields: the first is seconds")
+    times = re.findall(r"\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d)\+00:00", message)
+    assert len(times) == 3 and all(t[1:] == ("02", "00") for t in times)  # hourly at :02
+    assert "'0 2 * * *'" in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 
@@ -38,7 +39,7 @@ def run(options: argparse.Namespace) -> int:
         print(f"pipesync validate: {error}", file=sys.stderr)
         return EXIT_USAGE
     resources, problems = sources.load_all(files, sources.directories(options.paths))
-    problems.extend(checks.check(resources))
+    problems.extend(checks.check(resources, now=datetime.datetime.now(datetime.UTC)))
     problems.sort()
     _print(problems, options.format)
     errors = sum(1 for problem in problems if problem.severity.value == "error")

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pipesync.api import diagnostics, durations, model
-from pipesync.api.diagnostics import Diagnostic
+from pipesync.api.diagnostics import Diagnostic, Severity
 from pipesync.api.documents import Resource
-from pipesync.engine import compiler, params, schedules
+from pipesync.engine import compiler, params, recurring, schedules
+
+#: Where fire times are counted from when the caller gives no clock (the engine has none).
+_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def check(resources: Sequence[Resource]) -> list[Diagnostic]:
-    """Problems across one set of documents (a repository, or the files given)."""
+def check(resources: Sequence[Resource], now: datetime | None = None) -> list[Diagnostic]:
+    """Problems across one set of documents (a repository, or the files given); `now`
+    is where the fire times a warning shows start (a fixed reference when not given)."""
     problems: list[Diagnostic] = []
     problems.extend(_duplicates(resources))
     pipelines = {r.name: r for r in resources if r.kind is model.Kind.PIPELINE}
@@ -33,7 +37,7 @@ def check(resources: Sequence[Resource]) -> list[Diagnostic]:
                 _guarded(resource, lambda r: _run_problems(r, pipelines, specs, experiments))
             )
         if resource.kind is model.Kind.RECURRING_RUN:
-            problems.extend(_guarded(resource, _schedule_problems))
+            problems.extend(_guarded(resource, lambda r: _schedule_problems(r, now or _REFERENCE)))
     return problems
 
 
@@ -133,14 +137,22 @@ def _run_problems(
     return problems
 
 
-def _schedule_problems(resource: Resource) -> list[Diagnostic]:
+def _schedule_problems(resource: Resource, now: datetime) -> list[Diagnostic]:
     spec = resource.spec
     schedule = spec.get("schedule", {})
     problems = []
     if "cron" in schedule:
+        where = ("spec", "schedule", "cron")
         problem = schedules.cron_problem(schedule["cron"])
         if problem:
-            problems.append(resource.diagnostic(("spec", "schedule", "cron"), problem))
+            problems.append(resource.diagnostic(where, problem))
+        elif not schedules.timezone_problem(str(schedule.get("timezone", "UTC"))):
+            note = recurring.seconds_first_warning(
+                str(schedule["cron"]).strip(), str(schedule.get("timezone", "UTC")), now
+            )
+            if note:
+                diagnostic = resource.diagnostic(where, note)
+                problems.append(dataclasses.replace(diagnostic, severity=Severity.WARNING))
     if "timezone" in schedule:
         problem = schedules.timezone_problem(schedule["timezone"])
         if problem:
