@@ -23,6 +23,9 @@ from pipesync.cli import sources
 from tests.unit.conftest import CONSOLE_SCRIPT, PROJECT, Cli, CliResult, WriteYaml
 
 EXAMPLES = PROJECT / "examples" / "repo-layout"
+UNKNOWN_NOPE = (
+    "{{tasks.nope.outputs.parameters.x}} names an unknown task 'nope' (tasks here: a, b, fe)"
+)
 LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
 HEAD = """\
@@ -354,13 +357,16 @@ def test_a_self_dependency_and_an_unknown_dependency_are_reported(
 ) -> None:
     rows = invalid(cli, write_yaml("dag.yaml", DAG))
     messages = [message for _, line, _, message in rows if line == 17]
-    assert messages == ["task 'd' depends on itself", "task 'd' depends on unknown task 'zz'"]
+    assert messages == [
+        "task 'd' depends on itself",
+        "task 'd' depends on unknown task 'zz' (tasks here: a, b, c, d)",
+    ]
 
 
 def test_dependency_problems_point_at_the_offending_entry(cli: Cli, write_yaml: WriteYaml) -> None:
     rows = invalid(cli, write_yaml("dag.yaml", DAG))
     assert at(rows, 17, 19) == ["task 'd' depends on itself"]
-    assert at(rows, 17, 22) == ["task 'd' depends on unknown task 'zz'"]
+    assert at(rows, 17, 22) == ["task 'd' depends on unknown task 'zz' (tasks here: a, b, c, d)"]
 
 
 # --- placeholders --------------------------------------------------------------------
@@ -387,7 +393,11 @@ REFS = (
 @pytest.mark.parametrize(
     ("line", "col", "message"),
     [
-        (10, 23, "{{tasks.nope.outputs.parameters.x}} names an unknown task 'nope'"),
+        (
+            10,
+            23,
+            UNKNOWN_NOPE,
+        ),
         (13, 23, "{{tasks.a.outputs.parameters.y}}: task 'a' declares no output parameter 'y'"),
         (13, 59, "{{params.q}} names an undeclared parameter 'q'"),
         (14, 14, "{{item}} is only defined inside a task with forEach"),
@@ -853,3 +863,51 @@ def test_a_six_field_cron_warns_that_seconds_come_first_with_its_fire_times(
     times = re.findall(r"\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d)\+00:00", message)
     assert len(times) == 3 and all(t[1:] == ("02", "00") for t in times)  # hourly at :02
     assert "'0 2 * * *'" in message
+
+
+# --- messages that say what to do -----------------------------------------------------
+
+
+def test_messages_say_what_to_do_and_semantic_errors_show_beside_schema_errors(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    path = write_yaml(
+        "todo.yaml",
+        """
+        apiVersion: pipesync.io/v1alpha1
+        kind: Pipeline
+        metadata: {name: p}
+        spec:
+          params: [{name: n, type: integer, default: 1}]
+          tasks:
+            - name: prepare
+              command: [echo, {{params.n}}]
+              outputs: {artifacts: [data]}
+            - name: train
+              command: [x]
+              dependsOn: [prepair]
+              inputs:
+                artifacts:
+                  data: {from: "{{task.prepare.outputs.artifacts.data}}"}
+        ---
+        apiVersion: pipesync.io/v1alpha1
+        kind: RecurringRun
+        metadata: {name: r}
+        spec:
+          pipelineRef: {name: p}
+          schedule: {cron: "0 25 * * *"}
+        """,
+    )
+    rows = invalid(cli, path)
+    assert at(rows, 8, 23) == [
+        '{{params.n}} is unquoted, so YAML reads it as a mapping; quote it: "{{params.n}}"'
+    ]
+    assert at(rows, 12, 19) == [
+        "task 'train' depends on unknown task 'prepair'; did you mean 'prepare'?"
+    ]
+    [from_message] = at(rows, 15, 24)
+    assert "expected '{{tasks.TASK.outputs.artifacts.NAME}}'" in from_message
+    assert "regular expression" not in from_message and "^" not in from_message
+    assert at(rows, 22, 20) == [
+        "invalid cron expression '0 25 * * *': the hour field '25' is not valid (expected 0-23)"
+    ]
