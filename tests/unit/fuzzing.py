@@ -20,6 +20,7 @@ from pipesync.api.diagnostics import Diagnostic
 FUZZ = settings(
     max_examples=50,
     deadline=None,
+    database=None,  # nothing written into the checkout
     derandomize=True,  # the same examples on every run: CI fails reproducibly, or not at all
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
