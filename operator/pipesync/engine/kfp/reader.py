@@ -164,6 +164,7 @@ class Reader:
         scope = {p["name"]: v.text("{{params." + p["name"] + "}}") for p in params}
         artifacts = _mapping(_mapping(root.get("inputDefinitions")).get("artifacts"))
         for artifact, definition in artifacts.items():
+            self.here = ("root", "inputDefinitions", "artifacts", artifact)
             listed = bool(_mapping(definition).get("isArtifactList"))
             scope[artifact] = self.input_artifact(str(artifact), params, listed=listed)
         if params:
