@@ -14,13 +14,18 @@ import subprocess
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipesync.api import documents
 from pipesync.cli import sources
 from tests.unit.conftest import CONSOLE_SCRIPT, PROJECT, Cli, CliResult, WriteYaml
 
 EXAMPLES = PROJECT / "examples" / "repo-layout"
+UNKNOWN_NOPE = (
+    "{{tasks.nope.outputs.parameters.x}} names an unknown task 'nope' (tasks here: a, b, fe)"
+)
 LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$")
 
 HEAD = """\
@@ -352,13 +357,16 @@ def test_a_self_dependency_and_an_unknown_dependency_are_reported(
 ) -> None:
     rows = invalid(cli, write_yaml("dag.yaml", DAG))
     messages = [message for _, line, _, message in rows if line == 17]
-    assert messages == ["task 'd' depends on itself", "task 'd' depends on unknown task 'zz'"]
+    assert messages == [
+        "task 'd' depends on itself",
+        "task 'd' depends on unknown task 'zz' (tasks here: a, b, c, d)",
+    ]
 
 
 def test_dependency_problems_point_at_the_offending_entry(cli: Cli, write_yaml: WriteYaml) -> None:
     rows = invalid(cli, write_yaml("dag.yaml", DAG))
     assert at(rows, 17, 19) == ["task 'd' depends on itself"]
-    assert at(rows, 17, 22) == ["task 'd' depends on unknown task 'zz'"]
+    assert at(rows, 17, 22) == ["task 'd' depends on unknown task 'zz' (tasks here: a, b, c, d)"]
 
 
 # --- placeholders --------------------------------------------------------------------
@@ -385,7 +393,11 @@ REFS = (
 @pytest.mark.parametrize(
     ("line", "col", "message"),
     [
-        (10, 23, "{{tasks.nope.outputs.parameters.x}} names an unknown task 'nope'"),
+        (
+            10,
+            23,
+            UNKNOWN_NOPE,
+        ),
         (13, 23, "{{tasks.a.outputs.parameters.y}}: task 'a' declares no output parameter 'y'"),
         (13, 59, "{{params.q}} names an undeclared parameter 'q'"),
         (14, 14, "{{item}} is only defined inside a task with forEach"),
@@ -672,3 +684,230 @@ def test_console_script_exits_2_without_a_command() -> None:
     done = run_console()
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+# --- robust parsing: any input gives one located line per problem ---------------------
+
+
+def test_nesting_deeper_than_libyaml_allows_is_located_at_the_bracket(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text("a: " + "[" * 1001 + "]" * 1001 + "\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (1, 1003)  # where libyaml gave up, not 1:1
+    assert "nested more than" in message
+
+
+def test_an_integer_beyond_pythons_digit_limit_is_located_with_a_fix(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    path = write_yaml("big.yaml", HEAD + "  tasks: " + "9" * 4400 + "\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (6, 10)
+    assert "too large" in message and "quote it" in message
+
+
+def test_a_control_character_after_a_syntax_error_is_one_located_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = tmp_path / "ctrl.yaml"
+    path.write_text("a: b: c\n" + "x" * 20000 + "\n\x01\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (1, 5)
+    assert "mapping values are not allowed" in message
+
+
+def test_a_control_character_is_located_at_the_character(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "ctrl.yaml"
+    path.write_text("a: 1\nb: x\x07y\n")
+    [(_, line, col, message)] = invalid(cli, path)
+    assert (line, col) == (2, 5)
+    assert "control character U+0007" in message
+
+
+def test_a_kfp_file_with_wrong_types_is_located_not_a_crash(cli: Cli, tmp_path: Path) -> None:
+    sample = (Path(__file__).with_name("kfp_ir_sample.yaml")).read_text()
+    broken = {
+        "param.yaml": sample.replace(
+            "text: {parameterType: STRING, defaultValue: hi}", "text: [1, 2]"
+        ),
+        "deps.yaml": sample.replace("dependentTasks: [say]", "dependentTasks: 5"),
+        "platform.yaml": sample.replace(
+            "secretAsEnv: [{secretName: s, keyToEnv: [{secretKey: k, envVar: E}]}]",
+            "secretAsEnv: [7]",
+        ),
+    }
+    for name, text in broken.items():
+        (tmp_path / name).write_text(text)
+    rows = invalid(cli, *(tmp_path / name for name in broken))
+    assert sorted(Path(row[0]).name for row in rows) == sorted(broken)
+
+
+def test_groups_nested_a_thousand_deep_in_kfp_are_refused_with_a_location(
+    cli: Cli, tmp_path: Path
+) -> None:
+    components = "".join(
+        f"  comp-c{i}:\n    dag:\n      tasks:\n        inner:\n"
+        f"          componentRef: {{name: comp-c{i + 1}}}\n"
+        f"          triggerPolicy: {{condition: \"inputs.parameter_values['x'] == 'a'\"}}\n"
+        for i in range(1000)
+    )
+    text = (
+        "pipelineInfo: {name: p}\nroot:\n  dag:\n    tasks:\n      outer:\n"
+        "        componentRef: {name: comp-c0}\ncomponents:\n"
+        + components
+        + "  comp-c1000: {executorLabel: e}\n"
+        "deploymentSpec:\n  executors:\n    e: {container: {image: alpine}}\n"
+    )
+    path = tmp_path / "deep-kfp.yaml"
+    path.write_text(text)
+    rows = invalid(cli, path)
+    assert any("nested more than" in row[3] for row in rows), rows
+
+
+def test_a_when_nested_a_thousand_deep_is_a_located_error(cli: Cli, write_yaml: WriteYaml) -> None:
+    deep = "(" * 1000 + "true" + ")" * 1000
+    path = write_yaml(
+        "when.yaml", HEAD + f"  tasks:\n    - name: a\n      command: [x]\n      when: '{deep}'\n"
+    )
+    [(_, line, _col, message)] = invalid(cli, path)
+    assert line == 9
+    assert "nested more than" in message
+
+
+def test_an_internal_error_in_one_file_has_its_own_exit_code_and_spares_the_others(
+    cli: Cli, write_yaml: WriteYaml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = documents.check_document
+
+    def buggy(document: Any) -> Any:  # a stand-in for a bug in pipesync
+        if document.file.endswith("bug.yaml"):
+            raise KeyError("oops")
+        return real(document)
+
+    monkeypatch.setattr(documents, "check_document", buggy)
+    bug = write_yaml("bug.yaml", HEAD + "  tasks: [{name: a, command: [x]}]\n")
+    other = write_yaml("other.yaml", HEAD + "  tasks: []\n")
+    result = cli("validate", bug, other)
+    assert_no_traceback(result)
+    assert result.code == 3, result.text
+    rows = located(result)
+    assert [Path(r[0]).name for r in rows] == ["bug.yaml", "other.yaml"]
+    assert rows[0][3].startswith("internal error in pipesync")
+    assert "KeyError" in rows[0][3]
+    assert "internal error" in result.err and len(result.err.splitlines()) == 2
+
+
+def test_a_symlink_out_of_the_tree_is_refused_and_never_read(
+    cli: Cli, write_yaml: WriteYaml, tmp_path: Path
+) -> None:
+    outside = write_yaml("outside.yaml", HEAD + "  tasks: []\n")  # invalid if it were read
+    tree = tmp_path / "repo" / "pipelines"
+    tree.mkdir(parents=True)
+    (tree / "out.yaml").symlink_to(outside)
+    (tree / "stdin.yaml").symlink_to("/dev/stdin")
+    (tree / "inside.yaml").symlink_to(tree / "real.yaml")
+    (tree / "real.yaml").write_text(HEAD + "  tasks: [{name: a, command: [x]}]\n")
+    started = time.monotonic()
+    rows = invalid(cli, tmp_path / "repo")
+    assert time.monotonic() - started < 10  # /dev/stdin was not opened: no hang
+    refused = {Path(row[0]).name: row for row in rows if "outside" in row[3]}
+    assert sorted(refused) == ["out.yaml", "stdin.yaml"]
+    assert all(row[1:3] == (1, 1) for row in refused.values())
+    # the link inside the tree is read: its document duplicates real.yaml's
+    assert [Path(row[0]).name for row in rows if "duplicate" in row[3]] == ["real.yaml"]
+
+
+def test_a_fifo_is_not_opened(cli: Cli, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+    [(_, line, col, message)] = invalid(cli, tmp_path)
+    assert (line, col) == (1, 1)
+    assert "not a regular file" in message
+
+
+# --- values that pass the schema but cannot be what the author meant --------------------
+
+
+def test_a_param_default_outside_its_enum_is_an_error(cli: Cli, write_yaml: WriteYaml) -> None:
+    path = write_yaml(
+        "enum.yaml",
+        HEAD
+        + "  params:\n    - {name: mode, type: string, default: fast, enum: [full, quick]}\n"
+        + "  tasks: [{name: a, command: [x]}]\n",
+    )
+    line, col, message = only_error(cli, path)
+    assert (line, col) == (7, 7)
+    assert "default 'fast' of 'mode' is not one of its enum values 'full', 'quick'" in message
+
+
+def test_a_six_field_cron_warns_that_seconds_come_first_with_its_fire_times(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    path = write_yaml(
+        "cron.yaml",
+        """
+        apiVersion: pipesync.io/v1alpha1
+        kind: RecurringRun
+        metadata: {name: r}
+        spec:
+          pipelineRef: {name: p}
+          schedule: {cron: "0 2 * * * *", timezone: UTC}
+        """,
+    )
+    result = cli("validate", path)
+    assert result.code == 0, result.text
+    [(_, line, col, message)] = located(result)
+    assert (line, col) == (6, 20)
+    assert message.startswith("warning: cron '0 2 * * * *' has 6 fields: the first is seconds")
+    times = re.findall(r"\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d)\+00:00", message)
+    assert len(times) == 3 and all(t[1:] == ("02", "00") for t in times)  # hourly at :02
+    assert "'0 2 * * *'" in message
+
+
+# --- messages that say what to do -----------------------------------------------------
+
+
+def test_messages_say_what_to_do_and_semantic_errors_show_beside_schema_errors(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    path = write_yaml(
+        "todo.yaml",
+        """
+        apiVersion: pipesync.io/v1alpha1
+        kind: Pipeline
+        metadata: {name: p}
+        spec:
+          params: [{name: n, type: integer, default: 1}]
+          tasks:
+            - name: prepare
+              command: [echo, {{params.n}}]
+              outputs: {artifacts: [data]}
+            - name: train
+              command: [x]
+              dependsOn: [prepair]
+              inputs:
+                artifacts:
+                  data: {from: "{{task.prepare.outputs.artifacts.data}}"}
+        ---
+        apiVersion: pipesync.io/v1alpha1
+        kind: RecurringRun
+        metadata: {name: r}
+        spec:
+          pipelineRef: {name: p}
+          schedule: {cron: "0 25 * * *"}
+        """,
+    )
+    rows = invalid(cli, path)
+    assert at(rows, 8, 23) == [
+        '{{params.n}} is unquoted, so YAML reads it as a mapping; quote it: "{{params.n}}"'
+    ]
+    assert at(rows, 12, 19) == [
+        "task 'train' depends on unknown task 'prepair'; did you mean 'prepare'?"
+    ]
+    [from_message] = at(rows, 15, 24)
+    assert "expected '{{tasks.TASK.outputs.artifacts.NAME}}'" in from_message
+    assert "regular expression" not in from_message and "^" not in from_message
+    assert at(rows, 22, 20) == [
+        "invalid cron expression '0 25 * * *': the hour field '25' is not valid (expected 0-23)"
+    ]

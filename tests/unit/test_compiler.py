@@ -48,7 +48,7 @@ tasks:
 """
     )
     assert "task 'a' depends on itself" in found
-    assert "task 'b' depends on unknown task 'nope'" in found
+    assert "task 'b' depends on unknown task 'nope' (tasks here: a, b)" in found
     assert "duplicate task name 'b'" in found
 
 

@@ -454,3 +454,27 @@ def test_an_invalid_pipeline_shows_no_fields_as_unset(repo: GitRepo) -> None:
     markdown = cli_diff.markdown(changes)
     assert "(unset)" not in markdown
     assert "trian" in markdown  # the problem is shown instead
+
+
+def test_a_file_that_crashed_the_reader_is_a_problem_and_an_internal_error_is_exit_3(
+    repo: GitRepo, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.write("pipelines/a.yaml", "apiVersion: pipesync.io/v1alpha1\nkind: Experiment\n")
+    repo.commit("first")
+    repo.write("pipelines/deep.yaml", "a: " + "[" * 1000 + "]" * 1000 + "\n")
+    repo.commit("deep")
+    result = cli("diff", "--repo", repo.root, "--from", "HEAD~1", "--to", "HEAD")
+    assert "Traceback" not in result.text
+    assert result.code == 1, result.text
+    assert "pipelines/deep.yaml:1:1003: values nested more than" in result.out
+
+    def broken(*_: object, **__: object) -> None:  # a stand-in for a bug in diff
+        raise KeyError("oops")
+
+    monkeypatch.setattr(diff, "compare", broken)
+    result = cli("diff", "--repo", repo.root, "--from", "HEAD~1", "--to", "HEAD")
+    assert result.code == 3
+    assert result.out == ""
+    assert result.err.splitlines() == [
+        "pipesync diff: internal error (a bug in pipesync; please report it): KeyError: 'oops'"
+    ]

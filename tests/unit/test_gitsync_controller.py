@@ -292,3 +292,23 @@ def test_each_attempt_reports_what_it_did(repo: GitRepo, kube: MemoryKube, tmp_p
     )
     assert abs(report.committed_at - time.time()) < 3600
     assert controller.reconcile("ns", "src").report is None  # nothing to do, nothing to say
+
+
+def test_a_file_that_used_to_crash_the_pass_is_its_own_error_and_the_rest_applies(
+    repo: GitRepo, kube: MemoryKube, tmp_path: Path
+) -> None:
+    repo.write("pipelines/a.yaml", PIPELINE.format(name="a", on_change="false", word="x"))
+    repo.write("pipelines/deep.yaml", "a: " + "[" * 1000 + "]" * 1000 + "\n")
+    (repo.root / "steps").mkdir()
+    (repo.root / "steps" / "secrets").symlink_to("/etc/passwd")
+    repo.commit()
+    add_source(kube, repo)
+    controller, _ = make_controller(kube, tmp_path)
+    controller.reconcile("ns", "src")
+    errors = {e["file"]: e for e in status(kube)["errors"]}
+    assert sorted(errors) == ["pipelines/deep.yaml", "steps/secrets"]
+    assert "nested more than" in errors["pipelines/deep.yaml"]["message"]
+    assert "outside the repository" in errors["steps/secrets"]["message"]
+    assert [e["name"] for e in status(kube)["inventory"]] == ["a"]
+    assert ("apply", "pipelines", "a") in kube.writes
+    assert condition(kube, "Ready")["reason"] == "InvalidFiles"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesync.api import yamlsource
+from pipesync.api import documents, yamlsource
 from pipesync.gitops.snapshot import (
     FileProblem,
     Snapshot,
@@ -257,3 +257,39 @@ def test_reading_never_changes_what_the_files_say(repo: GitRepo) -> None:
             "pipelineRef": {"name": "p"},
             "schedule": {"cron": "0 2 * * *"},
         }
+
+
+def test_a_file_that_crashes_a_reader_is_its_own_problem_and_the_others_still_load(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = documents.check_document
+
+    def buggy(document: yamlsource.SourceDocument) -> object:  # a stand-in for a bug
+        if document.file.endswith("bad.yaml"):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(document)
+
+    monkeypatch.setattr(documents, "check_document", buggy)
+    repo.write("pipelines/bad.yaml", PIPELINE.format(name="bad"))
+    repo.write("pipelines/good.yaml", PIPELINE.format(name="good"))
+    snapshot = read_snapshot(repo.repo, repo.commit())
+    assert keys(snapshot) == ["Pipeline/good"]
+    [problem] = snapshot.problems
+    assert (problem.file, problem.line, problem.column) == ("pipelines/bad.yaml", 1, 1)
+    assert problem.message.startswith("internal error in pipesync")
+
+
+def test_a_symlink_out_of_the_repository_anywhere_is_a_problem_of_its_path(
+    repo: GitRepo,
+) -> None:
+    repo.write("pipelines/real.yaml", PIPELINE.format(name="real"))
+    repo.write("steps/train.py", "print('hi')\n")
+    os.symlink("/etc/passwd", repo.root / "steps" / "secrets.txt")
+    os.symlink("../../outside", repo.root / "steps" / "up")
+    os.symlink("train.py", repo.root / "steps" / "inside.py")  # stays in the tree: fine
+    snapshot = read_snapshot(repo.repo, repo.commit())
+    assert keys(snapshot) == ["Pipeline/real"]
+    problems = {p.file: p for p in snapshot.problems}
+    assert sorted(problems) == ["steps/secrets.txt", "steps/up"]
+    assert (problems["steps/up"].line, problems["steps/up"].column) == (1, 1)
+    assert "outside the repository" in problems["steps/secrets.txt"].message

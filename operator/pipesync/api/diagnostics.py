@@ -20,6 +20,8 @@ class Diagnostic:
     column: int
     message: str
     severity: Severity = dataclasses.field(default=Severity.ERROR, compare=False)
+    #: a bug in pipesync (an exception while reading the file), not a fault of the file
+    internal: bool = dataclasses.field(default=False, compare=False)
 
     def format(self) -> str:
         prefix = "" if self.severity is Severity.ERROR else "warning: "
@@ -32,6 +34,24 @@ class InvalidDocument(Exception):
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
         super().__init__("\n".join(d.format() for d in diagnostics))
         self.diagnostics = diagnostics
+
+
+def internal_error(file: str, error: BaseException) -> Diagnostic:
+    """An exception that escaped while reading `file`, as that file's one-line problem:
+    the other files are still read and reported, and the user learns it is a bug."""
+    detail = " ".join(str(error).split())[:200]
+    return Diagnostic(
+        file,
+        1,
+        1,
+        f"internal error in pipesync while reading this file (a bug; please report it): "
+        f"{type(error).__name__}: {detail}",
+        internal=True,
+    )
+
+
+def has_internal(diagnostics: list[Diagnostic]) -> bool:
+    return any(d.internal for d in diagnostics)
 
 
 def has_errors(diagnostics: list[Diagnostic]) -> bool:

@@ -25,6 +25,14 @@ _PATTERN_HINTS = {
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$": "a DNS-1123 "
     "subdomain: lowercase letters, digits, '-' and '.'",
     "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$": "a duration such as 30s, 5m, 1h30m or 2d",
+    "^\\{\\{tasks\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.outputs\\.artifacts\\.[A-Za-z_]"
+    "[A-Za-z0-9_-]*(\\|tasks\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.outputs\\.artifacts\\."
+    "[A-Za-z_][A-Za-z0-9_-]*)*\\}\\}$": "an artifact reference: expected "
+    "'{{tasks.TASK.outputs.artifacts.NAME}}' (alternatives joined by '|', as in "
+    "'{{tasks.a.outputs.artifacts.x|tasks.b.outputs.artifacts.x}}')",
+    "^\\{\\{(params\\.[A-Za-z_][A-Za-z0-9_-]*|tasks\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+    "\\.outputs\\.parameters\\.[A-Za-z_][A-Za-z0-9_-]*)\\}\\}$": "a parameter "
+    "reference: expected '{{params.NAME}}' or '{{tasks.TASK.outputs.parameters.NAME}}'",
     "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^\\s]+(\\s+[^\\s]+){4,5})$": (
         "a cron expression: expected 5 fields (minute hour day-of-month month "
         "day-of-week), 6 with seconds first, or a macro such as @daily"

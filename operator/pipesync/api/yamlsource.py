@@ -72,8 +72,9 @@ class _Builder:
         }
     )
 
-    def __init__(self, file: str, *, merges: bool = True) -> None:
+    def __init__(self, file: str, *, merges: bool = True, text: str = "") -> None:
         self.file = file
+        self.text = text
         self.merges = merges
         self.values: dict[Path, Mark] = {}
         self.keys: dict[Path, Mark] = {}
@@ -85,10 +86,31 @@ class _Builder:
             raise _Refused(f"values nested more than {MAX_DEPTH} levels deep; refusing it")
         self.values[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
+            placeholder = self._unquoted_placeholder(node)
+            if placeholder is not None:
+                return placeholder  # as the text it was meant to be: no follow-up errors
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
         return self._scalar(node)
+
+    def _unquoted_placeholder(self, node: yaml.MappingNode) -> str | None:
+        """`x: {{params.n}}` is a YAML flow mapping, not text: say so, and how to fix it."""
+        start = node.start_mark.index
+        if not self.text.startswith("{{", start):
+            return None
+        end = self.text.find("}}", start)
+        shown = self.text[start : end + 2] if 0 < end < start + 80 else "{{...}}"
+        mark = _mark(node)
+        self.errors.append(
+            Diagnostic(
+                self.file,
+                mark.line,
+                mark.column,
+                f'{shown} is unquoted, so YAML reads it as a mapping; quote it: "{shown}"',
+            )
+        )
+        return shown
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         if self.merges:
@@ -115,7 +137,15 @@ class _Builder:
     def _scalar(self, node: yaml.Node) -> Any:
         # Timestamps stay strings: schemas check them as RFC 3339 text, as the API server does.
         if node.tag in self._SCALAR_TAGS:
-            return self._constructor.construct_object(node, deep=True)
+            try:
+                return self._constructor.construct_object(node, deep=True)
+            except (ValueError, OverflowError):
+                # e.g. an integer of more than 4,300 digits (Python's conversion limit)
+                raise _Refused(
+                    f"the number {str(node.value)[:20]}... is too large to read; "
+                    "quote it if it is text",
+                    _mark(node),
+                ) from None
         return str(node.value)
 
 
@@ -125,6 +155,10 @@ def _mark(node: yaml.Node) -> Mark:
 
 class _Refused(Exception):
     """A document that must not be built: recursive, too deep or too large."""
+
+    def __init__(self, message: str, mark: Mark | None = None) -> None:
+        super().__init__(message)
+        self.mark = mark  # where the refused value is, when known (else the document)
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], depth: int = 0) -> int:
@@ -182,13 +216,13 @@ def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            builder = _Builder(file, merges="<<" in text)
+            builder = _Builder(file, merges="<<" in text, text=text)
             try:
                 if anchors:  # without anchors there are no aliases, so no bomb to measure
                     _expanded_size(node, {}, set())
                 data = builder.build(node, ())
             except _Refused as refusal:
-                mark = _mark(node)
+                mark = refusal.mark or _mark(node)
                 errors.append(Diagnostic(file, mark.line, mark.column, str(refusal)))
                 continue
             errors.extend(builder.errors)
@@ -197,27 +231,66 @@ def parse(text: str, file: str) -> tuple[list[SourceDocument], list[Diagnostic]]
             )
     except yaml.MarkedYAMLError as fast_error:
         # libyaml is fast but terse; the pure-Python parser names the offending token.
-        error = _python_error(text) or fast_error
-        where = error.problem_mark or error.context_mark
-        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
-        problem = error.problem or error.context or "invalid YAML"
-        errors.append(Diagnostic(file, line, column, f"YAML syntax error: {problem}"))
+        errors.append(_syntax_error(file, _python_error(text) or fast_error))
     except yaml.YAMLError as error:
-        errors.append(Diagnostic(file, 1, 1, f"YAML error: {error}"))
-    except RecursionError:  # PyYAML's composer recurses once per nesting level
-        errors.append(
-            Diagnostic(file, 1, 1, f"values nested more than {MAX_DEPTH} levels deep; refusing it")
-        )
+        errors.append(_syntax_error(file, error, text))
+    except RecursionError:  # a YAML library recursing once per nesting level
+        errors.append(Diagnostic(file, 1, 1, _TOO_DEEP))
     return documents, errors
 
 
+_TOO_DEEP = f"values nested more than {MAX_DEPTH} levels deep; refusing it"
+
+
+def _syntax_error(file: str, error: yaml.YAMLError, text: str = "") -> Diagnostic:
+    """One `file:line:col: message` line at the offending character, whatever the error.
+
+    PyYAML's own str() spans several lines and a ReaderError (a control character) has an
+    offset, not a mark: both become one line at the character's line and column."""
+    if isinstance(error, yaml.reader.ReaderError):
+        line, column = _position(text, error.position)
+        character = f"U+{error.character:04X}" if isinstance(error.character, int) else "byte"
+        return Diagnostic(
+            file,
+            line,
+            column,
+            f"YAML error: control character {character} is not allowed; remove it, or "
+            "write it as an escape inside a double-quoted string",
+        )
+    if isinstance(error, yaml.MarkedYAMLError):
+        where = error.problem_mark or error.context_mark
+        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
+        problem = error.problem or error.context or "invalid YAML"
+        if "maximum nesting depth" in problem:
+            return Diagnostic(file, line, column, _TOO_DEEP)
+        return Diagnostic(file, line, column, f"YAML syntax error: {_one_line(problem)}")
+    return Diagnostic(file, 1, 1, f"YAML error: {_one_line(str(error))}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of a character offset."""
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
 def _python_error(text: str) -> yaml.MarkedYAMLError | None:
-    loader = yaml.SafeLoader(text)
+    """The pure-Python parser's error, which names the offending token; None when it
+    cannot say (it recurses once per nesting level, and reads control characters first)."""
+    try:
+        loader = yaml.SafeLoader(text)  # reads (and checks) every character first
+    except yaml.YAMLError:
+        return None
     try:
         while loader.check_node():
             loader.get_node()
     except yaml.MarkedYAMLError as error:
         return error
+    except (yaml.YAMLError, RecursionError):
+        return None
     finally:
         loader.dispose()
     return None

@@ -20,7 +20,7 @@ from pipesync.gitops import diff
 from pipesync.gitops.diff import ChangeSet, FieldChange, PipelineChange, ScheduleView
 from pipesync.gitops.snapshot import SnapshotError, read_snapshot
 
-EXIT_SAME, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
+EXIT_SAME, EXIT_CHANGED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 #: Longer values are cut in text and Markdown (JSON has them whole).
 MAX_VALUE = 160
 
@@ -68,7 +68,16 @@ def run(options: argparse.Namespace) -> int:
     except git.GitError as error:
         print(f"pipesync diff: cannot read {options.repo}: {error}", file=sys.stderr)
         return EXIT_ERROR
-    changes = diff.compare(old, new, base_ref=options.base, head_ref=options.head)
+    try:
+        changes = diff.compare(old, new, base_ref=options.base, head_ref=options.head)
+    except Exception as error:  # a bug: one line and its own exit code
+        detail = " ".join(str(error).split())[:200]
+        print(
+            f"pipesync diff: internal error (a bug in pipesync; please report it): "
+            f"{type(error).__name__}: {detail}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     if options.format == "json":
         print(json.dumps(diff.to_json(changes), indent=2, sort_keys=False, default=str))
     elif options.format == "markdown":

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 
-from pipesync.api.diagnostics import Diagnostic, has_errors
+from pipesync.api.diagnostics import Diagnostic, has_errors, has_internal
 from pipesync.cli import sources
 from pipesync.engine import checks
 
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "validate",
         help="check pipeline repository files against the schemas and the engine's rules",
         description="Check files or directories. Each error is printed as "
-        "file:line:col: message. Exit 0 when valid, 1 when invalid, 2 on usage errors.",
+        "file:line:col: message. Exit 0 when valid, 1 when invalid, 2 on usage errors, "
+        "3 on an internal error (a bug in pipesync, reported at the file it happened in).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
     parser.add_argument(
@@ -36,17 +38,25 @@ def run(options: argparse.Namespace) -> int:
     except sources.UsageError as error:
         print(f"pipesync validate: {error}", file=sys.stderr)
         return EXIT_USAGE
-    resources, problems = sources.load_all(files)
-    problems.extend(checks.check(resources))
+    resources, problems = sources.load_all(files, sources.directories(options.paths))
+    problems.extend(checks.check(resources, now=datetime.datetime.now(datetime.UTC)))
     problems.sort()
     _print(problems, options.format)
     errors = sum(1 for problem in problems if problem.severity.value == "error")
     broken = len({problem.file for problem in problems})
     if options.format == "text":
+        if has_internal(problems):
+            print(
+                "pipesync validate: internal error (a bug in pipesync; please report it "
+                "with the file): see the lines above",
+                file=sys.stderr,
+            )
         if errors:
             print(f"{errors} error(s) in {broken} of {len(files)} file(s)", file=sys.stderr)
         else:
             print(f"{len(files)} file(s), {len(resources)} document(s): valid", file=sys.stderr)
+    if has_internal(problems):
+        return EXIT_INTERNAL
     return EXIT_INVALID if has_errors(problems) else EXIT_VALID
 
 

@@ -3,18 +3,23 @@ between documents, parameter types, schedules. Every problem is located in its f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from pipesync.api import durations, model
-from pipesync.api.diagnostics import Diagnostic
+from pipesync.api import diagnostics, durations, model
+from pipesync.api.diagnostics import Diagnostic, Severity
 from pipesync.api.documents import Resource
-from pipesync.engine import compiler, params, schedules
+from pipesync.engine import compiler, params, recurring, schedules
+
+#: Where fire times are counted from when the caller gives no clock (the engine has none).
+_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def check(resources: Sequence[Resource]) -> list[Diagnostic]:
-    """Problems across one set of documents (a repository, or the files given)."""
+def check(resources: Sequence[Resource], now: datetime | None = None) -> list[Diagnostic]:
+    """Problems across one set of documents (a repository, or the files given); `now`
+    is where the fire times a warning shows start (a fixed reference when not given)."""
     problems: list[Diagnostic] = []
     problems.extend(_duplicates(resources))
     pipelines = {r.name: r for r in resources if r.kind is model.Kind.PIPELINE}
@@ -22,16 +27,42 @@ def check(resources: Sequence[Resource]) -> list[Diagnostic]:
     specs: dict[str, model.PipelineSpec] = {}
     for resource in resources:
         if resource.kind is model.Kind.PIPELINE:
-            spec, found = pipeline_problems(resource, resource.spec, ("spec",))
+            spec, found = _pipeline_guarded(resource)
             problems.extend(found)
             if spec is not None:
                 specs[resource.name] = spec
     for resource in resources:
         if resource.kind in (model.Kind.RUN, model.Kind.RECURRING_RUN):
-            problems.extend(_run_problems(resource, pipelines, specs, experiments))
+            problems.extend(
+                _guarded(resource, lambda r: _run_problems(r, pipelines, specs, experiments))
+            )
         if resource.kind is model.Kind.RECURRING_RUN:
-            problems.extend(_schedule_problems(resource))
+            problems.extend(_guarded(resource, lambda r: _schedule_problems(r, now or _REFERENCE)))
     return problems
+
+
+def _guarded(
+    resource: Resource, check_one: Callable[[Resource], list[Diagnostic]]
+) -> list[Diagnostic]:
+    """One document's checks; an exception in them (a bug) becomes that document's
+    problem instead of ending the checks of every other document."""
+    try:
+        return check_one(resource)
+    except Exception as error:  # contained to this document
+        start = resource.source.start
+        problem = diagnostics.internal_error(resource.source.file, error)
+        return [dataclasses.replace(problem, line=start.line, column=start.column)]
+
+
+def _pipeline_guarded(resource: Resource) -> tuple[model.PipelineSpec | None, list[Diagnostic]]:
+    found: list[model.PipelineSpec | None] = [None]
+
+    def check_one(r: Resource) -> list[Diagnostic]:
+        found[0], problems = pipeline_problems(r, r.spec, ("spec",))
+        return problems
+
+    problems = _guarded(resource, check_one)
+    return found[0], problems
 
 
 def pipeline_problems(
@@ -106,14 +137,22 @@ def _run_problems(
     return problems
 
 
-def _schedule_problems(resource: Resource) -> list[Diagnostic]:
+def _schedule_problems(resource: Resource, now: datetime) -> list[Diagnostic]:
     spec = resource.spec
     schedule = spec.get("schedule", {})
     problems = []
     if "cron" in schedule:
+        where = ("spec", "schedule", "cron")
         problem = schedules.cron_problem(schedule["cron"])
         if problem:
-            problems.append(resource.diagnostic(("spec", "schedule", "cron"), problem))
+            problems.append(resource.diagnostic(where, problem))
+        elif not schedules.timezone_problem(str(schedule.get("timezone", "UTC"))):
+            note = recurring.seconds_first_warning(
+                str(schedule["cron"]).strip(), str(schedule.get("timezone", "UTC")), now
+            )
+            if note:
+                diagnostic = resource.diagnostic(where, note)
+                problems.append(dataclasses.replace(diagnostic, severity=Severity.WARNING))
     if "timezone" in schedule:
         problem = schedules.timezone_problem(schedule["timezone"])
         if problem:

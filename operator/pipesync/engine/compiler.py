@@ -8,6 +8,7 @@ single pass over prepared data. Problems come back with a path inside the pipeli
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -202,7 +203,11 @@ class _Checker:
     ) -> int | None:
         producer = self.positions.get(ref.task)
         if producer is None:
-            self.add(path, f"{ref} names an unknown task {ref.task!r}")
+            self.add(
+                path,
+                f"{ref} names an unknown task {ref.task!r}"
+                + _did_you_mean(ref.task, self.positions),
+            )
             return None
         if ref.task == task.name and not exit_task:
             self.add(path, f"{ref}: task {task.name!r} cannot read its own outputs")
@@ -311,7 +316,11 @@ def _compile_task(
         if dependency == task.name:
             checker.add(where, f"task {task.name!r} depends on itself")
         elif dependency not in checker.positions:
-            checker.add(where, f"task {task.name!r} depends on unknown task {dependency!r}")
+            checker.add(
+                where,
+                f"task {task.name!r} depends on unknown task {dependency!r}"
+                + _did_you_mean(dependency, checker.positions),
+            )
         else:
             upstream.append(checker.positions[dependency])
     group = None if task.for_each is None or exit_task else task.for_each.group
@@ -684,3 +693,13 @@ def _renumber(
 
 def _mapped(indices: Iterable[int], new_index: dict[int, int]) -> tuple[int, ...]:
     return tuple(new_index[i] for i in indices)
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`; did you mean 'prepare'?` for a near miss, else the task names there are."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    return f" (tasks here: {shown})" if names else ""

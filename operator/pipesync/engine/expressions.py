@@ -77,6 +77,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
+#: Deeper expressions are refused: parsing and evaluating recurse once per level.
+MAX_DEPTH = 64
+MAX_TERMS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +111,8 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.position = 0
+        self.depth = 0  # open parentheses and `not`s
+        self.terms = 0  # `and`s and `or`s so far
 
     def peek(self) -> _Token | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -135,22 +140,40 @@ class _Parser:
     def or_(self) -> Expr:
         expr = self.and_()
         while self.at("or", "||"):
-            self.take()
+            self._chained(self.take())
             expr = Logical("or", expr, self.and_())
         return expr
 
     def and_(self) -> Expr:
         expr = self.not_()
         while self.at("and", "&&"):
-            self.take()
+            self._chained(self.take())
             expr = Logical("and", expr, self.not_())
         return expr
 
+    def _chained(self, token: _Token) -> None:
+        """`a and b and ...` nests to the left: evaluating it recurses once per term."""
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise ExpressionError(
+                f"column {token.column}: more than {MAX_TERMS} 'and'/'or' terms; simplify it"
+            )
+
     def not_(self) -> Expr:
         if self.at("not", "!"):
-            self.take()
-            return Not(self.not_())
+            token = self.take()
+            self._deeper(token)
+            operand = Not(self.not_())
+            self.depth -= 1
+            return operand
         return self.compare()
+
+    def _deeper(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"column {token.column}: nested more than {MAX_DEPTH} levels deep; simplify it"
+            )
 
     def compare(self) -> Expr:
         left = self.operand()
@@ -176,7 +199,9 @@ class _Parser:
         if token.kind == "word" and token.text in ("true", "false"):
             return Literal(token.text == "true")
         if token.text == "(":
+            self._deeper(token)
             expr = self.or_()
+            self.depth -= 1
             closing = self.take()
             if closing.text != ")":
                 raise ExpressionError(f"column {closing.column}: expected ')'")

@@ -126,6 +126,20 @@ def check_declarations(declared: tuple[Param, ...]) -> list[tuple[int, str]]:
                     f"default {param.default!r} of {param.name!r} is not {described(param.type)}",
                 )
             )
+        if (
+            param.enum
+            and param.has_default
+            and conforms(param.default, param.type)
+            and normalise(param.default, param.type) not in param.enum
+        ):
+            allowed = ", ".join(repr(v) for v in param.enum)
+            problems.append(
+                (
+                    index,
+                    f"default {param.default!r} of {param.name!r} is not one of its enum "
+                    f"values {allowed}: make the default one of them, or add it to enum",
+                )
+            )
         for option in param.enum:
             if not conforms(option, param.type):
                 problems.append(

@@ -292,6 +292,39 @@ def cron_schedule(expression: str, timezone: str) -> CronSchedule:
     return CronSchedule(expression, timezone)
 
 
+def next_fire_times(
+    expression: str, timezone: str, after: datetime.datetime, count: int = 3
+) -> list[datetime.datetime]:
+    """The next `count` fire times of a cron schedule after `after`, in its zone."""
+    schedule = cron_schedule(expression, timezone)
+    zone = zoneinfo.ZoneInfo(timezone)
+    times: list[datetime.datetime] = []
+    cursor: int | None = int(after.timestamp())
+    while len(times) < count and cursor is not None:
+        cursor = schedule.next_after(cursor)
+        if cursor is not None:
+            times.append(datetime.datetime.fromtimestamp(cursor, zone))
+    return times
+
+
+def seconds_first_warning(expression: str, timezone: str, after: datetime.datetime) -> str | None:
+    """A note for a six-field cron: its first field is seconds (as in Kubeflow Pipelines
+    and robfig/cron), so `0 2 * * * *` fires at minute 2 of every hour, not at 02:00."""
+    fields = expression.split()
+    if len(fields) != 6:
+        return None
+    try:
+        times = next_fire_times(expression, timezone, after)
+    except (ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError):
+        return None
+    shown = ", ".join(t.isoformat() for t in times)
+    return (
+        f"cron {expression!r} has 6 fields: the first is seconds (second minute hour "
+        f"day-of-month month day-of-week), so it fires at {shown}, ...; if minute comes "
+        f"first, write 5 fields: {' '.join(fields[:5])!r}"
+    )
+
+
 # --- the spec ---------------------------------------------------------------------------
 
 

@@ -29,8 +29,30 @@ def cron_problem(expression: str) -> str | None:
     except (ValueError, TypeError, KeyError):
         valid = False
     if not valid:
-        return f"invalid cron expression {expression!r}"
+        return f"invalid cron expression {expression!r}: {_bad_field(fields)}"
     return None
+
+
+_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_RANGES = ("0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-6 or SUN-SAT")
+
+
+def _bad_field(fields: list[str]) -> str:
+    """Which field is wrong: each is tried alone, the others replaced by `*`."""
+    names = ("second", *_FIELDS) if len(fields) == 6 else _FIELDS
+    ranges = ("0-59", *_RANGES) if len(fields) == 6 else _RANGES
+    for index, field in enumerate(fields):
+        alone = ["*"] * len(fields)
+        alone[index] = field
+        try:
+            valid = croniter.is_valid(
+                " ".join(alone), second_at_beginning=len(fields) == 6, strict=True
+            )
+        except (ValueError, TypeError, KeyError):
+            valid = False
+        if not valid:
+            return f"the {names[index]} field {field!r} is not valid (expected {ranges[index]})"
+    return "the fields contradict each other (e.g. a day that no month has)"
 
 
 def timezone_problem(name: str) -> str | None:

@@ -19,6 +19,9 @@ Decisions (documented in docs/diff.md):
 - A document whose kind does not belong in its folder (a Run under pipelines/, any
   GitSource) is a problem and is left out.
 - Symlinks are never followed: a symlink (file or folder) is a problem of that path.
+  Anywhere in the commit, a symlink that points out of the repository (absolute, or
+  with enough '..') is a problem of its path too: task pods unpack the whole tree, and
+  their archive check refuses such a link, so every task would fail.
   Submodules are a problem too (their content is not in this repository).
 - Files larger than api.yamlsource.MAX_FILE_BYTES are refused before their blob is read.
 """
@@ -160,6 +163,7 @@ def read_snapshot(repo: git.Repo, commit: str, path: str = ".") -> Snapshot:
                             f"(it holds {kind.value} documents only)",
                         )
                     )
+    problems.extend(_outward_links(resolved.tree, {*files, *(p.file for p in problems)}))
     semantic = checks.check(loaded)
     problems.extend(semantic)
     invalid = _documents_with_errors(loaded, semantic)
@@ -176,6 +180,29 @@ def read_snapshot(repo: git.Repo, commit: str, path: str = ".") -> Snapshot:
         key=lambda p: (p.file, p.line, p.column, p.message),
     )
     return Snapshot(resolved.hexsha, tuple(valid), tuple(located), dict(sorted(files.items())))
+
+
+def _outward_links(tree: git.Tree, reported: set[str]) -> list[Diagnostic]:
+    """Symlinks anywhere in the commit whose target leaves the repository's tree."""
+    problems: list[Diagnostic] = []
+    for item in tree.traverse():
+        if not isinstance(item, git.Blob) or item.mode != _SYMLINK_MODE:
+            continue
+        path = str(item.path)
+        if path in reported:
+            continue
+        target = item.data_stream.read(4096).decode("utf-8", "replace")
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if target.startswith("/") or joined == ".." or joined.startswith("../"):
+            problems.append(
+                _whole(
+                    path,
+                    f"symbolic link to {target!r}, outside the repository; task pods refuse "
+                    "to unpack a tree with it, so every task would fail: replace it with the "
+                    "file itself or a link inside the repository",
+                )
+            )
+    return problems
 
 
 def _subtree(tree: git.Tree, prefix: str, shown: str) -> git.Tree:

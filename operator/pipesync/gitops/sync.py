@@ -203,7 +203,21 @@ def plan(  # noqa: PLR0915 -- one rule after the other, each commented
             )
             broken_files.add(file)
             continue
-        item = _desired(resource, source)
+        try:
+            item = _desired(resource, source)
+        except (TypeError, ValueError) as error:  # a value JSON cannot encode: this file only
+            start = resource.source.start
+            issues.append(
+                Issue(
+                    file,
+                    start.line,
+                    start.column,
+                    f"{resource.kind.value} {resource.name!r}: cannot be applied "
+                    f"({type(error).__name__}: {' '.join(str(error).split())[:200]})",
+                )
+            )
+            broken_files.add(file)
+            continue
         desired[f"{item.kind}/{item.name}"] = item
     before = {entry.key: entry for entry in previous}
 

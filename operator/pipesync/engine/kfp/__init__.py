@@ -15,7 +15,7 @@ from pipesync.api import documents, model, yamlsource
 from pipesync.api.diagnostics import Diagnostic
 from pipesync.api.documents import Resource
 from pipesync.api.yamlsource import SourceDocument
-from pipesync.engine.kfp.reader import Reader
+from pipesync.engine.kfp.reader import SHAPE_ERRORS, Reader
 
 __all__ = ["is_kfp", "load", "translate"]
 
@@ -54,7 +54,17 @@ def translate(
 ) -> tuple[Resource | None, list[Diagnostic]]:
     """The Pipeline resource for one KFP document, or None with every problem found."""
     reader = Reader(main, platforms)
-    body = reader.pipeline()
+    try:
+        body = reader.pipeline()
+    except SHAPE_ERRORS as error:
+        # A value of the wrong type where the SDK writes another: bad input, located at
+        # what was being read, never a traceback.
+        where = ".".join(str(part) for part in reader.here) or "the document"
+        reader.problem(
+            reader.here,
+            f"{where}: unexpected value ({type(error).__name__}: {_one_line(error)}); "
+            "is this file as the KFP SDK compiled it?",
+        )
     if reader.problems:
         return None, sorted(set(reader.problems))
     synthetic = SourceDocument(
@@ -70,3 +80,7 @@ def translate(
 
 def _is_platforms(data: Any) -> bool:
     return isinstance(data, Mapping) and set(data) <= {"platforms"}
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:200]

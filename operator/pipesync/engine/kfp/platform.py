@@ -73,6 +73,15 @@ def apply(reader: Any, body: dict[str, Any], label: str, target: Path) -> None:
             _map(body, key, value)
         except _Unsupported as why:
             reader.problems.append(platforms.diagnostic(where, f"kfp-kubernetes {key}: {why}"))
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError) as error:
+            # a value of the wrong type (e.g. a number where kfp-kubernetes writes a list)
+            reader.problems.append(
+                platforms.diagnostic(
+                    where,
+                    f"kfp-kubernetes {key}: unexpected value ({type(error).__name__}); "
+                    "expected what kfp-kubernetes writes for it",
+                )
+            )
 
 
 def _map(body: dict[str, Any], key: str, value: Any) -> None:

@@ -39,6 +39,12 @@ _TYPES = {
     "STRUCT": "object",
 }
 _ALL_DONE = "ALL_UPSTREAM_TASKS_COMPLETED"
+#: Sub-DAGs nested deeper are refused: the SDK nests one per dsl.If/ParallelFor/pipeline,
+#: and the reader recurses once per level (a component that uses itself never ends).
+MAX_DAG_DEPTH = 50
+#: What a value of the wrong type in the IR raises while it is read; `translate` reports
+#: it at the place being read (`Reader.here`) instead of letting it escape.
+SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError)
 
 
 class _Loop:
@@ -133,6 +139,8 @@ class Reader:
         self.task_loops: dict[str, _Loop] = {}  # flat task name -> the loop it is in
         deployment = _mapping(self.data.get("deploymentSpec"))
         self.executors: Mapping[str, Any] = _mapping(deployment.get("executors"))
+        self.here: Path = ()  # what is being read: where a value of the wrong type is
+        self.depth = 0  # sub-DAGs being flattened, one inside the other
 
     # --- entry ------------------------------------------------------------------------
 
@@ -156,6 +164,7 @@ class Reader:
         scope = {p["name"]: v.text("{{params." + p["name"] + "}}") for p in params}
         artifacts = _mapping(_mapping(root.get("inputDefinitions")).get("artifacts"))
         for artifact, definition in artifacts.items():
+            self.here = ("root", "inputDefinitions", "artifacts", artifact)
             listed = bool(_mapping(definition).get("isArtifactList"))
             scope[artifact] = self.input_artifact(str(artifact), params, listed=listed)
         if params:
@@ -186,6 +195,7 @@ class Reader:
         definitions = _mapping(_mapping(root.get("inputDefinitions")).get("parameters"))
         for index, (name, definition) in enumerate(definitions.items()):
             path = ("root", "inputDefinitions", "parameters", name)
+            self.here = path
             kind = str(_mapping(definition).get("parameterType", "STRING"))
             param: dict[str, Any] = {"name": name, "type": _TYPES.get(kind, "string")}
             if kind not in _TYPES:
@@ -209,11 +219,29 @@ class Reader:
         self, dag_path: Path, scope: Mapping[str, Value], context: _Context, *, root_level: bool
     ) -> tuple[dict[str, list[str]], dict[str, dict[str, Value]]]:
         """Flatten one DAG: the flat names of each of its tasks, and their outputs."""
-        dag = _mapping(self.at(dag_path))
-        tasks = _mapping(dag.get("tasks"))
         state = _Dag(scope, context)
+        if self.depth >= MAX_DAG_DEPTH:
+            self.problem(
+                dag_path,
+                f"groups (conditions, loops, pipelines as components) nested more than "
+                f"{MAX_DAG_DEPTH} deep, or a component that contains itself; refusing it",
+            )
+            return state.flat, state.outputs
+        self.depth += 1
+        try:
+            self._walk_tasks(dag_path, state, root_level=root_level)
+        finally:
+            self.depth -= 1
+        return state.flat, state.outputs
+
+    def _walk_tasks(self, dag_path: Path, state: _Dag, *, root_level: bool) -> None:
+        context = state.context
+        dag = _mapping(self.at(dag_path))
+        self.here = dag_path
+        tasks = _mapping(dag.get("tasks"))
         for name in _order(tasks):
             path = (*dag_path, "tasks", name)
+            self.here = path
             task = _mapping(tasks[name])
             site = _Site(name, task, path)
             if _ignores_failures(task) and _is_exit_task(task):
@@ -225,7 +253,6 @@ class Reader:
                     self.exit_task(site, state)
                 continue
             self.task(site, state)
-        return state.flat, state.outputs
 
     def at(self, path: Path) -> Any:
         node: Any = self.data
