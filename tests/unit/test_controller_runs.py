@@ -90,3 +90,12 @@ def test_the_run_context_carries_creation_and_scheduled_times() -> None:
     scheduled = {**made, "metadata": {**made["metadata"], "annotations": annotations}}
     launch = planner.plan(pin.compiled, {}, runs.run_context(scheduled, pin, 5e9), 5e9).launches[0]
     assert launch.values["run.scheduledAt"] == "2026-11-22T01:00:00Z"
+
+
+def test_the_operator_honours_the_pipelines_parallelism() -> None:
+    # Five independent tasks, at most two pods at once: the controller's pass must launch 2.
+    tasks = ", ".join(f"{{name: t{i}, command: [echo]}}" for i in range(5))
+    pin = pinned(f"parallelism: 2\ntasks: [{tasks}]")
+    context = runs.run_context(RUN, pin, now=5e9)
+    assert context.max_running == 2
+    assert len(planner.plan(pin.compiled, {}, context, 5e9).launches) == 2

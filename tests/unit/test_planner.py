@@ -347,3 +347,17 @@ tasks:
     sim = Simulation(pipeline, params={"side": "none"})
     assert sim.run().phase is RunPhase.SUCCEEDED
     assert sim.phase("c") is Phase.SKIPPED  # neither branch ran: nothing to read
+
+
+def test_one_run_context_builder_takes_the_smaller_of_the_pipeline_and_executor_caps() -> None:
+    spec = compile_yaml("parallelism: 3\ntasks: [{name: a, command: [x]}]").spec
+    unlimited = compile_yaml("tasks: [{name: a, command: [x]}]").spec
+
+    def cap(of: Any, executor: int | None) -> int | None:
+        context = planner.run_context(
+            of, {}, name="r", namespace="n", created_at=1.0, max_running=executor
+        )
+        return context.max_running
+
+    assert (cap(spec, None), cap(spec, 2), cap(spec, 8)) == (3, 2, 3)
+    assert (cap(unlimited, None), cap(unlimited, 4)) == (None, 4)

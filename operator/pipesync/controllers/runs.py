@@ -518,14 +518,15 @@ def _failed_status(
 
 
 def run_context(run: Mapping[str, Any], pinned: Pinned, now: float) -> planner.RunContext:
-    """What the planner is told about the run: names, params and its times (the
-    scheduled one when a RecurringRun made it)."""
+    """What the planner is told about the run: names, params, the pipeline's parallelism
+    and its times (the scheduled one when a RecurringRun made it)."""
     metadata = run["metadata"]
     annotations = metadata.get("annotations") or {}
-    return planner.RunContext(
-        metadata["name"],
-        metadata["namespace"],
+    return planner.run_context(
+        pinned.compiled.spec,
         pinned.params,
+        name=metadata["name"],
+        namespace=metadata["namespace"],
         created_at=times.instant(metadata.get("creationTimestamp")) or now,
         scheduled_at=times.instant(annotations.get(recurringruns.ANNOTATION_SCHEDULED)),
     )

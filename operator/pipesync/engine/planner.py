@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.api import times
+from pipesync.api.model import PipelineSpec
 from pipesync.engine import expressions, retries, templating
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
 from pipesync.engine.retries import FailureKind
@@ -36,6 +37,31 @@ class RunContext:
     max_running: int | None = None  # run-wide cap on running task instances
     created_at: float = 0.0  # when the run was created (epoch seconds)
     scheduled_at: float | None = None  # the time a RecurringRun made it for, if it did
+
+
+def run_context(
+    spec: PipelineSpec,
+    params: Mapping[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    created_at: float,
+    scheduled_at: float | None = None,
+    max_running: int | None = None,
+) -> RunContext:
+    """The one way both executors (the operator and `pipesync run`) describe a run to the
+    planner, so a field such as the pipeline's `parallelism` cannot be honoured by one and
+    forgotten by the other. `max_running`: the executor's own cap (`pipesync run
+    --parallelism`); the smaller of it and the pipeline's applies."""
+    caps = [cap for cap in (spec.parallelism, max_running) if cap is not None]
+    return RunContext(
+        name,
+        namespace,
+        params,
+        max_running=min(caps) if caps else None,
+        created_at=created_at,
+        scheduled_at=scheduled_at,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
