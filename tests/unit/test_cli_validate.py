@@ -672,3 +672,18 @@ def test_console_script_exits_2_without_a_command() -> None:
     done = run_console()
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def test_a_literal_matrix_over_the_instance_limit_is_a_located_error(
+    cli: Cli, tmp_path: Path
+) -> None:
+    axis = "[" + ", ".join(str(i) for i in range(300)) + "]"
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        HEAD + "  tasks:\n    - name: grid\n      command: [echo, '{{item.a}}']\n"
+        f"      forEach:\n        matrix:\n          a: {axis}\n          b: {axis}\n"
+        f"          c: {axis}\n"
+    )
+    line, col, message = only_error(cli, path)
+    assert (line, col) == (11, 11), (line, col, message)  # the matrix, under `matrix:`
+    assert "300 x 300 x 300" in message and "10000" in message

@@ -12,6 +12,7 @@ import yaml
 
 from pipesync import __version__
 from pipesync.cli import s3options
+from pipesync.engine import limits
 from pipesync.runtime import placement, pods
 
 DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
@@ -109,7 +110,46 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=env("PIPESYNC_LEADER_ELECTION_LEASE", "pipesync-operator"),
         help="name of the Lease [PIPESYNC_LEADER_ELECTION_LEASE]",
     )
+    defaults = limits.DEFAULT
+    for flag, variable, default, text in (
+        (
+            "--max-foreach-items",
+            "PIPESYNC_MAX_FOREACH_ITEMS",
+            defaults.items,
+            "items in one forEach list or matrix axis",
+        ),
+        (
+            "--max-foreach-instances",
+            "PIPESYNC_MAX_FOREACH_INSTANCES",
+            defaults.instances,
+            "instances of one forEach task (a matrix: the product of its axes)",
+        ),
+        (
+            "--max-launches-per-pass",
+            "PIPESYNC_MAX_LAUNCHES_PER_PASS",
+            defaults.launches,
+            "task pods one reconcile pass of a run creates (the rest follow at once)",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            type=_positive,
+            default=env(variable, str(default)),
+            metavar="N",
+            help=f"most {text}; a larger forEach fails its task (default {default}) [{variable}]",
+        )
     parser.set_defaults(command=run)
+
+
+def _positive(text: str) -> int:
+    """A count flag: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def _service_account_namespace() -> str | None:
@@ -211,6 +251,11 @@ def run(options: argparse.Namespace) -> int:
             records=recorder,
             store=outputs_store,
             triggers=sync_triggers,
+            limits=limits.Limits(
+                items=options.max_foreach_items,
+                instances=options.max_foreach_instances,
+                launches=options.max_launches_per_pass,
+            ),
         ),
         election,
     )

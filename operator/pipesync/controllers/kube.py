@@ -224,9 +224,48 @@ class Kube:
         data: dict[str, str] = result.data or {}
         return data
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The whole ConfigMap (metadata with its owners, and data); None when absent."""
+        try:
+            response = self._call(
+                "get",
+                self.core.read_namespaced_config_map,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        found: dict[str, Any] = json.loads(response.data)
+        return found
+
+    def delete_config_map(self, namespace: str, name: str, uid: str) -> None:
+        """Deletes that very ConfigMap (by uid: never one created since it was read)."""
+        try:
+            self._call(
+                "delete",
+                self.core.delete_namespaced_config_map,
+                name,
+                namespace,
+                body=kubernetes.client.V1DeleteOptions(
+                    preconditions=kubernetes.client.V1Preconditions(uid=uid)
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
     def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
         try:
-            self._call("create", self.core.create_namespaced_config_map, namespace, dict(body))
+            self._call(
+                "create",
+                self.core.create_namespaced_config_map,
+                namespace,
+                dict(body),
+                field_manager=FIELD_MANAGER,
+            )
         except ApiException as error:
             if error.status == 409:
                 return False

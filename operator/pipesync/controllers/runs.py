@@ -22,7 +22,7 @@ from pipesync.api.times import timestamp
 from pipesync.controllers import pipelines, recurringruns
 from pipesync.controllers.conditions import same_status, set_condition
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
-from pipesync.engine import compiler, layout, params, planner
+from pipesync.engine import compiler, layout, limits, params, planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
@@ -91,8 +91,10 @@ class RunController:
         settings: pods.PodSettings,
         observers: tuple[RunObserver, ...] = (),
         store: ObjectStore | None = None,
+        bounds: limits.Limits = limits.DEFAULT,
     ) -> None:
         self.kube = kube
+        self.bounds = bounds
         self.settings = settings
         self.observers = observers
         self.store = store  # reads output parameters too big for a termination message
@@ -131,7 +133,7 @@ class RunController:
         decision = planner.plan(
             pinned.compiled,
             nodes,
-            run_context(run, pinned, now),
+            run_context(run, pinned, now, self.bounds),
             now,
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
@@ -174,22 +176,22 @@ class RunController:
             return self._pinned[uid]
         namespace, name = metadata["namespace"], metadata["name"]
         config_name = pinned_config_name(name)
-        stored = self.kube.get_config_map(namespace, config_name)
-        if stored is None or SPEC_KEY not in stored:
+        stored = self._pinned_config(run, config_name)
+        if stored is None:
             spec, pipeline = self._resolve_spec(run)
             self.kube.create_config_map(
                 namespace,
                 {
                     "metadata": {
                         "name": config_name,
-                        "labels": {pods.LABEL_RUN: name},
+                        "labels": {pods.LABEL_RUN: name, pods.LABEL_MANAGED_BY: pods.MANAGED_BY},
                         "ownerReferences": [_owner(run)],
                     },
                     "data": {SPEC_KEY: json.dumps({"spec": spec, "pipeline": pipeline})},
                 },
             )
-            stored = self.kube.get_config_map(namespace, config_name)
-        if stored is None or SPEC_KEY not in stored:
+            stored = self._pinned_config(run, config_name)
+        if stored is None:
             raise RunError("PinFailed", f"ConfigMap {config_name} holds no pinned spec")
         saved = json.loads(stored[SPEC_KEY])
         spec_model = model.pipeline_spec_from_spec(saved["spec"])
@@ -205,6 +207,30 @@ class RunController:
         pinned = Pinned(compiled, values, saved["pipeline"])
         self._pinned[uid] = pinned
         return pinned
+
+    def _pinned_config(self, run: Mapping[str, Any], config_name: str) -> dict[str, str] | None:
+        """The data of the ConfigMap pinning this very Run's spec; None when there is none
+        yet. The name is predictable, so its owner decides whose it is: one left by an
+        earlier Run of this name (owned by it, or orphaned by `kubectl delete
+        --cascade=orphan`: still labelled as ours) is replaced; one that is neither
+        (planted, or made by hand) fails the Run rather than run a spec it never pinned."""
+        metadata = run["metadata"]
+        found = self.kube.read_config_map(metadata["namespace"], config_name)
+        if found is None:
+            return None
+        owner = pin_owner(found)
+        if owner == metadata["uid"]:
+            data: dict[str, str] = found.get("data") or {}
+            return data if SPEC_KEY in data else None
+        labels = found["metadata"].get("labels") or {}
+        if owner is None and labels.get(pods.LABEL_MANAGED_BY) != pods.MANAGED_BY:
+            raise RunError(
+                "PinConflict",
+                f"ConfigMap {config_name} exists but was not created by pipesync for this Run "
+                "(no Run owns it): delete it, or give the Run another name",
+            )
+        self.kube.delete_config_map(metadata["namespace"], config_name, found["metadata"]["uid"])
+        return None
 
     def _resolve_spec(self, run: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         spec = run["spec"]
@@ -517,7 +543,9 @@ def _failed_status(
     return status
 
 
-def run_context(run: Mapping[str, Any], pinned: Pinned, now: float) -> planner.RunContext:
+def run_context(
+    run: Mapping[str, Any], pinned: Pinned, now: float, bounds: limits.Limits = limits.DEFAULT
+) -> planner.RunContext:
     """What the planner is told about the run: names, params, the pipeline's parallelism
     and its times (the scheduled one when a RecurringRun made it)."""
     metadata = run["metadata"]
@@ -529,6 +557,7 @@ def run_context(run: Mapping[str, Any], pinned: Pinned, now: float) -> planner.R
         namespace=metadata["namespace"],
         created_at=times.instant(metadata.get("creationTimestamp")) or now,
         scheduled_at=times.instant(annotations.get(recurringruns.ANNOTATION_SCHEDULED)),
+        bounds=bounds,
     )
 
 
@@ -575,6 +604,23 @@ def _workspace(
         return None
     key = pods.workspace_key(settings.s3, namespace, source, commit)
     return pods.Workspace(archive_key=key, directory=pipeline.get("path") or "")
+
+
+def pin_owner(config_map: Mapping[str, Any]) -> str | None:
+    """The uid of the Run that controls a pinned-spec ConfigMap, if a Run does. The uid is
+    what counts: labels and field managers are whatever the creator chose, but a Run's uid
+    is unknown before the Run exists, so a ConfigMap planted in advance cannot carry it."""
+    metadata = config_map.get("metadata") or {}
+    for owner in metadata.get("ownerReferences") or []:
+        if (
+            owner.get("kind") == "Run"
+            and owner.get("apiVersion") == model.API_VERSION
+            and owner.get("controller")
+            and isinstance(owner.get("uid"), str)
+        ):
+            uid: str = owner["uid"]
+            return uid
+    return None
 
 
 def _owner(run: Mapping[str, Any]) -> dict[str, Any]:
