@@ -311,3 +311,54 @@ def test_the_operator_runs_at_most_the_pipelines_parallelism_at_once(
     assert len(spans) == 3
     for (_, finished), (started, _) in itertools.pairwise(spans):
         assert started >= finished, spans  # one pod at a time: none starts before one ends
+
+
+def test_task_pods_pass_pod_security_restricted_enforced_by_the_api_server(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    # The API server's PodSecurity admission (on by default) refuses pods that violate it.
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    refused = cluster.kubectl(
+        "run", "rooted", "-n", namespace, "--image=any", "--restart=Never", check=False
+    )
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FLOW)
+    run = yaml.safe_load(run_document("restricted-1", "flow"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(run))
+    status = wait_finished(cluster, namespace, "restricted-1")["status"]
+    assert status["phase"] == "Succeeded", status
+    pods = pods_of(cluster, namespace, "restricted-1")
+    assert pods and all(p["spec"]["securityContext"]["runAsNonRoot"] for p in pods)
+
+
+def test_the_runs_service_account_is_used_and_control_plane_tolerations_are_refused(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "trainer", "-n", namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "sa"))
+    run = yaml.safe_load(run_document("as-trainer", "echo"))
+    run["spec"]["serviceAccountName"] = "trainer"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(run))
+    assert wait_finished(cluster, namespace, "as-trainer")["status"]["phase"] == "Succeeded"
+    (pod,) = pods_of(cluster, namespace, "as-trainer")
+    assert pod["spec"]["serviceAccountName"] == "trainer"
+    # The default operator refuses a task that tolerates the control-plane taint.
+    toleration = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+    inline = {
+        "tasks": [{"name": "sneak", "command": ["true"], "tolerations": [toleration]}],
+    }
+    sneaky = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Run",
+        "metadata": {"name": "sneaky"},
+        "spec": {"pipelineSpec": inline},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sneaky))
+    status = wait_finished(cluster, namespace, "sneaky")["status"]
+    assert status["phase"] == "Failed"
+    reasons = {c["type"]: c for c in status["conditions"]}
+    assert reasons["Succeeded"]["reason"] == "NotAllowed", reasons
+    assert "control-plane" in reasons["Succeeded"]["message"]
+    assert pods_of(cluster, namespace, "sneaky") == []

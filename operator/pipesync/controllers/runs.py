@@ -26,7 +26,7 @@ from pipesync.engine import compiler, layout, limits, params, planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
-from pipesync.runtime import pods, podstate
+from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
 
 FINISHED = frozenset({RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.CANCELLED.value})
@@ -204,6 +204,11 @@ class RunController:
         values, param_problems = params.resolve(spec_model.params, run["spec"].get("params", {}))
         if param_problems:
             raise RunError("InvalidParams", "; ".join(param_problems))
+        refused = taskpolicy.problems(
+            compiled, self.settings.policy, run["spec"].get("serviceAccountName")
+        )
+        if refused:
+            raise RunError("NotAllowed", "; ".join(refused[:3]))
         pinned = Pinned(compiled, values, saved["pipeline"])
         self._pinned[uid] = pinned
         return pinned
@@ -334,6 +339,7 @@ class RunController:
             pipeline=pinned.pipeline.get("name") or None,
             experiment=(run["spec"].get("experimentRef") or {}).get("name"),
             workspace=_workspace(self.settings, metadata["namespace"], pinned.pipeline),
+            service_account=run["spec"].get("serviceAccountName"),
         )
         collected = _collected(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
