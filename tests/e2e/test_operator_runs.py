@@ -271,9 +271,22 @@ def test_a_recreated_run_pins_the_current_spec_not_its_predecessors(
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "v1"))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("again", "echo"))
     first = wait_finished(cluster, namespace, "again")["status"]
-    # Deleted with its ConfigMap left behind (as while the garbage collector lags).
-    cluster.kubectl("delete", "run", "again", "-n", namespace, "--cascade=orphan")
+    cluster.kubectl("delete", "run", "again", "-n", namespace, "--timeout=60s")
     cluster.kubectl("delete", "pods", "-n", namespace, "-l", "pipesync.io/run=again")
+    # What that Run left while the garbage collector lags: its pinned spec, owned by it.
+    stale = yaml.safe_load(pinned_spec("again", "echo stale"))
+    stale["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "pipesync"}
+    stale["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "pipesync.io/v1alpha1",
+            "kind": "Run",
+            "name": "again",
+            "uid": str(uuid.uuid4()),
+            "controller": True,
+        }
+    ]
+    cluster.kubectl("delete", "configmap", "again-pipeline", "-n", namespace, "--ignore-not-found")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(stale))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "v2"))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("again", "echo"))
     second_run = wait_finished(cluster, namespace, "again")

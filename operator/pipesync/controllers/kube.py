@@ -241,22 +241,6 @@ class Kube:
         found: dict[str, Any] = json.loads(response.data)
         return found
 
-    def delete_config_map(self, namespace: str, name: str, uid: str) -> None:
-        """Deletes that very ConfigMap (by uid: never one created since it was read)."""
-        try:
-            self._call(
-                "delete",
-                self.core.delete_namespaced_config_map,
-                name,
-                namespace,
-                body=kubernetes.client.V1DeleteOptions(
-                    preconditions=kubernetes.client.V1Preconditions(uid=uid)
-                ),
-            )
-        except ApiException as error:
-            if error.status not in (404, 409):
-                raise
-
     def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
         try:
             self._call(

@@ -33,11 +33,17 @@ FINISHED = frozenset({RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.
 #: Above this many tasks, status keeps counts and unfinished or failed tasks only.
 MAX_TASKS_IN_STATUS = 200
 SPEC_KEY = "spec.json"
+#: How soon a run waiting for an earlier Run's pinned spec to be collected looks again.
+PIN_RETRY_SECONDS = 2.0
 
 
 def pinned_config_name(run: str) -> str:
     """The ConfigMap holding a run's pinned pipeline spec (key SPEC_KEY)."""
     return f"{run}-pipeline"[:253]
+
+
+class _PinPending(Exception):
+    """The pinned-spec ConfigMap is still an earlier Run's: the next pass looks again."""
 
 
 class RunError(Exception):
@@ -122,6 +128,8 @@ class RunController:
         began = time.monotonic()
         try:
             pinned = self._pin(run)
+        except _PinPending:
+            return PassResult(False, wake_at=now + PIN_RETRY_SECONDS)
         except RunError as error:
             failed = _failed_status(run, status, error, now)
             self._write(run, failed)
@@ -215,10 +223,10 @@ class RunController:
 
     def _pinned_config(self, run: Mapping[str, Any], config_name: str) -> dict[str, str] | None:
         """The data of the ConfigMap pinning this very Run's spec; None when there is none
-        yet. The name is predictable, so its owner decides whose it is: one left by an
-        earlier Run of this name (owned by it, or orphaned by `kubectl delete
-        --cascade=orphan`: still labelled as ours) is replaced; one that is neither
-        (planted, or made by hand) fails the Run rather than run a spec it never pinned."""
+        yet. The name is predictable, so its owner decides whose it is: one owned by an
+        earlier Run of this name is waited out (the garbage collector deletes it, as its
+        owner is gone); one no Run owns (planted, made by hand, or orphaned by `kubectl
+        delete --cascade=orphan`) fails the Run rather than run a spec it never pinned."""
         metadata = run["metadata"]
         found = self.kube.read_config_map(metadata["namespace"], config_name)
         if found is None:
@@ -227,15 +235,13 @@ class RunController:
         if owner == metadata["uid"]:
             data: dict[str, str] = found.get("data") or {}
             return data if SPEC_KEY in data else None
-        labels = found["metadata"].get("labels") or {}
-        if owner is None and labels.get(pods.LABEL_MANAGED_BY) != pods.MANAGED_BY:
-            raise RunError(
-                "PinConflict",
-                f"ConfigMap {config_name} exists but was not created by pipesync for this Run "
-                "(no Run owns it): delete it, or give the Run another name",
-            )
-        self.kube.delete_config_map(metadata["namespace"], config_name, found["metadata"]["uid"])
-        return None
+        if owner is not None:
+            raise _PinPending(f"ConfigMap {config_name} of an earlier Run {metadata['name']}")
+        raise RunError(
+            "PinConflict",
+            f"ConfigMap {config_name} exists but was not created by pipesync for this Run "
+            "(no Run owns it): delete it, or give the Run another name",
+        )
 
     def _resolve_spec(self, run: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         spec = run["spec"]
