@@ -389,3 +389,34 @@ def test_history_limits_delete_old_finished_runs_and_keep_records(
     bucket, _, key = first_record[0].removeprefix("s3://").partition("/")
     listed = s3.client().list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/"))
     assert listed.get("KeyCount", 0) >= 1, first_record
+
+
+def test_a_missing_pipeline_creates_no_runs_says_so_and_resumes_when_it_appears(
+    cluster: Cluster, killable_operator: KillableOperator, solo_namespace: str, run_watch: RunWatch
+) -> None:
+    namespace, operator = solo_namespace, killable_operator
+    recurring_run(cluster, namespace, "orphan", schedule={"interval": "1s"})
+
+    def conditions() -> dict[str, dict[str, Any]]:
+        status = get(cluster, namespace, "recurringrun", "orphan").get("status") or {}
+        return {c["type"]: c for c in status.get("conditions") or []}
+
+    wait_for(
+        "due times skipped for the missing pipeline",
+        lambda: counts(cluster, namespace, "orphan").get("skipped", 0) >= 3,
+        operator,
+    )
+    found = conditions()
+    assert found["Ready"]["status"] == "False", found
+    assert found["Ready"]["reason"] == "PipelineNotFound"
+    assert found["Stalled"]["status"] == "True" and found["Stalled"]["reason"] == "PipelineNotFound"
+    assert "'nap' does not exist" in found["Stalled"]["message"]
+    assert run_watch.events == []  # not one (failed) Run per fire time
+    setup_pipeline(cluster, namespace)
+    wait_for(
+        "a run once the pipeline exists",
+        lambda: bool(runs_of(cluster, namespace, "orphan")),
+        operator,
+    )
+    wait_for("Stalled gone", lambda: "Stalled" not in conditions(), operator)
+    assert conditions()["Ready"]["status"] == "True"

@@ -3,6 +3,7 @@ through S3, `when`, forEach, retries, onExit, status and events."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -223,3 +224,154 @@ def test_an_experiment_counts_its_runs_by_phase(
         time.sleep(0.5)
     assert status["runs"]["total"] == 2 and status["runs"]["failed"] == 2, status
     assert status["lastRun"]["name"] in ("try-1", "try-2")
+
+
+ECHO = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: echo}
+spec:
+  tasks:
+    - name: say
+      command: [sh, -c, "echo VERSION"]
+"""
+
+
+def pinned_spec(name: str, command: str) -> str:
+    spec = {"tasks": [{"name": "say", "command": ["sh", "-c", command]}]}
+    pipeline = {"name": "echo", "version": "planted", "digest": "sha256:0", "commit": ""}
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{name}-pipeline"},
+            "data": {"spec.json": json.dumps({"spec": spec, "pipeline": pipeline})},
+        }
+    )
+
+
+def test_a_planted_pinned_spec_fails_the_run_instead_of_running(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "v1"))
+    # Whoever may create ConfigMaps here plants the spec of a predictable run name first.
+    planted = pinned_spec("nightly", "echo planted")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=planted)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("nightly", "echo"))
+    status = wait_finished(cluster, namespace, "nightly")["status"]
+    assert status["phase"] == "Failed"
+    reasons = {c["type"]: c.get("reason") for c in status["conditions"]}
+    assert reasons["Succeeded"] == "PinConflict", status["conditions"]
+    assert pods_of(cluster, namespace, "nightly") == []
+
+
+def test_a_recreated_run_pins_the_current_spec_not_its_predecessors(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "v1"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("again", "echo"))
+    first = wait_finished(cluster, namespace, "again")["status"]
+    cluster.kubectl("delete", "run", "again", "-n", namespace, "--timeout=60s")
+    cluster.kubectl("delete", "pods", "-n", namespace, "-l", "pipesync.io/run=again")
+    # What that Run left while the garbage collector lags: its pinned spec, owned by it.
+    stale = yaml.safe_load(pinned_spec("again", "echo stale"))
+    stale["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "pipesync"}
+    stale["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "pipesync.io/v1alpha1",
+            "kind": "Run",
+            "name": "again",
+            "uid": str(uuid.uuid4()),
+            "controller": True,
+        }
+    ]
+    cluster.kubectl("delete", "configmap", "again-pipeline", "-n", namespace, "--ignore-not-found")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(stale))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "v2"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("again", "echo"))
+    second_run = wait_finished(cluster, namespace, "again")
+    second = second_run["status"]
+    assert second["phase"] == "Succeeded", second
+    assert second["pipeline"]["version"] != first["pipeline"]["version"]
+    uid = second_run["metadata"]["uid"]
+    logs = [
+        cluster.kubectl("logs", "-n", namespace, p["metadata"]["name"], "-c", "main").stdout
+        for p in pods_of(cluster, namespace, "again")
+        if p["metadata"]["ownerReferences"][0]["uid"] == uid
+    ]
+    assert logs and all("v2" in log for log in logs), logs
+
+
+def test_the_operator_runs_at_most_the_pipelines_parallelism_at_once(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    tasks = [{"name": f"t{i}", "command": ["sh", "-c", "sleep 2"]} for i in range(3)]
+    pipeline = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "serial"},
+        "spec": {"parallelism": 1, "tasks": tasks},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(pipeline))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("serial-1", "serial"))
+    assert wait_finished(cluster, namespace, "serial-1")["status"]["phase"] == "Succeeded"
+    spans = []
+    for pod in pods_of(cluster, namespace, "serial-1"):
+        main = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "main")
+        ended = main["state"]["terminated"]
+        spans.append((ended["startedAt"], ended["finishedAt"]))
+    spans.sort()
+    assert len(spans) == 3
+    for (_, finished), (started, _) in itertools.pairwise(spans):
+        assert started >= finished, spans  # one pod at a time: none starts before one ends
+
+
+def test_task_pods_pass_pod_security_restricted_enforced_by_the_api_server(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    # The API server's PodSecurity admission (on by default) refuses pods that violate it.
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    refused = cluster.kubectl(
+        "run", "rooted", "-n", namespace, "--image=any", "--restart=Never", check=False
+    )
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr, refused
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FLOW)
+    run = yaml.safe_load(run_document("restricted-1", "flow"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(run))
+    status = wait_finished(cluster, namespace, "restricted-1")["status"]
+    assert status["phase"] == "Succeeded", status
+    pods = pods_of(cluster, namespace, "restricted-1")
+    assert pods and all(p["spec"]["securityContext"]["runAsNonRoot"] for p in pods)
+
+
+def test_the_runs_service_account_is_used_and_control_plane_tolerations_are_refused(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "trainer", "-n", namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ECHO.replace("VERSION", "sa"))
+    run = yaml.safe_load(run_document("as-trainer", "echo"))
+    run["spec"]["serviceAccountName"] = "trainer"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(run))
+    assert wait_finished(cluster, namespace, "as-trainer")["status"]["phase"] == "Succeeded"
+    (pod,) = pods_of(cluster, namespace, "as-trainer")
+    assert pod["spec"]["serviceAccountName"] == "trainer"
+    # The default operator refuses a task that tolerates the control-plane taint.
+    toleration = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+    inline = {
+        "tasks": [{"name": "sneak", "command": ["true"], "tolerations": [toleration]}],
+    }
+    sneaky = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Run",
+        "metadata": {"name": "sneaky"},
+        "spec": {"pipelineSpec": inline},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(sneaky))
+    status = wait_finished(cluster, namespace, "sneaky")["status"]
+    assert status["phase"] == "Failed"
+    reasons = {c["type"]: c for c in status["conditions"]}
+    assert reasons["Succeeded"]["reason"] == "NotAllowed", reasons
+    assert "control-plane" in reasons["Succeeded"]["message"]
+    assert pods_of(cluster, namespace, "sneaky") == []

@@ -911,3 +911,18 @@ def test_messages_say_what_to_do_and_semantic_errors_show_beside_schema_errors(
     assert at(rows, 22, 20) == [
         "invalid cron expression '0 25 * * *': the hour field '25' is not valid (expected 0-23)"
     ]
+
+
+def test_a_literal_matrix_over_the_instance_limit_is_a_located_error(
+    cli: Cli, tmp_path: Path
+) -> None:
+    axis = "[" + ", ".join(str(i) for i in range(300)) + "]"
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        HEAD + "  tasks:\n    - name: grid\n      command: [echo, '{{item.a}}']\n"
+        f"      forEach:\n        matrix:\n          a: {axis}\n          b: {axis}\n"
+        f"          c: {axis}\n"
+    )
+    line, col, message = only_error(cli, path)
+    assert (line, col) == (11, 11), (line, col, message)  # the matrix, under `matrix:`
+    assert "300 x 300 x 300" in message and "10000" in message

@@ -136,3 +136,12 @@ def test_outputs_too_big_for_the_message_are_read_from_the_runs_keys_not_the_pod
 
 
 RUN_NS = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}, "spec": {}}
+
+
+def test_the_operator_honours_the_pipelines_parallelism() -> None:
+    # Five independent tasks, at most two pods at once: the controller's pass must launch 2.
+    tasks = ", ".join(f"{{name: t{i}, command: [echo]}}" for i in range(5))
+    pin = pinned(f"parallelism: 2\ntasks: [{tasks}]")
+    context = runs.run_context(RUN, pin, now=5e9)
+    assert context.max_running == 2
+    assert len(planner.plan(pin.compiled, {}, context, 5e9).launches) == 2

@@ -347,3 +347,70 @@ tasks:
     sim = Simulation(pipeline, params={"side": "none"})
     assert sim.run().phase is RunPhase.SUCCEEDED
     assert sim.phase("c") is Phase.SKIPPED  # neither branch ran: nothing to read
+
+
+def test_one_run_context_builder_takes_the_smaller_of_the_pipeline_and_executor_caps() -> None:
+    spec = compile_yaml("parallelism: 3\ntasks: [{name: a, command: [x]}]").spec
+    unlimited = compile_yaml("tasks: [{name: a, command: [x]}]").spec
+
+    def cap(of: Any, executor: int | None) -> int | None:
+        context = planner.run_context(
+            of, {}, name="r", namespace="n", created_at=1.0, max_running=executor
+        )
+        return context.max_running
+
+    assert (cap(spec, None), cap(spec, 2), cap(spec, 8)) == (3, 2, 3)
+    assert (cap(unlimited, None), cap(unlimited, 4)) == (None, 4)
+
+
+def test_a_hostile_matrix_fails_its_task_without_being_built() -> None:
+    # 300 x 300 x 300: 27 million instances, 1.5 GiB if the product were materialised.
+    import tracemalloc  # noqa: PLC0415 - only this test measures allocation
+
+    axis = "[" + ", ".join(str(i) for i in range(300)) + "]"
+    compiled = compile_yaml(
+        "params: [{name: big, type: list}]\n"
+        "tasks: [{name: grid, command: [echo, '{{item.a}}'],"
+        f" forEach: {{matrix: {{a: {axis}, b: {axis}, c: '{{{{params.big}}}}'}}}}}}]"
+    )
+    context = planner.RunContext("r", "n", {"big": list(range(300))})
+    tracemalloc.start()
+    try:
+        decision = planner.plan(compiled, {}, context, 0.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes"
+    assert decision.launches == ()
+    failed = {t.key: t.state for t in decision.transitions}[(0, TASK)]
+    assert failed.phase is Phase.FAILED
+    assert "300 x 300 x 300" in failed.message and "limit" in failed.message
+    assert decision.finished is not None and decision.finished.phase is RunPhase.FAILED
+
+
+def test_items_from_a_task_output_over_the_limit_fail_that_task_with_the_reason() -> None:
+    compiled = compile_yaml(
+        "tasks:\n"
+        "- {name: make, command: [x], outputs: {parameters: [list]}}\n"
+        "- {name: each, command: [echo, '{{item}}'],"
+        " forEach: {items: '{{tasks.make.outputs.parameters.list}}'}}\n"
+    )
+    made = NodeState(Phase.SUCCEEDED, attempts=1, outputs={"list": str(list(range(10_001)))})
+    decision = planner.plan(compiled, {(0, TASK): made}, planner.RunContext("r", "n", {}), 0.0)
+    failed = {t.key: t.state for t in decision.transitions}[(1, TASK)]
+    assert failed.phase is Phase.FAILED
+    assert "10001 items" in failed.message and "limit of 10000" in failed.message
+
+
+def test_one_pass_starts_at_most_the_launch_limit_and_asks_to_be_called_again() -> None:
+    compiled = compile_yaml(
+        "tasks: [{name: each, command: [echo, '{{item}}'], forEach: {items: "
+        + str(list(range(50)))
+        + "}}]"
+    )
+    context = planner.RunContext("r", "n", {}, bounds=planner.Limits(launches=20))
+    decision = planner.plan(compiled, {}, context, 7.0)
+    assert len(decision.launches) == 20
+    assert decision.wake_at == 7.0
+    nodes = {t.key: t.state for t in decision.transitions}
+    assert len(planner.plan(compiled, nodes, context, 8.0).launches) == 20

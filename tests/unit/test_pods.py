@@ -626,3 +626,26 @@ def test_the_wrapper_forwards_sigterm_and_still_records_the_code(tmp_path: Path)
             process.wait()
     assert heard.read_text() == "TERM"
     assert (tmp_path / ".exit").read_text() == "7"
+
+
+def test_every_task_pod_meets_pod_security_restricted() -> None:
+    # The checks of the `restricted` level that a pod spec decides (the e2e test has the
+    # API server enforce them): non-root, seccomp, no escalation, no capabilities.
+    pod = build("train")
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    every = [*spec["initContainers"], *spec["containers"]]
+    assert {c["name"] for c in every} == {"pipesync-inputs", "main", "pipesync-outputs"}
+    for each in every:
+        assert each["securityContext"]["allowPrivilegeEscalation"] is False
+        assert each["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "hostNetwork" not in spec and "hostPID" not in spec
+
+
+def test_the_runs_service_account_is_used_when_the_task_names_none() -> None:
+    pod = build("prepare", run=dataclasses.replace(RUN, service_account="runner"))
+    assert pod["spec"]["serviceAccountName"] == "runner"
+    assert pod["spec"]["automountServiceAccountToken"] is True
+    assert "serviceAccountName" not in build("prepare")["spec"]

@@ -521,3 +521,14 @@ def test_validate_rejects_an_interval_that_is_not_whole_seconds(tmp_path: pathli
     assert result.returncode == 1, result
     assert "rr.yaml:6:" in result.stdout + result.stderr
     assert "whole number of seconds" in result.stdout + result.stderr
+
+
+def test_a_missing_pipeline_starts_nothing_and_counts_the_due_times_as_skipped() -> None:
+    created = ts("2026-05-01T00:00:00+00:00")
+    spec = parse_spec({"schedule": HOURLY, "concurrencyPolicy": "Allow"}, created)
+    held = decide(spec, None, [], set(), created + 3 * 3600 + 60, pipeline_missing=True)
+    assert not held.start
+    assert held.skipped[recurring.PIPELINE_NOT_FOUND] == 3
+    # Once it exists: the next due time fires, nothing of the missing hours is backfilled.
+    resumed = decide(spec, held.cursor, [], set(), created + 4 * 3600 + 5)
+    assert list(resumed.start) == [created + 4 * 3600]

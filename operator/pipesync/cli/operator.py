@@ -12,7 +12,8 @@ import yaml
 
 from pipesync import __version__
 from pipesync.cli import s3options
-from pipesync.runtime import placement, pods
+from pipesync.engine import limits
+from pipesync.runtime import placement, pods, taskpolicy
 
 DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
 
@@ -109,7 +110,75 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=env("PIPESYNC_LEADER_ELECTION_LEASE", "pipesync-operator"),
         help="name of the Lease [PIPESYNC_LEADER_ELECTION_LEASE]",
     )
+    parser.add_argument(
+        "--allowed-service-accounts",
+        metavar="PATTERNS",
+        default=env("PIPESYNC_ALLOWED_SERVICE_ACCOUNTS"),
+        help="comma-separated glob patterns of the ServiceAccounts task pods may run as; "
+        "a run asking for another fails (default: any; '' allows none) "
+        "[PIPESYNC_ALLOWED_SERVICE_ACCOUNTS]",
+    )
+    parser.add_argument(
+        "--allowed-secrets",
+        metavar="PATTERNS",
+        default=env("PIPESYNC_ALLOWED_SECRETS"),
+        help="comma-separated glob patterns of the Secrets tasks may read (env, volumes); "
+        "a run using another fails (default: any; '' allows none) [PIPESYNC_ALLOWED_SECRETS]",
+    )
+    parser.add_argument(
+        "--allow-control-plane-tolerations",
+        action="store_true",
+        default=env("PIPESYNC_ALLOW_CONTROL_PLANE_TOLERATIONS", "") in ("1", "true"),
+        help="let tasks tolerate the control-plane taints (default: a run whose task "
+        "does fails) [PIPESYNC_ALLOW_CONTROL_PLANE_TOLERATIONS]",
+    )
+    defaults = limits.DEFAULT
+    for flag, variable, default, text in (
+        (
+            "--max-foreach-items",
+            "PIPESYNC_MAX_FOREACH_ITEMS",
+            defaults.items,
+            "items in one forEach list or matrix axis",
+        ),
+        (
+            "--max-foreach-instances",
+            "PIPESYNC_MAX_FOREACH_INSTANCES",
+            defaults.instances,
+            "instances of one forEach task (a matrix: the product of its axes)",
+        ),
+        (
+            "--max-launches-per-pass",
+            "PIPESYNC_MAX_LAUNCHES_PER_PASS",
+            defaults.launches,
+            "task pods one reconcile pass of a run creates (the rest follow at once)",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            type=_positive,
+            default=env(variable, str(default)),
+            metavar="N",
+            help=f"most {text}; a larger forEach fails its task (default {default}) [{variable}]",
+        )
     parser.set_defaults(command=run)
+
+
+def _patterns(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated pattern list; None (unset) means no restriction."""
+    if text is None:
+        return None
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _positive(text: str) -> int:
+    """A count flag: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def _service_account_namespace() -> str | None:
@@ -224,6 +293,11 @@ def run(options: argparse.Namespace) -> int:
                 agent_command=tuple(shlex.split(options.agent_command)),
                 pools=pools,
                 default_task_image=options.default_task_image,
+                policy=taskpolicy.TaskPolicy(
+                    service_accounts=_patterns(options.allowed_service_accounts),
+                    secrets=_patterns(options.allowed_secrets),
+                    control_plane=options.allow_control_plane_tolerations,
+                ),
             ),
             namespaces=tuple(options.namespace),
             liveness_endpoint=options.liveness,
@@ -232,6 +306,11 @@ def run(options: argparse.Namespace) -> int:
             records=recorder,
             store=outputs_store,
             triggers=sync_triggers,
+            limits=limits.Limits(
+                items=options.max_foreach_items,
+                instances=options.max_foreach_instances,
+                launches=options.max_launches_per_pass,
+            ),
         ),
         election,
     )

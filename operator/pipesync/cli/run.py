@@ -143,12 +143,13 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
     timeout = _timeout(options.timeout, run_resource, spec)
     return LocalRun(
         compiled,
-        planner.RunContext(
+        planner.run_context(
+            spec,
+            values,
             name=name,
             namespace="local",
-            params=values,
-            max_running=min(options.parallelism, spec.parallelism or options.parallelism),
             created_at=time.time(),
+            max_running=options.parallelism,
         ),
         repo_root=root,
         workdir=workdir,

@@ -224,9 +224,32 @@ class Kube:
         data: dict[str, str] = result.data or {}
         return data
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The whole ConfigMap (metadata with its owners, and data); None when absent."""
+        try:
+            response = self._call(
+                "get",
+                self.core.read_namespaced_config_map,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        found: dict[str, Any] = json.loads(response.data)
+        return found
+
     def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
         try:
-            self._call("create", self.core.create_namespaced_config_map, namespace, dict(body))
+            self._call(
+                "create",
+                self.core.create_namespaced_config_map,
+                namespace,
+                dict(body),
+                field_manager=FIELD_MANAGER,
+            )
         except ApiException as error:
             if error.status == 409:
                 return False

@@ -159,7 +159,9 @@ def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
 
 def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
     group, version = model.GROUP, model.VERSION
-    controller = runs.RunController(kube, settings.pods, settings.observers, settings.store)
+    controller = runs.RunController(
+        kube, settings.pods, settings.observers, settings.store, settings.limits
+    )
     wakeups = _Wakeups()
     timed = timer(settings)
 

@@ -135,6 +135,8 @@ class RecurringRunController:
         ]
         ready_reason = _condition(status, "Ready").get("reason")
         observed = status.get("observedGeneration")
+        pipeline = str((spec.get("pipelineRef") or {}).get("name") or "")
+        missing = self.kube.get_object(PIPELINES, namespace, pipeline) is None
         decision = recurring.decide(
             parsed,
             _instant(status.get("lastEvaluatedTime")),
@@ -143,6 +145,7 @@ class RecurringRunController:
             now,
             rebase=observed is not None and observed != generation,
             was_suspended=ready_reason == "Suspended",
+            pipeline_missing=missing,
         )
         for victim in decision.cancel:
             self.kube.patch_object(RUNS, namespace, victim, {"spec": {"cancel": True}})
@@ -168,7 +171,7 @@ class RecurringRunController:
         desired = self._status(
             status,
             generation,
-            ready=self._readiness(namespace, spec, parsed, decision),
+            ready=_readiness(pipeline if missing else None, parsed, decision),
             next_time=None if parsed.suspend else decision.next_time,
             own=own,
             decision=decision,
@@ -214,22 +217,6 @@ class RecurringRunController:
             if scheduled not in known:
                 result.append(_OwnRun(run_name(name, scheduled), scheduled, "", False, False))
         return sorted(result, key=lambda run: run.scheduled)
-
-    def _readiness(
-        self,
-        namespace: str,
-        spec: Mapping[str, Any],
-        parsed: recurring.RecurringSpec,
-        decision: recurring.Decision,
-    ) -> tuple[bool, str, str]:
-        pipeline = str((spec.get("pipelineRef") or {}).get("name") or "")
-        if self.kube.get_object(PIPELINES, namespace, pipeline) is None:
-            return False, "PipelineNotFound", f"pipeline {pipeline!r} does not exist"
-        if parsed.suspend:
-            return True, "Suspended", "suspended: due times are counted as skipped"
-        if decision.next_time is None:
-            return True, "Ended", "no scheduled time left before endTime"
-        return True, "Scheduled", f"next run at {_iso(decision.next_time)}"
 
     # --- writing ------------------------------------------------------------------------
 
@@ -330,15 +317,17 @@ class RecurringRunController:
         if next_time is not None:
             desired["nextScheduleTime"] = _iso(next_time)
         status, reason, message = ready
-        desired["conditions"] = conditions.set_condition(
+        stamp = times.timestamp(self.clock())
+        ready_now = conditions.set_condition(
             current.get("conditions") or [],
             type="Ready",
             status=status,
             reason=reason,
             message=message,
             generation=generation,
-            now=times.timestamp(self.clock()),
+            now=stamp,
         )
+        desired["conditions"] = _stalled(ready_now, ready, generation, stamp)
         return {k: v for k, v in desired.items() if v is not None}
 
     def _write(
@@ -351,6 +340,46 @@ class RecurringRunController:
             if key not in desired:
                 patch[key] = None  # a merge patch removes it (e.g. nextScheduleTime)
         self.kube.patch_status(RECURRING_RUNS, namespace, name, patch)
+
+
+def _readiness(
+    missing: str | None, parsed: recurring.RecurringSpec, decision: recurring.Decision
+) -> tuple[bool, str, str]:
+    """The Ready condition; `missing`: the name of the pipeline that does not exist."""
+    if missing is not None:
+        return (
+            False,
+            recurring.PIPELINE_NOT_FOUND,
+            f"pipeline {missing!r} does not exist: no runs are created (due times are "
+            "counted as skipped) until it does",
+        )
+    if parsed.suspend:
+        return True, "Suspended", "suspended: due times are counted as skipped"
+    if decision.next_time is None:
+        return True, "Ended", "no scheduled time left before endTime"
+    return True, "Scheduled", f"next run at {_iso(decision.next_time)}"
+
+
+def _stalled(
+    conditions_now: list[dict[str, Any]],
+    ready: tuple[bool, str, str],
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Stalled=True while it cannot make progress without a change elsewhere (its
+    pipeline is missing), the standard condition kstatus and Flux read; gone otherwise."""
+    _, reason, message = ready
+    if reason == recurring.PIPELINE_NOT_FOUND:
+        return conditions.set_condition(
+            conditions_now,
+            type="Stalled",
+            status=True,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+    return [c for c in conditions_now if c.get("type") != "Stalled"]
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

@@ -22,22 +22,28 @@ from pipesync.api.times import timestamp
 from pipesync.controllers import pipelines, recurringruns
 from pipesync.controllers.conditions import same_status, set_condition
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
-from pipesync.engine import compiler, layout, params, planner
+from pipesync.engine import compiler, layout, limits, params, planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
-from pipesync.runtime import pods, podstate
+from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
 
 FINISHED = frozenset({RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.CANCELLED.value})
 #: Above this many tasks, status keeps counts and unfinished or failed tasks only.
 MAX_TASKS_IN_STATUS = 200
 SPEC_KEY = "spec.json"
+#: How soon a run waiting for an earlier Run's pinned spec to be collected looks again.
+PIN_RETRY_SECONDS = 2.0
 
 
 def pinned_config_name(run: str) -> str:
     """The ConfigMap holding a run's pinned pipeline spec (key SPEC_KEY)."""
     return f"{run}-pipeline"[:253]
+
+
+class _PinPending(Exception):
+    """The pinned-spec ConfigMap is still an earlier Run's: the next pass looks again."""
 
 
 class RunError(Exception):
@@ -91,8 +97,10 @@ class RunController:
         settings: pods.PodSettings,
         observers: tuple[RunObserver, ...] = (),
         store: ObjectStore | None = None,
+        bounds: limits.Limits = limits.DEFAULT,
     ) -> None:
         self.kube = kube
+        self.bounds = bounds
         self.settings = settings
         self.observers = observers
         self.store = store  # reads output parameters too big for a termination message
@@ -120,6 +128,8 @@ class RunController:
         began = time.monotonic()
         try:
             pinned = self._pin(run)
+        except _PinPending:
+            return PassResult(False, wake_at=now + PIN_RETRY_SECONDS)
         except RunError as error:
             failed = _failed_status(run, status, error, now)
             self._write(run, failed)
@@ -131,7 +141,7 @@ class RunController:
         decision = planner.plan(
             pinned.compiled,
             nodes,
-            run_context(run, pinned, now),
+            run_context(run, pinned, now, self.bounds),
             now,
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
@@ -174,22 +184,22 @@ class RunController:
             return self._pinned[uid]
         namespace, name = metadata["namespace"], metadata["name"]
         config_name = pinned_config_name(name)
-        stored = self.kube.get_config_map(namespace, config_name)
-        if stored is None or SPEC_KEY not in stored:
+        stored = self._pinned_config(run, config_name)
+        if stored is None:
             spec, pipeline = self._resolve_spec(run)
             self.kube.create_config_map(
                 namespace,
                 {
                     "metadata": {
                         "name": config_name,
-                        "labels": {pods.LABEL_RUN: name},
+                        "labels": {pods.LABEL_RUN: name, pods.LABEL_MANAGED_BY: pods.MANAGED_BY},
                         "ownerReferences": [_owner(run)],
                     },
                     "data": {SPEC_KEY: json.dumps({"spec": spec, "pipeline": pipeline})},
                 },
             )
-            stored = self.kube.get_config_map(namespace, config_name)
-        if stored is None or SPEC_KEY not in stored:
+            stored = self._pinned_config(run, config_name)
+        if stored is None:
             raise RunError("PinFailed", f"ConfigMap {config_name} holds no pinned spec")
         saved = json.loads(stored[SPEC_KEY])
         spec_model = model.pipeline_spec_from_spec(saved["spec"])
@@ -202,9 +212,36 @@ class RunController:
         values, param_problems = params.resolve(spec_model.params, run["spec"].get("params", {}))
         if param_problems:
             raise RunError("InvalidParams", "; ".join(param_problems))
+        refused = taskpolicy.problems(
+            compiled, self.settings.policy, run["spec"].get("serviceAccountName")
+        )
+        if refused:
+            raise RunError("NotAllowed", "; ".join(refused[:3]))
         pinned = Pinned(compiled, values, saved["pipeline"])
         self._pinned[uid] = pinned
         return pinned
+
+    def _pinned_config(self, run: Mapping[str, Any], config_name: str) -> dict[str, str] | None:
+        """The data of the ConfigMap pinning this very Run's spec; None when there is none
+        yet. The name is predictable, so its owner decides whose it is: one owned by an
+        earlier Run of this name is waited out (the garbage collector deletes it, as its
+        owner is gone); one no Run owns (planted, made by hand, or orphaned by `kubectl
+        delete --cascade=orphan`) fails the Run rather than run a spec it never pinned."""
+        metadata = run["metadata"]
+        found = self.kube.read_config_map(metadata["namespace"], config_name)
+        if found is None:
+            return None
+        owner = pin_owner(found)
+        if owner == metadata["uid"]:
+            data: dict[str, str] = found.get("data") or {}
+            return data if SPEC_KEY in data else None
+        if owner is not None:
+            raise _PinPending(f"ConfigMap {config_name} of an earlier Run {metadata['name']}")
+        raise RunError(
+            "PinConflict",
+            f"ConfigMap {config_name} exists but was not created by pipesync for this Run "
+            "(no Run owns it): delete it, or give the Run another name",
+        )
 
     def _resolve_spec(self, run: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         spec = run["spec"]
@@ -316,6 +353,7 @@ class RunController:
             pipeline=pinned.pipeline.get("name") or None,
             experiment=(run["spec"].get("experimentRef") or {}).get("name"),
             workspace=_workspace(self.settings, metadata["namespace"], pinned.pipeline),
+            service_account=run["spec"].get("serviceAccountName"),
         )
         collected = _collected(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
@@ -525,17 +563,21 @@ def _failed_status(
     return status
 
 
-def run_context(run: Mapping[str, Any], pinned: Pinned, now: float) -> planner.RunContext:
-    """What the planner is told about the run: names, params and its times (the
-    scheduled one when a RecurringRun made it)."""
+def run_context(
+    run: Mapping[str, Any], pinned: Pinned, now: float, bounds: limits.Limits = limits.DEFAULT
+) -> planner.RunContext:
+    """What the planner is told about the run: names, params, the pipeline's parallelism
+    and its times (the scheduled one when a RecurringRun made it)."""
     metadata = run["metadata"]
     annotations = metadata.get("annotations") or {}
-    return planner.RunContext(
-        metadata["name"],
-        metadata["namespace"],
+    return planner.run_context(
+        pinned.compiled.spec,
         pinned.params,
+        name=metadata["name"],
+        namespace=metadata["namespace"],
         created_at=times.instant(metadata.get("creationTimestamp")) or now,
         scheduled_at=times.instant(annotations.get(recurringruns.ANNOTATION_SCHEDULED)),
+        bounds=bounds,
     )
 
 
@@ -582,6 +624,23 @@ def _workspace(
         return None
     key = pods.workspace_key(settings.s3, namespace, source, commit)
     return pods.Workspace(archive_key=key, directory=pipeline.get("path") or "")
+
+
+def pin_owner(config_map: Mapping[str, Any]) -> str | None:
+    """The uid of the Run that controls a pinned-spec ConfigMap, if a Run does. The uid is
+    what counts: labels and field managers are whatever the creator chose, but a Run's uid
+    is unknown before the Run exists, so a ConfigMap planted in advance cannot carry it."""
+    metadata = config_map.get("metadata") or {}
+    for owner in metadata.get("ownerReferences") or []:
+        if (
+            owner.get("kind") == "Run"
+            and owner.get("apiVersion") == model.API_VERSION
+            and owner.get("controller")
+            and isinstance(owner.get("uid"), str)
+        ):
+            uid: str = owner["uid"]
+            return uid
+    return None
 
 
 def _owner(run: Mapping[str, Any]) -> dict[str, Any]:

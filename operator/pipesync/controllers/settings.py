@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from pipesync.controllers.runs import RunObserver
+from pipesync.engine import limits
 from pipesync.gitops.triggers import SyncTriggers
 from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
@@ -32,6 +33,8 @@ class OperatorSettings:
     pass_workers: int = 16
     #: Shared with the webhook receiver: pushes wake a GitSource's sync at once.
     triggers: SyncTriggers | None = None
+    #: Sizes of forEach and of one pass (engine.limits; flags --max-foreach-items etc.).
+    limits: limits.Limits = limits.DEFAULT
 
 
 Timer = Callable[[str], AbstractContextManager[None]]

@@ -11,7 +11,8 @@ from typing import Any
 from pipesync.api import diagnostics, durations, model
 from pipesync.api.diagnostics import Diagnostic, Severity
 from pipesync.api.documents import Resource
-from pipesync.engine import compiler, params, recurring, schedules
+from pipesync.engine import compiler, limits, params, recurring, schedules
+from pipesync.engine.compiler import CompiledPipeline, Matrix
 
 #: Where fire times are counted from when the caller gives no clock (the engine has none).
 _REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -70,10 +71,41 @@ def pipeline_problems(
 ) -> tuple[model.PipelineSpec | None, list[Diagnostic]]:
     """The pipeline spec, when it compiles; otherwise the located problems."""
     spec = model.pipeline_spec_from_spec(spec_data)
-    _, problems = compiler.compile_pipeline(spec)
+    compiled, problems = compiler.compile_pipeline(spec)
+    if compiled is not None:
+        problems = size_problems(compiled)
     return (None if problems else spec), [
         resource.diagnostic((*prefix, *problem.path), problem.message) for problem in problems
     ]
+
+
+def size_problems(
+    compiled: CompiledPipeline, bounds: limits.Limits = limits.DEFAULT
+) -> list[compiler.Problem]:
+    """forEach lists and matrices given literally that exceed the limits (engine.limits):
+    the planner would fail the task at run time, so say so now, where it is written. Items
+    from a parameter or a task's output are only counted when the run has them."""
+    where = {task.name: index for index, task in enumerate(compiled.spec.tasks)}
+    problems: list[compiler.Problem] = []
+    for task in compiled.tasks:
+        declared = task.task.for_each
+        if declared is None or declared.source is None or task.name not in where:
+            continue  # a group member taking another's items is reported at that one
+        path: compiler.SpecPath = ("tasks", where[task.name], "forEach")
+        if isinstance(task.items, tuple):
+            problem = limits.items_problem(len(task.items), bounds)
+            if problem is not None:
+                problems.append(compiler.Problem((*path, "items"), problem))
+        if isinstance(task.items, Matrix):
+            literal = [(axis, v) for axis, v in task.items.axes if isinstance(v, tuple)]
+            for axis, values in literal:
+                problem = limits.items_problem(len(values), bounds, f"forEach matrix axis {axis!r}")
+                if problem is not None:
+                    problems.append(compiler.Problem((*path, "matrix", axis), problem))
+            problem = limits.instances_problem([len(v) for _, v in literal], bounds)
+            if problem is not None:
+                problems.append(compiler.Problem((*path, "matrix"), problem))
+    return problems
 
 
 def _duplicates(resources: Iterable[Resource]) -> list[Diagnostic]:

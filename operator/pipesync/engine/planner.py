@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.api import times
-from pipesync.engine import expressions, retries, templating
+from pipesync.api.model import PipelineSpec
+from pipesync.engine import expressions, limits, retries, templating
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
+from pipesync.engine.limits import Limits
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import PENDING, TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import Ref, RefKind
@@ -36,6 +38,34 @@ class RunContext:
     max_running: int | None = None  # run-wide cap on running task instances
     created_at: float = 0.0  # when the run was created (epoch seconds)
     scheduled_at: float | None = None  # the time a RecurringRun made it for, if it did
+    bounds: Limits = limits.DEFAULT  # sizes of forEach and of one pass
+
+
+def run_context(
+    spec: PipelineSpec,
+    params: Mapping[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    created_at: float,
+    scheduled_at: float | None = None,
+    max_running: int | None = None,
+    bounds: Limits = limits.DEFAULT,
+) -> RunContext:
+    """The one way both executors (the operator and `pipesync run`) describe a run to the
+    planner, so a field such as the pipeline's `parallelism` cannot be honoured by one and
+    forgotten by the other. `max_running`: the executor's own cap (`pipesync run
+    --parallelism`); the smaller of it and the pipeline's applies."""
+    caps = [cap for cap in (spec.parallelism, max_running) if cap is not None]
+    return RunContext(
+        name,
+        namespace,
+        params,
+        max_running=min(caps) if caps else None,
+        created_at=created_at,
+        scheduled_at=scheduled_at,
+        bounds=bounds,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +172,10 @@ class _Pass:
         self.transitions.append(Transition(key, state))
 
     def has_capacity(self) -> bool:
+        if len(self.launches) >= self.context.bounds.launches:
+            # The rest start in the next pass, which the caller schedules at once.
+            self.wake(self.now)
+            return False
         cap = self.context.max_running
         return cap is None or self.running < cap
 
@@ -664,6 +698,10 @@ def _items(step: _Pass, compiled: CompiledTask) -> list[Any] | str:
         axes = _axes(step, items)
         if isinstance(axes, str):
             return axes
+        # Checked before the product is built: 300 x 300 x 300 would be 27 million dicts.
+        too_many = limits.instances_problem([len(axis) for axis in axes], step.context.bounds)
+        if too_many is not None:
+            return too_many
         names = [axis for axis, _ in items.axes]
         return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes)]
     return _list(step, items)
@@ -681,8 +719,10 @@ def _axes(step: _Pass, matrix: Matrix) -> list[list[Any]] | str:
 
 
 def _list(step: _Pass, items: tuple[Any, ...] | Ref | None) -> list[Any] | str:
+    bounds = step.context.bounds
     if isinstance(items, tuple):
-        return list(items)
+        too_long = limits.items_problem(len(items), bounds)
+        return too_long if too_long is not None else list(items)
     if not isinstance(items, Ref):
         return "forEach has no items"
     try:
@@ -695,7 +735,8 @@ def _list(step: _Pass, items: tuple[Any, ...] | Ref | None) -> list[Any] | str:
         return f"forEach items {items} is not a JSON list: {text[:200]!r}"
     if not isinstance(value, list):
         return f"forEach items {items} is a JSON {type(value).__name__}, not a list"
-    return value
+    too_long = limits.items_problem(len(value), bounds, f"forEach items {items}")
+    return too_long if too_long is not None else value
 
 
 #: Namespace of `{{task.uid}}`: a UUID5 of namespace/run/task[/instance], the same on retries.

@@ -53,6 +53,8 @@ DAY = 86400
 
 # Skip reasons: the time was due on time but policy did not start it.
 SUSPENDED = "Suspended"
+#: Due while the pipeline it names did not exist: nothing is created, the time is skipped.
+PIPELINE_NOT_FOUND = "PipelineNotFound"
 CONCURRENCY_FORBID = "ConcurrencyForbid"
 CONCURRENCY_LIMIT = "ConcurrencyLimit"
 REPLACED = "Replaced"
@@ -454,6 +456,7 @@ def decide(
     *,
     rebase: bool = False,
     was_suspended: bool = False,
+    pipeline_missing: bool = False,
 ) -> Decision:
     """What to do at `now`.
 
@@ -461,7 +464,9 @@ def decide(
     have a Run. rebase: the spec changed since the cursor was written; scheduled times
     before now are then not evaluated under the new spec (a new schedule is not
     applied retroactively), except that with was_suspended (the last pass saw the
-    object suspended) they are counted as skipped for suspension.
+    object suspended) they are counted as skipped for suspension. pipeline_missing: the
+    pipeline it names does not exist; due times are skipped as while suspended (a Run
+    made now would only fail), and firing resumes with the first due time once it does.
     """
     sched = spec.schedule
     moment = math.floor(now)
@@ -480,8 +485,9 @@ def decide(
     starts: list[int] = []
     already: list[int] = []
     cancel: list[str] = []
-    if newest is not None and spec.suspend:
-        skipped[SUSPENDED] += _count(spec, floor_, newest)
+    held = SUSPENDED if spec.suspend else PIPELINE_NOT_FOUND if pipeline_missing else None
+    if newest is not None and held is not None:
+        skipped[held] += _count(spec, floor_, newest)
     elif newest is not None:
         kept = _newest_times(sched, floor_, newest, _catchup_keep(spec))
         _count_dropped(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,7 @@ from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.planner import Launch
 from pipesync.engine.state import TASK, NodeKey
 from pipesync.engine.templating import Ref, RefKind
-from pipesync.runtime import placement
+from pipesync.runtime import placement, taskpolicy
 from pipesync.runtime.placement import PoolSettings
 
 LABEL_RUN = "pipesync.io/run"
@@ -86,6 +87,22 @@ WRAPPER_SCRIPT = (
     'exit "$code"'
 )
 
+#: Pod Security Admission `restricted` (what a shared cluster enforces on tenant
+#: namespaces): no root, no privilege escalation, no capabilities, the runtime's seccomp
+#: profile. The uid is fixed because runAsNonRoot alone refuses every image whose USER is
+#: root (most of them); the shared emptyDir is world-writable, so any uid can use it.
+TASK_UID = 65532
+POD_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TASK_UID,
+    "runAsGroup": TASK_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
@@ -106,6 +123,8 @@ class RunInfo:
     #: The pipeline came from git: its repository tree at the pinned commit, unpacked as the
     #: tasks' working directory (so pods need no git credentials).
     workspace: Workspace | None = None
+    #: The Run's spec.serviceAccountName: for tasks that (and whose defaults) name none.
+    service_account: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +154,8 @@ class PodSettings:
     default_task_image: str | None = None  # for tasks (and defaults) that name no image
     image_pull_policy: str | None = None  # of the operator image's containers
     s3_patience_seconds: float | None = None  # the sidecar's S3 retry budget
+    #: Which ServiceAccounts, Secrets and tolerations tasks may use (runs check it first).
+    policy: taskpolicy.TaskPolicy = dataclasses.field(default_factory=taskpolicy.TaskPolicy)
 
 
 def build_pod(
@@ -161,6 +182,7 @@ def build_pod(
     if not image:
         raise PodBuildError(f"task {compiled.name!r} names no image and no default is set")
 
+    account = taskpolicy.service_account(task, run.service_account)
     labels = {
         LABEL_RUN: _label_value(run.name),
         LABEL_TASK: _label_value(compiled.name),
@@ -179,7 +201,8 @@ def build_pod(
         # Task pods talk to nothing in the cluster: no service env vars, no API token
         # unless the task asks for a service account.
         "enableServiceLinks": False,
-        "automountServiceAccountToken": bool(task.service_account_name),
+        "automountServiceAccountToken": bool(account),
+        "securityContext": _copy(POD_SECURITY_CONTEXT),
         "volumes": [{"name": VOLUME, "emptyDir": {}}, *user_volumes(launch.task.task)],
         "initContainers": [
             _inputs_container(
@@ -196,10 +219,12 @@ def build_pod(
             _outputs_container(compiled, settings, node, mount),
         ],
     }
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        container["securityContext"] = _copy(CONTAINER_SECURITY_CONTEXT)
     if task.timeout_seconds is not None:
         spec["activeDeadlineSeconds"] = max(1, math.ceil(task.timeout_seconds))
-    if task.service_account_name:
-        spec["serviceAccountName"] = task.service_account_name
+    if account:
+        spec["serviceAccountName"] = account
     spec.update(placement.place(task, settings.pools).as_pod_spec())
 
     return {
@@ -290,6 +315,12 @@ def created_for(pod: Mapping[str, Any], run_uid: str) -> bool:
         and str(owner.get("apiVersion", "")).startswith(API_VERSION.split("/")[0] + "/")
         for owner in metadata.get("ownerReferences") or []
     )
+
+
+def _copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A fresh copy of a constant (kubernetes clients may mutate what they are given)."""
+    copied: dict[str, Any] = json.loads(json.dumps(value))
+    return copied
 
 
 def _digest(text: str) -> str:
