@@ -330,10 +330,11 @@ class RecurringRunController:
         if next_time is not None:
             desired["nextScheduleTime"] = _iso(next_time)
         status, reason, message = ready
-        desired["conditions"] = conditions.set_condition(
+        # Ready=False here (invalid schedule, missing pipeline) waits for a change to the
+        # object or its pipeline: Stalled, so kstatus says Failed instead of InProgress.
+        desired["conditions"] = conditions.set_health(
             current.get("conditions") or [],
-            type="Ready",
-            status=status,
+            conditions.Health.READY if status else conditions.Health.STALLED,
             reason=reason,
             message=message,
             generation=generation,
