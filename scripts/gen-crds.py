@@ -138,7 +138,7 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         kind="Experiment",
         plural="experiments",
-        short_names=("exp",),
+        short_names=("psexp",),
         columns=(
             Column("Runs", "integer", ".status.runs.total", "All runs of the experiment."),
             Column("Succeeded", "integer", ".status.runs.succeeded", "Runs that succeeded."),

@@ -418,5 +418,9 @@ def test_a_missing_pipeline_creates_no_runs_says_so_and_resumes_when_it_appears(
         lambda: bool(runs_of(cluster, namespace, "orphan")),
         operator,
     )
-    wait_for("Stalled gone", lambda: "Stalled" not in conditions(), operator)
+    wait_for(
+        "Stalled gone",
+        lambda: (conditions().get("Stalled") or {}).get("status", "False") == "False",
+        operator,
+    )
     assert conditions()["Ready"]["status"] == "True"

@@ -29,8 +29,10 @@ TASK = {"name": "a", "image": "busybox", "command": ["true"]}
 
 def test_a_valid_spec_is_ready_with_one_version_from_its_digest() -> None:
     status = pipelines.desired_status(body([TASK]), "2026-01-01T00:00:00Z")
-    (ready,) = status["conditions"]
+    ready, reconciling, stalled = status["conditions"]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "DAGValid")
+    assert (reconciling["type"], reconciling["status"]) == ("Reconciling", "False")
+    assert (stalled["type"], stalled["status"]) == ("Stalled", "False")
     assert ready["observedGeneration"] == 3
     (version,) = status["versions"]
     assert version["digest"] == pipelines.digest({"tasks": [TASK]})
@@ -64,7 +66,7 @@ def test_an_invalid_spec_is_not_ready_and_says_why() -> None:
         body([{**TASK, "dependsOn": ["ghost"]}, {**TASK, "name": "Bad_Name"}]),
         "2026-01-01T00:00:00Z",
     )
-    (ready,) = status["conditions"]
+    ready = status["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "spec.tasks[1].name" in ready["message"]
     assert "versions" not in status
@@ -72,5 +74,13 @@ def test_an_invalid_spec_is_not_ready_and_says_why() -> None:
 
 def test_a_dag_problem_names_its_field() -> None:
     status = pipelines.desired_status(body([{**TASK, "dependsOn": ["a"]}]), "2026-01-01T00:00:00Z")
-    (ready,) = status["conditions"]
+    ready = status["conditions"][0]
     assert ready["message"] == "spec.tasks[0].dependsOn[0]: task 'a' depends on itself"
+
+
+def test_an_invalid_spec_is_stalled_so_kstatus_says_failed_not_in_progress() -> None:
+    status = pipelines.desired_status(body([{"name": "a"}, {"name": "a"}]), "2026-01-01T00:00:00Z")
+    found = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert found["Ready"] == ("False", "InvalidSpec")
+    assert found["Stalled"] == ("True", "InvalidSpec")
+    assert found["Reconciling"][0] == "False"

@@ -42,7 +42,10 @@ def test_a_finished_run_says_how_it_ended_in_phase_progress_and_conditions() -> 
     assert status["tasks"]["b"]["message"] == "exited with code 3"
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Succeeded"]["status"] == "False"
-    assert conditions["Ready"]["status"] == "True"
+    # kstatus (Flux) reads Stalled=True as Failed; Ready=True would read as Current.
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Stalled"]["status"] == "True"
+    assert conditions["Reconciling"]["status"] == "False"
     assert status["finishedAt"] == "1970-01-01T00:00:20Z"
     assert status["duration"] == "20s"
 
@@ -145,3 +148,21 @@ def test_the_operator_honours_the_pipelines_parallelism() -> None:
     context = runs.run_context(RUN, pin, now=5e9)
     assert context.max_running == 2
     assert len(planner.plan(pin.compiled, {}, context, 5e9).launches) == 2
+
+
+def health(status: dict[str, object]) -> tuple[str, str, str]:
+    found = {c["type"]: c["status"] for c in status["conditions"]}  # type: ignore[attr-defined]
+    return found["Ready"], found["Reconciling"], found["Stalled"]
+
+
+def test_a_running_run_is_reconciling_a_succeeded_one_ready_a_cancelled_one_stalled() -> None:
+    pin = pinned("tasks: [{name: a, command: [x]}]")
+    nodes = {(0, TASK): NodeState(Phase.RUNNING, attempts=1)}
+    running = runs.summarise(RUN, pin, nodes, planner.Decision(), started=0.0, now=1.0)
+    assert health(running) == ("False", "True", "False")
+    done = planner.Decision(finished=planner.Outcome(RunPhase.SUCCEEDED, "all tasks succeeded"))
+    succeeded = runs.summarise(RUN, pin, nodes, done, started=0.0, now=2.0)
+    assert health(succeeded) == ("True", "False", "False")
+    stop = planner.Decision(finished=planner.Outcome(RunPhase.CANCELLED, "cancelled"))
+    cancelled = runs.summarise(RUN, pin, nodes, stop, started=0.0, now=2.0)
+    assert health(cancelled) == ("False", "False", "True")

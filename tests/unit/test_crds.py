@@ -153,7 +153,7 @@ def test_short_names_per_contract() -> None:
     assert short == {
         "GitSource": ["gs"],
         "Pipeline": ["pl"],
-        "Experiment": ["exp"],
+        "Experiment": ["psexp"],
         "Run": ["psr"],
         "RecurringRun": ["rr"],
     }

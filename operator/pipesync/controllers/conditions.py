@@ -4,6 +4,7 @@ transitions only) and the comparison that keeps no-op passes from writing."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,44 @@ def set_condition(
             }
         )
     return [{k: v for k, v in c.items() if v is not None} for c in result]
+
+
+class Health(enum.Enum):
+    """What an object's conditions tell kstatus (Flux) and Argo CD, set together so they
+    never contradict: kstatus reads Stalled=True as Failed, Reconciling=True as
+    InProgress and Ready=True as Current (sigs.k8s.io/cli-utils pkg/kstatus/status)."""
+
+    PROGRESSING = "Progressing"  # Ready=False, Reconciling=True: work under way
+    READY = "Ready"  # Ready=True: done and well
+    STALLED = "Stalled"  # Ready=False, Stalled=True: failed, or stuck until a change
+
+
+def set_health(
+    conditions: Sequence[Mapping[str, Any]],
+    health: Health,
+    *,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Ready, Reconciling and Stalled for one state, with one reason and message."""
+    result: list[dict[str, Any]] = [dict(c) for c in conditions]
+    for kind, on in (
+        ("Ready", health is Health.READY),
+        ("Reconciling", health is Health.PROGRESSING),
+        ("Stalled", health is Health.STALLED),
+    ):
+        result = set_condition(
+            result,
+            type=kind,
+            status=on,
+            reason=reason,
+            message=message if on or kind == "Ready" else "",
+            generation=generation,
+            now=now,
+        )
+    return result
 
 
 def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

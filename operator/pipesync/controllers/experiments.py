@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipesync.controllers.conditions import set_condition
+from pipesync.controllers.conditions import Health, set_health
 
 _BUCKETS = {
     "Pending": "pending",
@@ -44,10 +44,9 @@ def desired_status(
         status.pop("lastRun", None)
     generation = experiment["metadata"].get("generation")
     status["observedGeneration"] = generation
-    status["conditions"] = set_condition(
+    status["conditions"] = set_health(
         status.get("conditions", []),
-        type="Ready",
-        status=True,
+        Health.READY,
         reason="RunsCounted",
         message=f"{counts['total']} runs",
         generation=generation,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.api import documents, model, schemas
-from pipesync.controllers.conditions import set_condition
+from pipesync.controllers.conditions import Health, set_health
 from pipesync.engine import compiler
 
 #: Versions kept in status; older ones drop off (runs pin theirs in their own status).
@@ -60,10 +60,10 @@ def desired_status(body: Mapping[str, Any], now: str) -> dict[str, Any]:
         shown = "; ".join(found[:_MAX_PROBLEMS_SHOWN])
         more = len(found) - _MAX_PROBLEMS_SHOWN
         message = shown + (f"; and {more} more" if more > 0 else "")
-        status["conditions"] = set_condition(
+        # Stalled: only a change to the spec can fix it (kstatus: Failed, not InProgress).
+        status["conditions"] = set_health(
             status.get("conditions", []),
-            type="Ready",
-            status=False,
+            Health.STALLED,
             reason="InvalidSpec",
             message=message,
             generation=generation,
@@ -89,10 +89,9 @@ def desired_status(body: Mapping[str, Any], now: str) -> dict[str, Any]:
     status["latestVersion"] = version_id
     status["taskCount"] = len(spec.get("tasks", []))
     status["observedGeneration"] = generation
-    status["conditions"] = set_condition(
+    status["conditions"] = set_health(
         status.get("conditions", []),
-        type="Ready",
-        status=True,
+        Health.READY,
         reason="DAGValid",
         message=f"{len(spec.get('tasks', []))} tasks form a valid DAG (version {version_id})",
         generation=generation,

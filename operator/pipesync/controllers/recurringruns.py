@@ -318,16 +318,16 @@ class RecurringRunController:
             desired["nextScheduleTime"] = _iso(next_time)
         status, reason, message = ready
         stamp = times.timestamp(self.clock())
-        ready_now = conditions.set_condition(
+        # Ready=False here (invalid schedule, missing pipeline) waits for a change to the
+        # object or its pipeline: Stalled, so kstatus says Failed instead of InProgress.
+        desired["conditions"] = conditions.set_health(
             current.get("conditions") or [],
-            type="Ready",
-            status=status,
+            conditions.Health.READY if status else conditions.Health.STALLED,
             reason=reason,
             message=message,
             generation=generation,
             now=stamp,
         )
-        desired["conditions"] = _stalled(ready_now, ready, generation, stamp)
         return {k: v for k, v in desired.items() if v is not None}
 
     def _write(
@@ -358,28 +358,6 @@ def _readiness(
     if decision.next_time is None:
         return True, "Ended", "no scheduled time left before endTime"
     return True, "Scheduled", f"next run at {_iso(decision.next_time)}"
-
-
-def _stalled(
-    conditions_now: list[dict[str, Any]],
-    ready: tuple[bool, str, str],
-    generation: int | None,
-    now: str,
-) -> list[dict[str, Any]]:
-    """Stalled=True while it cannot make progress without a change elsewhere (its
-    pipeline is missing), the standard condition kstatus and Flux read; gone otherwise."""
-    _, reason, message = ready
-    if reason == recurring.PIPELINE_NOT_FOUND:
-        return conditions.set_condition(
-            conditions_now,
-            type="Stalled",
-            status=True,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
-    return [c for c in conditions_now if c.get("type") != "Stalled"]
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pipesync.api import documents, durations, model, times
 from pipesync.api.times import timestamp
 from pipesync.controllers import pipelines, recurringruns
-from pipesync.controllers.conditions import same_status, set_condition
+from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
 from pipesync.engine import compiler, layout, limits, params, planner
 from pipesync.engine.compiler import CompiledPipeline
@@ -506,22 +506,23 @@ def _conditions(
     generation: int | None,
     now: float,
 ) -> list[dict[str, Any]]:
+    """Reconciling while the run goes on, Ready once it succeeded, Stalled once it failed
+    or was cancelled: what kstatus (Flux `wait`) and Argo CD read as its health."""
     stamp = timestamp(now)
     if finished is None:
-        return set_condition(
+        return set_health(
             conditions,
-            type="Ready",
-            status=False,
+            Health.PROGRESSING,
             reason=phase,
             message=f"the run is {phase.lower()}",
             generation=generation,
             now=stamp,
         )
-    result = set_condition(
+    succeeded = finished.phase is RunPhase.SUCCEEDED
+    result = set_health(
         conditions,
-        type="Ready",
-        status=True,
-        reason="Finished",
+        Health.READY if succeeded else Health.STALLED,
+        reason=finished.phase.value,
         message=finished.message,
         generation=generation,
         now=stamp,
@@ -529,7 +530,7 @@ def _conditions(
     return set_condition(
         result,
         type="Succeeded",
-        status=finished.phase is RunPhase.SUCCEEDED,
+        status=succeeded,
         reason=finished.phase.value,
         message=finished.message,
         generation=generation,
