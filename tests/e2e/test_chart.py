@@ -1,5 +1,6 @@
 """The Helm chart against the real API server: helm lint, helm template (default values and
-namespaced mode), a server-side dry-run apply of every rendered object, RBAC checked with
+namespaced mode), kubeconform -strict over every render (schemas from the API server's
+OpenAPI), a server-side dry-run apply of every rendered object, RBAC checked with
 `kubectl auth can-i` as the chart's ServiceAccount (R8), and the operator itself running a
 pipeline under nothing but that ServiceAccount's token in namespaced mode.
 
@@ -25,6 +26,7 @@ import yaml
 from tests.e2e.fixtures.binaries import binary
 from tests.e2e.fixtures.controlplane import Cluster, ManagedProcess
 from tests.e2e.fixtures.gitserver import GitServer
+from tests.e2e.fixtures.kubeschemas import write_schemas
 from tests.e2e.fixtures.operator import REPO, Operator, operator_command
 from tests.e2e.fixtures.processes import free_port
 from tests.e2e.fixtures.prometheus import PrometheusServer
@@ -153,6 +155,78 @@ def test_the_chart_crds_are_the_repository_crds() -> None:
     assert sorted(rendered, key=lambda o: o["metadata"]["name"]) == sorted(
         committed, key=lambda o: o["metadata"]["name"]
     )
+
+
+# Every optional object the chart can render, on: kubeconform must see each template.
+ALL_FEATURES = (
+    "networkPolicy.enabled=true",
+    "networkPolicy.allowNamespaces={monitoring}",
+    "networkPolicy.extraFrom[0].ipBlock.cidr=192.30.252.0/22",
+    "serviceMonitor.enabled=true",
+    "podMonitor.enabled=true",
+    "dashboards.enabled=true",
+    "podDisruptionBudget.enabled=true",
+    "replicaCount=2",
+    "leaderElection.enabled=true",
+    "ui.enabled=true",
+)
+# The Prometheus Operator's CRDs are not installed in the e2e API server, so there is no
+# schema to check ServiceMonitor/PodMonitor against; only these kinds are skipped.
+NO_SCHEMA_KINDS = {"ServiceMonitor", "PodMonitor"}
+
+
+def kubeconform(schemas: pathlib.Path, render_file: pathlib.Path) -> dict[str, Any]:
+    """Runs `kubeconform -strict -summary` offline; returns its JSON report."""
+    result = subprocess.run(
+        [
+            str(binary("kubeconform")),
+            *("-strict", "-summary", "-output", "json"),
+            *("-schema-location", str(schemas / "{{ .ResourceKind }}{{ .KindSuffix }}.json")),
+            *("-skip", ",".join(sorted(NO_SCHEMA_KINDS))),
+            str(render_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"kubeconform:\n{result.stdout}\n{result.stderr}"
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ALL_FEATURES, ("watchNamespaces={team-a,team-b}",)],
+    ids=["defaults", "all-features", "namespaced"],
+)
+def test_kubeconform_finds_every_rendered_object_valid(
+    cluster: Cluster, tmp_path: pathlib.Path, values: tuple[str, ...]
+) -> None:
+    # helm's own text, not a re-dump: -strict also rejects duplicate keys in it.
+    text = helm(
+        "template", "r", str(CHART), "--namespace", "x", "--include-crds",
+        *(arg for value in values for arg in ("--set", value)),
+    )  # fmt: skip
+    objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    render_file = tmp_path / "render.yaml"
+    render_file.write_text(text)
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    missing = write_schemas(cluster, schemas, {(o["apiVersion"], o["kind"]) for o in objects})
+    assert {kind for _, kind in missing} <= NO_SCHEMA_KINDS, missing
+    skipped = [o for o in objects if o["kind"] in NO_SCHEMA_KINDS]
+    summary = kubeconform(schemas, render_file)["summary"]
+    assert summary == {
+        "valid": len(objects) - len(skipped),
+        "invalid": 0,
+        "errors": 0,
+        "skipped": len(skipped),
+    }
+    if values == ALL_FEATURES:
+        assert {"NetworkPolicy", "PodDisruptionBudget", *NO_SCHEMA_KINDS} <= {
+            o["kind"] for o in objects
+        }
 
 
 @pytest.mark.parametrize("mode", ["cluster", "namespaced"])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the binaries the e2e suite runs (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, helm) from their Go modules, pinned by the wrapper modules
+# kube-scheduler, kubectl, helm, kubeconform) from their Go modules, pinned by the wrapper modules
 # under tests/e2e/tools/go/, into a cache directory outside the repository.
 #
 # Why: the e2e tests need a real API server, etcd, garbage collector and scheduler, and
@@ -39,6 +39,7 @@ declare -A group_bins=(
   [kubernetes]="kube-apiserver kube-controller-manager kube-scheduler kubectl"
   [etcd]="etcd"
   [helm]="helm"
+  [kubeconform]="kubeconform"   # validates the chart's renders (test_chart.py)
 )
 
 log() { printf 'build-binaries: %s\n' "$*" >&2; }
@@ -99,6 +100,8 @@ ldflags_for() {
     helm)
       v="$(module_version helm helm.sh/helm/v4)"
       echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
+    kubeconform)
+      echo "-s -w -X main.version=$(module_version kubeconform github.com/yannh/kubeconform)" ;;
   esac
 }
 
@@ -106,6 +109,7 @@ package_of() {  # the Go package that builds a binary
   case "$1" in
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     helm) echo helm.sh/helm/v4/cmd/helm ;;
+    kubeconform) echo github.com/yannh/kubeconform/cmd/kubeconform ;;
     *) echo "k8s.io/kubernetes/cmd/$1" ;;
   esac
 }
@@ -145,7 +149,7 @@ main() {
     return
   fi
   mkdir -p "$bin"
-  for group in etcd kubernetes helm; do
+  for group in etcd kubernetes helm kubeconform; do
     need="$(missing_in "$group")"
     if [[ -n "$need" ]]; then
       # shellcheck disable=SC2086  # word splitting of the name list is intended
