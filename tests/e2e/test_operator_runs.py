@@ -56,7 +56,7 @@ metadata: {name: flaky}
 spec:
   tasks:
     - name: fails
-      retry: {limit: 2, backoff: 1s}
+      retry: {limit: 2}  # backoff 0: each retry starts in the pass that saw the failure
       command: [sh, -c, "echo boom >&2; exit 3"]
     - name: after
       dependsOn: [fails]
@@ -193,8 +193,12 @@ def test_a_failing_task_is_retried_then_the_run_fails_after_onExit(
         "-o",
         "json",
     ).stdout
-    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    items = json.loads(events)["items"]
+    reasons = {e["reason"] for e in items}
     assert {"TaskFailed", "TaskRetried"} <= reasons
+    # one TaskFailed per failed attempt: the retried ones and the last
+    failed = [e for e in items if e["reason"] == "TaskFailed" and e["message"].startswith("fails:")]
+    assert len(failed) == 3, [(e["reason"], e["message"]) for e in items]
 
 
 def test_an_experiment_counts_its_runs_by_phase(

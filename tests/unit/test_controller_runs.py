@@ -224,3 +224,50 @@ def test_a_running_run_has_no_duration_to_freeze_a_finished_one_has() -> None:
     done = planner.Decision(finished=planner.Outcome(RunPhase.SUCCEEDED, "all tasks succeeded"))
     finished = runs.summarise({**RUN, "status": running}, pin, nodes, done, started=0.0, now=75.0)
     assert finished["duration"] == "1m15s"
+
+
+def test_every_failed_attempt_is_told_once_also_when_its_retry_starts_at_once() -> None:
+    # backoff 0 (the default): the pass that sees attempt 1 fail launches attempt 2, and
+    # the planner's transition replaced the failure before the Events were chosen.
+    pin = pinned("tasks: [{name: a, image: busybox, command: [x], retry: {limit: 1}}]")
+    controller = runs.RunController(
+        cast(Any, CreatedPods()), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
+    )
+    context = planner.RunContext("r", "ns", {})
+    run: dict[str, Any] = dict(RUN)
+    told: list[tuple[str, str]] = []
+
+    def one_pass(observed: dict[Any, NodeState], now: float) -> None:
+        nonlocal run
+        decision = planner.plan(pin.compiled, observed, context, now)
+        nodes = dict(observed)
+        for transition in decision.transitions:
+            nodes[transition.key] = transition.state
+        events = controller._act(run, pin, decision, nodes, {}, waiting={}, observed=observed)
+        told.extend((reason, message) for _, reason, message in events)
+        status = runs.summarise(run, pin, nodes, decision, started=0.0, now=now)
+        run = {**RUN, "status": status}
+
+    def failed(attempt: int) -> NodeState:
+        return NodeState(
+            Phase.FAILED, attempts=attempt, failure=FailureKind.FAILED, message=f"exit {attempt}"
+        )
+
+    one_pass({}, 0.0)
+    one_pass({(0, TASK): NodeState(Phase.RUNNING, attempts=1)}, 1.0)
+    one_pass({(0, TASK): failed(1)}, 2.0)
+    one_pass({(0, TASK): NodeState(Phase.RUNNING, attempts=2)}, 3.0)
+    one_pass({(0, TASK): failed(2)}, 4.0)
+    one_pass({(0, TASK): failed(2)}, 5.0)  # a later pass: nothing new to tell
+    assert told == [
+        ("TaskFailed", "a: exit 1"),
+        ("TaskRetried", "a: attempt 2"),
+        ("TaskFailed", "a: exit 2"),
+    ]
+
+
+class CreatedPods:
+    """A Kube that accepts every pod."""
+
+    def create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
+        del namespace, pod

@@ -146,10 +146,13 @@ class RunController:
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
         )
+        observed = dict(nodes)
         for transition in decision.transitions:
             nodes[transition.key] = transition.state
         waiting = _waiting(nodes, pods_by_key)
-        events = self._act(run, pinned, decision, nodes, pods_by_key, waiting=waiting)
+        events = self._act(
+            run, pinned, decision, nodes, pods_by_key, waiting=waiting, observed=observed
+        )
         new_status = summarise(
             run, pinned, nodes, decision, started=started, now=now, waiting=waiting
         )
@@ -349,7 +352,11 @@ class RunController:
         pods_by_key: Mapping[NodeKey, Mapping[str, Any]],
         *,
         waiting: Mapping[NodeKey, str],
+        observed: Mapping[NodeKey, NodeState] | None = None,
     ) -> tuple[tuple[str, str, str], ...]:
+        """Launch and stop pods; the Events to tell. `observed`: the states read from the
+        pods, before the planner's transitions (a retry launched at once replaces the
+        failed attempt in `nodes`, but that failure is still news)."""
         metadata = run["metadata"]
         info = pods.RunInfo(
             name=metadata["name"],
@@ -362,6 +369,18 @@ class RunController:
         )
         collected = _collected(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
+        reported = (run.get("status") or {}).get("tasks") or {}
+        for key, state in _failures(nodes, observed or {}).items():
+            name = _node_name(pinned.compiled, key)
+            before = reported.get(name) or {}
+            # An event per failed attempt, not per pass: status remembers what was told,
+            # or has moved on to a later attempt (a pod watch lagging behind a retry).
+            told_attempts = before.get("attempts") or 0
+            if told_attempts > state.attempts or (
+                before.get("phase") == Phase.FAILED.value and told_attempts == state.attempts
+            ):
+                continue
+            events.append(("Warning", "TaskFailed", f"{name}: {state.message}"[:1000]))
         for launch in decision.launches:
             pod = pods.build_pod(
                 launch,
@@ -378,18 +397,6 @@ class RunController:
             stopping = pods_by_key.get(key)
             if stopping is not None:
                 self.kube.delete_pod(metadata["namespace"], stopping["metadata"]["name"])
-        reported = (run.get("status") or {}).get("tasks") or {}
-        for key, state in nodes.items():
-            if key[1] != TASK or state.phase is not Phase.FAILED:
-                continue
-            name = _node_name(pinned.compiled, key)
-            before = reported.get(name) or {}
-            # An event per failed attempt, not per pass: status remembers what was told.
-            if (
-                before.get("phase") != Phase.FAILED.value
-                or before.get("attempts") != state.attempts
-            ):
-                events.append(("Warning", "TaskFailed", f"{name}: {state.message}"[:1000]))
         for key, reason in waiting.items():
             name = _node_name(pinned.compiled, key)
             before = reported.get(name) or {}
@@ -510,6 +517,19 @@ def summarise(
         status.get("conditions", []), phase, finished, generation, now, message=message
     )
     return status
+
+
+def _failures(
+    nodes: Mapping[NodeKey, NodeState], observed: Mapping[NodeKey, NodeState]
+) -> dict[NodeKey, NodeState]:
+    """Each task's failed attempt seen this pass, whether or not a retry followed at once."""
+    found: dict[NodeKey, NodeState] = {}
+    for key in {*nodes, *observed}:
+        for state in (nodes.get(key), observed.get(key)):
+            if key[1] == TASK and state is not None and state.phase is Phase.FAILED:
+                found[key] = state
+                break
+    return found
 
 
 def _waiting(
