@@ -162,7 +162,18 @@ KINDS: tuple[Kind, ...] = (
             Column("Phase", "string", ".status.phase", "The run's phase."),
             Column("Progress", "string", ".status.progress", "Finished tasks / all tasks."),
             Column("Started", "date", ".status.startedAt", "When the run started."),
-            Column("Duration", "string", ".status.duration", "How long the run took so far."),
+            Column(
+                "Duration",
+                "string",
+                ".status.duration",
+                "How long the run took; empty while it runs (STARTED shows since when).",
+            ),
+            Column(
+                "Message",
+                "string",
+                ".status.message",
+                "What the run waits for, e.g. a task the scheduler cannot place.",
+            ),
             Column(
                 "Age",
                 "date",

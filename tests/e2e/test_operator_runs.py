@@ -56,7 +56,7 @@ metadata: {name: flaky}
 spec:
   tasks:
     - name: fails
-      retry: {limit: 2, backoff: 1s}
+      retry: {limit: 2}  # backoff 0: each retry starts in the pass that saw the failure
       command: [sh, -c, "echo boom >&2; exit 3"]
     - name: after
       dependsOn: [fails]
@@ -193,8 +193,12 @@ def test_a_failing_task_is_retried_then_the_run_fails_after_onExit(
         "-o",
         "json",
     ).stdout
-    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    items = json.loads(events)["items"]
+    reasons = {e["reason"] for e in items}
     assert {"TaskFailed", "TaskRetried"} <= reasons
+    # one TaskFailed per failed attempt: the retried ones and the last
+    failed = [e for e in items if e["reason"] == "TaskFailed" and e["message"].startswith("fails:")]
+    assert len(failed) == 3, [(e["reason"], e["message"]) for e in items]
 
 
 def test_an_experiment_counts_its_runs_by_phase(
@@ -375,3 +379,79 @@ def test_the_runs_service_account_is_used_and_control_plane_tolerations_are_refu
     assert reasons["Succeeded"]["reason"] == "NotAllowed", reasons
     assert "control-plane" in reasons["Succeeded"]["message"]
     assert pods_of(cluster, namespace, "sneaky") == []
+
+
+GREEDY = """
+apiVersion: pipesync.io/v1alpha1
+kind: Pipeline
+metadata: {name: greedy}
+spec:
+  tasks:
+    - name: train
+      pool: gpu
+      resources: {gpu: 4}
+      command: [sh, -c, "echo never placed"]
+"""
+
+
+def test_an_unschedulable_task_is_pending_with_the_schedulers_reason_and_one_event(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    # gpu-1 has 2 GPUs: the scheduler can never place a pod asking for 4.
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=GREEDY)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/greedy", "-n", namespace, "--timeout=60s"
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("greedy-1", "greedy"))
+    deadline = time.monotonic() + 90
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = json.loads(
+            cluster.kubectl("get", "run", "greedy-1", "-n", namespace, "-o", "json").stdout
+        )
+        status = run.get("status", {})
+        if status.get("tasks", {}).get("train", {}).get("phase") == "Pending" and status.get(
+            "message"
+        ):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError((json.dumps(status, indent=1), operator.log()))
+    task = status["tasks"]["train"]
+    assert "Insufficient nvidia.com/gpu" in task["message"], task
+    assert "task train cannot be scheduled" in status["message"]
+    reconciling = {c["type"]: c for c in status["conditions"]}["Reconciling"]
+    assert reconciling["reason"] == "TaskUnschedulable"
+    assert "Insufficient nvidia.com/gpu" in reconciling["message"]
+
+    table = cluster.kubectl("get", "runs", "-n", namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert "MESSAGE" in header and "Insufficient nvidia.com/gpu" in row, table
+    assert "0.0s" not in row, table  # no duration frozen at the first pass
+
+    # Passes go on (cancel, resyncs); the Event is told once per pod, not per pass.
+    time.sleep(5)
+    events = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=greedy-1,reason=TaskUnschedulable",
+        "-o",
+        "json",
+    ).stdout
+    items = json.loads(events)["items"]
+    assert len(items) == 1 and items[0].get("count", 1) == 1, items
+    assert "Insufficient nvidia.com/gpu" in items[0]["message"]
+    cluster.kubectl(
+        "patch",
+        "run",
+        "greedy-1",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"cancel": true}}',
+    )
+    assert wait_finished(cluster, namespace, "greedy-1")["status"]["phase"] == "Cancelled"

@@ -166,3 +166,108 @@ def test_a_running_run_is_reconciling_a_succeeded_one_ready_a_cancelled_one_stal
     stop = planner.Decision(finished=planner.Outcome(RunPhase.CANCELLED, "cancelled"))
     cancelled = runs.summarise(RUN, pin, nodes, stop, started=0.0, now=2.0)
     assert health(cancelled) == ("False", "False", "True")
+
+
+def test_a_task_the_scheduler_cannot_place_is_pending_with_its_reason_told_once() -> None:
+    pin = pinned("tasks: [{name: a, command: [x]}, {name: b, command: [x]}]")
+    nodes = {
+        (0, TASK): NodeState(Phase.RUNNING, attempts=1),
+        (1, TASK): NodeState(Phase.RUNNING, attempts=1),
+    }
+    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+    reason = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    unplaced = {"status": {"phase": "Pending", "conditions": [{**scheduled, "message": reason}]}}
+    placed = {"status": {"phase": "Running"}}
+    waiting = runs._waiting(nodes, {(0, TASK): unplaced, (1, TASK): placed})
+    assert waiting == {(0, TASK): f"Unschedulable: {reason}"}
+    status = runs.summarise(
+        RUN, pin, nodes, planner.Decision(), started=0.0, now=1.0, waiting=waiting
+    )
+    assert status["tasks"]["a"] == {
+        "phase": "Pending",
+        "attempts": 1,
+        "message": f"Unschedulable: {reason}",
+    }
+    assert status["tasks"]["b"]["phase"] == "Running"
+    assert status["taskCounts"]["pending"] == 1 and status["taskCounts"]["running"] == 1
+    assert status["message"] == f"task a cannot be scheduled: Unschedulable: {reason}"
+    reconciling = {c["type"]: c for c in status["conditions"]}["Reconciling"]
+    assert reconciling["status"] == "True" and reconciling["reason"] == "TaskUnschedulable"
+    assert reason in reconciling["message"]
+
+    controller = runs.RunController(
+        cast(Any, None), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
+    )
+
+    def events(run: dict[str, Any]) -> list[tuple[str, str, str]]:
+        told = controller._act(run, pin, planner.Decision(), nodes, {}, waiting=waiting)
+        return [e for e in told if e[1] == "TaskUnschedulable"]
+
+    assert events(RUN) == [("Warning", "TaskUnschedulable", f"a: Unschedulable: {reason}")]
+    # the next pass reads what this one wrote: no second Event for the same pod
+    assert events({**RUN, "status": status}) == []
+    placed_later = runs.summarise(
+        {**RUN, "status": status}, pin, nodes, planner.Decision(), started=0.0, now=2.0
+    )
+    assert "message" not in placed_later
+    assert placed_later["tasks"]["a"]["phase"] == "Running"
+
+
+def test_a_running_run_has_no_duration_to_freeze_a_finished_one_has() -> None:
+    # Passes that only move the clock write nothing, so a running duration froze at 0.0s.
+    pin = pinned("tasks: [{name: a, command: [x]}]")
+    nodes = {(0, TASK): NodeState(Phase.RUNNING, attempts=1)}
+    earlier: dict[str, Any] = {**RUN, "status": {"duration": "0.0s"}}
+    running = runs.summarise(earlier, pin, nodes, planner.Decision(), started=0.0, now=5.0)
+    assert "duration" not in running
+    assert running["startedAt"] == "1970-01-01T00:00:00Z"
+    done = planner.Decision(finished=planner.Outcome(RunPhase.SUCCEEDED, "all tasks succeeded"))
+    finished = runs.summarise({**RUN, "status": running}, pin, nodes, done, started=0.0, now=75.0)
+    assert finished["duration"] == "1m15s"
+
+
+def test_every_failed_attempt_is_told_once_also_when_its_retry_starts_at_once() -> None:
+    # backoff 0 (the default): the pass that sees attempt 1 fail launches attempt 2, and
+    # the planner's transition replaced the failure before the Events were chosen.
+    pin = pinned("tasks: [{name: a, image: busybox, command: [x], retry: {limit: 1}}]")
+    controller = runs.RunController(
+        cast(Any, CreatedPods()), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
+    )
+    context = planner.RunContext("r", "ns", {})
+    run: dict[str, Any] = dict(RUN)
+    told: list[tuple[str, str]] = []
+
+    def one_pass(observed: dict[Any, NodeState], now: float) -> None:
+        nonlocal run
+        decision = planner.plan(pin.compiled, observed, context, now)
+        nodes = dict(observed)
+        for transition in decision.transitions:
+            nodes[transition.key] = transition.state
+        events = controller._act(run, pin, decision, nodes, {}, waiting={}, observed=observed)
+        told.extend((reason, message) for _, reason, message in events)
+        status = runs.summarise(run, pin, nodes, decision, started=0.0, now=now)
+        run = {**RUN, "status": status}
+
+    def failed(attempt: int) -> NodeState:
+        return NodeState(
+            Phase.FAILED, attempts=attempt, failure=FailureKind.FAILED, message=f"exit {attempt}"
+        )
+
+    one_pass({}, 0.0)
+    one_pass({(0, TASK): NodeState(Phase.RUNNING, attempts=1)}, 1.0)
+    one_pass({(0, TASK): failed(1)}, 2.0)
+    one_pass({(0, TASK): NodeState(Phase.RUNNING, attempts=2)}, 3.0)
+    one_pass({(0, TASK): failed(2)}, 4.0)
+    one_pass({(0, TASK): failed(2)}, 5.0)  # a later pass: nothing new to tell
+    assert told == [
+        ("TaskFailed", "a: exit 1"),
+        ("TaskRetried", "a: attempt 2"),
+        ("TaskFailed", "a: exit 2"),
+    ]
+
+
+class CreatedPods:
+    """A Kube that accepts every pod."""
+
+    def create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
+        del namespace, pod

@@ -303,7 +303,7 @@ def test_contract_printer_columns() -> None:
         for p in CRDS
     }
     # Issue 4: `kubectl get runs` shows NAME, PIPELINE, EXPERIMENT, PHASE, PROGRESS,
-    # STARTED, DURATION (AGE with -o wide).
+    # STARTED, DURATION (AGE with -o wide), and MESSAGE: what a waiting run waits for.
     assert list(columns["Run"]) == [
         "Pipeline",
         "Experiment",
@@ -311,6 +311,7 @@ def test_contract_printer_columns() -> None:
         "Progress",
         "Started",
         "Duration",
+        "Message",
     ]
     assert columns["Run"]["Pipeline"] == ".spec.pipelineRef.name"
     assert columns["RecurringRun"]["Active"] == ".status.activeCount"

@@ -17,7 +17,7 @@ from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, Phase
 from pipesync.runtime import pods
 from pipesync.runtime.pods import PodSettings, RunInfo, S3Settings
-from pipesync.runtime.podstate import node_from_pod, sidecar_report
+from pipesync.runtime.podstate import node_from_pod, sidecar_report, unschedulable
 from tests.unit.pipelines import compile_yaml
 
 JSON = dict[str, Any]
@@ -387,3 +387,26 @@ def test_sidecar_report_parsing() -> None:
     assert dict(parsed.parameters) == {"a": "1", "n": "2"}
     assert parsed.uploaded == 3
     assert parsed.readable
+
+
+UNSCHEDULABLE = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "Unschedulable",
+    "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+}
+
+
+def test_an_unplaced_pod_waits_with_the_schedulers_reason() -> None:
+    pod = base_pod()
+    pod["status"] = {"phase": "Pending", "conditions": [UNSCHEDULABLE]}
+    assert unschedulable(pod) == (
+        "Unschedulable: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    )
+    # still launched for the planner: it must not be created again or counted as failed
+    observed = node_from_pod(pod, now=ts(START) + 3600)
+    assert observed is not None and observed[1].phase is Phase.RUNNING
+    placed = copy.deepcopy(pod)
+    placed["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
+    assert unschedulable(placed) == ""
+    assert unschedulable(base_pod()) == ""

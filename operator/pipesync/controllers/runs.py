@@ -146,10 +146,16 @@ class RunController:
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
         )
+        observed = dict(nodes)
         for transition in decision.transitions:
             nodes[transition.key] = transition.state
-        events = self._act(run, pinned, decision, nodes, pods_by_key)
-        new_status = summarise(run, pinned, nodes, decision, started=started, now=now)
+        waiting = _waiting(nodes, pods_by_key)
+        events = self._act(
+            run, pinned, decision, nodes, pods_by_key, waiting=waiting, observed=observed
+        )
+        new_status = summarise(
+            run, pinned, nodes, decision, started=started, now=now, waiting=waiting
+        )
         self._write(run, new_status)
         self._tell(
             PassReport(
@@ -344,7 +350,13 @@ class RunController:
         decision: planner.Decision,
         nodes: Mapping[NodeKey, NodeState],
         pods_by_key: Mapping[NodeKey, Mapping[str, Any]],
+        *,
+        waiting: Mapping[NodeKey, str],
+        observed: Mapping[NodeKey, NodeState] | None = None,
     ) -> tuple[tuple[str, str, str], ...]:
+        """Launch and stop pods; the Events to tell. `observed`: the states read from the
+        pods, before the planner's transitions (a retry launched at once replaces the
+        failed attempt in `nodes`, but that failure is still news)."""
         metadata = run["metadata"]
         info = pods.RunInfo(
             name=metadata["name"],
@@ -357,6 +369,18 @@ class RunController:
         )
         collected = _collected(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
+        reported = (run.get("status") or {}).get("tasks") or {}
+        for key, state in _failures(nodes, observed or {}).items():
+            name = _node_name(pinned.compiled, key)
+            before = reported.get(name) or {}
+            # An event per failed attempt, not per pass: status remembers what was told,
+            # or has moved on to a later attempt (a pod watch lagging behind a retry).
+            told_attempts = before.get("attempts") or 0
+            if told_attempts > state.attempts or (
+                before.get("phase") == Phase.FAILED.value and told_attempts == state.attempts
+            ):
+                continue
+            events.append(("Warning", "TaskFailed", f"{name}: {state.message}"[:1000]))
         for launch in decision.launches:
             pod = pods.build_pod(
                 launch,
@@ -373,18 +397,18 @@ class RunController:
             stopping = pods_by_key.get(key)
             if stopping is not None:
                 self.kube.delete_pod(metadata["namespace"], stopping["metadata"]["name"])
-        reported = (run.get("status") or {}).get("tasks") or {}
-        for key, state in nodes.items():
-            if key[1] != TASK or state.phase is not Phase.FAILED:
-                continue
+        for key, reason in waiting.items():
             name = _node_name(pinned.compiled, key)
             before = reported.get(name) or {}
-            # An event per failed attempt, not per pass: status remembers what was told.
-            if (
-                before.get("phase") != Phase.FAILED.value
-                or before.get("attempts") != state.attempts
-            ):
-                events.append(("Warning", "TaskFailed", f"{name}: {state.message}"[:1000]))
+            # Once per pod: the status written last pass already says it waits (a changed
+            # count of free nodes in the scheduler's message is no news).
+            told = (
+                before.get("phase") == Phase.PENDING.value
+                and before.get("attempts") == nodes[key].attempts
+                and before.get("message")
+            )
+            if not told:
+                events.append(("Warning", "TaskUnschedulable", f"{name}: {reason}"[:1000]))
         return tuple(events)
 
     def _write(self, run: Mapping[str, Any], status: Mapping[str, Any]) -> None:
@@ -405,8 +429,13 @@ def summarise(
     *,
     started: float,
     now: float,
+    waiting: Mapping[NodeKey, str] | None = None,
 ) -> dict[str, Any]:
-    """The Run's status after a pass: phase, progress, per-task summary, conditions."""
+    """The Run's status after a pass: phase, progress, per-task summary, conditions.
+
+    `waiting`: launched tasks whose pod the scheduler cannot place yet, with its reason;
+    they show as Pending with that reason, and so does the run's Reconciling condition."""
+    waiting = waiting or {}
     status = dict(run.get("status") or {})
     compiled = pinned.compiled
     generation = run["metadata"].get("generation")
@@ -441,8 +470,13 @@ def summarise(
             Phase.OMITTED: "skipped",
             Phase.CANCELLED: "skipped",
         }[phase_of_task]
+        summary = _task_summary(task, state, nodes)
+        reason = waiting.get((task.index, TASK))
+        if reason:
+            bucket = "pending"
+            summary.update(phase=Phase.PENDING.value, message=reason)
         counts[bucket] += 1
-        tasks[task.name] = _task_summary(task, state, nodes)
+        tasks[task.name] = summary
     done = counts["succeeded"] + counts["failed"] + counts["skipped"]
     if len(tasks) > MAX_TASKS_IN_STATUS:
         tasks = {
@@ -468,11 +502,59 @@ def summarise(
         status["finishedAt"] = timestamp(now)
     if status.get("finishedAt"):
         end = times.instant(status["finishedAt"]) or now
-    status["duration"] = durations.format_seconds(max(end - started, 0.0))
+    if status.get("finishedAt"):
+        status["duration"] = durations.format_seconds(max(end - started, 0.0))
+    else:
+        # Passes that only move the clock write nothing (conditions.same_status), so a
+        # running duration would freeze at its first value: STARTED shows the age instead.
+        status.pop("duration", None)
+    message = _waiting_message(compiled, waiting) if finished is None else ""
+    if message:
+        status["message"] = message
+    else:
+        status.pop("message", None)
     status["conditions"] = _conditions(
-        status.get("conditions", []), phase, finished, generation, now
+        status.get("conditions", []), phase, finished, generation, now, message=message
     )
     return status
+
+
+def _failures(
+    nodes: Mapping[NodeKey, NodeState], observed: Mapping[NodeKey, NodeState]
+) -> dict[NodeKey, NodeState]:
+    """Each task's failed attempt seen this pass, whether or not a retry followed at once."""
+    found: dict[NodeKey, NodeState] = {}
+    for key in {*nodes, *observed}:
+        for state in (nodes.get(key), observed.get(key)):
+            if key[1] == TASK and state is not None and state.phase is Phase.FAILED:
+                found[key] = state
+                break
+    return found
+
+
+def _waiting(
+    nodes: Mapping[NodeKey, NodeState], pods_by_key: Mapping[NodeKey, Mapping[str, Any]]
+) -> dict[NodeKey, str]:
+    """Running tasks whose pod the scheduler has not placed, with the scheduler's reason."""
+    found: dict[NodeKey, str] = {}
+    for key, pod in pods_by_key.items():
+        state = nodes.get(key)
+        if key[1] != TASK or state is None or state.phase is not Phase.RUNNING:
+            continue
+        reason = podstate.unschedulable(pod)
+        if reason:
+            found[key] = reason
+    return found
+
+
+def _waiting_message(compiled: CompiledPipeline, waiting: Mapping[NodeKey, str]) -> str:
+    """One line for `kubectl get runs`: the first waiting task and how many more."""
+    if not waiting:
+        return ""
+    key = min(waiting)
+    more = len(waiting) - 1
+    text = f"task {_node_name(compiled, key)} cannot be scheduled: {waiting[key]}"
+    return text + (f" (and {more} more task(s))" if more else "")
 
 
 def _task_summary(
@@ -505,6 +587,8 @@ def _conditions(
     finished: planner.Outcome | None,
     generation: int | None,
     now: float,
+    *,
+    message: str = "",
 ) -> list[dict[str, Any]]:
     """Reconciling while the run goes on, Ready once it succeeded, Stalled once it failed
     or was cancelled: what kstatus (Flux `wait`) and Argo CD read as its health."""
@@ -513,8 +597,8 @@ def _conditions(
         return set_health(
             conditions,
             Health.PROGRESSING,
-            reason=phase,
-            message=f"the run is {phase.lower()}",
+            reason="TaskUnschedulable" if message else phase,
+            message=message or f"the run is {phase.lower()}",
             generation=generation,
             now=stamp,
         )

@@ -78,6 +78,22 @@ def node_from_pod(
     return key, _state(pod, attempts, now, stuck_seconds)
 
 
+def unschedulable(pod: JSON) -> str:
+    """The scheduler's reason a pod still waits for a node, e.g. "0/2 nodes are available:
+    2 Insufficient nvidia.com/gpu"; "" once it is placed or when the scheduler has not
+    said. Kept apart from the node's state: the task is not failing, it waits, and the
+    planner must keep counting it as launched."""
+    status = pod.get("status") or {}
+    if status.get("phase", "Pending") != "Pending":
+        return ""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = str(condition.get("reason") or "Unschedulable")
+            detail = str(condition.get("message") or "").strip()
+            return _short(f"{reason}: {detail}" if detail else reason)
+    return ""
+
+
 def sidecar_report(pod: JSON) -> SidecarReport | None:
     """The sidecar's report once it has terminated; None before, or if it wrote nothing."""
     terminated = _terminated(_container_status(pod, OUTPUTS_CONTAINER))
