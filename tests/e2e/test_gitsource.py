@@ -11,6 +11,7 @@ interval; the annotation's echo in status.lastHandledReconcileAt says the pass r
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -501,3 +502,40 @@ def test_interval_polling_picks_up_a_push(
     assert "lastHandledReconcileAt" not in source["status"]
     a = get(cluster, namespace, "pipeline", "a")
     assert a is not None and a["spec"]["tasks"][0]["command"] == ["echo", "v2"]
+
+
+def test_a_planted_archive_is_replaced_and_its_digest_recorded(
+    cluster: Cluster, operator: Operator, git_server: GitServer, namespace: str, s3: Any
+) -> None:
+    """Another tenant wrote the archive key of a commit before the sync: the operator does
+    not trust what is there, uploads the real tree and records its digest on the Pipeline,
+    so the run executes the repository's code and not the planted one."""
+    repo = Repo(git_server, f"{namespace}-planted")
+    commit = repo.push(
+        pipelines__said_yaml="""\
+            apiVersion: pipesync.io/v1alpha1
+            kind: Pipeline
+            metadata: {name: said}
+            spec:
+              trigger: {onChange: true}
+              tasks:
+                - name: say
+                  command: [sh, -c, 'cat steps/message.txt > "$0"', "{{outputs.parameters.said}}"]
+                  outputs: {parameters: [said]}
+            """,
+        steps__message_txt="the repository's code",
+    )
+    key = layout.source_archive_key(namespace, "repo", commit)
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"planted by another tenant")
+    create_source(cluster, namespace, repo.remote.file_url)
+    wait_source(cluster, namespace, applied(commit), operator)
+    stored = s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
+    assert stored != b"planted by another tenant"
+    pipeline = get(cluster, namespace, "pipeline", "said")
+    assert pipeline is not None
+    recorded = pipeline["metadata"]["annotations"]["pipesync.io/archive-sha256"]
+    assert recorded == hashlib.sha256(stored).hexdigest()
+    run = wait_finished(cluster, namespace, f"said-{commit[:10]}")
+    assert run["status"]["phase"] == "Succeeded", (run["status"], operator.log())
+    assert run["status"]["tasks"]["say"]["outputs"]["said"] == "the repository's code"
+    assert run["status"]["pipeline"]["archiveSha256"] == recorded

@@ -4,6 +4,7 @@ test, so this proves the pod side on its own) and start in <tree>/<source path>.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -103,3 +104,38 @@ def test_a_missing_archive_fails_the_task_with_its_key(
     assert status["phase"] == "Failed"
     message = status["tasks"]["read-repo"]["message"]
     assert f"sources/ml-repo/{'0' * 40}.tar.gz" in message, message
+
+
+def test_a_replaced_archive_is_refused_before_it_runs(
+    cluster: Cluster, operator: Operator, namespace: str, s3: Any
+) -> None:
+    """Someone else who can write the key (another tenant) replaced the archive after the
+    operator recorded its digest: the task fails instead of running the planted code."""
+    recorded = repository_archive({"project/steps/message.txt": b"the real tree\n"})
+    planted = repository_archive({"project/steps/message.txt": b"planted\n"})
+    commit = "d00d" * 10
+    key = layout.source_archive_key(namespace, "ml-repo", commit)
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=planted)
+    pipeline = (
+        PIPELINE.replace(COMMIT, commit)
+        .replace("from-git", "pinned-digest")
+        .replace(
+            "    pipesync.io/source-path: project\n",
+            "    pipesync.io/source-path: project\n"
+            f'    pipesync.io/archive-sha256: "{hashlib.sha256(recorded).hexdigest()}"\n',
+        )
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=pipeline)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", "pipeline/pinned-digest", "-n", namespace, "--timeout=60s"
+    )
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=run_document("ws-3", "pinned-digest")
+    )
+    status = wait_finished(cluster, namespace, "ws-3")["status"]
+    assert status["phase"] == "Failed", (json.dumps(status, indent=1), operator.log())
+    assert status["pipeline"]["archiveSha256"] == hashlib.sha256(recorded).hexdigest()
+    message = status["tasks"]["read-repo"]["message"]
+    assert f"repository archive {key} does not match the digest the operator recorded" in message, (
+        message
+    )

@@ -577,3 +577,29 @@ def test_absolute_names_land_inside_the_workspace(store: LocalStore, tmp_path: P
 def test_a_missing_archive_is_named(store: LocalStore, tmp_path: Path) -> None:
     with pytest.raises(agent.AgentError, match=r"'ns/sources/r/c\.tar\.gz' not found"):
         agent.unpack_workspace(store, "ns/sources/r/c.tar.gz", agent.Layout(tmp_path))
+
+
+def test_an_archive_that_is_not_the_one_the_operator_recorded_is_refused(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    """Another tenant who can write the key replaces the archive: the task must not run it."""
+    recorded = agent.file_sha256(_archive(tmp_path, [("steps/train.py", b"print('ok')\n", None)]))
+    tampered = _archive(tmp_path, [("steps/train.py", b"import os; os.system('evil')\n", None)])
+    store.put_file("ns/sources/repo/abc.tar.gz", tampered)
+    paths = agent.Layout(tmp_path / "pod")
+    with pytest.raises(
+        agent.AgentError,
+        match=r"^repository archive ns/sources/repo/abc\.tar\.gz does not match the digest "
+        r"the operator recorded: refusing to run it$",
+    ):
+        agent.unpack_workspace(store, "ns/sources/repo/abc.tar.gz", paths, recorded)
+    assert not (paths.workspace / "steps/train.py").exists()
+    assert not (paths.root / ".workspace.tar.gz").exists()
+
+
+def test_the_archive_the_operator_recorded_is_unpacked(store: LocalStore, tmp_path: Path) -> None:
+    archive = _archive(tmp_path, [("steps/train.py", b"print('ok')\n", None)])
+    store.put_file("k.tar.gz", archive)
+    paths = agent.Layout(tmp_path / "pod")
+    assert agent.unpack_workspace(store, "k.tar.gz", paths, agent.file_sha256(archive)) == 1
+    assert (paths.workspace / "steps/train.py").read_bytes() == b"print('ok')\n"

@@ -508,6 +508,13 @@ def test_a_run_from_git_works_in_its_repository_tree(
     assert container(pod, "main")["workingDir"] == working_dir
     fetch = container(pod, "pipesync-inputs")["command"]
     assert fetch[fetch.index("--workspace") + 1] == key
+    assert "--workspace-sha256" not in fetch  # nothing recorded (applied by hand): no check
+
+
+def test_the_recorded_archive_digest_reaches_the_agent() -> None:
+    run = dataclasses.replace(RUN, workspace=pods.Workspace("k.tar.gz", "", sha256="ab" * 32))
+    fetch = container(build("train", run=run), "pipesync-inputs")["command"]
+    assert fetch[fetch.index("--workspace-sha256") + 1] == "ab" * 32
 
 
 @pytest.mark.parametrize("source_path", ["../elsewhere", "ml/../../etc"])

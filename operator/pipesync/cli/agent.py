@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     fetch.add_argument("--get", action="append", default=[], metavar="KEY=PATH")
     fetch.add_argument("--optional", action="append", default=[], metavar="KEY")
     fetch.add_argument("--workspace", default=None, metavar="KEY", help="repository tar.gz")
+    fetch.add_argument(
+        "--workspace-sha256", default="", metavar="HEX", help="the digest the operator recorded"
+    )
     _common(fetch)
     fetch.set_defaults(command=run_fetch)
 
@@ -98,7 +101,9 @@ def run_fetch(options: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         if store is not None and options.workspace is not None:
-            members = agent.unpack_workspace(store, options.workspace, paths)
+            members = agent.unpack_workspace(
+                store, options.workspace, paths, options.workspace_sha256
+            )
             print(f"pipesync agent fetch: workspace of {members} entries", file=sys.stderr)
         result = agent.fetch(store, gets, options.optional) if store else agent.FetchResult()
         agent.prepare_outputs(paths)

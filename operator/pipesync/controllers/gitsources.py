@@ -38,9 +38,11 @@ from pipesync.controllers.kube import (
     RUNS,
     Kube,
 )
+from pipesync.controllers.pipelines import ARCHIVE_DIGEST_ANNOTATION
 from pipesync.engine import layout
 from pipesync.gitops import fetch, snapshot, sync
 from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
+from pipesync.runtime.agent import file_sha256
 from pipesync.runtime.storage import ObjectStore, StoreError
 
 _log = logging.getLogger(__name__)
@@ -237,7 +239,7 @@ class _Pass:
                 )
             )
         try:
-            self._upload_archive(fetched)
+            _stamp_archive_digest(plan, self._upload_archive(fetched))
             inventory, issues, counts = self._apply(plan, read, previous)
         except _Abort as error:
             return self._failed(base, error.reason, str(error))
@@ -332,18 +334,28 @@ class _Pass:
             )
         return ""
 
-    def _upload_archive(self, fetched: fetch.Fetched) -> None:
+    def _upload_archive(self, fetched: fetch.Fetched) -> str:
+        """Upload the tree at the commit for task pods; returns its sha256 ('' without a
+        store). An archive already at the key is trusted only if it is the one built here:
+        whoever else can write the key may have replaced it, so a different one is
+        overwritten, and task pods check the returned digest before unpacking."""
         store = self.owner.store
         if store is None:
-            return
+            return ""
         key = self.owner.archive_key(self.namespace, self.name, fetched.commit)
         try:
-            if store.exists(key):
-                return
             with tempfile.TemporaryDirectory(prefix="pipesync-archive-") as scratch:
                 target = Path(scratch) / "tree.tar.gz"
                 fetch.archive(fetched.repo, fetched.commit, target)
+                digest = file_sha256(target)
+                if store.exists(key):
+                    stored = Path(scratch) / "stored.tar.gz"
+                    store.get_file(key, stored)
+                    if file_sha256(stored) == digest:
+                        return digest
+                    _log.warning("%s: replacing the archive %s, it was not ours", self.name, key)
                 store.put_file(key, target)
+                return digest
         except (StoreError, OSError) as error:
             raise _Abort(
                 "ArchiveFailed", f"uploading the repository archive {key}: {error}"
@@ -506,6 +518,16 @@ class _Pass:
 
     def _result(self, wait: float) -> PassResult:
         return PassResult(wait, self.events, self.writes, self.report)
+
+
+def _stamp_archive_digest(plan: sync.Plan, digest: str) -> None:
+    """Record the archive's digest on every Pipeline applied at this commit: runs pin it
+    with the commit and hand it to their task pods (`agent fetch --workspace-sha256`)."""
+    if not digest:
+        return
+    for item in plan.apply:
+        if item.kind == "Pipeline":
+            item.body["metadata"]["annotations"][ARCHIVE_DIGEST_ANNOTATION] = digest
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

@@ -21,6 +21,9 @@ COMMIT_ANNOTATION = "pipesync.io/commit"
 SOURCE_ANNOTATION = "pipesync.io/source"
 #: The GitSource's path: the repository folder holding pipelines/, the tasks' working dir.
 SOURCE_PATH_ANNOTATION = "pipesync.io/source-path"
+#: The sha256 of the repository archive the GitSource uploaded for this commit: task pods
+#: refuse an archive that differs (someone else with write access to the key replaced it).
+ARCHIVE_DIGEST_ANNOTATION = "pipesync.io/archive-sha256"
 _MAX_PROBLEMS_SHOWN = 5
 
 

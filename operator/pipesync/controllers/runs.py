@@ -275,6 +275,7 @@ class RunController:
             "commit": annotations.get(pipelines.COMMIT_ANNOTATION, ""),
             "source": annotations.get(pipelines.SOURCE_ANNOTATION, ""),
             "path": annotations.get(pipelines.SOURCE_PATH_ANNOTATION, ""),
+            "archiveSha256": annotations.get(pipelines.ARCHIVE_DIGEST_ANNOTATION, ""),
         }
 
     def _observe(
@@ -708,7 +709,11 @@ def _workspace(
     if not source or not commit:
         return None
     key = pods.workspace_key(settings.s3, namespace, source, commit)
-    return pods.Workspace(archive_key=key, directory=pipeline.get("path") or "")
+    return pods.Workspace(
+        archive_key=key,
+        directory=pipeline.get("path") or "",
+        sha256=pipeline.get("archiveSha256") or "",
+    )
 
 
 def pin_owner(config_map: Mapping[str, Any]) -> str | None:

@@ -15,6 +15,7 @@ are tested against a `LocalStore` with a fake clock.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import stat
@@ -132,15 +133,23 @@ def fetch(store: ObjectStore, gets: Sequence[Get], optional: Iterable[str]) -> F
     return result
 
 
-def unpack_workspace(store: ObjectStore, key: str, paths: Layout) -> int:
+def unpack_workspace(store: ObjectStore, key: str, paths: Layout, sha256: str = "") -> int:
     """The repository archive at `key` unpacked into <root>/workspace; returns the number
     of members. tarfile's "data" filter refuses absolute names, `..`, links that point
-    outside, devices and set-uid bits, so an archive cannot write outside the workspace."""
+    outside, devices and set-uid bits, so an archive cannot write outside the workspace.
+    `sha256` is the digest the operator recorded when it uploaded the archive: anyone else
+    who can write the key (another tenant on shared keys) could replace the code this task
+    runs, so a different archive is refused before anything of it is unpacked."""
     archive = paths.root / ".workspace.tar.gz"
     if not store.exists(key):
         raise AgentError(f"repository archive {key!r} not found")
     store.get_file(key, archive)
     try:
+        if sha256 and file_sha256(archive) != sha256:
+            raise AgentError(
+                f"repository archive {key} does not match the digest the operator "
+                "recorded: refusing to run it"
+            )
         with tarfile.open(archive, mode="r:gz") as tar:
             members = tar.getmembers()
             tar.extractall(paths.workspace, filter="data")
@@ -152,6 +161,15 @@ def unpack_workspace(store: ObjectStore, key: str, paths: Layout) -> int:
     for directory, _subdirectories, _files in os.walk(paths.workspace):
         os.chmod(directory, 0o777)  # noqa: S103 - a pod-private emptyDir
     return len(members)
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in chunks (archives can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def prepare_outputs(paths: Layout) -> None:

@@ -131,6 +131,7 @@ class RunInfo:
 class Workspace:
     archive_key: str  # the tar.gz in S3, operator prefix included (see workspace_key)
     directory: str = ""  # the GitSource's path: the folder holding pipelines/
+    sha256: str = ""  # the archive's digest, recorded by the operator when it uploaded it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +352,8 @@ def _inputs_container(
     args = ["agent", "fetch"]
     if run.workspace is not None:
         args += ["--workspace", run.workspace.archive_key]
+        if run.workspace.sha256:
+            args += ["--workspace-sha256", run.workspace.sha256]
     for binding in launch.task.inputs:
         producer_index, artifact = launch.source(binding)
         producer = pipeline.tasks[producer_index]
