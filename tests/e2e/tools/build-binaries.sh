@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the binaries the e2e suite runs (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, helm, kubeconform) from their Go modules, pinned by the wrapper modules
+# kube-scheduler, kubectl, helm, kubeconform, kstatus) from their Go modules, pinned by the wrapper modules
 # under tests/e2e/tools/go/, into a cache directory outside the repository.
 #
 # Why: the e2e tests need a real API server, etcd, garbage collector and scheduler, and
@@ -40,6 +40,7 @@ declare -A group_bins=(
   [etcd]="etcd"
   [helm]="helm"
   [kubeconform]="kubeconform"   # validates the chart's renders (test_chart.py)
+  [kstatus]="kstatus"   # our own checker: kstatus (Flux) + gopher-lua (Argo CD health)
 )
 
 log() { printf 'build-binaries: %s\n' "$*" >&2; }
@@ -53,6 +54,8 @@ stamp_of() {
     echo "flags_revision=$flags_revision"
     "$go" env GOVERSION
     cat "$here/go/$group/go.mod" "$here/go/$group/go.sum"
+    # A group whose wrapper module is itself the program (kstatus) rebuilds on source change.
+    cat "$here/go/$group"/*.go 2>/dev/null || true
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -102,6 +105,7 @@ ldflags_for() {
       echo "-s -w -X helm.sh/helm/v4/internal/version.version=$v -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
     kubeconform)
       echo "-s -w -X main.version=$(module_version kubeconform github.com/yannh/kubeconform)" ;;
+    kstatus) echo "-s -w" ;;
   esac
 }
 
@@ -110,6 +114,7 @@ package_of() {  # the Go package that builds a binary
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     helm) echo helm.sh/helm/v4/cmd/helm ;;
     kubeconform) echo github.com/yannh/kubeconform/cmd/kubeconform ;;
+    kstatus) echo . ;;   # the wrapper module is the program itself
     *) echo "k8s.io/kubernetes/cmd/$1" ;;
   esac
 }
@@ -149,7 +154,7 @@ main() {
     return
   fi
   mkdir -p "$bin"
-  for group in etcd kubernetes helm kubeconform; do
+  for group in etcd kubernetes helm kubeconform kstatus; do
     need="$(missing_in "$group")"
     if [[ -n "$need" ]]; then
       # shellcheck disable=SC2086  # word splitting of the name list is intended
