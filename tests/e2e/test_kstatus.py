@@ -106,11 +106,13 @@ def eventually(
 
 
 def test_a_run_no_controller_has_seen_yet_is_in_progress(
-    cluster: Cluster, crds: None, namespace: str
+    cluster: Cluster, crds: None, solo_namespace: str
 ) -> None:
-    # No operator fixture (and this test runs before the one that starts it): the Run keeps
-    # only what the API server gives it. The CRD defaults status to observedGeneration 0,
-    # which kstatus reads as "the controller has not seen generation 1 yet".
+    # A `solo-*` namespace: the session operator (which another test on this worker may
+    # have started) never watches it, so the Run keeps only what the API server gives it.
+    # The CRD defaults status to observedGeneration 0, which kstatus reads as "the
+    # controller has not seen generation 1 yet".
+    namespace = solo_namespace
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document("fresh", "ok"))
     run = get(cluster, namespace, "run", "fresh")
     assert check(run) == ("InProgress", "Progressing")  # kstatus said Current without it
