@@ -2,7 +2,7 @@
 
 Both are run for real: tests/e2e/tools/go/kstatus pins sigs.k8s.io/cli-utils (kstatus) and
 github.com/yuin/gopher-lua (Argo CD's interpreter) and runs the chart's
-charts/pipesync/argocd/health/<Kind>.lua on the object the API server returns.
+charts/pipesync/argocd/health.lua on the object the API server returns.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.e2e.fixtures.controlplane import Cluster
 from tests.e2e.fixtures.operator import Operator
 from tests.e2e.test_operator_runs import run_document, wait_finished
 
-HEALTH = pathlib.Path(__file__).parents[2] / "charts" / "pipesync" / "argocd" / "health"
+HEALTH = pathlib.Path(__file__).parents[2] / "charts" / "pipesync" / "argocd" / "health.lua"
 
 PIPELINES = """
 apiVersion: pipesync.io/v1alpha1
@@ -77,9 +77,8 @@ def check(obj: dict[str, Any]) -> tuple[str, str]:
     ks = json.loads(
         subprocess.run([tool], input=raw, capture_output=True, text=True, check=True).stdout
     )
-    script = HEALTH / f"{obj['kind']}.lua"
     argo = subprocess.run(
-        [tool, "lua", str(script)], input=raw, capture_output=True, text=True, check=True
+        [tool, "lua", str(HEALTH)], input=raw, capture_output=True, text=True, check=True
     )
     return ks["status"], json.loads(argo.stdout)["status"]
 

@@ -1,7 +1,9 @@
--- Argo CD health check for pipesync.io/Run (argocd-cm key
--- resource.customizations.health.pipesync.io_Run). Reads the same conditions kstatus does
--- (operator/pipesync/controllers/conditions.py set_health): Stalled=True -> Degraded,
--- Reconciling=True or no status for this generation yet -> Progressing, Ready=True -> Healthy.
+-- Argo CD health check for every pipesync.io kind (Run, Pipeline, RecurringRun, Experiment,
+-- GitSource): each is set under its own argocd-cm key
+-- resource.customizations.health.pipesync.io_<Kind>. All kinds write the same conditions
+-- (operator/pipesync/controllers/conditions.py set_health), so one script reads them all,
+-- as kstatus does: Stalled=True -> Degraded, Reconciling=True or no status for this
+-- generation yet -> Progressing, Ready=True -> Healthy.
 local hs = {status = "Progressing", message = "Waiting for the operator"}
 if obj.status == nil or obj.status.conditions == nil then
   return hs
