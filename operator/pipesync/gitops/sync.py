@@ -190,15 +190,11 @@ def plan(  # noqa: PLR0915 -- one rule after the other, each commented
             continue
         namespace = resource.metadata.namespace
         if namespace is not None and namespace != source.namespace:
-            start = resource.source.start
             issues.append(
-                Issue(
-                    file,
-                    start.line,
-                    start.column,
-                    f"{resource.kind.value} {resource.name!r}: metadata.namespace "
-                    f"{namespace!r} is not this source's namespace {source.namespace!r}; a "
-                    "GitSource writes only into its own namespace",
+                _resource_issue(
+                    resource,
+                    f"metadata.namespace {namespace!r} is not this source's namespace "
+                    f"{source.namespace!r}; a GitSource writes only into its own namespace",
                 )
             )
             broken_files.add(file)
@@ -206,13 +202,10 @@ def plan(  # noqa: PLR0915 -- one rule after the other, each commented
         try:
             item = _desired(resource, source)
         except (TypeError, ValueError) as error:  # a value JSON cannot encode: this file only
-            start = resource.source.start
             issues.append(
-                Issue(
-                    file,
-                    start.line,
-                    start.column,
-                    f"{resource.kind.value} {resource.name!r}: cannot be applied "
+                _resource_issue(
+                    resource,
+                    f"cannot be applied "
                     f"({type(error).__name__}: {' '.join(str(error).split())[:200]})",
                 )
             )
@@ -305,6 +298,17 @@ def _canonical(value: Any) -> bytes:
 
 def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _resource_issue(resource: Resource, message: str) -> Issue:
+    """A problem of one resource, at its document's start, named by kind and name."""
+    start = resource.source.start
+    return Issue(
+        resource.source.file,
+        start.line,
+        start.column,
+        f"{resource.kind.value} {resource.name!r}: {message}",
+    )
 
 
 def _ignored(file: str, source: Source) -> bool:
