@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import git
 import pytest
 
 from pipesync.gitops import fetch
@@ -302,3 +303,26 @@ def test_a_cluster_without_file_refuses_local_paths_before_running_git(
     assert fetch.url_transport("git@example.com:ml/repo.git") == "ssh"
     assert fetch.url_transport("example.com:ml/repo") == "ssh"
     assert fetch.url_transport("./host:path") == "file"  # a slash before the colon
+
+
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        # A temporary path or a commit id holding "403" is not an HTTP refusal.
+        (
+            "fatal: '/tmp/pytest-403/popen-gw0/remote.git' does not appear to be a git "
+            "repository\nfatal: Could not read from remote repository.",
+            "FetchFailed",
+        ),
+        ("fatal: couldn't find remote ref main401", "RevisionNotFound"),
+        (
+            "fatal: unable to access 'https://h/r.git/': The requested URL returned error: 403",
+            "AuthenticationFailed",
+        ),
+        ("fatal: Authentication failed for 'https://h/r.git/'", "AuthenticationFailed"),
+        ("git@h: Permission denied (publickey).", "AuthenticationFailed"),
+    ],
+)
+def test_a_fetch_failure_is_named_from_gits_wording_only(stderr: str, reason: str) -> None:
+    error = git.GitCommandError(["git", "fetch"], 128, stderr.encode())
+    assert fetch._reason(error) == reason

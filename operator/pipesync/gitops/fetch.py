@@ -418,19 +418,23 @@ def _with_newline(data: bytes) -> bytes:
     return data if data.endswith(b"\n") else data + b"\n"
 
 
+#: What git prints when a server refuses the credentials (or their absence).
+_AUTH_MARKERS = (
+    "authentication failed",
+    "could not read username",
+    "permission denied",
+    "invalid credentials",
+)
+#: An HTTP 401/403 as git reports it. Only in git's own wording: a bare "403" also
+#: matches a temporary path or a commit id in the same message.
+_HTTP_DENIED = re.compile(r"(returned error|http(/[\d.]+)?|status( code)?):? 40[13]\b")
+
+
 def _reason(error: git.GitCommandError) -> str:
     text = str(error.stderr or "").lower()
     if error.status is None or "timeout" in text or "kill_after_timeout" in str(error).lower():
         return "FetchTimeout"
-    auth = (
-        "authentication failed",
-        "could not read username",
-        "401",
-        "403",
-        "permission denied",
-        "invalid credentials",
-    )
-    if any(marker in text for marker in auth):
+    if any(marker in text for marker in _AUTH_MARKERS) or _HTTP_DENIED.search(text):
         return "AuthenticationFailed"
     if "host key verification failed" in text:
         return "HostKeyVerificationFailed"

@@ -344,7 +344,11 @@ class S3Store:
             import boto3  # noqa: PLC0415 - deferred: only S3 users pay for it
             from botocore.config import Config  # noqa: PLC0415
 
-            client = boto3.client(
+            # A session of its own: boto3's default session resolves credentials once
+            # per process and keeps them, so a store built after the environment's keys
+            # changed would sign with the old ones (and a second store in the same
+            # process could not have other keys at all).
+            client = boto3.session.Session().client(
                 "s3",
                 endpoint_url=settings.endpoint_url,
                 region_name=settings.region,
