@@ -7,14 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pipesync.controllers.kube import (
-    EXPERIMENTS,
-    GIT_SOURCES,
-    PIPELINES,
-    RECURRING_RUNS,
-    RUNS,
-    Kube,
-)
+from pipesync.controllers import kube
 from pipesync.ui import inputs, views
 from pipesync.ui.auth import Access, Principal
 from pipesync.ui.responses import HttpError, Response, Route, json_response
@@ -22,38 +15,46 @@ from pipesync.ui.sessions import Sessions
 from pipesync.ui.sources import RunSources
 
 _NAMESPACE = r"^namespaces/([^/]+)/"
+#: An endpoint: (request, person, path groups...) -> answer.
+Handler = Callable[..., Response]
+#: (person, namespace, name, object) -> what the page shows of one object.
+Detail = Callable[[Principal, str, str, Mapping[str, Any]], dict[str, Any]]
 
 
 class ResourceRoutes:
     def __init__(
         self,
-        kube: Kube,
+        client: kube.Kube,
         sessions: Sessions,
         sources: RunSources,
         namespaces: Iterable[str],
         clock: Callable[[], float],
     ) -> None:
         """`namespaces`: the operator's --namespace options (names or kopf's globs)."""
-        self.kube = kube
+        self.kube = client
         self.sessions = sessions
         self.sources = sources
         self.watched = sorted(set(namespaces))
         self.clock = clock
 
     def routes(self) -> list[Route]:
-        def under_namespace(rest: str) -> re.Pattern[str]:
-            return re.compile(_NAMESPACE + rest)
-
-        return [
+        routes = [
             Route("GET", re.compile(r"^namespaces$"), self.namespaces),
-            Route("GET", under_namespace("experiments$"), self.experiments),
-            Route("GET", under_namespace("pipelines$"), self.pipelines),
-            Route("GET", under_namespace("pipelines/([^/]+)$"), self.pipeline),
-            Route("GET", under_namespace("recurringruns$"), self.recurring_runs),
-            Route("GET", under_namespace("recurringruns/([^/]+)$"), self.recurring_run),
-            Route("GET", under_namespace("gitsources$"), self.git_sources),
-            Route("GET", under_namespace("gitsources/([^/]+)$"), self.git_source),
+            Route("GET", re.compile(_NAMESPACE + "experiments$"), self.experiments),
         ]
+        # The kinds shown as a list of rows and one object each; the path is the plural.
+        shown: list[tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]], Detail]] = [
+            (kube.PIPELINES, views.pipeline_row, self._pipeline),
+            (kube.RECURRING_RUNS, views.recurring_row, self._recurring_run),
+            (kube.GIT_SOURCES, views.gitsource_row, self._git_source),
+        ]
+        for plural, row, detail in shown:
+            under = _NAMESPACE + plural
+            routes += [
+                Route("GET", re.compile(under + "$"), self._lister(plural, row)),
+                Route("GET", re.compile(under + "/([^/]+)$"), self._getter(plural, detail)),
+            ]
+        return routes
 
     def namespaces(self, environ: Mapping[str, Any], principal: Principal) -> Response:
         plain = self.watched and not any(set(p) & set("*?[,!") for p in self.watched)
@@ -65,7 +66,7 @@ class ResourceRoutes:
         visible = [
             {"name": ns}
             for ns in candidates
-            if self.sessions.allowed(principal, Access("list", RUNS, ns))
+            if self.sessions.allowed(principal, Access("list", kube.RUNS, ns))
         ]
         return json_response(200, {"items": visible})
 
@@ -84,51 +85,60 @@ class ResourceRoutes:
         return found
 
     def experiments(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
-        items = self._listed(principal, ns, EXPERIMENTS)
+        items = self._listed(principal, ns, kube.EXPERIMENTS)
         counts: dict[str, int] = {}
-        if self.sessions.allowed(principal, Access("list", RUNS, ns)):
+        if self.sessions.allowed(principal, Access("list", kube.RUNS, ns)):
             for row in self.sources.live_rows(ns):
                 counts[row["experiment"]] = counts.get(row["experiment"], 0) + 1
         rows = [views.experiment_row(e, counts.get(e["metadata"]["name"], 0)) for e in items]
         return json_response(200, {"items": rows})
 
-    def pipelines(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
-        items = self._listed(principal, ns, PIPELINES)
-        return json_response(200, {"items": [views.pipeline_row(p) for p in items]})
+    def _lister(self, plural: str, row: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Handler:
+        """The handler that lists one kind: each object as its `row`."""
 
-    def pipeline(
-        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
-    ) -> Response:
-        found = self._got(principal, ns, PIPELINES, name)
+        def handler(environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
+            items = self._listed(principal, ns, plural)
+            return json_response(200, {"items": [row(item) for item in items]})
+
+        return handler
+
+    def _getter(self, plural: str, detail: Detail) -> Handler:
+        """The handler that shows one object of a kind, as its `detail` makes it."""
+
+        def handler(
+            environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+        ) -> Response:
+            found = self._got(principal, ns, plural, name)
+            return json_response(200, detail(principal, ns, name, found))
+
+        return handler
+
+    def _pipeline(
+        self, principal: Principal, ns: str, name: str, found: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """With the repository URL of each GitSource, for links to the pipeline's files
+        (none when the person may not list the namespace's git sources)."""
         repositories: dict[str, str] = {}
-        if self.sessions.allowed(principal, Access("list", GIT_SOURCES, ns)):
-            for source in self.kube.list_objects(GIT_SOURCES, ns):
+        if self.sessions.allowed(principal, Access("list", kube.GIT_SOURCES, ns)):
+            for source in self.kube.list_objects(kube.GIT_SOURCES, ns):
                 repositories[source["metadata"]["name"]] = str(
                     (source.get("spec") or {}).get("url") or ""
                 )
-        return json_response(200, views.pipeline_detail(found, repositories))
+        return views.pipeline_detail(found, repositories)
 
-    def recurring_runs(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
-        items = self._listed(principal, ns, RECURRING_RUNS)
-        return json_response(200, {"items": [views.recurring_row(r) for r in items]})
-
-    def recurring_run(
-        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
-    ) -> Response:
-        found = self._got(principal, ns, RECURRING_RUNS, name)
+    def _recurring_run(
+        self, principal: Principal, ns: str, name: str, found: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """With the Runs it started, newest first (none when the person may not list the
+        namespace's runs), and its next fire times."""
         history: list[Mapping[str, Any]] = []
-        if self.sessions.allowed(principal, Access("list", RUNS, ns)):
-            history = views.filter_rows(
-                [r for r in self.sources.live_rows(ns) if r["recurringRun"] == name]
-            )
-        return json_response(200, views.recurring_detail(found, history, self.clock()))
+        if self.sessions.allowed(principal, Access("list", kube.RUNS, ns)):
+            rows = self.sources.live_rows(ns)
+            history = views.filter_rows([r for r in rows if r["recurringRun"] == name])
+        return views.recurring_detail(found, history, self.clock())
 
-    def git_sources(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
-        items = self._listed(principal, ns, GIT_SOURCES)
-        return json_response(200, {"items": [views.gitsource_row(s) for s in items]})
-
-    def git_source(
-        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
-    ) -> Response:
-        found = self._got(principal, ns, GIT_SOURCES, name)
-        return json_response(200, views.gitsource_detail(found))
+    @staticmethod
+    def _git_source(
+        principal: Principal, ns: str, name: str, found: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return views.gitsource_detail(found)
