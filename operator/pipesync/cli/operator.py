@@ -193,7 +193,7 @@ def _service_account_namespace() -> str | None:
 def _credentials_problem() -> str | None:
     """Why there are no Kubernetes credentials to run with (one line), or None. Checked
     before anything starts: kopf and the UI would each fail later with a traceback."""
-    from pipesync.controllers import kube  # noqa: PLC0415
+    from pipesync.kube import client as kube  # noqa: PLC0415
 
     try:
         kube.connect(1)

@@ -27,10 +27,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
 
 from pipesync.controllers import runs
-from pipesync.controllers.kube import (
+from pipesync.engine import layout
+from pipesync.kube.client import ApiException
+from pipesync.kube.protocol import (
     EXPERIMENTS,
     GIT_SOURCES,
     PIPELINES,
@@ -38,7 +39,6 @@ from pipesync.controllers.kube import (
     RUNS,
     Kube,
 )
-from pipesync.engine import layout
 from pipesync.runtime import archive, storage
 from pipesync.ui import artifacts, views
 from pipesync.ui.auth import COOKIE, SESSION_TTL, Access, Authenticator, Principal
@@ -244,7 +244,7 @@ class UiApp:
         self.store = store
         self.watched = sorted(set(namespaces))
         self.clock = clock
-        self.caches = RunCaches(kube.custom)
+        self.caches = RunCaches(kube)
         self._records: dict[str, dict[str, Any]] = {}
         self.routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = [
             ("GET", re.compile(r"^whoami$"), self.whoami),
