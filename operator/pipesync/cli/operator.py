@@ -263,7 +263,9 @@ def run(options: argparse.Namespace) -> int:
             from pipesync.cli import ui  # noqa: PLC0415
             from pipesync.ui.app import PREFIX  # noqa: PLC0415
 
-            routes[PREFIX] = ui.build(options.namespace, "token", store)
+            routes[PREFIX] = ui.build(
+                options.namespace, "token", store, counted=observed.watch_requests
+            )
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
         try:
             server = endpoint.serve(observed.registry, options.metrics_address, routes=routes)

@@ -19,13 +19,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pipesync.cli import s3options
 from pipesync.runtime import storage
 
 if TYPE_CHECKING:
+    from pipesync.kube.client import KubeClient
     from pipesync.ui.app import UiApp
 
 DEFAULT_ADDRESS = "127.0.0.1:8090"
@@ -77,13 +78,16 @@ def build(
     auth_mode: str,
     store: storage.ObjectStore | None,
     hosts: Sequence[str] | None = None,
+    counted: Callable[[KubeClient], None] | None = None,
 ) -> UiApp:
-    """The WSGI app: the operator mounts it at /ui/ (sharing its S3 store), `pipesync ui`
-    serves it alone."""
+    """The WSGI app: the operator mounts it at /ui/ (sharing its S3 store, and handing its
+    API request counts to `counted`, the operator's metrics), `pipesync ui` serves it alone."""
     from pipesync.kube import client as kube  # noqa: PLC0415 - the kubernetes client is slow to load
     from pipesync.ui import app, auth  # noqa: PLC0415
 
     client = kube.KubeClient(kube.connect(8))
+    if counted is not None:
+        counted(client)
     return app.UiApp(client, auth.Authenticator(client, auth_mode), store, namespaces, hosts=hosts)
 
 
