@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
@@ -235,3 +236,32 @@ class LeaseKube(UnusedKube):
     ) -> None:
         self.timeouts.append(timeout)
         self.pod_patches.append((namespace, name, dict(patch)))
+
+
+class WatchedRuns(UnusedKube):
+    """One namespace's Runs: a list, then one watch that sends `events` and ends (as the
+    API server ends a watch after its timeout); every later watch stays open and silent
+    for good (the UI's cache thread, a daemon, then waits there without spinning)."""
+
+    def __init__(
+        self, runs: list[dict[str, Any]], version: str, events: list[dict[str, Any]]
+    ) -> None:
+        self.runs = runs
+        self.version = version
+        self.events = events
+        self.watched_from: list[str] = []
+        self._silent = threading.Event()  # never set
+
+    def list_objects_with_version(
+        self, plural: str, namespace: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        return copy.deepcopy(self.runs), self.version
+
+    def watch_objects(
+        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        self.watched_from.append(resource_version)
+        if len(self.watched_from) == 1:
+            yield from copy.deepcopy(self.events)
+            return
+        self._silent.wait()
