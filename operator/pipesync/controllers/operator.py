@@ -23,6 +23,7 @@ from pipesync.controllers import (
     pipelines,
     recurringruns_handlers,
     runs,
+    teardown,
 )
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.kube.client import KubeClient, connect
@@ -67,6 +68,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
     gitsources_handlers.register(registry, kube, settings)
+    teardown.register(registry, kube, settings.namespaces, FINALIZER)
     if settings.records is not None:
         _register_records(registry, kube, settings.records)
     return registry
