@@ -54,6 +54,14 @@ class UnusedKube(Kube):
     ) -> None:
         _unexpected("patch_object")
 
+    def list_all_objects(self, plural: str) -> list[dict[str, Any]]:
+        _unexpected("list_all_objects")
+
+    def replace_finalizers(
+        self, plural: str, namespace: str, name: str, current: list[str], wanted: list[str]
+    ) -> bool:
+        _unexpected("replace_finalizers")
+
     def delete_object(self, plural: str, namespace: str, name: str) -> bool:
         _unexpected("delete_object")
 
@@ -265,3 +273,38 @@ class WatchedRuns(UnusedKube):
             yield from copy.deepcopy(self.events)
             return
         self._silent.wait()
+
+
+class FinalizerKube(UnusedKube):
+    """Objects by (namespace, name); `replace_finalizers` tests like a JSON patch does.
+    `interfere` adds a finalizer just before the first patch, as another controller might."""
+
+    def __init__(self, objects: list[dict[str, Any]], interfere: str = "") -> None:
+        self.objects = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+        self.interfere = interfere
+        self.patches = 0
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (ns, _), o in self.objects.items() if ns == namespace]
+
+    def list_all_objects(self, plural: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for o in self.objects.values()]
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def replace_finalizers(
+        self, plural: str, namespace: str, name: str, current: list[str], wanted: list[str]
+    ) -> bool:
+        self.patches += 1
+        metadata = self.objects[(namespace, name)]["metadata"]
+        if self.interfere:
+            metadata["finalizers"].append(self.interfere)
+            self.interfere = ""
+        if metadata["finalizers"] != current:
+            return False
+        metadata["finalizers"] = list(wanted)
+        return True
