@@ -3,9 +3,9 @@ with every HTTP request it sends to the API server counted and dumped to COUNTS_
 
 Why this wrapper: the figure "API requests per task" must include kopf's own requests
 (watches, status and annotation patches, events), not only the run controller's
-`Kube.requests`, and the operator must keep its own main thread (kopf wants it). So both
+`KubeClient.requests`, and the operator must keep its own main thread (kopf wants it). So both
 HTTP stacks the process uses are wrapped before the command starts: aiohttp (kopf) and the
-kubernetes client's urllib3 layer (the controllers' `Kube`). A watch counts once, when it
+kubernetes client's urllib3 layer (pipesync.kube's `KubeClient`). A watch counts once, when it
 is opened. The counts are rewritten every 0.2 s (atomically) so the bench reads them while
 the operator runs.
 """

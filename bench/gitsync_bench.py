@@ -6,7 +6,7 @@ The repository: 700 Pipelines, 200 Experiments and 100 RecurringRuns, one file e
 committed to a local bare repository (file://: git transport costs are git's, not ours).
 
 Cold sync: one pass of the GitSource controller (pipesync.controllers.gitsources, run in
-this process with its own counted `Kube`) for a new GitSource in a fresh namespace with an
+this process with its own counted `KubeClient`) for a new GitSource in a fresh namespace with an
 empty mirror cache: clone, read and validate every file, plan, upload the repository
 archive to S3, server-side apply every object, write the status. Baseline, in the same
 run: `kubectl apply --server-side` of a file holding exactly the objects the sync applied
@@ -34,7 +34,7 @@ import yaml
 from bench.figures import Figure, Section
 from bench.stack import Stack
 from pipesync.controllers import gitsources
-from pipesync.controllers.kube import Kube
+from pipesync.kube.client import KubeClient
 from pipesync.runtime import storage
 
 SECTION = "gitsync"
@@ -120,17 +120,17 @@ def _git(cwd: Path, *args: str) -> None:
     )
 
 
-def _kube(stack: Stack) -> Kube:
+def _kube(stack: Stack) -> KubeClient:
     assert stack.cluster is not None
     configuration = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=str(stack.cluster.kubeconfig), client_configuration=configuration
     )
     configuration.connection_pool_maxsize = 20
-    return Kube(kubernetes.client.ApiClient(configuration))
+    return KubeClient(kubernetes.client.ApiClient(configuration))
 
 
-def _writes(kube: Kube) -> int:
+def _writes(kube: KubeClient) -> int:
     return sum(n for (verb, _), n in kube.requests.items() if verb not in ("get", "list"))
 
 

@@ -337,7 +337,7 @@ def p1(stack: Stack, cluster: Cluster, quick: bool, say: Say, section: Section) 
                 "requests",
                 note=f"{total} HTTP requests by the operator process for {tasks} pods "
                 f"(watches counted once): {describe_counts(requests)}; of which "
-                f"{controller:.0f} by the run controller's Kube "
+                f"{controller:.0f} by the run controller's KubeClient "
                 "(pipesync_kubernetes_requests_total), the rest kopf's",
             )
         )

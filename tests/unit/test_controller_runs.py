@@ -10,6 +10,7 @@ from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
 from pipesync.runtime import pods
+from tests.unit.kubefakes import CreatedPods, UnusedKube
 from tests.unit.pipelines import compile_yaml
 
 RUN = {
@@ -132,7 +133,7 @@ def test_outputs_too_big_for_the_message_are_read_from_the_runs_keys_not_the_pod
         ],
     }
     store = KeyRecordingStore()
-    controller = runs.RunController(cast(Any, None), settings, store=cast(Any, store))
+    controller = runs.RunController(UnusedKube(), settings, store=cast(Any, store))
     nodes, _ = controller._observe(RUN_NS, compiled, [pod])
     assert nodes[(0, TASK)].outputs == {"big": "big"}
     assert store.read == ["pre/ns/runs/r/a/outputs/parameters/big"]
@@ -196,7 +197,7 @@ def test_a_task_the_scheduler_cannot_place_is_pending_with_its_reason_told_once(
     assert reason in reconciling["message"]
 
     controller = runs.RunController(
-        cast(Any, None), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
+        UnusedKube(), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
     )
 
     def events(run: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -231,7 +232,7 @@ def test_every_failed_attempt_is_told_once_also_when_its_retry_starts_at_once() 
     # the planner's transition replaced the failure before the Events were chosen.
     pin = pinned("tasks: [{name: a, image: busybox, command: [x], retry: {limit: 1}}]")
     controller = runs.RunController(
-        cast(Any, CreatedPods()), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
+        CreatedPods(), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
     )
     context = planner.RunContext("r", "ns", {})
     run: dict[str, Any] = dict(RUN)
@@ -264,10 +265,3 @@ def test_every_failed_attempt_is_told_once_also_when_its_retry_starts_at_once() 
         ("TaskRetried", "a: attempt 2"),
         ("TaskFailed", "a: exit 2"),
     ]
-
-
-class CreatedPods:
-    """A Kube that accepts every pod."""
-
-    def create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
-        del namespace, pod

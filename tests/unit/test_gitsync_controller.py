@@ -5,20 +5,17 @@ all when nothing changed."""
 
 from __future__ import annotations
 
-import collections
-import copy
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from pipesync.controllers import gitsources
-from pipesync.controllers.kube import GIT_SOURCES
+from pipesync.kube.protocol import GIT_SOURCES
 from pipesync.runtime.storage import LocalStore
 from tests.unit.gitrepos import GitRepo
+from tests.unit.kubefakes import MemoryKube
 
 PIPELINE = """\
 apiVersion: pipesync.io/v1alpha1
@@ -29,53 +26,6 @@ spec:
   tasks:
     - {{name: a, image: busybox, command: [echo, {word}]}}
 """
-
-
-class MemoryKube:
-    """The subset of controllers.kube.Kube the GitSource controller uses, in memory."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
-        self.writes: list[tuple[str, str, str]] = []
-        self.requests: collections.Counter[str] = collections.Counter()
-        self.reject: set[str] = set()  # names whose apply gets a 422
-
-    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.requests["get"] += 1
-        found = self.objects.get((plural, namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None:
-        self.writes.append(("status", plural, name))
-        self.objects[(plural, namespace, name)]["status"] = copy.deepcopy(dict(status))
-
-    def apply_object(
-        self, plural: str, namespace: str, body: Mapping[str, Any], *, force: bool = True
-    ) -> dict[str, Any]:
-        name = body["metadata"]["name"]
-        self.writes.append(("apply", plural, name))
-        if name in self.reject:
-            raise ApiException(status=422, reason="Invalid")
-        self.objects[(plural, namespace, name)] = copy.deepcopy(dict(body))
-        return dict(body)
-
-    def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
-        name = body["metadata"]["name"]
-        self.writes.append(("create", plural, name))
-        if (plural, namespace, name) in self.objects:
-            return False
-        self.objects[(plural, namespace, name)] = copy.deepcopy(dict(body))
-        return True
-
-    def delete_object(self, plural: str, namespace: str, name: str) -> bool:
-        self.writes.append(("delete", plural, name))
-        return self.objects.pop((plural, namespace, name), None) is not None
-
-    def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        return self.secrets.get((namespace, name))
 
 
 @pytest.fixture
@@ -93,7 +43,7 @@ def make_controller(
 ) -> tuple[gitsources.GitSourceController, LocalStore]:
     store = LocalStore(tmp_path / "store")
     controller = gitsources.GitSourceController(
-        kube,  # type: ignore[arg-type]
+        kube,
         store,
         None,
         cache=tmp_path / "cache",

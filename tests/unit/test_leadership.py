@@ -1,15 +1,28 @@
 """The Lease protocol's decisions (controllers/leadership.py) against an in-memory Lease
-that enforces resourceVersion like the API server does; the real API is in
+that enforces resourceVersion like the API server does, and its Lease and pod-label calls
+through the Kubernetes adapter's Protocol (an in-memory fake of it); the real API is in
 tests/e2e/test_leader_election.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
-from pipesync.controllers.leadership import Candidate, Conflict, Leadership, LeaseRecord
+from pipesync.controllers.leadership import (
+    LEADER_LABEL,
+    REQUEST_SECONDS,
+    Candidate,
+    Conflict,
+    KubeLeases,
+    Leadership,
+    LeaseRecord,
+    PodMarker,
+)
+from tests.unit.kubefakes import LeaseKube
 
 
 class MemoryLease:
@@ -168,3 +181,56 @@ def test_the_pod_label_follows_leadership() -> None:
     assert marks == [False, True]  # cleared first: a restarted ex-leader's pod said "true"
     leader.release()
     assert marks == [False, True, False]
+
+
+def test_the_lease_goes_through_the_adapter_and_a_lost_race_is_a_conflict() -> None:
+    kube = LeaseKube()
+    leases, other = KubeLeases(kube, "ops", "pipesync"), KubeLeases(kube, "ops", "pipesync")
+    assert leases.get() is None
+    created = leases.create(LeaseRecord("a", 10, "t0", "t0", 0, resource_version="ignored"))
+    assert (created.holder, created.resource_version) == ("a", "1")
+    assert kube.leases["pipesync"]["metadata"] == {
+        "name": "pipesync",
+        "namespace": "ops",
+        "resourceVersion": "1",  # the server's: a create sends none
+    }
+    with pytest.raises(Conflict):
+        other.create(LeaseRecord("b"))
+    renewed = leases.replace(dataclasses.replace(created, renew_time="t1"))
+    assert (renewed.renew_time, renewed.resource_version) == ("t1", "2")
+    with pytest.raises(Conflict):  # b still carries the version it read before the renewal
+        other.replace(dataclasses.replace(created, holder="b"))
+    assert leases.get() == renewed
+    assert set(kube.timeouts) == {REQUEST_SECONDS}
+
+
+def test_two_candidates_over_the_adapter_elect_one_leader() -> None:
+    kube, clock = LeaseKube(), Clock()
+    a = Candidate(KubeLeases(kube, "ops", "l"), "a", monotonic=clock.monotonic, now=clock.now)
+    b = Candidate(KubeLeases(kube, "ops", "l"), "b", monotonic=clock.monotonic, now=clock.now)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    assert kube.leases["l"]["spec"]["holderIdentity"] == "a"
+
+
+def test_the_pod_marker_labels_its_pod_and_survives_a_failed_patch() -> None:
+    kube = LeaseKube()
+    PodMarker(kube, "ops", "pod-1")(True)
+    PodMarker(kube, "ops", "pod-1")(False)
+    assert kube.pod_patches == [
+        ("ops", "pod-1", {"metadata": {"labels": {LEADER_LABEL: "true"}}}),
+        ("ops", "pod-1", {"metadata": {"labels": {LEADER_LABEL: "false"}}}),
+    ]
+    assert kube.timeouts == [REQUEST_SECONDS, REQUEST_SECONDS]
+
+    class Refused(LeaseKube):
+        def patch_pod(
+            self,
+            namespace: str,
+            name: str,
+            patch: Mapping[str, Any],
+            timeout: float | None = None,
+        ) -> None:
+            raise OSError("API server away")
+
+    PodMarker(Refused(), "ops", "pod-1")(True)  # logged, not raised: the label only steers

@@ -20,8 +20,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from pipesync.controllers.kube import Kube
 from pipesync.engine import layout
+from pipesync.kube.client import KubeClient
 from pipesync.observe import endpoint
 from pipesync.runtime import storage
 from pipesync.ui import app, auth, sessions, sources
@@ -46,7 +46,7 @@ def make_app(
     store: storage.ObjectStore | None = None, mode: str = "token", **options: Any
 ) -> app.UiApp:
     # A client that is never called: these requests end before any API call.
-    kube = Kube(kubernetes.client.ApiClient(kubernetes.client.Configuration()))
+    kube = KubeClient(kubernetes.client.ApiClient(kubernetes.client.Configuration()))
     reviews = FakeReviews()
     reviews.allowed |= {("get", "runs", "ml"), ("patch", "runs", "ml")}
     return app.UiApp(kube, auth.Authenticator(reviews, mode), store, ["ml"], **options)

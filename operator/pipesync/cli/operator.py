@@ -193,7 +193,7 @@ def _service_account_namespace() -> str | None:
 def _credentials_problem() -> str | None:
     """Why there are no Kubernetes credentials to run with (one line), or None. Checked
     before anything starts: kopf and the UI would each fail later with a traceback."""
-    from pipesync.controllers import kube  # noqa: PLC0415
+    from pipesync.kube import client as kube  # noqa: PLC0415
 
     try:
         kube.connect(1)
@@ -263,7 +263,9 @@ def run(options: argparse.Namespace) -> int:
             from pipesync.cli import ui  # noqa: PLC0415
             from pipesync.ui import PREFIX  # noqa: PLC0415
 
-            routes[PREFIX] = ui.build(options.namespace, "token", store)
+            routes[PREFIX] = ui.build(
+                options.namespace, "token", store, counted=observed.watch_requests
+            )
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
         try:
             server = endpoint.serve(observed.registry, options.metrics_address, routes=routes)

@@ -19,13 +19,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pipesync.cli import s3options
 from pipesync.runtime import storage
 
 if TYPE_CHECKING:
+    from pipesync.kube.client import KubeClient
     from pipesync.ui.app import UiApp
 
 DEFAULT_ADDRESS = "127.0.0.1:8090"
@@ -77,13 +78,16 @@ def build(
     auth_mode: str,
     store: storage.ObjectStore | None,
     hosts: Sequence[str] | None = None,
+    counted: Callable[[KubeClient], None] | None = None,
 ) -> UiApp:
-    """The WSGI app: the operator mounts it at /ui/ (sharing its S3 store), `pipesync ui`
-    serves it alone."""
-    from pipesync.controllers import kube  # noqa: PLC0415 - the kubernetes client is slow to load
+    """The WSGI app: the operator mounts it at /ui/ (sharing its S3 store, and handing its
+    API request counts to `counted`, the operator's metrics), `pipesync ui` serves it alone."""
+    from pipesync.kube import client as kube  # noqa: PLC0415 - the kubernetes client is slow to load
     from pipesync.ui import app, auth  # noqa: PLC0415
 
-    client = kube.Kube(kube.connect(8))
+    client = kube.KubeClient(kube.connect(8))
+    if counted is not None:
+        counted(client)
     return app.UiApp(client, auth.Authenticator(client, auth_mode), store, namespaces, hosts=hosts)
 
 
@@ -107,11 +111,11 @@ def is_loopback(host: str) -> bool:
 def _check_cluster(ui: UiApp) -> str | None:
     """Why the API server cannot be used (one line), or None: asked once at start, so an
     unreachable cluster is an error now instead of a login page that answers 500."""
-    import kubernetes  # noqa: PLC0415
+    from pipesync.kube.client import ApiException  # noqa: PLC0415
 
     try:
-        kubernetes.client.VersionApi(ui.kube.core.api_client).get_code(_request_timeout=10)
-    except kubernetes.client.exceptions.ApiException as error:
+        ui.kube.server_version(timeout=10)
+    except ApiException as error:
         if error.status not in (401, 403):  # it answers: who may ask is checked later
             return f"{error.status} {error.reason}"
     except Exception as error:
@@ -148,7 +152,7 @@ def run(options: argparse.Namespace) -> int:
         return 1
     problem = _check_cluster(ui)
     if problem is not None:
-        server_url = ui.kube.core.api_client.configuration.host
+        server_url = ui.kube.server_url
         print(f"pipesync ui: cannot reach Kubernetes at {server_url}: {problem}", file=sys.stderr)
         return 1
     try:

@@ -25,12 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from pipesync.api import durations, model
 from pipesync.api.times import timestamp
 from pipesync.controllers.conditions import same_status, set_condition
-from pipesync.controllers.kube import (
+from pipesync.controllers.pipelines import ARCHIVE_DIGEST_ANNOTATION
+from pipesync.engine import layout
+from pipesync.gitops import fetch, snapshot, sync
+from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
+from pipesync.kube.client import ApiException
+from pipesync.kube.protocol import (
     EXPERIMENTS,
     GIT_SOURCES,
     PIPELINES,
@@ -38,10 +41,6 @@ from pipesync.controllers.kube import (
     RUNS,
     Kube,
 )
-from pipesync.controllers.pipelines import ARCHIVE_DIGEST_ANNOTATION
-from pipesync.engine import layout
-from pipesync.gitops import fetch, snapshot, sync
-from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
 from pipesync.runtime.agent import file_sha256
 from pipesync.runtime.storage import ObjectStore, StoreError
 

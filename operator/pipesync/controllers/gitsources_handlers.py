@@ -21,8 +21,8 @@ import kopf
 
 from pipesync.api import model
 from pipesync.controllers import gitsources
-from pipesync.controllers.kube import Kube
 from pipesync.controllers.settings import OperatorSettings, timer
+from pipesync.kube.protocol import Kube
 from pipesync.observe.metrics import Metrics
 from pipesync.runtime import pods
 

@@ -17,14 +17,14 @@ Lease follows client-go's protocol, so `kubectl get lease` reads as users expect
   `renew_deadline` (shorter than the lease duration) it stops leading before any standby
   may take over. The operator then exits non-zero and Kubernetes restarts it as a standby.
 
-The decision logic (`LeaseRecord`, `Candidate`) is pure; `KubeLeases` is the thin adapter.
+The decision logic (`LeaseRecord`, `Candidate`) is pure; `KubeLeases` turns it into the
+Kubernetes adapter's Lease calls (counted with every other request).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import logging
 import os
 import socket
@@ -33,8 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
+from pipesync.kube.protocol import Kube
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +48,9 @@ LEASE_SECONDS = 10
 RENEW_SECONDS = 2.0
 RENEW_DEADLINE = 7.0
 RETRY_SECONDS = 2.0
+#: Patience per Lease or label request: a leader must learn that a renewal failed well
+#: within its renew deadline.
+REQUEST_SECONDS = 5.0
 
 
 class Conflict(Exception):
@@ -178,10 +180,11 @@ class Candidate:
 
 
 class KubeLeases:
-    """The Lease API of coordination.k8s.io/v1, with plain dicts (MicroTime as text)."""
+    """The Lease of coordination.k8s.io/v1 through the Kubernetes adapter, as plain dicts
+    (MicroTime as text); the adapter's None on a 409 becomes Conflict."""
 
-    def __init__(self, client: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
-        self.api = kubernetes.client.CoordinationV1Api(client)
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube = kube
         self.namespace = namespace
         self.name = name
 
@@ -197,36 +200,23 @@ class KubeLeases:
         }
 
     def get(self) -> LeaseRecord | None:
-        try:
-            # Raw JSON, not the client's models: MicroTime stays text, read as written.
-            response: Any = self.api.read_namespaced_lease(
-                self.name, self.namespace, _preload_content=False, _request_timeout=5
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return LeaseRecord.from_object(json.loads(response.data))
+        found = self.kube.get_lease(self.namespace, self.name, timeout=REQUEST_SECONDS)
+        return None if found is None else LeaseRecord.from_object(found)
 
-    def _write(self, call: Callable[..., Any], *args: Any) -> LeaseRecord:
-        try:
-            response = call(*args, _preload_content=False, _request_timeout=5)
-        except ApiException as error:
-            if error.status == 409:
-                raise Conflict from error
-            raise
-        return LeaseRecord.from_object(json.loads(response.data))
+    @staticmethod
+    def _written(lease: Mapping[str, Any] | None) -> LeaseRecord:
+        if lease is None:
+            raise Conflict
+        return LeaseRecord.from_object(lease)
 
     def create(self, record: LeaseRecord) -> LeaseRecord:
-        return self._write(
-            self.api.create_namespaced_lease,
-            self.namespace,
-            self._body(dataclasses.replace(record, resource_version=None)),
-        )
+        body = self._body(dataclasses.replace(record, resource_version=None))
+        return self._written(self.kube.create_lease(self.namespace, body, REQUEST_SECONDS))
 
     def replace(self, record: LeaseRecord) -> LeaseRecord:
-        return self._write(
-            self.api.replace_namespaced_lease, self.name, self.namespace, self._body(record)
+        body = self._body(record)
+        return self._written(
+            self.kube.replace_lease(self.namespace, self.name, body, REQUEST_SECONDS)
         )
 
 
@@ -327,15 +317,15 @@ class PodMarker:
     """Sets LEADER_LABEL on this replica's own pod; a failure is logged, never fatal (the
     label only steers webhooks, the Lease alone decides who leads)."""
 
-    def __init__(self, client: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
-        self.core = kubernetes.client.CoreV1Api(client)
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube = kube
         self.namespace = namespace
         self.name = name
 
     def __call__(self, leading: bool) -> None:
         patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else "false"}}}
         try:
-            self.core.patch_namespaced_pod(self.name, self.namespace, patch, _request_timeout=5)
+            self.kube.patch_pod(self.namespace, self.name, patch, REQUEST_SECONDS)
         except Exception as error:
             _log.warning("leader election: could not label pod %s: %s", self.name, error)
 
@@ -354,12 +344,12 @@ class Election:
     )
 
 
-def lead(client: kubernetes.client.ApiClient, election: Election) -> Leadership:
+def lead(kube: Kube, election: Election) -> Leadership:
     """Blocks as a standby until this process leads; then renews in the background and
     ends the process (exit code 1) the moment it can no longer prove it leads."""
-    candidate = Candidate(KubeLeases(client, election.namespace, election.lease), election.identity)
+    candidate = Candidate(KubeLeases(kube, election.namespace, election.lease), election.identity)
     if election.pod_name and election.pod_namespace:
-        marker = PodMarker(client, election.pod_namespace, election.pod_name)
+        marker = PodMarker(kube, election.pod_namespace, election.pod_name)
         leadership = Leadership(candidate, mark=marker)
     else:
         leadership = Leadership(candidate)

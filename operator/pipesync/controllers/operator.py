@@ -25,8 +25,9 @@ from pipesync.controllers import (
     runs,
     teardown,
 )
-from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube, connect
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
+from pipesync.kube.client import KubeClient, connect
+from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
 from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import pods
@@ -58,7 +59,7 @@ def _finished(body: Mapping[str, Any], **_: Any) -> bool:
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    kube = Kube(connect(settings.pass_workers + 4))
+    kube = KubeClient(connect(settings.pass_workers + 4))
     if settings.metrics is not None:
         settings.metrics.watch_requests(kube)
     _register_plumbing(registry, settings.pass_workers)
@@ -352,7 +353,11 @@ def run(settings: OperatorSettings, election: leadership.Election | None = None)
     if election is not None:
         # A standby blocks here: its /metrics and /healthz (served by the CLI) stay up;
         # it builds no registry and starts no controller until it holds the Lease.
-        leader = leadership.lead(connect(2), election)
+        # A client of its own: renewals never queue behind the passes' requests.
+        leases = KubeClient(connect(2))
+        if settings.metrics is not None:
+            settings.metrics.watch_requests(leases)
+        leader = leadership.lead(leases, election)
     registry = build_registry(settings)
     try:
         kopf.run(

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 from pipesync.api import model, times
 from pipesync.controllers import conditions
-from pipesync.controllers.kube import PIPELINES, RECURRING_RUNS, RUNS, Kube
 from pipesync.engine import recurring
+from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS, RUNS, Kube
 
 _log = logging.getLogger(__name__)
 

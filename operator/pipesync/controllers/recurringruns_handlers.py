@@ -20,8 +20,8 @@ import kopf
 
 from pipesync.api import model
 from pipesync.controllers import recurringruns
-from pipesync.controllers.kube import Kube
 from pipesync.controllers.settings import OperatorSettings, timer
+from pipesync.kube.protocol import Kube
 
 _log = logging.getLogger(__name__)
 

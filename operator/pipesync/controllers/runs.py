@@ -21,11 +21,11 @@ from pipesync.api import documents, durations, model, times
 from pipesync.api.times import timestamp
 from pipesync.controllers import pipelines, recurringruns
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
-from pipesync.controllers.kube import PIPELINES, RUNS, Kube
 from pipesync.engine import compiler, layout, limits, params, planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.kube.protocol import PIPELINES, RUNS, Kube
 from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
 

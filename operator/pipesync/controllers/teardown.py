@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from pipesync.api import model
-from pipesync.controllers.kube import Kube
+from pipesync.kube.protocol import Kube
 
 _log = logging.getLogger(__name__)
 _ATTEMPTS = 3

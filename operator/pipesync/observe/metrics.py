@@ -112,7 +112,7 @@ class GitSyncReport(Protocol):
 
 
 class RequestCounts(Protocol):
-    """pipesync.controllers.kube.Kube: API requests counted by (verb, status code)."""
+    """pipesync.kube.client.KubeClient: API requests counted by (verb, status code)."""
 
     @property
     def requests(self) -> Mapping[tuple[str, int], int]: ...

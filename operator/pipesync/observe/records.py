@@ -77,7 +77,7 @@ class RecordStore(Protocol):
 
 
 class KubeLike(Protocol):
-    """The part of pipesync.controllers.kube.Kube the mirror uses."""
+    """The part of pipesync.kube.protocol.Kube the mirror uses."""
 
     def read_pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None

@@ -26,9 +26,9 @@ from importlib import resources
 from typing import Any
 
 import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
 
-from pipesync.controllers.kube import Kube
+from pipesync.kube.client import ApiException
+from pipesync.kube.protocol import Kube
 from pipesync.runtime import storage
 from pipesync.ui import PREFIX, inputs
 from pipesync.ui.archived import ArchivedRuns

@@ -40,7 +40,7 @@ COOKIE = "pipesync_session"
 
 
 class Reviews(Protocol):
-    """The part of controllers.kube.Kube used here."""
+    """The part of pipesync.kube.protocol.Kube used here."""
 
     def token_review(self, token: str) -> dict[str, Any] | None: ...
 

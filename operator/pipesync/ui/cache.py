@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
-
-from pipesync.api import model
+from pipesync.kube.client import ApiException
+from pipesync.kube.protocol import RUNS, Kube
 from pipesync.ui import views
 
 _log = logging.getLogger(__name__)
@@ -35,11 +33,11 @@ class RunRows:
 
     def __init__(
         self,
-        custom: kubernetes.client.CustomObjectsApi,
+        kube: Kube,
         namespace: str,
         row: Callable[[Mapping[str, Any]], dict[str, Any]] = views.run_row,
     ) -> None:
-        self.custom = custom
+        self.kube = kube
         self.namespace = namespace
         self.row = row
         self._rows: dict[str, dict[str, Any]] = {}
@@ -56,13 +54,11 @@ class RunRows:
             return list(self._rows.values())
 
     def _list(self) -> None:
-        listed: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
-            model.GROUP, model.VERSION, self.namespace, "runs"
-        )
-        rows = {item["metadata"]["name"]: self.row(item) for item in listed["items"]}
+        items, version = self.kube.list_objects_with_version(RUNS, self.namespace)
+        rows = {item["metadata"]["name"]: self.row(item) for item in items}
         with self._lock:
             self._rows = rows
-            self._version = listed["metadata"].get("resourceVersion", "")
+            self._version = version
         self._ready.set()
 
     def _run(self) -> None:
@@ -84,16 +80,7 @@ class RunRows:
                 time.sleep(RETRY_SECONDS)
 
     def _watch(self) -> None:
-        stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
-            self.custom.list_namespaced_custom_object,
-            model.GROUP,
-            model.VERSION,
-            self.namespace,
-            "runs",
-            resource_version=self._version,
-            timeout_seconds=WATCH_SECONDS,
-            allow_watch_bookmarks=True,
-        )
+        stream = self.kube.watch_objects(RUNS, self.namespace, self._version, WATCH_SECONDS)
         for event in stream:
             obj, kind = event["object"], event["type"]
             if kind == "ERROR":
@@ -114,8 +101,8 @@ class RunRows:
 class RunCaches:
     """One RunRows per namespace, started on first use."""
 
-    def __init__(self, custom: kubernetes.client.CustomObjectsApi) -> None:
-        self.custom = custom
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
         self._caches: dict[str, RunRows] = {}
         self._lock = threading.Lock()
 
@@ -123,7 +110,7 @@ class RunCaches:
         with self._lock:
             cache = self._caches.get(namespace)
             if cache is None:
-                cache = self._caches[namespace] = RunRows(self.custom, namespace)
+                cache = self._caches[namespace] = RunRows(self.kube, namespace)
         return cache.rows()
 
 

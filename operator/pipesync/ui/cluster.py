@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipesync.controllers import runs
-from pipesync.controllers.kube import RUNS, Kube
+from pipesync.kube.protocol import RUNS, Kube
 from pipesync.ui.auth import Access
 from pipesync.ui.cache import RunCaches
 from pipesync.ui.sources import MAX_LOG_BYTES, FoundRun
@@ -25,7 +25,7 @@ class ClusterRuns:
 
     def __init__(self, kube: Kube, caches: RunCaches | None = None) -> None:
         self.kube = kube
-        self.caches = RunCaches(kube.custom) if caches is None else caches
+        self.caches = RunCaches(kube) if caches is None else caches
 
     def rows(self, namespace: str) -> list[dict[str, Any]]:
         return self.caches.rows(namespace)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pipesync.controllers import kube
+from pipesync.kube import protocol as kube
 from pipesync.ui import inputs, views
 from pipesync.ui.auth import Access, Principal
 from pipesync.ui.responses import HttpError, Response, Route, json_response

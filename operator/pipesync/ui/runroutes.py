@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from pipesync.controllers.kube import RUNS, Kube
+from pipesync.kube.protocol import RUNS, Kube
 from pipesync.ui import PREFIX, artifacts, inputs, views
 from pipesync.ui.auth import Access, Principal
 from pipesync.ui.responses import (

@@ -1,22 +1,26 @@
-"""The Kubernetes calls the controllers make, in one thin adapter (easy to count)."""
+"""Every Kubernetes call pipesync makes, in one thin adapter (easy to count).
+
+`KubeClient` implements `protocol.Kube` over the official client. `ApiException` is
+re-exported so that callers which tell a rejection (422) from an outage catch it without
+importing the client themselves.
+"""
 
 from __future__ import annotations
 
 import base64
 import collections
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from pipesync.api import model
+from pipesync.kube.protocol import FIELD_MANAGER, Kube
 
-RUNS, PIPELINES, EXPERIMENTS = "runs", "pipelines", "experiments"
-RECURRING_RUNS, GIT_SOURCES = "recurringruns", "gitsources"
-#: Server-side apply's field manager for everything the operator owns.
-FIELD_MANAGER = "pipesync"
+__all__ = ["ApiException", "KubeClient", "connect"]
 
 
 def connect(connections: int = 16) -> kubernetes.client.ApiClient:
@@ -32,14 +36,18 @@ def connect(connections: int = 16) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(configuration)
 
 
-class Kube:
-    """Counts every request by verb and status code: the figures the benchmarks print."""
+class KubeClient(Kube):
+    """Counts every request by verb and status code: the figures the benchmarks print and
+    pipesync_kubernetes_requests_total exposes. (Subclassing the Protocol makes mypy check
+    that every operation is here with its declared signature.)"""
 
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.authentication = kubernetes.client.AuthenticationV1Api(client)
         self.authorization = kubernetes.client.AuthorizationV1Api(client)
+        self.coordination = kubernetes.client.CoordinationV1Api(client)
+        self.version = kubernetes.client.VersionApi(client)
         self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
 
     def _count(self, verb: str, code: int) -> None:
@@ -53,6 +61,19 @@ class Kube:
             raise
         self._count(verb, 200)
         return result
+
+    def _call_unless(
+        self, refused: int, verb: str, function: Any, *args: Any, **kwargs: Any
+    ) -> tuple[bool, Any]:
+        """(True, the result), or (False, None) when the API server answers `refused`,
+        which the caller takes as an outcome, not a failure (404: not there; 409: the
+        name is taken, or another writer came first)."""
+        try:
+            return True, self._call(verb, function, *args, **kwargs)
+        except ApiException as error:
+            if error.status == refused:
+                return False, None
+            raise
 
     def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -86,6 +107,47 @@ class Kube:
         )
         items: list[dict[str, Any]] = response["items"]
         return items
+
+    def list_objects_with_version(
+        self, plural: str, namespace: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        """All objects of a kind in a namespace, and the list's resourceVersion: where a
+        watch that follows the list starts."""
+        listed: dict[str, Any] = self._call(
+            "list",
+            self.custom.list_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+        )
+        return listed["items"], str(listed["metadata"].get("resourceVersion", ""))
+
+    def watch_objects(
+        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """The watch events (type, object as a dict) after `resource_version`, with
+        bookmarks, until the server ends the watch after `timeout_seconds`. Each opening
+        of the watch is one request, counted under the verb "watch"."""
+        listing = self.custom.list_namespaced_custom_object
+
+        # The client's Watch finds the event type from the listing function's signature
+        # and docstring: the counting wrapper keeps both (functools.wraps).
+        @functools.wraps(listing)
+        def opened(*args: Any, **kwargs: Any) -> Any:
+            return self._call("watch", listing, *args, **kwargs)
+
+        stream: Iterator[dict[str, Any]] = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
+            opened,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            resource_version=resource_version,
+            timeout_seconds=timeout_seconds,
+            allow_watch_bookmarks=True,
+        )
+        yield from stream
 
     def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
@@ -255,6 +317,19 @@ class Kube:
             if error.status != 404:
                 raise
 
+    def patch_pod(
+        self, namespace: str, name: str, patch: Mapping[str, Any], timeout: float | None = None
+    ) -> None:
+        """A strategic merge patch of a pod (the leader's label on its own pod)."""
+        self._call(
+            "patch",
+            self.core.patch_namespaced_pod,
+            name,
+            namespace,
+            dict(patch),
+            _request_timeout=timeout,
+        )
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
             result = self._call("get", self.core.read_namespaced_config_map, name, namespace)
@@ -318,6 +393,60 @@ class Kube:
             raise
         data: bytes = response.data
         return data
+
+    # --- the leader election's Lease ------------------------------------------------------
+    # Raw JSON, not the client's models: MicroTime stays text, read back as written.
+
+    def get_lease(
+        self, namespace: str, name: str, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """The Lease as JSON; None when it does not exist."""
+        return _json(
+            self._call_unless(
+                404,
+                "get",
+                self.coordination.read_namespaced_lease,
+                name,
+                namespace,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        )
+
+    def create_lease(
+        self, namespace: str, body: Mapping[str, Any], timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """The created Lease; None when one of that name exists (another replica won)."""
+        return self._write_lease(
+            "create",
+            self.coordination.create_namespaced_lease,
+            namespace,
+            dict(body),
+            timeout=timeout,
+        )
+
+    def replace_lease(
+        self, namespace: str, name: str, body: Mapping[str, Any], timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """The replaced Lease; None when its resourceVersion is no longer the current one
+        (another replica wrote first)."""
+        return self._write_lease(
+            "update",
+            self.coordination.replace_namespaced_lease,
+            name,
+            namespace,
+            dict(body),
+            timeout=timeout,
+        )
+
+    def _write_lease(
+        self, verb: str, call: Callable[..., Any], *args: Any, timeout: float | None
+    ) -> dict[str, Any] | None:
+        return _json(
+            self._call_unless(
+                409, verb, call, *args, _preload_content=False, _request_timeout=timeout
+            )
+        )
 
     # --- who is asking (the web UI acts for its user) ------------------------------------
 
@@ -397,3 +526,25 @@ class Kube:
     def list_namespaces(self) -> list[str]:
         listed = self._call("list", self.core.list_namespace)
         return sorted(item.metadata.name for item in listed.items)
+
+    # --- the cluster itself ---------------------------------------------------------------
+
+    def server_version(self, timeout: float | None = None) -> dict[str, Any]:
+        """The API server's version (git version, platform): whether it answers at all."""
+        info = self._call("get", self.version.get_code, _request_timeout=timeout)
+        answered: dict[str, Any] = info.to_dict()
+        return answered
+
+    @property
+    def server_url(self) -> str:
+        """Where this client sends its requests (for messages)."""
+        return str(self.core.api_client.configuration.host)
+
+
+def _json(answer: tuple[bool, Any]) -> dict[str, Any] | None:
+    """The JSON body of a raw (`_preload_content=False`) answer; None when it was refused."""
+    answered, response = answer
+    if not answered:
+        return None
+    found: dict[str, Any] = json.loads(response.data)
+    return found
