@@ -13,7 +13,7 @@ from typing import Any
 
 from pipesync.api.yamlsource import Path
 from pipesync.engine.kfp import cel, placeholders
-from pipesync.engine.kfp.state import Translation, mapping
+from pipesync.engine.kfp.state import Site, Translation, mapping
 from pipesync.engine.kfp.values import Kind, Value
 from pipesync.engine.templating import Template
 
@@ -21,14 +21,15 @@ _BARE_TYPES = ("NUMBER_INTEGER", "NUMBER_DOUBLE", "BOOLEAN")
 
 
 def condition(
-    reading: Translation,
-    text: str,
-    where: Path,
-    component: Mapping[str, Any],
-    inputs: Mapping[str, Value],
-) -> Template | None:
-    """The `when` expression of a task's trigger condition; None (reported) when pipesync
-    cannot decide it."""
+    reading: Translation, site: Site, component: Mapping[str, Any], inputs: Mapping[str, Value]
+) -> tuple[Template, Path] | None:
+    """The `when` expression of the task's trigger condition and its place in the file;
+    None when the task has none, or (reported) when pipesync cannot decide it."""
+    found = mapping(site.task.get("triggerPolicy")).get("condition")
+    if not found:
+        return None
+    text = str(found)
+    where = (*site.path, "triggerPolicy", "condition")
     definitions = mapping(mapping(component.get("inputDefinitions")).get("parameters"))
 
     def operand(name: str, numeric: bool) -> str | Template:
@@ -46,7 +47,7 @@ def condition(
         return placeholders.of("'", value.template, "'")
 
     try:
-        return placeholders.joined(cel.tokens(text, operand), " ")
+        return placeholders.joined(cel.tokens(text, operand), " "), where
     except cel.CelError as error:
         reading.problem(where, f"condition {text!r}: {error}")
         return None

@@ -32,7 +32,7 @@ def container_task(
     executor = mapping(reading.executors.get(label))
     epath: Path = ("deploymentSpec", "executors", label)
     if "importer" in executor:
-        return importer.importer_task(reading, site, executor, inputs, context, epath=epath)
+        return importer.importer_task(reading, site, inputs, context, label)
     container = mapping(executor.get("container"))
     cpath = (*epath, "container")
     if not container:

@@ -84,12 +84,9 @@ def _task(reading: Translation, site: Site, dag: Dag) -> None:
     for dependency in task.get("dependentTasks") or ():
         deps.extend(dag.flat.get(str(dependency), ()))
     when = context.when
-    condition = mapping(task.get("triggerPolicy")).get("condition")
-    if condition:
-        where = (*path, "triggerPolicy", "condition")
-        translated = conditions.condition(reading, str(condition), where, component, inputs)
-        if translated is not None:
-            when = (*when, (translated, where))
+    condition = conditions.condition(reading, site, component, inputs)
+    if condition is not None:
+        when = (*when, condition)
     inner = Context(context.prefix, when, tuple(dict.fromkeys(deps)), context.loop)
     if "dag" in component and _ignores_failures(task):
         reading.problem(

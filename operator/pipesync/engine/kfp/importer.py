@@ -144,19 +144,14 @@ def input_artifact(
 
 
 def importer_task(
-    reading: Translation,
-    site: Site,
-    executor: Mapping[str, Any],
-    inputs: Mapping[str, Value],
-    context: Context,
-    *,
-    epath: Path,
+    reading: Translation, site: Site, inputs: Mapping[str, Value], context: Context, label: str
 ) -> str | None:
-    """dsl.importer: a task that copies the artifact at a URI (file, http(s) or s3)
-    into its output `artifact`, with the importer's metadata for its consumers."""
+    """dsl.importer (the executor `label`): a task that copies the artifact at a URI (file,
+    http(s) or s3) into its output `artifact`, with the importer's metadata for its
+    consumers."""
     name, path = site.name, site.path
-    spec = mapping(executor.get("importer"))
-    ipath: Path = (*epath, "importer")
+    spec = mapping(mapping(reading.executors.get(label)).get("importer"))
+    ipath: Path = ("deploymentSpec", "executors", label, "importer")
     source = mapping(spec.get("artifactUri"))
     if "constant" in source:
         uri = str(source["constant"])

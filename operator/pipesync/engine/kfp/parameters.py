@@ -73,7 +73,7 @@ def task_inputs(
     reading: Translation, site: Site, component: Mapping[str, Any], dag: Dag
 ) -> dict[str, Value]:
     """Each input of a task's component: what the task gives it, its default, or ABSENT."""
-    task, path, scope, outputs = site.task, site.path, dag.scope, dag.outputs
+    task, path = site.task, site.path
     given = mapping(task.get("inputs"))
     definitions = mapping(component.get("inputDefinitions"))
     parameter_defs = mapping(definitions.get("parameters"))
@@ -84,7 +84,7 @@ def task_inputs(
         if "runtimeValue" in spec:
             constants.append((name, mapping(spec["runtimeValue"]).get("constant"), where))
             continue
-        value = _parameter(reading, spec, where, scope, outputs)
+        value = _parameter(reading, spec, where, dag)
         if value is not None:
             resolved[name] = value
     # Constants last: an f-string constant reads the task's other inputs.
@@ -94,7 +94,7 @@ def task_inputs(
         resolved[name] = _constant(reading, constant, kind, where, io)
     for name, spec in mapping(given.get("artifacts")).items():
         where = (*path, "inputs", "artifacts", name)
-        value = _artifact(reading, spec, where, scope, outputs)
+        value = _artifact(reading, spec, where, dag)
         if value is not None:
             resolved[name] = value
     for name, definition in parameter_defs.items():
@@ -110,14 +110,12 @@ def task_inputs(
 
 
 def _parameter(
-    reading: Translation,
-    spec: Mapping[str, Any],
-    where: Path,
-    scope: Mapping[str, Value],
-    outputs: Mapping[str, Mapping[str, Value]],
+    reading: Translation, spec: Mapping[str, Any], where: Path, dag: Dag
 ) -> Value | None:
+    """What a task's input parameter is given: a DAG input, another task's output, or the
+    exit handler's view of the run's status."""
     if "componentInputParameter" in spec:
-        value = scope.get(str(spec["componentInputParameter"]))
+        value = dag.scope.get(str(spec["componentInputParameter"]))
         if value is None:
             reading.problem(where, f"unknown input {spec['componentInputParameter']!r}")
             return None
@@ -136,11 +134,9 @@ def _parameter(
         return value
     if "taskOutputParameter" in spec:
         source = mapping(spec["taskOutputParameter"])
-        producer, key = str(source.get("producerTask")), str(source.get("outputParameterKey"))
-        value = outputs.get(producer, {}).get(key)
-        if value is None:
-            reading.problem(where, f"output {key!r} of task {producer!r} is not available here")
-        return None if value is v.ABSENT else value
+        return _task_output(
+            reading, source, "outputParameterKey", "output", where=where, outputs=dag.outputs
+        )
     if "taskFinalStatus" in spec:
         return Value(Kind.STATUS, group=str(mapping(spec["taskFinalStatus"]).get("producerTask")))
     reading.problem(where, f"unsupported input source {', '.join(spec) or 'empty'}")
@@ -165,27 +161,38 @@ def _constant(
     return v.refers(template)
 
 
-def _artifact(
-    reading: Translation,
-    spec: Mapping[str, Any],
-    where: Path,
-    scope: Mapping[str, Value],
-    outputs: Mapping[str, Mapping[str, Value]],
-) -> Value | None:
+def _artifact(reading: Translation, spec: Mapping[str, Any], where: Path, dag: Dag) -> Value | None:
+    """What a task's input artifact is given: another task's output or a DAG input."""
     if "taskOutputArtifact" in spec:
         source = mapping(spec["taskOutputArtifact"])
-        producer, key = str(source.get("producerTask")), str(source.get("outputArtifactKey"))
-        value = outputs.get(producer, {}).get(key)
-        if value is None:
-            reading.problem(where, f"artifact {key!r} of task {producer!r} is not available here")
-        return None if value is v.ABSENT else value
+        return _task_output(
+            reading, source, "outputArtifactKey", "artifact", where=where, outputs=dag.outputs
+        )
     if "componentInputArtifact" in spec:
-        value = scope.get(str(spec["componentInputArtifact"]))
+        value = dag.scope.get(str(spec["componentInputArtifact"]))
         if value is None:
             reading.problem(where, f"unknown input artifact {spec['componentInputArtifact']!r}")
         return value
     reading.problem(where, f"unsupported artifact source {', '.join(spec) or 'empty'}")
     return None
+
+
+def _task_output(
+    reading: Translation,
+    source: Mapping[str, Any],
+    key_field: str,
+    what: str,
+    *,
+    where: Path,
+    outputs: Mapping[str, Mapping[str, Value]],
+) -> Value | None:
+    """Another task's output (`what`: output or artifact) as this DAG knows it so far; an
+    optional one left unset (ABSENT) is no input at all."""
+    producer, key = str(source.get("producerTask")), str(source.get(key_field))
+    value = outputs.get(producer, {}).get(key)
+    if value is None:
+        reading.problem(where, f"{what} {key!r} of task {producer!r} is not available here")
+    return None if value is v.ABSENT else value
 
 
 def task_outputs(

@@ -64,6 +64,7 @@ class Translation:
         return node
 
 
+@dataclasses.dataclass(eq=False)  # one per ParallelFor: compared by identity
 class Loop:
     """A ParallelFor: its items, and the pipesync forEach group its body's tasks form.
 
@@ -71,22 +72,14 @@ class Loop:
     loop's items by its group name, then its own, and `{{item.GROUP}}` is each loop's item.
     """
 
-    def __init__(
-        self,
-        items: Items | None,
-        parallelism: int | None,
-        path: Path,
-        group: str,
-        axes: list[tuple[str, Items | None]] | None = None,
-    ) -> None:
-        self.items = items
-        self.parallelism = parallelism
-        self.path = path
-        self.group = group
-        self.axes = axes
-        self.parent: Loop | None = None  # the enclosing loop, for a nested one
-        self.bodies: list[dict[str, Any]] = []  # the pipesync tasks directly in its body
-        self.limits: list[int | None] = []  # each axis's own parallelismLimit (a matrix)
+    items: Items | None  # None for a matrix: its items are in `axes`
+    parallelism: int | None
+    path: Path
+    group: str
+    axes: list[tuple[str, Items | None]] | None = None
+    parent: Loop | None = None  # the enclosing loop, for a nested one
+    bodies: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # its own tasks
+    limits: list[int | None] = dataclasses.field(default_factory=list)  # each axis's limit
 
     @property
     def chain(self) -> tuple[str, ...]:
