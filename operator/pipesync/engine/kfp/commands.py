@@ -4,6 +4,8 @@ KFP placeholders (`{{$.inputs.parameters['x']}}`, artifact paths, output files) 
 pipesync placeholders that expand into single argv elements; `{"Concat": [...]}` becomes
 one element and `{"IfPresent": ...}` zero or more, decided here because whether an input
 is present is fixed once the DAG is flattened. Nothing goes through a shell.
+The templates hold `templating` references (placeholders.py), so what the reader builds
+from them (a constant's value, the importer's metadata) needs no parsing of text.
 """
 
 from __future__ import annotations
