@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -25,6 +26,9 @@ _TOKEN = re.compile(
 )
 _WORDS = {"&&": "and", "||": "or", "!": "not"}
 
+#: What an operand becomes: text, or (for the reader) a pipesync template.
+T = TypeVar("T")
+
 #: Turns an input name into a `when` operand; `numeric` when the CEL cast asks for one.
 Operand = Callable[[str, bool], str]
 
@@ -35,7 +39,13 @@ class CelError(ValueError):
 
 def translate(condition: str, operand: Operand) -> str:
     """The `when` expression equivalent to `condition`."""
-    out: list[str] = []
+    return " ".join(tokens(condition, operand))
+
+
+def tokens(condition: str, operand: Callable[[str, bool], T]) -> list[str | T]:
+    """The `when` expression equivalent to `condition`, token by token (to be joined with
+    spaces): operators and literals as text, each input as `operand` made it."""
+    out: list[str | T] = []
     position = 0
     casts: list[int] = []  # parenthesis depth of each open int()/double() wrapper
     depth = 0
@@ -77,7 +87,7 @@ def translate(condition: str, operand: Operand) -> str:
                 raise CelError(f"unsupported name or function {word!r}")
     if depth != 0:
         raise CelError("unbalanced parentheses")
-    return " ".join(out)
+    return out
 
 
 def _string(literal: str) -> str:

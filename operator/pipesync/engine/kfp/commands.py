@@ -4,6 +4,8 @@ KFP placeholders (`{{$.inputs.parameters['x']}}`, artifact paths, output files) 
 pipesync placeholders that expand into single argv elements; `{"Concat": [...]}` becomes
 one element and `{"IfPresent": ...}` zero or more, decided here because whether an input
 is present is fixed once the DAG is flattened. Nothing goes through a shell.
+The templates hold `templating` references (placeholders.py), so what the reader builds
+from them (a constant's value, the importer's metadata) needs no parsing of text.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipesync.engine.kfp import shim
+from pipesync.engine.kfp import placeholders, shim
 from pipesync.engine.kfp import values as v
 from pipesync.engine.kfp.values import Kind, Value
+from pipesync.engine.templating import Ref, Template
 
 _PLACEHOLDER = re.compile(r"\{\{\$(?P<body>[^}]*)\}\}")
 _IO = re.compile(
@@ -25,8 +28,8 @@ _IO = re.compile(
 )
 _RUN_NAMES = ("pipeline_job_name", "pipeline_job_resource_name", "pipeline_job_uuid")
 _RUN_TIMES = {
-    "pipeline_job_create_time_utc": "{{run.createdAt}}",
-    "pipeline_job_schedule_time_utc": "{{run.scheduledAt}}",
+    "pipeline_job_create_time_utc": "createdAt",
+    "pipeline_job_schedule_time_utc": "scheduledAt",
 }
 #: What a container reads from or writes for the shim (see shim.py's argv mode).
 EXECUTOR_FILES = ("{{$}}", "{{$.outputs.output_file}}")
@@ -47,15 +50,20 @@ class TaskIO:
     output_file: str = ""  # what `{{$.outputs.output_file}}` becomes; "" refuses it
 
 
-def render(items: list[Any], io: TaskIO) -> list[str]:
-    """Every element of a command or args list, expanded."""
-    out: list[str] = []
+def render(items: list[Any], io: TaskIO) -> list[Template]:
+    """Every element of a command or args list, expanded into pipesync templates."""
+    out: list[Template] = []
     for item in items:
         out.extend(_element(item, io))
     return out
 
 
-def _element(item: Any, io: TaskIO) -> list[str]:
+def render_text(items: list[Any], io: TaskIO) -> list[str]:
+    """`render`, as the argv text written into a Pipeline body."""
+    return [placeholders.text(template) for template in render(items, io)]
+
+
+def _element(item: Any, io: TaskIO) -> list[Template]:
     structured = _structured(item)
     if structured is None:
         return [_text(str(item), io)]
@@ -63,7 +71,7 @@ def _element(item: Any, io: TaskIO) -> list[str]:
         parts = structured["Concat"]
         if not isinstance(parts, list):
             raise CommandError("Concat must hold a list")
-        return ["".join(part for item in parts for part in _element(item, io))]
+        return [placeholders.of(*(part for item in parts for part in _element(item, io)))]
     spec = structured["IfPresent"]
     if not isinstance(spec, dict) or "InputName" not in spec:
         raise CommandError("IfPresent must name an InputName")
@@ -98,15 +106,15 @@ def _structured(item: Any) -> dict[str, Any] | None:
     return None
 
 
-def _text(text: str, io: TaskIO) -> str:
-    out: list[str] = []
+def _text(text: str, io: TaskIO) -> Template:
+    out: list[str | Ref | Template] = []
     position = 0
     for match in _PLACEHOLDER.finditer(text):
         out.append(_literal(text[position : match.start()]))
         out.append(_placeholder(match.group("body"), io))
         position = match.end()
     out.append(_literal(text[position:]))
-    return "".join(out)
+    return placeholders.of(*out)
 
 
 def _literal(text: str) -> str:
@@ -117,7 +125,8 @@ def _literal(text: str) -> str:
     return text
 
 
-def _placeholder(body: str, io: TaskIO) -> str:
+def _placeholder(body: str, io: TaskIO) -> str | Ref | Template:
+    """What one KFP placeholder (`{{$...}}`, its `body` without the `$`) becomes."""
     shown = "{{$" + body + "}}"
     if body == "" and io.executor_input:
         return io.executor_input
@@ -129,13 +138,13 @@ def _placeholder(body: str, io: TaskIO) -> str:
     if name == "outputs.output_file" and io.output_file:
         return io.output_file
     if name in _RUN_NAMES:
-        return "{{run.name}}"
+        return placeholders.run("name")
     if name in _RUN_TIMES:
-        return _RUN_TIMES[name]
+        return placeholders.run(_RUN_TIMES[name])
     if name == "pipeline_task_name":
         return io.task
     if name == "pipeline_task_uuid":
-        return "{{task.uid}}"
+        return placeholders.task_uid()
     match = _IO.match(body)
     if match is None:
         raise CommandError(f"unsupported placeholder {shown}")
@@ -151,20 +160,20 @@ def _placeholder(body: str, io: TaskIO) -> str:
             raise CommandError(
                 f"{shown}: input {key!r} has no value here (wrap it in IfPresent or give it one)"
             )
-        return value.text
+        return value.template
     if side == "inputs":
         value = io.inputs.get(key)
         if value is None or value.kind is not Kind.ARTIFACT:
             raise CommandError(f"{shown}: input artifact {key!r} is not connected")
         if field in ("path", "uri"):
-            return "{{inputs.artifacts." + key + "}}"
+            return placeholders.input_artifact(key)
         if field == "metadata" and value.meta and not v.listed(value, io.loops):
             return v.metadata_source(value, shim.META_PREFIX)
         if field == "metadata":
             return "{}"
         raise CommandError(f"unsupported placeholder {shown}")
     if kind == "parameters" and field == "output_file":
-        return "{{outputs.parameters." + key + "}}"
+        return placeholders.output_parameter(key)
     if kind == "artifacts" and field in ("path", "uri"):
-        return "{{outputs.artifacts." + key + "}}"
+        return placeholders.output_artifact(key)
     raise CommandError(f"unsupported placeholder {shown}")

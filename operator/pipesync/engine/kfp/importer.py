@@ -1,4 +1,5 @@
 """dsl.importer as a pipesync task: copy the artifact at a URI into the task's output.
+A pipeline's input artifacts are imported the same way, from a URI given as a parameter.
 
 KFP's importer is not a container; pipesync runs it as a small python3 program (the
 standard library, plus boto3 for s3:// URIs, which pipesync's own image has). The URI is
@@ -18,7 +19,13 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pipesync.api.yamlsource import Path
+from pipesync.engine.kfp import commands, placeholders
+from pipesync.engine.kfp import values as v
+from pipesync.engine.kfp.placement import place_task
 from pipesync.engine.kfp.shim import META_PREFIX
+from pipesync.engine.kfp.state import Context, Loop, Site, Translation, dns, mapping
+from pipesync.engine.kfp.values import Kind, Value
 
 OUTPUT = "artifact"
 
@@ -69,8 +76,8 @@ def argv(uri: str, metadata: Mapping[str, Any], values: Sequence[str] = ()) -> l
         "-c",
         PROGRAM,
         uri,
-        "{{outputs.artifacts." + OUTPUT + "}}",
-        "{{outputs.parameters." + META_PREFIX + OUTPUT + "}}",
+        placeholders.text(placeholders.output_artifact(OUTPUT)),
+        placeholders.text(placeholders.output_parameter(META_PREFIX + OUTPUT)),
         json.dumps(dict(metadata)),
         *values,
     ]
@@ -94,3 +101,87 @@ def template(metadata: Any, render: Callable[[str], str]) -> tuple[Any, list[str
         return node
 
     return walk(metadata), values
+
+
+def input_artifact(
+    reading: Translation, name: str, params: list[dict[str, Any]], *, listed: bool
+) -> Value:
+    """A pipeline input artifact: a required string parameter holding its URI, and an
+    importer task (`input-<name>`) that fetches it for the tasks that read it. A list of
+    artifacts (`Input[List[Artifact]]`): a JSON list of URIs, imported by a forEach
+    whose group a ParallelFor over the artifacts joins."""
+    where: Path = ("root", "inputDefinitions", "artifacts", name)
+    uri = "a path, file://, http(s):// or s3://"
+    params.append(
+        {
+            "name": name,
+            "type": "list",
+            "description": f"URIs of the input artifacts {name!r}: {uri}",
+        }
+        if listed
+        else {
+            "name": name,
+            "type": "string",
+            "description": f"URI of the input artifact {name!r}: {uri}",
+        }
+    )
+    task = dns(f"input-{name}") or "input-artifact"
+    reading.place(("spec", "tasks", len(reading.tasks)), where)
+    source = placeholders.item() if listed else placeholders.param(name)
+    body: dict[str, Any] = {
+        "name": task,
+        "command": argv(placeholders.text(source), {}),
+        "outputs": _outputs(),
+    }
+    loop = ""
+    if listed:
+        loop = task
+        items = placeholders.of(placeholders.param(name))
+        reading.loops[loop] = Loop(items, None, where, loop)
+        body["forEach"] = {"items": placeholders.text(items), "group": loop}
+    reading.tasks.append(body)
+    return Value(Kind.ARTIFACT, task=task, name=OUTPUT, meta=True, loop=loop)
+
+
+def importer_task(
+    reading: Translation, site: Site, inputs: Mapping[str, Value], context: Context, label: str
+) -> str | None:
+    """dsl.importer (the executor `label`): a task that copies the artifact at a URI (file,
+    http(s) or s3) into its output `artifact`, with the importer's metadata for its
+    consumers."""
+    name, path = site.name, site.path
+    spec = mapping(mapping(reading.executors.get(label)).get("importer"))
+    ipath: Path = ("deploymentSpec", "executors", label, "importer")
+    source = mapping(spec.get("artifactUri"))
+    if "constant" in source:
+        uri = str(source["constant"])
+    else:
+        value = inputs.get(str(source.get("runtimeParameter", "")), v.ABSENT)
+        if value.kind is not Kind.TEXT:
+            reading.problem((*ipath, "artifactUri"), f"task {name!r}: the importer has no URI")
+            return None
+        uri = value.text
+    flat_name = context.prefix + name
+    io = commands.TaskIO(flat_name, inputs)
+    try:
+        metadata, values = template(
+            spec.get("metadata") or {}, lambda text: commands.render_text([text], io)[0]
+        )
+    except (ValueError, commands.CommandError) as error:
+        reading.problem((*ipath, "metadata"), f"task {name!r}: importer metadata: {error}")
+        return None
+    target: Path = ("spec", "tasks", len(reading.tasks))
+    reading.place(target, path)
+    body: dict[str, Any] = {
+        "name": flat_name,
+        "command": argv(uri, metadata, values),
+        "outputs": _outputs(),
+    }
+    place_task(reading, body, context, target)
+    reading.tasks.append(body)
+    return flat_name
+
+
+def _outputs() -> dict[str, list[str]]:
+    """An importer task's outputs: the artifact, and its metadata for the shim."""
+    return {"artifacts": [OUTPUT], "parameters": [META_PREFIX + OUTPUT]}

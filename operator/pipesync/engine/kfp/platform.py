@@ -9,9 +9,10 @@ a setting its author relied on.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from pipesync.api.yamlsource import Path, SourceDocument
+from pipesync.engine.kfp.state import Translation
 
 _SUPPORTED = (
     "nodeSelector",
@@ -34,12 +35,6 @@ class _Unsupported(Exception):
     """A form of a supported setting pipesync cannot map (e.g. a name from a parameter)."""
 
 
-class _Reader(Protocol):
-    platforms: SourceDocument | None
-
-    def place(self, target: Path, source: Path) -> None: ...
-
-
 def executor_settings(platforms: SourceDocument | None, label: str) -> tuple[dict[str, Any], Path]:
     """The kubernetes settings of one executor and their path in the platform document."""
     if platforms is None or not isinstance(platforms.data, dict):
@@ -51,16 +46,16 @@ def executor_settings(platforms: SourceDocument | None, label: str) -> tuple[dic
     return (node if isinstance(node, dict) else {}), path
 
 
-def apply(reader: Any, body: dict[str, Any], label: str, target: Path) -> None:
+def apply(reading: Translation, body: dict[str, Any], label: str, target: Path) -> None:
     """Map the supported settings of executor `label` onto `body`; report the rest."""
-    platforms: SourceDocument | None = reader.platforms
+    platforms = reading.platforms
     settings, path = executor_settings(platforms, label)
     if not settings or platforms is None:
         return
     for key, value in settings.items():
         where = (*path, key)
         if key not in _SUPPORTED:
-            reader.problems.append(
+            reading.problems.append(
                 platforms.diagnostic(
                     where,
                     f"kfp-kubernetes setting {key!r} is not supported by pipesync's pod builder "
@@ -72,10 +67,10 @@ def apply(reader: Any, body: dict[str, Any], label: str, target: Path) -> None:
         try:
             _map(body, key, value)
         except _Unsupported as why:
-            reader.problems.append(platforms.diagnostic(where, f"kfp-kubernetes {key}: {why}"))
+            reading.problems.append(platforms.diagnostic(where, f"kfp-kubernetes {key}: {why}"))
         except (TypeError, AttributeError, ValueError, KeyError, IndexError) as error:
             # a value of the wrong type (e.g. a number where kfp-kubernetes writes a list)
-            reader.problems.append(
+            reading.problems.append(
                 platforms.diagnostic(
                     where,
                     f"kfp-kubernetes {key}: unexpected value ({type(error).__name__}); "

@@ -14,6 +14,8 @@ from collections.abc import Collection
 from typing import Any
 
 from pipesync.engine import templating
+from pipesync.engine.kfp import placeholders
+from pipesync.engine.templating import Ref, Template
 
 
 class Kind(enum.Enum):
@@ -26,7 +28,8 @@ class Kind(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Value:
     kind: Kind
-    text: str = ""  # TEXT: a pipesync template giving the value's text
+    # TEXT: the pipesync template giving the value's text, as references (see placeholders)
+    template: Template = placeholders.EMPTY
     literal: bool = False  # TEXT without placeholders (a constant)
     task: str = ""  # ARTIFACT: the flat producer task
     name: str = ""  # ARTIFACT: the producer's output artifact name
@@ -37,29 +40,30 @@ class Value:
     choices: tuple[tuple[str, str], ...] = ()
 
     @property
-    def single_placeholder(self) -> bool:
-        return (
-            self.text.startswith("{{") and self.text.endswith("}}") and self.text.count("{{") == 1
-        )
+    def text(self) -> str:
+        """The template as the text written into the Pipeline body."""
+        return placeholders.text(self.template)
+
+    @property
+    def single_ref(self) -> Ref | None:
+        """The placeholder when the value is exactly one (e.g. `{{params.x}}`)."""
+        return self.template.single_ref()
 
 
 ABSENT = Value(Kind.ABSENT)
 
 
-def artifact_source(value: Value) -> str:
+def artifact_source(value: Value) -> Ref:
     """The pipesync `inputs.artifacts.*.from` placeholder for an ARTIFACT value."""
     choices = value.choices or ((value.task, value.name),)
-    refs = (f"tasks.{task}.outputs.artifacts.{name}" for task, name in choices)
-    return "{{" + "|".join(refs) + "}}"
+    return placeholders.first_of([placeholders.task_artifact(*choice) for choice in choices])
 
 
-def metadata_source(value: Value, prefix: str) -> str:
+def metadata_source(value: Value, prefix: str) -> Ref:
     """The placeholder of the hidden output parameter carrying the artifact's metadata."""
     choices = value.choices or ((value.task, value.name),)
-    return (
-        "{{"
-        + "|".join(f"tasks.{task}.outputs.parameters.{prefix}{name}" for task, name in choices)
-        + "}}"
+    return placeholders.first_of(
+        [placeholders.task_parameter(task, prefix + name) for task, name in choices]
     )
 
 
@@ -70,12 +74,13 @@ def listed(value: Value, loops: Collection[str]) -> bool:
     return bool(value.loop) and value.loop not in loops
 
 
-def text(template: str) -> Value:
-    return Value(Kind.TEXT, text=template)
+def refers(*parts: str | Ref | Template) -> Value:
+    """A TEXT value made of placeholders (and text around them)."""
+    return Value(Kind.TEXT, template=placeholders.of(*parts))
 
 
 def constant(value: Any, parameter_type: str) -> Value:
-    return Value(Kind.TEXT, text=render(value, parameter_type), literal=True)
+    return Value(Kind.TEXT, template=placeholders.of(render(value, parameter_type)), literal=True)
 
 
 def render(value: Any, parameter_type: str = "") -> str:
