@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from pipesync.api import conventions
 from pipesync.controllers import runs
 from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
@@ -121,14 +122,14 @@ def test_outputs_too_big_for_the_message_are_read_from_the_runs_keys_not_the_pod
     (launch,) = planner.plan(compiled, {}, context, now=0.0).launches
     pod = pods.build_pod(launch, run=info, settings=settings, pipeline=compiled)
     pod["metadata"]["uid"] = "pod-1"
-    pod["metadata"]["annotations"][pods.ANNOTATION_NODE_PREFIX] = "pre/other/runs/x/a"
+    pod["metadata"]["annotations"][conventions.ANNOTATION_NODE_PREFIX] = "pre/other/runs/x/a"
     report = {"exitCode": 0, "parameters": {}, "missing": [], "uploaded": 1, "truncated": True}
     done = {"terminated": {"exitCode": 0, "message": json.dumps(report)}}
     pod["status"] = {
         "phase": "Succeeded",
         "containerStatuses": [
             {"name": "main", "state": {"terminated": {"exitCode": 0}}},
-            {"name": pods.OUTPUTS_CONTAINER, "state": done},
+            {"name": conventions.OUTPUTS_CONTAINER, "state": done},
         ],
     }
     store = KeyRecordingStore()

@@ -20,7 +20,6 @@ from collections import Counter
 
 import pytest
 
-from pipesync.controllers.recurringruns import label_value, run_name
 from pipesync.engine import recurring
 from pipesync.engine.recurring import ActiveRun, decide, parse_spec
 
@@ -493,17 +492,6 @@ def test_spec_change_is_not_applied_retroactively() -> None:
 
 
 # --- names ------------------------------------------------------------------------------
-
-
-def test_run_names_are_deterministic_and_short() -> None:
-    t = ts("2026-05-01T02:00:00+00:00")
-    assert run_name("nightly", t) == "nightly-20260501020000"
-    long_a, long_b = "a" * 60 + "-x", "a" * 60 + "-y"
-    assert len(run_name(long_a, t)) <= 63
-    assert run_name(long_a, t) != run_name(long_b, t)
-    assert run_name(long_a, t) == run_name(long_a, t)
-    assert run_name(long_a, t).endswith("-20260501020000")
-    assert len(label_value("b" * 200)) <= 63 and label_value("short") == "short"
 
 
 def test_validate_rejects_an_interval_that_is_not_whole_seconds(tmp_path: pathlib.Path) -> None:

@@ -36,12 +36,11 @@ from typing import Any, Protocol
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from pipesync.api import conventions
+
 _log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = "pipesync-operator"
-#: On the replica's own pod: "true" on the leader, "false" on a standby. The chart's
-#: webhook Service selects it: a standby's receiver knows no GitSource and would answer 404.
-LEADER_LABEL = "pipesync.io/leader"
 #: Lease duration 10 s, retries every 2 s: a standby leads at most ~12 s after the
 #: leader's last renewal (the 15 s promise), and a leader that cannot renew for 7 s stops
 #: 3 s before anybody else may start.
@@ -324,8 +323,8 @@ class Leadership:
 
 
 class PodMarker:
-    """Sets LEADER_LABEL on this replica's own pod; a failure is logged, never fatal (the
-    label only steers webhooks, the Lease alone decides who leads)."""
+    """Sets the leader label on this replica's own pod; a failure is logged, never fatal
+    (the label only steers webhooks, the Lease alone decides who leads)."""
 
     def __init__(self, client: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
         self.core = kubernetes.client.CoreV1Api(client)
@@ -333,7 +332,7 @@ class PodMarker:
         self.name = name
 
     def __call__(self, leading: bool) -> None:
-        patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else "false"}}}
+        patch = {"metadata": {"labels": {conventions.LABEL_LEADER: "true" if leading else "false"}}}
         try:
             self.core.patch_namespaced_pod(self.name, self.namespace, patch, _request_timeout=5)
         except Exception as error:
