@@ -520,3 +520,33 @@ def test_a_missing_pipeline_starts_nothing_and_counts_the_due_times_as_skipped()
     # Once it exists: the next due time fires, nothing of the missing hours is backfilled.
     resumed = decide(spec, held.cursor, [], set(), created + 4 * 3600 + 5)
     assert list(resumed.start) == [created + 4 * 3600]
+
+
+# --- previews and the one reading of times ------------------------------------------------
+
+
+def test_upcoming_times_start_after_now_and_stop_at_the_end() -> None:
+    now = ts("2026-03-27T12:10:00+00:00")
+    spec = parse_spec({"schedule": HOURLY, "endTime": "2026-03-27T14:30:00Z"}, now - 3600)
+    assert recurring.upcoming(spec, now, 5) == [
+        ts("2026-03-27T13:00:00+00:00"),
+        ts("2026-03-27T14:00:00+00:00"),
+    ]
+    assert recurring.upcoming(spec, now, 1) == [ts("2026-03-27T13:00:00+00:00")]
+
+
+def test_upcoming_times_wait_for_the_start_time() -> None:
+    created = ts("2026-01-01T00:00:00+00:00")
+    spec = parse_spec(
+        {"schedule": {"interval": "6h"}, "startTime": "2026-01-02T03:00:00Z"}, created
+    )
+    first = ts("2026-01-02T03:00:00+00:00")
+    assert recurring.upcoming(spec, created, 3) == [first, first + 6 * 3600, first + 12 * 3600]
+
+
+def test_a_lower_case_start_time_is_read_as_the_schema_accepts_it() -> None:
+    """The schema's date-time accepts 't' and 'z'; the scheduler used to refuse them."""
+    spec = parse_spec({"schedule": {"interval": "1h"}, "startTime": "2026-01-02t00:00:00z"}, 0)
+    assert spec.earliest == ts("2026-01-02T00:00:00+00:00")
+    with pytest.raises(recurring.ScheduleError, match=r"spec.startTime"):
+        parse_spec({"schedule": {"interval": "1h"}, "startTime": "tomorrow"}, 0)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pipesync.api import diagnostics, durations, model
+from pipesync.api import diagnostics, durations, model, times
 from pipesync.api.diagnostics import Diagnostic, Severity
 from pipesync.api.documents import Resource
 from pipesync.engine import compiler, limits, params, recurring, schedules
@@ -193,7 +193,7 @@ def _schedule_problems(resource: Resource, now: datetime) -> list[Diagnostic]:
         problem = _interval_problem(schedule["interval"])
         if problem:
             problems.append(resource.diagnostic(("spec", "schedule", "interval"), problem))
-    start, end = _instant(spec.get("startTime")), _instant(spec.get("endTime"))
+    start, end = times.instant(spec.get("startTime")), times.instant(spec.get("endTime"))
     if start is not None and end is not None and end <= start:
         problems.append(resource.diagnostic(("spec", "endTime"), "endTime must be after startTime"))
     return problems
@@ -208,12 +208,3 @@ def _interval_problem(value: Any) -> str | None:
     if seconds < 1 or seconds != int(seconds):
         return f"interval {value!r} must be a whole number of seconds, at least 1s"
     return None
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from croniter import croniter
 
-from pipesync.api import durations
+from pipesync.api import durations, times
 from pipesync.engine import schedules
 
 UTC = datetime.UTC
@@ -294,19 +294,34 @@ def cron_schedule(expression: str, timezone: str) -> CronSchedule:
     return CronSchedule(expression, timezone)
 
 
+def fire_times(schedule: Schedule, after: int, count: int, end: int | None = None) -> list[int]:
+    """The next `count` times a schedule fires after `after`, none after `end` (fewer when
+    the schedule ends first): the one loop over next_after that every preview uses."""
+    found: list[int] = []
+    cursor = after
+    while len(found) < count:
+        following = schedule.next_after(cursor)
+        if following is None or (end is not None and following > end):
+            break
+        found.append(following)
+        cursor = following
+    return found
+
+
+def upcoming(spec: RecurringSpec, now: int, count: int) -> list[int]:
+    """The next `count` times a RecurringRun fires after `now`, by the rules its
+    decisions follow (nothing before `earliest`, nothing after `end`): what the UI and
+    `pipesync diff` show."""
+    return fire_times(spec.schedule, max(now, spec.earliest - 1), count, spec.end)
+
+
 def next_fire_times(
     expression: str, timezone: str, after: datetime.datetime, count: int = 3
 ) -> list[datetime.datetime]:
     """The next `count` fire times of a cron schedule after `after`, in its zone."""
-    schedule = cron_schedule(expression, timezone)
     zone = zoneinfo.ZoneInfo(timezone)
-    times: list[datetime.datetime] = []
-    cursor: int | None = int(after.timestamp())
-    while len(times) < count and cursor is not None:
-        cursor = schedule.next_after(cursor)
-        if cursor is not None:
-            times.append(datetime.datetime.fromtimestamp(cursor, zone))
-    return times
+    found = fire_times(cron_schedule(expression, timezone), int(after.timestamp()), count)
+    return [datetime.datetime.fromtimestamp(moment, zone) for moment in found]
 
 
 def seconds_first_warning(expression: str, timezone: str, after: datetime.datetime) -> str | None:
@@ -316,10 +331,10 @@ def seconds_first_warning(expression: str, timezone: str, after: datetime.dateti
     if len(fields) != 6:
         return None
     try:
-        times = next_fire_times(expression, timezone, after)
+        fires = next_fire_times(expression, timezone, after)
     except (ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError):
         return None
-    shown = ", ".join(t.isoformat() for t in times)
+    shown = ", ".join(t.isoformat() for t in fires)
     return (
         f"cron {expression!r} has 6 fields: the first is seconds (second minute hour "
         f"day-of-month month day-of-week), so it fires at {shown}, ...; if minute comes "
@@ -408,15 +423,13 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _instant(value: Any, where: str) -> int | None:
+    """Scheduled times are whole seconds: a fraction rounds up (nothing before it fires)."""
     if value is None:
         return None
-    try:
-        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise ScheduleError(f"{where}: not an RFC 3339 time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return math.ceil(moment.timestamp())
+    moment = times.instant(value)
+    if moment is None:
+        raise ScheduleError(f"{where}: not an RFC 3339 time: {value!r}")
+    return math.ceil(moment)
 
 
 # --- the decision -----------------------------------------------------------------------

@@ -487,15 +487,7 @@ def next_fire_times(recurring_run: Mapping[str, Any], now: float, count: int = 5
         return []
     if parsed.suspend:
         return []
-    found: list[str] = []
-    moment = max(int(now), parsed.earliest - 1)
-    while len(found) < count:
-        following = parsed.schedule.next_after(moment)
-        if following is None or (parsed.end is not None and following > parsed.end):
-            break
-        found.append(times.timestamp(float(following)))
-        moment = following
-    return found
+    return [times.timestamp(float(t)) for t in recurring.upcoming(parsed, int(now), count)]
 
 
 def recurring_detail(
