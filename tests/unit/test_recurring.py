@@ -550,3 +550,50 @@ def test_a_lower_case_start_time_is_read_as_the_schema_accepts_it() -> None:
     assert spec.earliest == ts("2026-01-02T00:00:00+00:00")
     with pytest.raises(recurring.ScheduleError, match=r"spec.startTime"):
         parse_spec({"schedule": {"interval": "1h"}, "startTime": "tomorrow"}, 0)
+
+
+# --- one validation: what `pipesync validate` reports is what the scheduler refuses ------
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ({"schedule": {"cron": "61 * * * *"}}, ("spec", "schedule", "cron")),
+        (
+            {"schedule": {"cron": "0 * * * *", "timezone": "Mars/Olympus"}},
+            ("spec", "schedule", "timezone"),
+        ),
+        (
+            {"schedule": {"interval": "1h", "timezone": "Mars/Olympus"}},
+            ("spec", "schedule", "timezone"),
+        ),
+        ({"schedule": {"interval": "1500ms"}}, ("spec", "schedule", "interval")),
+        ({"schedule": {"interval": "soon"}}, ("spec", "schedule", "interval")),
+        ({"schedule": {}}, ("spec", "schedule")),
+        ({"schedule": HOURLY, "startTime": "later"}, ("spec", "startTime")),
+        (
+            {
+                "schedule": HOURLY,
+                "startTime": "2026-01-02T00:00:00Z",
+                "endTime": "2026-01-02T00:00:00Z",
+            },
+            ("spec", "endTime"),
+        ),
+    ],
+)
+def test_each_problem_is_named_once_and_refused_by_the_scheduler(
+    spec: dict[str, object], path: tuple[str, ...]
+) -> None:
+    problems = recurring.spec_problems(spec)
+    assert [p.path for p in problems] == [path]
+    with pytest.raises(recurring.ScheduleError) as raised:
+        parse_spec(spec, 0)
+    assert str(raised.value) == str(problems[0])
+    assert str(raised.value).startswith(".".join(path) + ": ")
+
+
+def test_a_valid_spec_has_no_problems() -> None:
+    assert recurring.spec_problems({"schedule": HOURLY}) == []
+    assert recurring.spec_problems({"schedule": {"interval": "6h", "timezone": "UTC"}}) == []
+    window = {"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-01T00:00:01Z"}
+    assert recurring.spec_problems({"schedule": HOURLY, **window}) == []
