@@ -151,6 +151,18 @@ def test_the_operator_honours_the_pipelines_parallelism() -> None:
     assert len(planner.plan(pin.compiled, {}, context, 5e9).launches) == 2
 
 
+def test_the_operator_takes_the_runs_timeout_else_the_pipelines() -> None:
+    # The run deadline comes from the same builder as the parallelism (engine.planner).
+    pin = pinned("timeout: 1h\nparallelism: 3\ntasks: [{name: a, command: [x]}]")
+    context = runs.run_context(RUN, pin, now=5e9)
+    assert (context.max_running, context.timeout_seconds) == (3, 3600.0)
+    limited = {**RUN, "spec": {**RUN["spec"], "timeout": "90s"}}
+    context = runs.run_context(limited, pin, now=5e9)
+    assert (context.max_running, context.timeout_seconds) == (3, 90.0)
+    unlimited = pinned("tasks: [{name: a, command: [x]}]")
+    assert runs.run_context(RUN, unlimited, now=5e9).timeout_seconds is None
+
+
 def health(status: dict[str, object]) -> tuple[str, str, str]:
     found = {c["type"]: c["status"] for c in status["conditions"]}  # type: ignore[attr-defined]
     return found["Ready"], found["Reconciling"], found["Stalled"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from pipesync.engine import planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
@@ -361,6 +363,22 @@ def test_one_run_context_builder_takes_the_smaller_of_the_pipeline_and_executor_
 
     assert (cap(spec, None), cap(spec, 2), cap(spec, 8)) == (3, 2, 3)
     assert (cap(unlimited, None), cap(unlimited, 4)) == (None, 4)
+
+
+def test_one_run_context_builder_takes_the_runs_timeout_else_the_pipelines() -> None:
+    spec = compile_yaml("timeout: 2h\ntasks: [{name: a, command: [x]}]").spec
+    unlimited = compile_yaml("tasks: [{name: a, command: [x]}]").spec
+
+    def limit(of: Any, timeout: str | None) -> float | None:
+        context = planner.run_context(
+            of, {}, name="r", namespace="n", created_at=1.0, timeout=timeout
+        )
+        return context.timeout_seconds
+
+    assert (limit(spec, None), limit(spec, "30m"), limit(spec, "")) == (7200.0, 1800.0, 7200.0)
+    assert (limit(unlimited, None), limit(unlimited, "1m")) == (None, 60.0)
+    with pytest.raises(ValueError):
+        limit(spec, "soon")
 
 
 def test_a_hostile_matrix_fails_its_task_without_being_built() -> None:

@@ -129,11 +129,12 @@ class RunController:
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = times.instant(status.get("startedAt")) or now
-        timeout = _run_timeout(run, pinned.compiled)
+        context = run_context(run, pinned, now, self.bounds)
+        timeout = context.timeout_seconds
         decision = planner.plan(
             pinned.compiled,
             nodes,
-            run_context(run, pinned, now, self.bounds),
+            context,
             now,
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
@@ -653,8 +654,8 @@ def _failed_status(
 def run_context(
     run: Mapping[str, Any], pinned: Pinned, now: float, bounds: limits.Limits = limits.DEFAULT
 ) -> planner.RunContext:
-    """What the planner is told about the run: names, params, the pipeline's parallelism
-    and its times (the scheduled one when a RecurringRun made it)."""
+    """What the planner is told about the run: names, params, the pipeline's parallelism,
+    its times (the scheduled one when a RecurringRun made it) and its timeout."""
     metadata = run["metadata"]
     annotations = metadata.get("annotations") or {}
     return planner.run_context(
@@ -664,6 +665,7 @@ def run_context(
         namespace=metadata["namespace"],
         created_at=times.instant(metadata.get("creationTimestamp")) or now,
         scheduled_at=times.instant(annotations.get(conventions.ANNOTATION_SCHEDULED)),
+        timeout=run.get("spec", {}).get("timeout"),
         bounds=bounds,
     )
 
@@ -695,11 +697,6 @@ def _task_at(compiled: CompiledPipeline, key: NodeKey) -> compiler.CompiledTask:
 def _node_name(compiled: CompiledPipeline, key: NodeKey) -> str:
     name = _task_at(compiled, key).name
     return name if key[1] == TASK else f"{name}[{key[1]}]"
-
-
-def _run_timeout(run: Mapping[str, Any], compiled: CompiledPipeline) -> float | None:
-    text = run.get("spec", {}).get("timeout")
-    return durations.parse(text) if text else compiled.spec.timeout_seconds
 
 
 def _workspace(
