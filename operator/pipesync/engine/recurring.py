@@ -584,9 +584,8 @@ def decide(
         starts, cancel, concurrency_skips = _concurrency(spec, active, to_fire)
         skipped.update(concurrency_skips)
     new_cursor = floor_ if newest is None else newest
-    next_time = sched.next_after(max(moment, new_cursor))
-    if next_time is not None and spec.end is not None and next_time > spec.end:
-        next_time = None
+    following = fire_times(sched, max(moment, new_cursor), 1, spec.end)
+    next_time = following[0] if following else None
     return Decision(
         start=tuple(starts),
         already=tuple(sorted(already)),
