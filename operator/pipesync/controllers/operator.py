@@ -65,7 +65,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
     gitsources_handlers.register(registry, kube, settings)
-    teardown.register(registry, kube, settings.namespaces, FINALIZER)
+    teardown.register(registry, kube, settings.namespaces, conventions.FINALIZER)
     if settings.records is not None:
         _register_records(registry, kube, settings.records)
     return registry
