@@ -34,7 +34,7 @@ from kubernetes import watch
 
 from bench.figures import Figure, Section
 from bench.stack import Stack, rss_bytes
-from pipesync.api import model
+from pipesync.api import conventions, model
 from pipesync.controllers import runs
 from pipesync.engine import compiler, planner
 from pipesync.engine.retries import FailureKind
@@ -196,7 +196,7 @@ class PodScript:
             created += 1
         watcher = watch.Watch()
         deadline = time.monotonic() + timeout
-        selector = f"{pods.LABEL_RUN}={self.info.name}"
+        selector = f"{conventions.LABEL_RUN}={self.info.name}"
         while len(done) < len(manifests):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"baseline {self.info.name}: {len(done)} pods done")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipesync.api import conventions
 from pipesync.controllers import pipelines
 
 
@@ -35,7 +36,7 @@ def test_a_valid_spec_is_ready_with_one_version_from_its_digest() -> None:
     assert (stalled["type"], stalled["status"]) == ("Stalled", "False")
     assert ready["observedGeneration"] == 3
     (version,) = status["versions"]
-    assert version["digest"] == pipelines.digest({"tasks": [TASK]})
+    assert version["digest"] == conventions.spec_digest({"tasks": [TASK]})
     assert version["id"] == version["digest"][7:19] == status["latestVersion"]
     assert version["commit"] == "abc123"
     assert status["taskCount"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from pipesync.api import conventions
 from pipesync.controllers import runs
 from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
@@ -122,14 +123,14 @@ def test_outputs_too_big_for_the_message_are_read_from_the_runs_keys_not_the_pod
     (launch,) = planner.plan(compiled, {}, context, now=0.0).launches
     pod = pods.build_pod(launch, run=info, settings=settings, pipeline=compiled)
     pod["metadata"]["uid"] = "pod-1"
-    pod["metadata"]["annotations"][pods.ANNOTATION_NODE_PREFIX] = "pre/other/runs/x/a"
+    pod["metadata"]["annotations"][conventions.ANNOTATION_NODE_PREFIX] = "pre/other/runs/x/a"
     report = {"exitCode": 0, "parameters": {}, "missing": [], "uploaded": 1, "truncated": True}
     done = {"terminated": {"exitCode": 0, "message": json.dumps(report)}}
     pod["status"] = {
         "phase": "Succeeded",
         "containerStatuses": [
             {"name": "main", "state": {"terminated": {"exitCode": 0}}},
-            {"name": pods.OUTPUTS_CONTAINER, "state": done},
+            {"name": conventions.OUTPUTS_CONTAINER, "state": done},
         ],
     }
     store = KeyRecordingStore()
@@ -149,6 +150,18 @@ def test_the_operator_honours_the_pipelines_parallelism() -> None:
     context = runs.run_context(RUN, pin, now=5e9)
     assert context.max_running == 2
     assert len(planner.plan(pin.compiled, {}, context, 5e9).launches) == 2
+
+
+def test_the_operator_takes_the_runs_timeout_else_the_pipelines() -> None:
+    # The run deadline comes from the same builder as the parallelism (engine.planner).
+    pin = pinned("timeout: 1h\nparallelism: 3\ntasks: [{name: a, command: [x]}]")
+    context = runs.run_context(RUN, pin, now=5e9)
+    assert (context.max_running, context.timeout_seconds) == (3, 3600.0)
+    limited = {**RUN, "spec": {**RUN["spec"], "timeout": "90s"}}
+    context = runs.run_context(limited, pin, now=5e9)
+    assert (context.max_running, context.timeout_seconds) == (3, 90.0)
+    unlimited = pinned("tasks: [{name: a, command: [x]}]")
+    assert runs.run_context(RUN, unlimited, now=5e9).timeout_seconds is None
 
 
 def health(status: dict[str, object]) -> tuple[str, str, str]:

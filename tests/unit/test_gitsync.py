@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipesync.controllers import pipelines
+from pipesync.api import conventions
 from pipesync.gitops import sync
 from pipesync.gitops.snapshot import read_snapshot
 from tests.unit.gitrepos import GitRepo
@@ -98,12 +98,12 @@ def test_first_sync_applies_everything_labelled_and_annotated(repo: GitRepo) -> 
     pipeline = next(d for d in plan.apply if d.kind == "Pipeline")
     metadata = pipeline.body["metadata"]
     assert metadata["namespace"] == "team"
-    assert metadata["labels"] == {sync.SOURCE_LABEL: "ml-repo"}
-    assert metadata["annotations"][sync.FILE_ANNOTATION] == "pipelines/p0.yaml"
-    assert metadata["annotations"][sync.COMMIT_ANNOTATION] == repo.git("rev-parse", "HEAD")
-    assert metadata["annotations"][sync.SOURCE_PATH_ANNOTATION] == "."
+    assert metadata["labels"] == {conventions.LABEL_SOURCE: "ml-repo"}
+    assert metadata["annotations"][conventions.ANNOTATION_FILE] == "pipelines/p0.yaml"
+    assert metadata["annotations"][conventions.ANNOTATION_COMMIT] == repo.git("rev-parse", "HEAD")
+    assert metadata["annotations"][conventions.ANNOTATION_SOURCE_PATH] == "."
     assert "status" not in pipeline.body
-    assert pipeline.digest == pipelines.digest(pipeline.body["spec"])
+    assert pipeline.digest == conventions.spec_digest(pipeline.body["spec"])
     assert names(plan.inventory) == ["Experiment/e", "Pipeline/p0"]
     assert plan.issues == () and plan.prune == () and plan.refused is None
 
@@ -284,22 +284,13 @@ def test_on_change_starts_one_run_per_new_version(repo: GitRepo) -> None:
         "name": "t",
         "version": next(d for d in first.apply if d.name == "t").digest[7:19],
     }
-    assert run.body["metadata"]["annotations"][sync.COMMIT_ANNOTATION] == commit
+    assert run.body["metadata"]["annotations"][conventions.ANNOTATION_COMMIT] == commit
     assert "Run/" + run.name not in names(first.inventory)  # never pruned, never tracked
     repo.write("steps/x.py", "pass\n")  # a new commit without a spec change
     assert syncer.sync().create == ()
     repo.write("pipelines/t.yaml", ON_CHANGE.format(name="t", word="v2"))
     changed = syncer.sync()
     assert [r.name for r in changed.create] == [f"t-{repo.git('rev-parse', 'HEAD')[:10]}"]
-
-
-def test_run_names_fit_a_label_value() -> None:
-    long = "p" * 80
-    name = sync.run_name(long, "a" * 40)
-    assert len(name) <= 63 and name.endswith("-" + "a" * 10)
-    assert sync.run_name("q" * 80, "a" * 40) != name
-    assert sync.run_name("digits", "0123456789abcdef") == "digits-0123456789"
-    assert len(sync.label_value("s" * 100)) <= 63
 
 
 def test_source_path_and_ignore(repo: GitRepo) -> None:
@@ -310,12 +301,10 @@ def test_source_path_and_ignore(repo: GitRepo) -> None:
     plan = Syncer(repo, path="project", ignore=("drafts/", "*.tmpl.yaml")).sync()
     assert names(plan.apply) == ["Pipeline/a"]
     assert plan.issues == ()
-    assert plan.apply[0].body["metadata"]["annotations"][sync.SOURCE_PATH_ANNOTATION] == "project"
-
-
-def test_spec_digest_matches_the_pipeline_controller() -> None:
-    spec = {"tasks": [{"name": "ä", "command": ["x"]}], "params": []}
-    assert sync.spec_digest(spec) == pipelines.digest(spec)
+    assert (
+        plan.apply[0].body["metadata"]["annotations"][conventions.ANNOTATION_SOURCE_PATH]
+        == "project"
+    )
 
 
 def test_inventory_round_trips_through_status() -> None:

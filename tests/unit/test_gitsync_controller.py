@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pipesync.api import conventions
 from pipesync.controllers import gitsources
 from pipesync.kube.protocol import GIT_SOURCES
 from pipesync.runtime.storage import LocalStore
@@ -106,7 +107,7 @@ def test_a_new_generation_or_a_manual_request_syncs_again(
     controller.reconcile("ns", "src")
     kube.writes.clear()
     source = kube.objects[(GIT_SOURCES, "ns", "src")]
-    source["metadata"]["annotations"] = {gitsources.RECONCILE_ANNOTATION: "now"}
+    source["metadata"]["annotations"] = {conventions.ANNOTATION_RECONCILE_AT: "now"}
     controller.reconcile("ns", "src")
     assert ("apply", "pipelines", "a") in kube.writes  # forced re-apply
     assert status(kube)["lastHandledReconcileAt"] == "now"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from pipesync.api.conventions import LABEL_LEADER as LEADER_LABEL
 from pipesync.controllers.leadership import (
-    LEADER_LABEL,
     REQUEST_SECONDS,
     Candidate,
     Conflict,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from pipesync.engine import planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
@@ -349,18 +351,32 @@ tasks:
     assert sim.phase("c") is Phase.SKIPPED  # neither branch ran: nothing to read
 
 
-def test_one_run_context_builder_takes_the_smaller_of_the_pipeline_and_executor_caps() -> None:
-    spec = compile_yaml("parallelism: 3\ntasks: [{name: a, command: [x]}]").spec
-    unlimited = compile_yaml("tasks: [{name: a, command: [x]}]").spec
+def built_context(pipeline_yaml: str, **given: Any) -> planner.RunContext:
+    """The context engine.planner.run_context builds for a run of this pipeline."""
+    spec = compile_yaml(pipeline_yaml + "tasks: [{name: a, command: [x]}]").spec
+    return planner.run_context(spec, {}, name="r", namespace="n", created_at=1.0, **given)
 
-    def cap(of: Any, executor: int | None) -> int | None:
-        context = planner.run_context(
-            of, {}, name="r", namespace="n", created_at=1.0, max_running=executor
-        )
-        return context.max_running
+
+def test_one_run_context_builder_takes_the_smaller_of_the_pipeline_and_executor_caps() -> None:
+    spec, unlimited = "parallelism: 3\n", ""
+
+    def cap(of: str, executor: int | None) -> int | None:
+        return built_context(of, max_running=executor).max_running
 
     assert (cap(spec, None), cap(spec, 2), cap(spec, 8)) == (3, 2, 3)
     assert (cap(unlimited, None), cap(unlimited, 4)) == (None, 4)
+
+
+def test_one_run_context_builder_takes_the_runs_timeout_else_the_pipelines() -> None:
+    spec, unlimited = "timeout: 2h\n", ""
+
+    def limit(of: str, timeout: str | None) -> float | None:
+        return built_context(of, timeout=timeout).timeout_seconds
+
+    assert (limit(spec, None), limit(spec, "30m"), limit(spec, "")) == (7200.0, 1800.0, 7200.0)
+    assert (limit(unlimited, None), limit(unlimited, "1m")) == (None, 60.0)
+    with pytest.raises(ValueError):
+        limit(spec, "soon")
 
 
 def test_a_hostile_matrix_fails_its_task_without_being_built() -> None:

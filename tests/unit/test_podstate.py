@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pipesync.api import conventions
 from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, Phase
@@ -354,9 +355,9 @@ def test_stuck_containers_become_errors_only_after_a_while(reason: str) -> None:
 
 def test_pods_that_are_not_task_pods_are_ignored() -> None:
     pod = base_pod()
-    del pod["metadata"]["annotations"][pods.ANNOTATION_NODE_KEY]
+    del pod["metadata"]["annotations"][conventions.ANNOTATION_NODE_KEY]
     assert node_from_pod(pod) is None
-    pod["metadata"]["annotations"][pods.ANNOTATION_NODE_KEY] = "garbage"
+    pod["metadata"]["annotations"][conventions.ANNOTATION_NODE_KEY] = "garbage"
     assert node_from_pod(pod) is None
     assert node_from_pod({}) is None
 

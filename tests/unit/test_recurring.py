@@ -20,7 +20,6 @@ from collections import Counter
 
 import pytest
 
-from pipesync.controllers.recurringruns import label_value, run_name
 from pipesync.engine import recurring
 from pipesync.engine.recurring import ActiveRun, decide, parse_spec
 
@@ -495,17 +494,6 @@ def test_spec_change_is_not_applied_retroactively() -> None:
 # --- names ------------------------------------------------------------------------------
 
 
-def test_run_names_are_deterministic_and_short() -> None:
-    t = ts("2026-05-01T02:00:00+00:00")
-    assert run_name("nightly", t) == "nightly-20260501020000"
-    long_a, long_b = "a" * 60 + "-x", "a" * 60 + "-y"
-    assert len(run_name(long_a, t)) <= 63
-    assert run_name(long_a, t) != run_name(long_b, t)
-    assert run_name(long_a, t) == run_name(long_a, t)
-    assert run_name(long_a, t).endswith("-20260501020000")
-    assert len(label_value("b" * 200)) <= 63 and label_value("short") == "short"
-
-
 def test_validate_rejects_an_interval_that_is_not_whole_seconds(tmp_path: pathlib.Path) -> None:
     document = tmp_path / "rr.yaml"
     document.write_text(
@@ -532,3 +520,80 @@ def test_a_missing_pipeline_starts_nothing_and_counts_the_due_times_as_skipped()
     # Once it exists: the next due time fires, nothing of the missing hours is backfilled.
     resumed = decide(spec, held.cursor, [], set(), created + 4 * 3600 + 5)
     assert list(resumed.start) == [created + 4 * 3600]
+
+
+# --- previews and the one reading of times ------------------------------------------------
+
+
+def test_upcoming_times_start_after_now_and_stop_at_the_end() -> None:
+    now = ts("2026-03-27T12:10:00+00:00")
+    spec = parse_spec({"schedule": HOURLY, "endTime": "2026-03-27T14:30:00Z"}, now - 3600)
+    assert recurring.upcoming(spec, now, 5) == [
+        ts("2026-03-27T13:00:00+00:00"),
+        ts("2026-03-27T14:00:00+00:00"),
+    ]
+    assert recurring.upcoming(spec, now, 1) == [ts("2026-03-27T13:00:00+00:00")]
+
+
+def test_upcoming_times_wait_for_the_start_time() -> None:
+    created = ts("2026-01-01T00:00:00+00:00")
+    spec = parse_spec(
+        {"schedule": {"interval": "6h"}, "startTime": "2026-01-02T03:00:00Z"}, created
+    )
+    first = ts("2026-01-02T03:00:00+00:00")
+    assert recurring.upcoming(spec, created, 3) == [first, first + 6 * 3600, first + 12 * 3600]
+
+
+def test_a_lower_case_start_time_is_read_as_the_schema_accepts_it() -> None:
+    """The schema's date-time accepts 't' and 'z'; the scheduler used to refuse them."""
+    spec = parse_spec({"schedule": {"interval": "1h"}, "startTime": "2026-01-02t00:00:00z"}, 0)
+    assert spec.earliest == ts("2026-01-02T00:00:00+00:00")
+    with pytest.raises(recurring.ScheduleError, match=r"spec.startTime"):
+        parse_spec({"schedule": {"interval": "1h"}, "startTime": "tomorrow"}, 0)
+
+
+# --- one validation: what `pipesync validate` reports is what the scheduler refuses ------
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ({"schedule": {"cron": "61 * * * *"}}, ("spec", "schedule", "cron")),
+        (
+            {"schedule": {"cron": "0 * * * *", "timezone": "Mars/Olympus"}},
+            ("spec", "schedule", "timezone"),
+        ),
+        (
+            {"schedule": {"interval": "1h", "timezone": "Mars/Olympus"}},
+            ("spec", "schedule", "timezone"),
+        ),
+        ({"schedule": {"interval": "1500ms"}}, ("spec", "schedule", "interval")),
+        ({"schedule": {"interval": "soon"}}, ("spec", "schedule", "interval")),
+        ({"schedule": {}}, ("spec", "schedule")),
+        ({"schedule": HOURLY, "startTime": "later"}, ("spec", "startTime")),
+        (
+            {
+                "schedule": HOURLY,
+                "startTime": "2026-01-02T00:00:00Z",
+                "endTime": "2026-01-02T00:00:00Z",
+            },
+            ("spec", "endTime"),
+        ),
+    ],
+)
+def test_each_problem_is_named_once_and_refused_by_the_scheduler(
+    spec: dict[str, object], path: tuple[str, ...]
+) -> None:
+    problems = recurring.spec_problems(spec)
+    assert [p.path for p in problems] == [path]
+    with pytest.raises(recurring.ScheduleError) as raised:
+        parse_spec(spec, 0)
+    assert str(raised.value) == str(problems[0])
+    assert str(raised.value).startswith(".".join(path) + ": ")
+
+
+def test_a_valid_spec_has_no_problems() -> None:
+    assert recurring.spec_problems({"schedule": HOURLY}) == []
+    assert recurring.spec_problems({"schedule": {"interval": "6h", "timezone": "UTC"}}) == []
+    window = {"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-01T00:00:01Z"}
+    assert recurring.spec_problems({"schedule": HOURLY, **window}) == []

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipesync.api import schemas
+from pipesync.api import conventions, schemas
 from pipesync.engine import planner
 from pipesync.engine.state import TASK
 from pipesync.runtime import pods
@@ -54,7 +54,7 @@ def _pod(name: str) -> dict[str, Any]:
 
 def test_env_refs_and_volumes_reach_the_main_container_only() -> None:
     pod = _pod("train")
-    main = container(pod, pods.MAIN_CONTAINER)
+    main = container(pod, conventions.MAIN_CONTAINER)
     env = {e["name"]: e for e in main["env"]}
     assert env["TOKEN"] == {"name": "TOKEN", "value": "overridden-by-the-task"}
     assert env["REGION"]["value"] == "eu"
@@ -72,14 +72,14 @@ def test_env_refs_and_volumes_reach_the_main_container_only() -> None:
     assert volumes["v-conf"]["configMap"] == {"name": "app-config"}
     assert volumes["v-data"]["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
     assert volumes["v-scratch"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
-    for side in (pods.INPUTS_CONTAINER, pods.OUTPUTS_CONTAINER):
+    for side in (conventions.INPUTS_CONTAINER, conventions.OUTPUTS_CONTAINER):
         helper = container(pod, side)
         assert not any(m["name"].startswith("v-") for m in helper["volumeMounts"])
         assert "DB_PASSWORD" not in {e["name"] for e in helper.get("env", [])}
 
 
 def test_defaults_env_refs_reach_tasks_that_do_not_override_them() -> None:
-    env = {e["name"]: e for e in container(_pod("plain"), pods.MAIN_CONTAINER)["env"]}
+    env = {e["name"]: e for e in container(_pod("plain"), conventions.MAIN_CONTAINER)["env"]}
     assert env["TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "api"
     assert not [v for v in _pod("plain")["spec"]["volumes"] if v["name"].startswith("v-")]
 

@@ -216,27 +216,58 @@ def _volume(entry: Mapping[str, Any]) -> Volume:
     )
 
 
+#: Task fields a pipeline's `spec.defaults` fill in where the task does not set them
+#: (schemas/common.schema.json `taskDefaults`).
+DEFAULTED_FIELDS = (
+    "image",
+    "pool",
+    "retry",
+    "timeout",
+    "resources",
+    "env",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "cache",
+    "serviceAccountName",
+)
+
+
+def with_defaults(task: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A task as it runs, still as spec data: every DEFAULTED_FIELDS field the task does
+    not set comes from `defaults`; env (by name) and nodeSelector (by key) are merged, the
+    task's entry winning, whether a value or a reference. The model and `pipesync diff`
+    (which compares tasks as they will run) both read tasks through this."""
+    merged = dict(task)
+    for key in DEFAULTED_FIELDS:
+        if key not in task and key in defaults:
+            merged[key] = defaults[key]
+    if "env" in task and "env" in defaults:
+        entries = {e["name"]: e for e in [*defaults["env"], *task["env"]]}
+        merged["env"] = list(entries.values())
+    if "nodeSelector" in task and "nodeSelector" in defaults:
+        merged["nodeSelector"] = {**defaults["nodeSelector"], **task["nodeSelector"]}
+    return merged
+
+
 def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> Task:
     """A task with the pipeline's `defaults` filled in where the task is silent."""
-    defaults = defaults or {}
+    data = with_defaults(data, defaults or {})
 
-    def pick(key: str) -> Any:
-        return data[key] if key in data else defaults.get(key)
-
-    # By name, the task's entry wins over the default's, whether a value or a reference.
-    env_entries = {e["name"]: e for e in [*defaults.get("env", []), *data.get("env", [])]}
+    # Env names are unique (the schema says so); a repeated one keeps its last entry.
+    env_entries = {e["name"]: e for e in data.get("env", [])}
     env = {n: str(e.get("value", "")) for n, e in env_entries.items() if "valueFrom" not in e}
     env_refs = tuple(_env_ref(e) for e in env_entries.values() if "valueFrom" in e)
-    node_selector = {**defaults.get("nodeSelector", {}), **data.get("nodeSelector", {})}
+    node_selector = dict(data.get("nodeSelector", {}))
     inputs = data.get("inputs", {}).get("artifacts", {})
     outputs = data.get("outputs", {})
     for_each = data.get("forEach")
-    resources = pick("resources") or {}
-    cache = pick("cache") or {}
+    resources = data.get("resources") or {}
+    cache = data.get("cache") or {}
     return Task(
         name=data["name"],
         description=data.get("description", ""),
-        image=pick("image"),
+        image=data.get("image"),
         command=tuple(data.get("command", ())),
         args=tuple(data.get("args", ())),
         working_dir=data.get("workingDir"),
@@ -264,20 +295,20 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
                 for axis, values in for_each["matrix"].items()
             ),
         ),
-        retry=retry_from_spec(pick("retry") or {}),
-        timeout_seconds=_seconds(pick("timeout")),
+        retry=retry_from_spec(data.get("retry") or {}),
+        timeout_seconds=_seconds(data.get("timeout")),
         resources=Resources(
             cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
             memory=resources.get("memory"),
             gpu=int(resources.get("gpu", 0)),
             ephemeral_storage=resources.get("ephemeralStorage"),
         ),
-        pool=pick("pool"),
+        pool=data.get("pool"),
         node_selector=node_selector,
-        tolerations=tuple(pick("tolerations") or ()),
-        affinity=pick("affinity"),
+        tolerations=tuple(data.get("tolerations") or ()),
+        affinity=data.get("affinity"),
         cache=Cache(bool(cache.get("enabled", False)), _seconds(cache.get("maxAge"))),
-        service_account_name=pick("serviceAccountName"),
+        service_account_name=data.get("serviceAccountName"),
         env_refs=env_refs,
         volumes=tuple(_volume(v) for v in data.get("volumes", ())),
     )

@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from pipesync.api import durations, model
+from pipesync.api import conventions, durations, model
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
 from pipesync.cli import progress, sources
@@ -140,20 +140,9 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
     name = options.run_name or _run_name(pipeline_resource, run_resource)
     if not _NAME.match(name) or len(name) > 63:
         raise _Usage(f"run name {name!r} is not a DNS-1123 label")
-    timeout = _timeout(options.timeout, run_resource, spec)
+    context = _context(options, spec, values, name, run_resource)
     return LocalRun(
-        compiled,
-        planner.run_context(
-            spec,
-            values,
-            name=name,
-            namespace="local",
-            created_at=time.time(),
-            max_running=options.parallelism,
-        ),
-        repo_root=root,
-        workdir=workdir,
-        timeout=timeout,
+        compiled, context, repo_root=root, workdir=workdir, timeout=context.timeout_seconds
     )
 
 
@@ -240,22 +229,35 @@ def _params(
 def _run_name(pipeline_resource: Resource | None, run_resource: Resource | None) -> str:
     if run_resource is not None:
         return run_resource.name
-    base = pipeline_resource.name if pipeline_resource is not None else "run"
-    # The random tail keeps two runs started in the same second apart.
-    return f"{base[:40]}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    pipeline = pipeline_resource.name if pipeline_resource is not None else None
+    return conventions.local_run_name(pipeline, time.time(), secrets.token_hex(2))
 
 
-def _timeout(
-    text: str | None, run_resource: Resource | None, spec: model.PipelineSpec
-) -> float | None:
-    if text is not None:
-        try:
-            return durations.parse(text)
-        except ValueError as error:
-            raise _Usage(f"--timeout: {error}") from None
-    if run_resource is not None and "timeout" in run_resource.spec:
-        return durations.parse(run_resource.spec["timeout"])
-    return spec.timeout_seconds
+def _context(
+    options: argparse.Namespace,
+    spec: model.PipelineSpec,
+    values: dict[str, Any],
+    name: str,
+    run_resource: Resource | None,
+) -> planner.RunContext:
+    """The run as the planner sees it (engine.planner.run_context, as the operator builds
+    it): --timeout, else the Run document's timeout, else the pipeline's."""
+    timeout = options.timeout
+    if timeout is None and run_resource is not None:
+        timeout = run_resource.spec.get("timeout")
+    try:
+        return planner.run_context(
+            spec,
+            values,
+            name=name,
+            namespace="local",
+            created_at=time.time(),
+            max_running=options.parallelism,
+            timeout=timeout,
+        )
+    except ValueError as error:
+        where = "--timeout" if options.timeout is not None else "spec.timeout"
+        raise _Usage(f"{where}: {error}") from None
 
 
 @contextlib.contextmanager

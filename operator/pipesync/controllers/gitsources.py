@@ -25,10 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipesync.api import durations, model
+from pipesync.api import conventions, durations, model
 from pipesync.api.times import timestamp
 from pipesync.controllers.conditions import same_status, set_condition
-from pipesync.controllers.pipelines import ARCHIVE_DIGEST_ANNOTATION
 from pipesync.engine import layout
 from pipesync.gitops import fetch, snapshot, sync
 from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
@@ -46,10 +45,6 @@ from pipesync.runtime.storage import ObjectStore, StoreError
 
 _log = logging.getLogger(__name__)
 
-#: Set this annotation (any new value, e.g. a timestamp) to force a sync now; the value
-#: handled last is echoed in status.lastHandledReconcileAt. A forced sync re-applies
-#: every object, which also undoes edits made to them in the cluster.
-RECONCILE_ANNOTATION = "pipesync.io/reconcile-at"
 WEBHOOK_TOKEN_KEY = "token"  # noqa: S105 -- a key name, not a secret
 DEFAULT_INTERVAL_SECONDS = 60.0
 #: A pass that failed (fetch, API, S3) is retried after at most this long.
@@ -143,7 +138,9 @@ class _Pass:
         self.status: dict[str, Any] = dict(body.get("status") or {})
         metadata = body.get("metadata") or {}
         self.generation: int | None = metadata.get("generation")
-        self.requested: str | None = (metadata.get("annotations") or {}).get(RECONCILE_ANNOTATION)
+        self.requested: str | None = (metadata.get("annotations") or {}).get(
+            conventions.ANNOTATION_RECONCILE_AT
+        )
         self.url = str(self.spec.get("url", ""))
         self.events: list[tuple[str, str, str]] = []
         self.writes = 0
@@ -436,7 +433,7 @@ class _Pass:
         if found is None:
             return False
         labels = (found.get("metadata") or {}).get("labels") or {}
-        if labels.get(sync.SOURCE_LABEL) != sync.label_value(self.name):
+        if labels.get(conventions.LABEL_SOURCE) != conventions.label_value(self.name):
             return False
         self.writes += 1
         return self.kube.delete_object(plural, self.namespace, entry.name)
@@ -526,7 +523,7 @@ def _stamp_archive_digest(plan: sync.Plan, digest: str) -> None:
         return
     for item in plan.apply:
         if item.kind == "Pipeline":
-            item.body["metadata"]["annotations"][ARCHIVE_DIGEST_ANNOTATION] = digest
+            item.body["metadata"]["annotations"][conventions.ANNOTATION_ARCHIVE_DIGEST] = digest
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from pipesync.api import model
+from pipesync.api import conventions, model
 from pipesync.controllers import gitsources
 from pipesync.controllers.settings import OperatorSettings, timer
 from pipesync.kube.protocol import Kube
@@ -106,7 +106,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         metadata = body.get("metadata") or {}
         wanted = (
             metadata.get("generation"),
-            (metadata.get("annotations") or {}).get(gitsources.RECONCILE_ANNOTATION),
+            (metadata.get("annotations") or {}).get(conventions.ANNOTATION_RECONCILE_AT),
         )
         if seen.get(key, wanted) != wanted:
             wakeup(*key).set()

@@ -33,14 +33,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from pipesync.api import conventions
 from pipesync.kube.protocol import Kube
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = "pipesync-operator"
-#: On the replica's own pod: "true" on the leader, "false" on a standby. The chart's
-#: webhook Service selects it: a standby's receiver knows no GitSource and would answer 404.
-LEADER_LABEL = "pipesync.io/leader"
 #: Lease duration 10 s, retries every 2 s: a standby leads at most ~12 s after the
 #: leader's last renewal (the 15 s promise), and a leader that cannot renew for 7 s stops
 #: 3 s before anybody else may start.
@@ -314,8 +312,8 @@ class Leadership:
 
 
 class PodMarker:
-    """Sets LEADER_LABEL on this replica's own pod; a failure is logged, never fatal (the
-    label only steers webhooks, the Lease alone decides who leads)."""
+    """Sets the leader label on this replica's own pod; a failure is logged, never fatal
+    (the label only steers webhooks, the Lease alone decides who leads)."""
 
     def __init__(self, kube: Kube, namespace: str, name: str) -> None:
         self.kube = kube
@@ -323,7 +321,7 @@ class PodMarker:
         self.name = name
 
     def __call__(self, leading: bool) -> None:
-        patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else "false"}}}
+        patch = {"metadata": {"labels": {conventions.LABEL_LEADER: "true" if leading else "false"}}}
         try:
             self.kube.patch_pod(self.namespace, self.name, patch, REQUEST_SECONDS)
         except Exception as error:

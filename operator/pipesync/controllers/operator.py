@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from pipesync.api import model, times
+from pipesync.api import conventions, model, times
 from pipesync.controllers import (
     conditions,
     experiments,
@@ -26,13 +26,11 @@ from pipesync.controllers import (
     teardown,
 )
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
+from pipesync.engine import state
 from pipesync.kube.client import KubeClient, connect
 from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
 from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
-from pipesync.runtime import pods
-
-FINALIZER = "pipesync.io/operator"
 
 
 class _Wakeups:
@@ -54,7 +52,7 @@ class _Wakeups:
 
 
 def _finished(body: Mapping[str, Any], **_: Any) -> bool:
-    return (body.get("status") or {}).get("phase") in runs.FINISHED
+    return (body.get("status") or {}).get("phase") in state.FINISHED
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -68,7 +66,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
     gitsources_handlers.register(registry, kube, settings)
-    teardown.register(registry, kube, settings.namespaces, FINALIZER)
+    teardown.register(registry, kube, settings.namespaces, conventions.FINALIZER)
     if settings.records is not None:
         _register_records(registry, kube, settings.records)
     return registry
@@ -105,7 +103,7 @@ def _register_plumbing(registry: kopf.OperatorRegistry, workers: int) -> None:
         )
         # kopf puts a finalizer on objects while a daemon drives them (unfinished Runs,
         # GitSources, RecurringRuns) so the daemon stops before they go: name it as ours.
-        settings.persistence.finalizer = FINALIZER
+        settings.persistence.finalizer = conventions.FINALIZER
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         # Sync handlers (Pipeline and Experiment passes) run in kopf's thread pool; its
@@ -182,7 +180,7 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
             if known is None:
                 # The first pass of a run in this process, and every resync, lists its
                 # pods; between them the pod watch keeps the view current for free.
-                selector = f"{pods.LABEL_RUN}={name}"
+                selector = f"{conventions.LABEL_RUN}={name}"
                 pod_cache.expect(key)
                 pod_cache.prime(key, kube.list_pods(namespace, selector))
                 known = pod_cache.known(key)
@@ -225,11 +223,13 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
             wakeups.forget(namespace, name)
             pod_cache.forget((namespace, name))
 
-    @kopf.on.event("", "v1", "pods", labels={pods.LABEL_RUN: kopf.PRESENT}, registry=registry)
+    @kopf.on.event(
+        "", "v1", "pods", labels={conventions.LABEL_RUN: kopf.PRESENT}, registry=registry
+    )
     async def pod_changed(**kwargs: Any) -> None:
         # async, so it runs in the event loop: an asyncio.Event set from kopf's handler
         # threads would not wake its waiter until something else woke the loop.
-        key = (kwargs["namespace"], kwargs["labels"][pods.LABEL_RUN])
+        key = (kwargs["namespace"], kwargs["labels"][conventions.LABEL_RUN])
         event = kwargs["event"]
         pod_cache.update(key, str(event.get("type")), kwargs["body"])
         wakeups.wake(*key)

@@ -6,31 +6,16 @@ time, and writes back the status this returns (only when it differs).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipesync.api import documents, model, schemas
+from pipesync.api import conventions, documents, model, schemas
 from pipesync.controllers.conditions import Health, set_health
 from pipesync.engine import compiler
 
 #: Versions kept in status; older ones drop off (runs pin theirs in their own status).
 MAX_VERSIONS = 20
-COMMIT_ANNOTATION = "pipesync.io/commit"
-SOURCE_ANNOTATION = "pipesync.io/source"
-#: The GitSource's path: the repository folder holding pipelines/, the tasks' working dir.
-SOURCE_PATH_ANNOTATION = "pipesync.io/source-path"
-#: The sha256 of the repository archive the GitSource uploaded for this commit: task pods
-#: refuse an archive that differs (someone else with write access to the key replaced it).
-ARCHIVE_DIGEST_ANNOTATION = "pipesync.io/archive-sha256"
 _MAX_PROBLEMS_SHOWN = 5
-
-
-def digest(spec: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of a spec: equal specs, equal digests."""
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def problems(body: Mapping[str, Any]) -> list[str]:
@@ -74,7 +59,7 @@ def desired_status(body: Mapping[str, Any], now: str) -> dict[str, Any]:
         )
         status["observedGeneration"] = generation
         return status
-    spec_digest = digest(spec)
+    spec_digest = conventions.spec_digest(spec)
     version_id = spec_digest.split(":", 1)[1][:12]
     versions = [dict(v) for v in status.get("versions", [])]
     if not any(v.get("id") == version_id for v in versions):
@@ -83,8 +68,8 @@ def desired_status(body: Mapping[str, Any], now: str) -> dict[str, Any]:
             {
                 "id": version_id,
                 "digest": spec_digest,
-                "commit": annotations.get(COMMIT_ANNOTATION, ""),
-                "source": annotations.get(SOURCE_ANNOTATION, ""),
+                "commit": annotations.get(conventions.ANNOTATION_COMMIT, ""),
+                "source": annotations.get(conventions.ANNOTATION_SOURCE, ""),
                 "createdAt": now,
             }
         )

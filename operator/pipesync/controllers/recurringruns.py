@@ -13,49 +13,19 @@ finished Runs beyond the history limits, write the status once (only when it cha
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import model, times
+from pipesync.api import conventions, model, times
 from pipesync.controllers import conditions
-from pipesync.engine import recurring
+from pipesync.engine import recurring, state
 from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS, RUNS, Kube
 
 _log = logging.getLogger(__name__)
 
-#: On every Run a RecurringRun starts: which one (label, for selection) and when it was due.
-LABEL = "pipesync.io/recurring-run"
-ANNOTATION_OWNER = "pipesync.io/recurring-run"  # the full name (a label value may be hashed)
-ANNOTATION_SCHEDULED = "pipesync.io/scheduled-time"
-FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
 FAILED = frozenset({"Failed", "Cancelled"})
-_MAX_NAME = 63  # Run names become pod label values
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def label_value(recurring_run: str) -> str:
-    """The label value naming a RecurringRun (label values are at most 63 characters)."""
-    if len(recurring_run) <= _MAX_NAME:
-        return recurring_run
-    return f"{recurring_run[:54].rstrip('-.')}-{_digest(recurring_run)}"
-
-
-def run_name(recurring_run: str, scheduled: int) -> str:
-    """`<recurring run>-<yyyymmddhhmmss>` (UTC); a long name is cut and keeps a hash of
-    itself, so two long names with the same beginning still differ."""
-    stamp = datetime.datetime.fromtimestamp(scheduled, datetime.UTC).strftime("%Y%m%d%H%M%S")
-    name = f"{recurring_run}-{stamp}"
-    if len(name) <= _MAX_NAME:
-        return name
-    prefix = recurring_run[: _MAX_NAME - len(stamp) - 10].rstrip("-.")
-    return f"{prefix}-{_digest(recurring_run)}-{stamp}"
 
 
 def _instant(text: Any) -> int | None:
@@ -131,7 +101,7 @@ class RecurringRunController:
         active = [
             recurring.ActiveRun(run.name, run.scheduled, run.cancelling)
             for run in own
-            if run.phase not in FINISHED
+            if run.phase not in state.FINISHED
         ]
         ready_reason = _condition(status, "Ready").get("reason")
         observed = status.get("observedGeneration")
@@ -184,13 +154,15 @@ class RecurringRunController:
 
     def _own_runs(self, namespace: str, name: str) -> list[_OwnRun]:
         listed = self.kube.list_objects(
-            RUNS, namespace, label_selector=f"{LABEL}={label_value(name)}"
+            RUNS,
+            namespace,
+            label_selector=f"{conventions.LABEL_RECURRING_RUN}={conventions.label_value(name)}",
         )
         found = []
         for run in listed:
             annotations = (run.get("metadata") or {}).get("annotations") or {}
-            scheduled = _instant(annotations.get(ANNOTATION_SCHEDULED))
-            if annotations.get(ANNOTATION_OWNER) != name or scheduled is None:
+            scheduled = _instant(annotations.get(conventions.ANNOTATION_SCHEDULED))
+            if annotations.get(conventions.ANNOTATION_RECURRING_RUN) != name or scheduled is None:
                 continue  # a hashed label shared by another name, or hand-made
             run_status = run.get("status") or {}
             found.append(
@@ -215,7 +187,11 @@ class RecurringRunController:
         ]
         for scheduled in decision.start:
             if scheduled not in known:
-                result.append(_OwnRun(run_name(name, scheduled), scheduled, "", False, False))
+                result.append(
+                    _OwnRun(
+                        conventions.recurring_run_name(name, scheduled), scheduled, "", False, False
+                    )
+                )
         return sorted(result, key=lambda run: run.scheduled)
 
     # --- writing ------------------------------------------------------------------------
@@ -233,12 +209,14 @@ class RecurringRunController:
             "apiVersion": f"{model.GROUP}/{model.VERSION}",
             "kind": "Run",
             "metadata": {
-                "name": run_name(metadata["name"], scheduled),
+                "name": conventions.recurring_run_name(metadata["name"], scheduled),
                 "namespace": metadata.get("namespace"),
-                "labels": {LABEL: label_value(metadata["name"])},
+                "labels": {
+                    conventions.LABEL_RECURRING_RUN: conventions.label_value(metadata["name"])
+                },
                 "annotations": {
-                    ANNOTATION_OWNER: metadata["name"],
-                    ANNOTATION_SCHEDULED: _iso(scheduled),
+                    conventions.ANNOTATION_RECURRING_RUN: metadata["name"],
+                    conventions.ANNOTATION_SCHEDULED: _iso(scheduled),
                 },
                 "ownerReferences": [
                     {
@@ -303,7 +281,7 @@ class RecurringRunController:
                 desired["lastMissReason"] = max(decision.missed, key=decision.missed.__getitem__)
         for key in ("fired", "skipped", "missed"):
             counts.setdefault(key, 0)
-        active = [run for run in own if run.phase not in FINISHED]
+        active = [run for run in own if run.phase not in state.FINISHED]
         desired.update(
             {
                 "observedGeneration": generation,

@@ -18,9 +18,10 @@ from typing import Any
 
 import kopf
 
-from pipesync.api import model
+from pipesync.api import conventions, model
 from pipesync.controllers import recurringruns
 from pipesync.controllers.settings import OperatorSettings, timer
+from pipesync.engine import state
 from pipesync.kube.protocol import Kube
 
 _log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class _Finishes:
                 self._finished.discard(uid)
                 return False
             return True
-        if (body.get("status") or {}).get("phase") not in recurringruns.FINISHED:
+        if (body.get("status") or {}).get("phase") not in state.FINISHED:
             return False
         if uid in self._finished:
             return False
@@ -127,7 +128,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         group,
         version,
         "runs",
-        labels={recurringruns.LABEL: kopf.PRESENT},
+        labels={conventions.LABEL_RECURRING_RUN: kopf.PRESENT},
         registry=registry,
     )
     async def recurring_runs_run_changed(**kwargs: Any) -> None:
@@ -136,6 +137,6 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         if not finishes.first_news(str(kwargs["event"].get("type")), body):
             return
         metadata = body.get("metadata") or {}
-        owner = (metadata.get("annotations") or {}).get(recurringruns.ANNOTATION_OWNER)
+        owner = (metadata.get("annotations") or {}).get(conventions.ANNOTATION_RECURRING_RUN)
         if owner:
             wakeups.wake((kwargs["namespace"], owner))

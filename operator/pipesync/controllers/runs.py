@@ -17,29 +17,21 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import documents, durations, model, times
+from pipesync.api import conventions, documents, durations, model, times
 from pipesync.api.times import timestamp
-from pipesync.controllers import pipelines, recurringruns
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
 from pipesync.engine import compiler, layout, limits, params, planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
-from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.kube.protocol import PIPELINES, RUNS, Kube
 from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
 
-FINISHED = frozenset({RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.CANCELLED.value})
 #: Above this many tasks, status keeps counts and unfinished or failed tasks only.
 MAX_TASKS_IN_STATUS = 200
-SPEC_KEY = "spec.json"
 #: How soon a run waiting for an earlier Run's pinned spec to be collected looks again.
 PIN_RETRY_SECONDS = 2.0
-
-
-def pinned_config_name(run: str) -> str:
-    """The ConfigMap holding a run's pinned pipeline spec (key SPEC_KEY)."""
-    return f"{run}-pipeline"[:253]
 
 
 class _PinPending(Exception):
@@ -137,11 +129,12 @@ class RunController:
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = times.instant(status.get("startedAt")) or now
-        timeout = _run_timeout(run, pinned.compiled)
+        context = run_context(run, pinned, now, self.bounds)
+        timeout = context.timeout_seconds
         decision = planner.plan(
             pinned.compiled,
             nodes,
-            run_context(run, pinned, now, self.bounds),
+            context,
             now,
             cancel=bool(run.get("spec", {}).get("cancel")),
             deadline_exceeded=timeout is not None and now >= started + timeout,
@@ -189,7 +182,7 @@ class RunController:
         if uid in self._pinned:
             return self._pinned[uid]
         namespace, name = metadata["namespace"], metadata["name"]
-        config_name = pinned_config_name(name)
+        config_name = conventions.pinned_config_name(name)
         stored = self._pinned_config(run, config_name)
         if stored is None:
             spec, pipeline = self._resolve_spec(run)
@@ -198,16 +191,23 @@ class RunController:
                 {
                     "metadata": {
                         "name": config_name,
-                        "labels": {pods.LABEL_RUN: name, pods.LABEL_MANAGED_BY: pods.MANAGED_BY},
+                        "labels": {
+                            conventions.LABEL_RUN: name,
+                            conventions.LABEL_MANAGED_BY: conventions.MANAGED_BY,
+                        },
                         "ownerReferences": [_owner(run)],
                     },
-                    "data": {SPEC_KEY: json.dumps({"spec": spec, "pipeline": pipeline})},
+                    "data": {
+                        conventions.PINNED_SPEC_KEY: json.dumps(
+                            {"spec": spec, "pipeline": pipeline}
+                        )
+                    },
                 },
             )
             stored = self._pinned_config(run, config_name)
         if stored is None:
             raise RunError("PinFailed", f"ConfigMap {config_name} holds no pinned spec")
-        saved = json.loads(stored[SPEC_KEY])
+        saved = json.loads(stored[conventions.PINNED_SPEC_KEY])
         spec_model = model.pipeline_spec_from_spec(saved["spec"])
         compiled, problems = compiler.compile_pipeline(spec_model)
         if compiled is None:
@@ -240,7 +240,7 @@ class RunController:
         owner = pin_owner(found)
         if owner == metadata["uid"]:
             data: dict[str, str] = found.get("data") or {}
-            return data if SPEC_KEY in data else None
+            return data if conventions.PINNED_SPEC_KEY in data else None
         if owner is not None:
             raise _PinPending(f"ConfigMap {config_name} of an earlier Run {metadata['name']}")
         raise RunError(
@@ -253,13 +253,13 @@ class RunController:
         spec = run["spec"]
         if "pipelineSpec" in spec:
             inline: dict[str, Any] = spec["pipelineSpec"]
-            digest = pipelines.digest(inline)
+            digest = conventions.spec_digest(inline)
             return inline, {"name": "", "version": digest[7:19], "digest": digest, "commit": ""}
         reference = spec["pipelineRef"]
         found = self.kube.get_object(PIPELINES, run["metadata"]["namespace"], reference["name"])
         if found is None:
             raise RunError("PipelineNotFound", f"pipeline {reference['name']!r} does not exist")
-        digest = pipelines.digest(found["spec"])
+        digest = conventions.spec_digest(found["spec"])
         version = digest[7:19]
         wanted = reference.get("version")
         if wanted and wanted != version:
@@ -272,10 +272,10 @@ class RunController:
             "name": reference["name"],
             "version": version,
             "digest": digest,
-            "commit": annotations.get(pipelines.COMMIT_ANNOTATION, ""),
-            "source": annotations.get(pipelines.SOURCE_ANNOTATION, ""),
-            "path": annotations.get(pipelines.SOURCE_PATH_ANNOTATION, ""),
-            "archiveSha256": annotations.get(pipelines.ARCHIVE_DIGEST_ANNOTATION, ""),
+            "commit": annotations.get(conventions.ANNOTATION_COMMIT, ""),
+            "source": annotations.get(conventions.ANNOTATION_SOURCE, ""),
+            "path": annotations.get(conventions.ANNOTATION_SOURCE_PATH, ""),
+            "archiveSha256": annotations.get(conventions.ANNOTATION_ARCHIVE_DIGEST, ""),
         }
 
     def _observe(
@@ -289,7 +289,9 @@ class RunController:
         found = (
             known_pods
             if known_pods is not None
-            else self.kube.list_pods(metadata["namespace"], f"{pods.LABEL_RUN}={metadata['name']}")
+            else self.kube.list_pods(
+                metadata["namespace"], f"{conventions.LABEL_RUN}={metadata['name']}"
+            )
         )
         nodes: dict[NodeKey, NodeState] = {}
         newest: dict[NodeKey, Mapping[str, Any]] = {}
@@ -652,8 +654,8 @@ def _failed_status(
 def run_context(
     run: Mapping[str, Any], pinned: Pinned, now: float, bounds: limits.Limits = limits.DEFAULT
 ) -> planner.RunContext:
-    """What the planner is told about the run: names, params, the pipeline's parallelism
-    and its times (the scheduled one when a RecurringRun made it)."""
+    """What the planner is told about the run: names, params, the pipeline's parallelism,
+    its times (the scheduled one when a RecurringRun made it) and its timeout."""
     metadata = run["metadata"]
     annotations = metadata.get("annotations") or {}
     return planner.run_context(
@@ -662,7 +664,8 @@ def run_context(
         name=metadata["name"],
         namespace=metadata["namespace"],
         created_at=times.instant(metadata.get("creationTimestamp")) or now,
-        scheduled_at=times.instant(annotations.get(recurringruns.ANNOTATION_SCHEDULED)),
+        scheduled_at=times.instant(annotations.get(conventions.ANNOTATION_SCHEDULED)),
+        timeout=run.get("spec", {}).get("timeout"),
         bounds=bounds,
     )
 
@@ -694,11 +697,6 @@ def _task_at(compiled: CompiledPipeline, key: NodeKey) -> compiler.CompiledTask:
 def _node_name(compiled: CompiledPipeline, key: NodeKey) -> str:
     name = _task_at(compiled, key).name
     return name if key[1] == TASK else f"{name}[{key[1]}]"
-
-
-def _run_timeout(run: Mapping[str, Any], compiled: CompiledPipeline) -> float | None:
-    text = run.get("spec", {}).get("timeout")
-    return durations.parse(text) if text else compiled.spec.timeout_seconds
 
 
 def _workspace(

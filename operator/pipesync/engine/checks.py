@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pipesync.api import diagnostics, durations, model
+from pipesync.api import diagnostics, model
 from pipesync.api.diagnostics import Diagnostic, Severity
 from pipesync.api.documents import Resource
-from pipesync.engine import compiler, limits, params, recurring, schedules
+from pipesync.engine import compiler, limits, params, recurring
 from pipesync.engine.compiler import CompiledPipeline, Matrix
 
 #: Where fire times are counted from when the caller gives no clock (the engine has none).
@@ -170,50 +170,16 @@ def _run_problems(
 
 
 def _schedule_problems(resource: Resource, now: datetime) -> list[Diagnostic]:
+    """recurring.spec_problems, located; and a warning for a six-field cron."""
     spec = resource.spec
     schedule = spec.get("schedule", {})
-    problems = []
-    if "cron" in schedule:
-        where = ("spec", "schedule", "cron")
-        problem = schedules.cron_problem(schedule["cron"])
-        if problem:
-            problems.append(resource.diagnostic(where, problem))
-        elif not schedules.timezone_problem(str(schedule.get("timezone", "UTC"))):
-            note = recurring.seconds_first_warning(
-                str(schedule["cron"]).strip(), str(schedule.get("timezone", "UTC")), now
-            )
-            if note:
-                diagnostic = resource.diagnostic(where, note)
-                problems.append(dataclasses.replace(diagnostic, severity=Severity.WARNING))
-    if "timezone" in schedule:
-        problem = schedules.timezone_problem(schedule["timezone"])
-        if problem:
-            problems.append(resource.diagnostic(("spec", "schedule", "timezone"), problem))
-    if "interval" in schedule:
-        problem = _interval_problem(schedule["interval"])
-        if problem:
-            problems.append(resource.diagnostic(("spec", "schedule", "interval"), problem))
-    start, end = _instant(spec.get("startTime")), _instant(spec.get("endTime"))
-    if start is not None and end is not None and end <= start:
-        problems.append(resource.diagnostic(("spec", "endTime"), "endTime must be after startTime"))
+    found = recurring.spec_problems(spec)
+    problems = [resource.diagnostic(problem.path, problem.message) for problem in found]
+    if "cron" in schedule and recurring.cron_is_valid(found):
+        note = recurring.seconds_first_warning(
+            str(schedule["cron"]).strip(), str(schedule.get("timezone", "UTC")), now
+        )
+        if note:
+            diagnostic = resource.diagnostic(("spec", "schedule", "cron"), note)
+            problems.append(dataclasses.replace(diagnostic, severity=Severity.WARNING))
     return problems
-
-
-def _interval_problem(value: Any) -> str | None:
-    """Run names carry their scheduled time to the second: intervals are whole seconds."""
-    try:
-        seconds = durations.parse(str(value))
-    except ValueError as error:
-        return str(error)
-    if seconds < 1 or seconds != int(seconds):
-        return f"interval {value!r} must be a whole number of seconds, at least 1s"
-    return None
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pipesync.api import times
+from pipesync.api import durations, times
 from pipesync.api.model import PipelineSpec
 from pipesync.engine import expressions, limits, retries, templating
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
@@ -39,6 +39,9 @@ class RunContext:
     created_at: float = 0.0  # when the run was created (epoch seconds)
     scheduled_at: float | None = None  # the time a RecurringRun made it for, if it did
     bounds: Limits = limits.DEFAULT  # sizes of forEach and of one pass
+    #: Seconds the whole run may take from its start; the executor watches it and tells
+    #: `plan` (deadline_exceeded). None: no limit.
+    timeout_seconds: float | None = None
 
 
 def run_context(
@@ -50,12 +53,15 @@ def run_context(
     created_at: float,
     scheduled_at: float | None = None,
     max_running: int | None = None,
+    timeout: str | None = None,
     bounds: Limits = limits.DEFAULT,
 ) -> RunContext:
     """The one way both executors (the operator and `pipesync run`) describe a run to the
     planner, so a field such as the pipeline's `parallelism` cannot be honoured by one and
     forgotten by the other. `max_running`: the executor's own cap (`pipesync run
-    --parallelism`); the smaller of it and the pipeline's applies."""
+    --parallelism`); the smaller of it and the pipeline's applies. `timeout`: the run's
+    own limit as written (a Run's spec.timeout, or `pipesync run --timeout`), else the
+    pipeline's spec.timeout applies; ValueError when it is not a duration."""
     caps = [cap for cap in (spec.parallelism, max_running) if cap is not None]
     return RunContext(
         name,
@@ -65,6 +71,7 @@ def run_context(
         created_at=created_at,
         scheduled_at=scheduled_at,
         bounds=bounds,
+        timeout_seconds=durations.parse(timeout) if timeout else spec.timeout_seconds,
     )
 
 

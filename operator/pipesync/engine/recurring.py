@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from croniter import croniter
 
-from pipesync.api import durations
+from pipesync.api import durations, times
 from pipesync.engine import schedules
 
 UTC = datetime.UTC
@@ -294,19 +294,34 @@ def cron_schedule(expression: str, timezone: str) -> CronSchedule:
     return CronSchedule(expression, timezone)
 
 
+def fire_times(schedule: Schedule, after: int, count: int, end: int | None = None) -> list[int]:
+    """The next `count` times a schedule fires after `after`, none after `end` (fewer when
+    the schedule ends first): the one loop over next_after that every preview uses."""
+    found: list[int] = []
+    cursor = after
+    while len(found) < count:
+        following = schedule.next_after(cursor)
+        if following is None or (end is not None and following > end):
+            break
+        found.append(following)
+        cursor = following
+    return found
+
+
+def upcoming(spec: RecurringSpec, now: int, count: int) -> list[int]:
+    """The next `count` times a RecurringRun fires after `now`, by the rules its
+    decisions follow (nothing before `earliest`, nothing after `end`): what the UI and
+    `pipesync diff` show."""
+    return fire_times(spec.schedule, max(now, spec.earliest - 1), count, spec.end)
+
+
 def next_fire_times(
     expression: str, timezone: str, after: datetime.datetime, count: int = 3
 ) -> list[datetime.datetime]:
     """The next `count` fire times of a cron schedule after `after`, in its zone."""
-    schedule = cron_schedule(expression, timezone)
     zone = zoneinfo.ZoneInfo(timezone)
-    times: list[datetime.datetime] = []
-    cursor: int | None = int(after.timestamp())
-    while len(times) < count and cursor is not None:
-        cursor = schedule.next_after(cursor)
-        if cursor is not None:
-            times.append(datetime.datetime.fromtimestamp(cursor, zone))
-    return times
+    found = fire_times(cron_schedule(expression, timezone), int(after.timestamp()), count)
+    return [datetime.datetime.fromtimestamp(moment, zone) for moment in found]
 
 
 def seconds_first_warning(expression: str, timezone: str, after: datetime.datetime) -> str | None:
@@ -316,10 +331,10 @@ def seconds_first_warning(expression: str, timezone: str, after: datetime.dateti
     if len(fields) != 6:
         return None
     try:
-        times = next_fire_times(expression, timezone, after)
+        fires = next_fire_times(expression, timezone, after)
     except (ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError):
         return None
-    shown = ", ".join(t.isoformat() for t in times)
+    shown = ", ".join(t.isoformat() for t in fires)
     return (
         f"cron {expression!r} has 6 fields: the first is seconds (second minute hour "
         f"day-of-month month day-of-week), so it fires at {shown}, ...; if minute comes "
@@ -356,34 +371,95 @@ class RecurringSpec:
         return self.deadline if self.deadline is not None else DEFAULT_GRACE_SECONDS
 
 
+@dataclasses.dataclass(frozen=True)
+class SpecProblem:
+    """Why a RecurringRun's schedule or window cannot be scheduled, and where."""
+
+    path: tuple[str, ...]  # e.g. ("spec", "schedule", "interval")
+    message: str
+
+    def __str__(self) -> str:
+        return f"{'.'.join(self.path)}: {self.message}"
+
+
+_CRON = ("spec", "schedule", "cron")
+_TIMEZONE = ("spec", "schedule", "timezone")
+_INTERVAL = ("spec", "schedule", "interval")
+
+
+def spec_problems(spec: Mapping[str, Any]) -> list[SpecProblem]:
+    """Every problem of a RecurringRun's schedule and start/end window, in the order the
+    scheduler meets them: the one validation `pipesync validate` reports (located) and
+    parse_spec refuses (the first one). Semantics the schema cannot say: cron fields and
+    time zones that exist, intervals of whole seconds (run names carry the time to the
+    second), an endTime after the startTime (both as whole seconds, as scheduled)."""
+    found: list[SpecProblem] = []
+    window: dict[str, int] = {}
+    for field in ("startTime", "endTime"):
+        value = spec.get(field)
+        moment = _whole_seconds(value)
+        if value is not None and moment is None:
+            found.append(SpecProblem(("spec", field), f"not an RFC 3339 time: {value!r}"))
+        elif moment is not None:
+            window[field] = moment
+    if len(window) == 2 and window["endTime"] <= window["startTime"]:
+        found.append(SpecProblem(("spec", "endTime"), "endTime must be after startTime"))
+    schedule = spec.get("schedule") or {}
+    if "interval" in schedule:
+        problem = _interval_problem(schedule["interval"])
+        if problem:
+            found.append(SpecProblem(_INTERVAL, problem))
+    elif "cron" not in schedule:
+        found.append(SpecProblem(("spec", "schedule"), "needs cron or interval"))
+    if "cron" in schedule:
+        problem = schedules.cron_problem(str(schedule["cron"]))
+        if problem:
+            found.append(SpecProblem(_CRON, problem))
+    # Given with an interval too: it has no effect there, but an unknown zone is a typo.
+    if schedule.get("timezone"):
+        problem = schedules.timezone_problem(str(schedule["timezone"]))
+        if problem:
+            found.append(SpecProblem(_TIMEZONE, problem))
+    return found
+
+
+def cron_is_valid(problems: Iterable[SpecProblem]) -> bool:
+    """Whether none of the problems is the cron expression's or its time zone's."""
+    return not any(p.path in (_CRON, _TIMEZONE) for p in problems)
+
+
+def _interval_problem(value: Any) -> str | None:
+    try:
+        seconds = durations.parse(str(value))
+    except ValueError as error:
+        return str(error)
+    if seconds < 1 or seconds != int(seconds):
+        return (
+            f"interval {value!r} must be a whole number of seconds, at least 1s: "
+            "run names carry the time to the second"
+        )
+    return None
+
+
 def parse_spec(spec: Mapping[str, Any], created: int) -> RecurringSpec:
     """A RecurringRun's spec as the scheduler needs it; ScheduleError names the problem."""
-    start = _instant(spec.get("startTime"), "spec.startTime")
-    end = _instant(spec.get("endTime"), "spec.endTime")
-    if start is not None and end is not None and end <= start:
-        raise ScheduleError("spec.endTime: must be after startTime")
+    problems = spec_problems(spec)
+    if problems:
+        raise ScheduleError(str(problems[0]))
+    start = _whole_seconds(spec.get("startTime"))
+    end = _whole_seconds(spec.get("endTime"))
     schedule_spec = spec.get("schedule") or {}
     schedule: Schedule
     if "interval" in schedule_spec:
-        try:
-            seconds = durations.parse(str(schedule_spec["interval"]))
-        except ValueError as error:
-            raise ScheduleError(f"spec.schedule.interval: {error}") from None
-        if seconds < 1 or seconds != int(seconds):
-            raise ScheduleError(
-                "spec.schedule.interval: must be a whole number of seconds, at least 1s "
-                f"(got {schedule_spec['interval']!r}): run names carry the time to the second"
-            )
+        seconds = durations.parse(str(schedule_spec["interval"]))
         if start is not None:
             schedule = IntervalSchedule(start, int(seconds), 0)
         else:
             schedule = IntervalSchedule(created, int(seconds), 1)
-    elif "cron" in schedule_spec:
+    else:
         schedule = cron_schedule(
             str(schedule_spec["cron"]), str(schedule_spec.get("timezone") or "UTC")
         )
-    else:
-        raise ScheduleError("spec.schedule: needs cron or interval")
     catchup = spec.get("catchup") or {}
     deadline = spec.get("startingDeadlineSeconds")
     # Nothing fires before the object existed: those times were never anybody's to miss.
@@ -407,16 +483,11 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _instant(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise ScheduleError(f"{where}: not an RFC 3339 time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return math.ceil(moment.timestamp())
+def _whole_seconds(value: Any) -> int | None:
+    """Scheduled times are whole seconds: a fraction rounds up (nothing before it fires).
+    None when absent or not an RFC 3339 time."""
+    moment = times.instant(value)
+    return None if moment is None else math.ceil(moment)
 
 
 # --- the decision -----------------------------------------------------------------------
@@ -513,9 +584,8 @@ def decide(
         starts, cancel, concurrency_skips = _concurrency(spec, active, to_fire)
         skipped.update(concurrency_skips)
     new_cursor = floor_ if newest is None else newest
-    next_time = sched.next_after(max(moment, new_cursor))
-    if next_time is not None and spec.end is not None and next_time > spec.end:
-        next_time = None
+    following = fire_times(sched, max(moment, new_cursor), 1, spec.end)
+    next_time = following[0] if following else None
     return Decision(
         start=tuple(starts),
         already=tuple(sorted(already)),

@@ -28,6 +28,12 @@ class RunPhase(enum.StrEnum):
     CANCELLED = "Cancelled"
 
 
+#: The run phases nothing follows: the controller stops driving, observers record the end.
+FINISHED: frozenset[str] = frozenset(
+    {RunPhase.SUCCEEDED.value, RunPhase.FAILED.value, RunPhase.CANCELLED.value}
+)
+
+
 #: (task index, instance index); instance -1 is the task itself (and a forEach's aggregate).
 NodeKey = tuple[int, int]
 TASK = -1

@@ -29,20 +29,6 @@ ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 INVALID = "invalid"
 FIRE_TIMES = 3
 
-#: Task fields that spec.defaults fills in when the task does not set them.
-DEFAULTED = (
-    "image",
-    "pool",
-    "retry",
-    "timeout",
-    "resources",
-    "env",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-    "cache",
-    "serviceAccountName",
-)
 #: The order fields are listed in (the ones a reviewer looks at first); others follow.
 TASK_FIELDS = (
     "image",
@@ -338,26 +324,13 @@ def _content_fields(old: Resource | None, new: Resource | None) -> tuple[FieldCh
 
 def effective_tasks(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Each task (and onExit, under its own name) as it will run: defaults filled in, env
-    and nodeSelector merged the way api.model.task_from_spec merges them."""
+    and nodeSelector merged (api.model.with_defaults, as the model reads them)."""
     defaults = spec.get("defaults") or {}
     tasks = [dict(t) for t in spec.get("tasks") or () if isinstance(t, Mapping)]
     on_exit = spec.get("onExit")
     if isinstance(on_exit, Mapping):
         tasks.append({**on_exit, "onExit": True})
-    result: dict[str, dict[str, Any]] = {}
-    for task in tasks:
-        merged = dict(task)
-        for key in DEFAULTED:
-            if key not in task and key in defaults:
-                merged[key] = defaults[key]
-        if "env" in task and "env" in defaults:
-            env = {e["name"]: e for e in defaults["env"]}
-            env.update({e["name"]: e for e in task["env"]})
-            merged["env"] = list(env.values())
-        if "nodeSelector" in task and "nodeSelector" in defaults:
-            merged["nodeSelector"] = {**defaults["nodeSelector"], **task["nodeSelector"]}
-        result[str(task.get("name"))] = merged
-    return result
+    return {str(task.get("name")): model.with_defaults(task, defaults) for task in tasks}
 
 
 def _pipeline(
@@ -473,15 +446,11 @@ def schedule_view(spec: Mapping[str, Any], now: datetime.datetime) -> ScheduleVi
     if parsed.suspend:
         return ScheduleView(text, zone_name, (), "suspended: nothing fires")
     zone = zoneinfo.ZoneInfo(zone_name)
-    times: list[str] = []
-    cursor: int | None = max(seconds, parsed.earliest - 1)
-    while len(times) < FIRE_TIMES and cursor is not None:
-        cursor = parsed.schedule.next_after(cursor)
-        if cursor is None or (parsed.end is not None and cursor > parsed.end):
-            note = note or "the schedule's endTime comes first"
-            break
-        times.append(datetime.datetime.fromtimestamp(cursor, zone).isoformat())
-    return ScheduleView(text, zone_name, tuple(times), note)
+    fires = recurring.upcoming(parsed, seconds, FIRE_TIMES)
+    if len(fires) < FIRE_TIMES:
+        note = note or "the schedule's endTime comes first"
+    shown = tuple(datetime.datetime.fromtimestamp(t, zone).isoformat() for t in fires)
+    return ScheduleView(text, zone_name, shown, note)
 
 
 # --- runs ------------------------------------------------------------------------------

@@ -22,28 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipesync.api import model
+from pipesync.api import conventions, model
 from pipesync.api.documents import Resource
 from pipesync.gitops.snapshot import Snapshot, resource_key
 
-SOURCE_LABEL = "pipesync.io/source"
-SOURCE_ANNOTATION = "pipesync.io/source"
-FILE_ANNOTATION = "pipesync.io/path"
-COMMIT_ANNOTATION = "pipesync.io/commit"
-#: On Pipelines: the GitSource's path, the folder task pods start in.
-SOURCE_PATH_ANNOTATION = "pipesync.io/source-path"
-#: On onChange Runs: what started them.
-TRIGGER_ANNOTATION = "pipesync.io/trigger"
-PIPELINE_LABEL = "pipesync.io/pipeline"
 MASS_DELETION_TRAILER = "pipesync: allow-mass-deletion"
 DEFAULT_MAX_DELETE_PERCENT = 50
-_MAX_NAME = 63  # Run names become pod label values
 _TRAILER = re.compile(r"^\s*pipesync\s*:\s*allow-mass-deletion\s*$", re.IGNORECASE | re.MULTILINE)
 
 ERROR, WARNING = "error", "warning"
@@ -148,29 +136,9 @@ class Plan:
         return tuple(i for i in self.issues if i.severity == ERROR)
 
 
-def spec_digest(spec: Mapping[str, Any]) -> str:
-    """sha256 of a spec's canonical JSON, the same as controllers.pipelines.digest."""
-    return "sha256:" + hashlib.sha256(_canonical(spec)).hexdigest()
-
-
 def allows_mass_deletion(message: str) -> bool:
     """Whether the commit message carries the `pipesync: allow-mass-deletion` line."""
     return bool(_TRAILER.search(message))
-
-
-def label_value(name: str) -> str:
-    """A name as a label value (at most 63 characters; a longer one keeps a hash)."""
-    if len(name) <= _MAX_NAME:
-        return name
-    return f"{name[:50].rstrip('-.')}-{_short_hash(name)}"
-
-
-def run_name(pipeline: str, commit: str) -> str:
-    """`<pipeline>-<sha[:10]>`; a long pipeline name is cut and keeps a hash of itself."""
-    name = f"{pipeline}-{commit[:10]}"
-    if len(name) <= _MAX_NAME:
-        return name
-    return f"{pipeline[:40].rstrip('-.')}-{_short_hash(pipeline)}-{commit[:10]}"
 
 
 def plan(  # noqa: PLR0915 -- one rule after the other, each commented
@@ -292,14 +260,6 @@ def plan(  # noqa: PLR0915 -- one rule after the other, each commented
 # --- internals -----------------------------------------------------------------------------
 
 
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
 def _resource_issue(resource: Resource, message: str) -> Issue:
     """A problem of one resource, at its document's start, named by kind and name."""
     start = resource.source.start
@@ -336,14 +296,17 @@ def _ignored(file: str, source: Source) -> bool:
 
 def _desired(resource: Resource, source: Source) -> Desired:
     kind = resource.kind.value
-    labels = {**resource.metadata.labels, SOURCE_LABEL: label_value(source.name)}
+    labels = {
+        **resource.metadata.labels,
+        conventions.LABEL_SOURCE: conventions.label_value(source.name),
+    }
     annotations = {
         **resource.metadata.annotations,
-        SOURCE_ANNOTATION: source.name,
-        FILE_ANNOTATION: resource.source.file,
+        conventions.ANNOTATION_SOURCE: source.name,
+        conventions.ANNOTATION_FILE: resource.source.file,
     }
     if resource.kind is model.Kind.PIPELINE:
-        annotations[SOURCE_PATH_ANNOTATION] = source.path or "."
+        annotations[conventions.ANNOTATION_SOURCE_PATH] = source.path or "."
     spec = dict(resource.spec)
     body: dict[str, Any] = {
         "apiVersion": model.API_VERSION,
@@ -360,10 +323,17 @@ def _desired(resource: Resource, source: Source) -> Desired:
     # pins, and the tree at that commit (steps/ code) may change without the YAML changing.
     # Other kinds keep the commit they were last changed at: no write for an unchanged file.
     pinned = {"commit": source.commit} if resource.kind is model.Kind.PIPELINE else {}
-    object_digest = spec_digest({**body, **pinned})[:27]  # sha256: + 20 hex: status size
-    body["metadata"]["annotations"][COMMIT_ANNOTATION] = source.commit
+    object_digest = conventions.spec_digest({**body, **pinned})[
+        :27
+    ]  # sha256: + 20 hex: status size
+    body["metadata"]["annotations"][conventions.ANNOTATION_COMMIT] = source.commit
     return Desired(
-        kind, resource.name, resource.source.file, body, spec_digest(spec), object_digest
+        kind,
+        resource.name,
+        resource.source.file,
+        body,
+        conventions.spec_digest(spec),
+        object_digest,
     )
 
 
@@ -373,7 +343,7 @@ def _on_change(body: Mapping[str, Any]) -> bool:
 
 
 def _change_run(pipeline: Desired, source: Source) -> Desired:
-    name = run_name(pipeline.name, source.commit)
+    name = conventions.triggered_run_name(pipeline.name, source.commit)
     spec = {"pipelineRef": {"name": pipeline.name, "version": pipeline.digest[7:19]}}
     body: dict[str, Any] = {
         "apiVersion": model.API_VERSION,
@@ -382,19 +352,21 @@ def _change_run(pipeline: Desired, source: Source) -> Desired:
             "name": name,
             "namespace": source.namespace,
             "labels": {
-                SOURCE_LABEL: label_value(source.name),
-                PIPELINE_LABEL: label_value(pipeline.name),
+                conventions.LABEL_SOURCE: conventions.label_value(source.name),
+                conventions.LABEL_PIPELINE: conventions.label_value(pipeline.name),
             },
             "annotations": {
-                SOURCE_ANNOTATION: source.name,
-                FILE_ANNOTATION: pipeline.file,
-                COMMIT_ANNOTATION: source.commit,
-                TRIGGER_ANNOTATION: "onChange",
+                conventions.ANNOTATION_SOURCE: source.name,
+                conventions.ANNOTATION_FILE: pipeline.file,
+                conventions.ANNOTATION_COMMIT: source.commit,
+                conventions.ANNOTATION_TRIGGER: "onChange",
             },
         },
         "spec": spec,
     }
-    return Desired(model.Kind.RUN.value, name, pipeline.file, body, spec_digest(spec), "")
+    return Desired(
+        model.Kind.RUN.value, name, pipeline.file, body, conventions.spec_digest(spec), ""
+    )
 
 
 def _start(snapshot: Snapshot, key: str) -> tuple[int, int]:

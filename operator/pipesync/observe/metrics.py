@@ -52,14 +52,14 @@ from prometheus_client.registry import Collector
 
 from pipesync import __version__
 from pipesync.api import times
+from pipesync.api.conventions import LABEL_ATTEMPT, LABEL_POOL
 from pipesync.engine import recurring
-from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState, Phase
 from pipesync.observe.passes import PassReportLike
 
 _log = logging.getLogger(__name__)
 
 NOT_STARTED = frozenset({"", "Pending"})
-FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
 #: The controllers timed through `reconcile` (controllers/operator.py and the handlers).
 CONTROLLERS = ("runs", "pipelines", "gitsources", "recurringruns")
 #: GitSource Ready reasons of an attempt that applied its revision (the rest applied nothing).
@@ -70,9 +70,6 @@ GIT_COMMON_RESULTS = ("Succeeded", "InvalidFiles", "FetchFailed", "FetchTimeout"
                       "AuthenticationFailed")  # fmt: skip
 INLINE = "(inline)"  # pipeline label of runs with an inline spec (not a valid object name)
 NO_POOL = "none"
-#: Pod fields written by pipesync.runtime.pods (not imported: observe sits beside runtime).
-LABEL_ATTEMPT = "pipesync.io/attempt"
-POOL_SELECTOR = "pipesync.io/pool"
 GPU_RESOURCE = "nvidia.com/gpu"
 #: A run's status.taskCounts keys, as the phase label of pipesync_tasks.
 TASK_COUNT_PHASES = {
@@ -719,4 +716,4 @@ def _gpus(pod: Mapping[str, Any]) -> float:
 
 def _pool(pod: Mapping[str, Any]) -> str:
     selector = (pod.get("spec") or {}).get("nodeSelector") or {}
-    return str(selector.get(POOL_SELECTOR) or NO_POOL)
+    return str(selector.get(LABEL_POOL) or NO_POOL)

@@ -35,28 +35,28 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from pipesync.api import times
+from pipesync.api.conventions import (
+    INPUTS_CONTAINER,
+    LABEL_ATTEMPT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_RUN,
+    LABEL_TASK,
+    MAIN_CONTAINER,
+    MANAGED_BY,
+    OUTPUTS_CONTAINER,
+    PINNED_SPEC_KEY,
+    pinned_config_name,
+)
+from pipesync.api.model import API_VERSION
 from pipesync.engine import layout
 from pipesync.engine.compiler import CompiledTask
-from pipesync.engine.state import TASK, NodeKey, NodeState
+from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState
 from pipesync.observe.passes import PassReportLike, PinnedLike
 
 _log = logging.getLogger(__name__)
 
-API_VERSION = "pipesync.io/v1alpha1"
 RECORD_KIND = "RunRecord"
-FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
-#: Written by pipesync.runtime.pods and pipesync.controllers.runs (not imported: layers).
-LABEL_RUN = "pipesync.io/run"
-LABEL_TASK = "pipesync.io/task"
-LABEL_ATTEMPT = "pipesync.io/attempt"
-LABEL_INSTANCE = "pipesync.io/instance"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "pipesync"
-MAIN_CONTAINER = "main"
-INPUTS_CONTAINER = "pipesync-inputs"
-OUTPUTS_CONTAINER = "pipesync-outputs"
-PINNED_CONFIG_SUFFIX = "-pipeline"
-PINNED_KEY = "spec.json"
 #: A log longer than this (per container) is cut: the record is history, not a log store.
 LOG_LIMIT_BYTES = 16 * 1024 * 1024
 #: Logs kept in memory across retries while S3 is away, in all; beyond, logs are read
@@ -440,10 +440,10 @@ class RunRecorder:
 
     def _pinned_spec(self, namespace: str, name: str, uid: str) -> Any:
         if uid not in self._specs:
-            stored = self._need_kube().get_config_map(namespace, f"{name}{PINNED_CONFIG_SUFFIX}")
-            if stored is None or PINNED_KEY not in stored:
+            stored = self._need_kube().get_config_map(namespace, pinned_config_name(name))
+            if stored is None or PINNED_SPEC_KEY not in stored:
                 return None  # not cached: a later write may find it
-            self._specs[uid] = json.loads(stored[PINNED_KEY]).get("spec")
+            self._specs[uid] = json.loads(stored[PINNED_SPEC_KEY]).get("spec")
         return self._specs[uid]
 
     def _set_record_uri(self, namespace: str, name: str, key: str) -> None:

@@ -19,9 +19,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pipesync.api import conventions
 from pipesync.api.model import Task
 
-POOL_LABEL = "pipesync.io/pool"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_POOL = "gpu"
 GPU_TOLERATION: Mapping[str, str] = {
@@ -68,7 +68,7 @@ def default_pool(name: str) -> Pool:
     """The pool an unconfigured name means: its label, plus the GPU toleration for `gpu`."""
     return Pool(
         name=name,
-        node_selector={POOL_LABEL: name},
+        node_selector={conventions.LABEL_POOL: name},
         tolerations=(dict(GPU_TOLERATION),) if name == GPU_POOL else (),
     )
 

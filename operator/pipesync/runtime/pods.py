@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+from pipesync.api import conventions
 from pipesync.api.model import API_VERSION, Resources, Task
 from pipesync.engine import layout
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
@@ -36,27 +37,11 @@ from pipesync.engine.templating import Ref, RefKind
 from pipesync.runtime import placement, taskpolicy
 from pipesync.runtime.placement import PoolSettings
 
-LABEL_RUN = "pipesync.io/run"
-LABEL_TASK = "pipesync.io/task"
-LABEL_PIPELINE = "pipesync.io/pipeline"
-LABEL_EXPERIMENT = "pipesync.io/experiment"
-LABEL_INSTANCE = "pipesync.io/instance"
-LABEL_ATTEMPT = "pipesync.io/attempt"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "pipesync"
-#: "<task index>/<instance>" (instance -1 for a plain task): the planner's NodeKey.
-ANNOTATION_NODE_KEY = "pipesync.io/node-key"
-#: The S3 key prefix of the node's outputs (`<prefix>/<namespace>/runs/<run>/<task>[/<i>]`).
-ANNOTATION_NODE_PREFIX = "pipesync.io/node-prefix"
-
 VOLUME = "pipesync"
 #: The task's own volumes are named with this prefix in the pod, so none can clash with
 #: pipesync's volume, whatever the user named them.
 USER_VOLUME_PREFIX = "v-"
 MOUNT_PATH = "/pipesync"
-INPUTS_CONTAINER = "pipesync-inputs"
-MAIN_CONTAINER = "main"
-OUTPUTS_CONTAINER = "pipesync-outputs"
 WRAPPER_NAME = "pipesync-wrapper"  # $0 of the wrapper script: shows up in `ps` and errors
 
 MAX_NAME = 63  # pod names double as hostnames, which are DNS-1123 labels
@@ -104,7 +89,6 @@ CONTAINER_SECURITY_CONTEXT: Mapping[str, Any] = {
 }
 
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 
 class PodBuildError(ValueError):
@@ -185,17 +169,17 @@ def build_pod(
 
     account = taskpolicy.service_account(task, run.service_account)
     labels = {
-        LABEL_RUN: _label_value(run.name),
-        LABEL_TASK: _label_value(compiled.name),
-        LABEL_ATTEMPT: str(launch.attempt),
-        LABEL_MANAGED_BY: MANAGED_BY,
+        conventions.LABEL_RUN: conventions.label_value(run.name),
+        conventions.LABEL_TASK: conventions.label_value(compiled.name),
+        conventions.LABEL_ATTEMPT: str(launch.attempt),
+        conventions.LABEL_MANAGED_BY: conventions.MANAGED_BY,
     }
     if run.pipeline:
-        labels[LABEL_PIPELINE] = _label_value(run.pipeline)
+        labels[conventions.LABEL_PIPELINE] = conventions.label_value(run.pipeline)
     if run.experiment:
-        labels[LABEL_EXPERIMENT] = _label_value(run.experiment)
+        labels[conventions.LABEL_EXPERIMENT] = conventions.label_value(run.experiment)
     if position is not None:
-        labels[LABEL_INSTANCE] = str(position)
+        labels[conventions.LABEL_INSTANCE] = str(position)
 
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -236,8 +220,8 @@ def build_pod(
             "namespace": run.namespace,
             "labels": labels,
             "annotations": {
-                ANNOTATION_NODE_KEY: format_node_key((index, instance)),
-                ANNOTATION_NODE_PREFIX: node,
+                conventions.ANNOTATION_NODE_KEY: format_node_key((index, instance)),
+                conventions.ANNOTATION_NODE_PREFIX: node,
             },
             "ownerReferences": [
                 {
@@ -307,7 +291,7 @@ def created_for(pod: Mapping[str, Any], run_uid: str) -> bool:
     an earlier Run of the same name, or one made by hand with pipesync's labels) is not the
     operator's to read outputs for or to write logs of."""
     metadata = pod.get("metadata") or {}
-    if (metadata.get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGED_BY:
+    if (metadata.get("labels") or {}).get(conventions.LABEL_MANAGED_BY) != conventions.MANAGED_BY:
         return False
     return any(
         owner.get("kind") == "Run"
@@ -327,14 +311,6 @@ def _copy(value: Mapping[str, Any]) -> dict[str, Any]:
 def _digest(text: str) -> str:
     raw = hashlib.sha256(text.encode()).digest()
     return base64.b32encode(raw).decode().lower()[:_HASH_CHARS]
-
-
-def _label_value(value: str) -> str:
-    """Names are DNS labels already; anything else is made a valid label value."""
-    if len(value) <= 63 and _LABEL_VALUE.match(value):
-        return value
-    cleaned = re.sub(r"[^-A-Za-z0-9_.]+", "-", value)[:54].strip("-_.")
-    return f"{cleaned}-{_digest(value)}" if cleaned else _digest(value)
 
 
 # --- containers -------------------------------------------------------------------------
@@ -388,7 +364,7 @@ def _inputs_container(
             args += ["--get", f"{key}={path}"]
             if optional:
                 args += ["--optional", key]
-    container = _agent_container(INPUTS_CONTAINER, args, settings, mount)
+    container = _agent_container(conventions.INPUTS_CONTAINER, args, settings, mount)
     # Its error (a missing input or archive, named by key) becomes the task's message.
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     return container
@@ -404,7 +380,7 @@ def _outputs_container(
         args += ["--artifact", name]
     if settings.s3_patience_seconds is not None:
         args += ["--s3-patience", _number(settings.s3_patience_seconds)]
-    container = _agent_container(OUTPUTS_CONTAINER, args, settings, mount)
+    container = _agent_container(conventions.OUTPUTS_CONTAINER, args, settings, mount)
     container["terminationMessagePath"] = "/dev/termination-log"
     container["terminationMessagePolicy"] = "File"  # the JSON report, never log lines
     return container
@@ -475,7 +451,7 @@ def _main_container(
     if launch.has_item:
         env["PIPESYNC_ITEM_INDEX"] = str(launch.key[1])
     container: dict[str, Any] = {
-        "name": MAIN_CONTAINER,
+        "name": conventions.MAIN_CONTAINER,
         "image": image,
         "command": wrapper_command(argv, mount),
         "env": [{"name": name, "value": value} for name, value in env.items()]

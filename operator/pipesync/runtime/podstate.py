@@ -15,16 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.api import times
-from pipesync.engine.retries import FailureKind
-from pipesync.engine.state import NodeKey, NodeState, Phase
-from pipesync.runtime.pods import (
+from pipesync.api.conventions import (
     ANNOTATION_NODE_KEY,
     INPUTS_CONTAINER,
     LABEL_ATTEMPT,
     MAIN_CONTAINER,
     OUTPUTS_CONTAINER,
-    parse_node_key,
 )
+from pipesync.engine.retries import FailureKind
+from pipesync.engine.state import NodeKey, NodeState, Phase
+from pipesync.runtime.pods import parse_node_key
 
 #: Waiting reasons that never resolve by themselves; after `stuck_seconds` they are errors.
 STUCK_REASONS = frozenset(

@@ -11,8 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from pipesync.controllers import runs
-from pipesync.engine import layout
+from pipesync.engine import layout, state
 from pipesync.runtime import archive, storage
 from pipesync.ui import views
 from pipesync.ui.auth import Access
@@ -43,7 +42,7 @@ class ArchivedRuns:
                     continue
                 if not isinstance(record, dict):
                     continue
-                if (record.get("status") or {}).get("phase") in runs.FINISHED:
+                if (record.get("status") or {}).get("phase") in state.FINISHED:
                     self._finished[key] = record
             found.append(record)
         return found

@@ -10,7 +10,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from pipesync.controllers import runs
+from pipesync.api import conventions
+from pipesync.engine import state
 from pipesync.kube.protocol import RUNS, Kube
 from pipesync.ui.auth import Access
 from pipesync.ui.cache import RunCaches
@@ -40,16 +41,18 @@ class ClusterRuns:
             None,
             archived=False,
             pinned=self.pinned(namespace, name),
-            wants_record=bool(status.get("tasksTruncated") or status.get("phase") in runs.FINISHED),
+            wants_record=bool(
+                status.get("tasksTruncated") or status.get("phase") in state.FINISHED
+            ),
         )
 
     def pinned(self, namespace: str, name: str) -> dict[str, Any] | None:
         """What the run was pinned to: {"spec": ..., "pipeline": {version, commit, ...}}."""
-        stored = self.kube.get_config_map(namespace, runs.pinned_config_name(name))
-        if stored is None or runs.SPEC_KEY not in stored:
+        stored = self.kube.get_config_map(namespace, conventions.pinned_config_name(name))
+        if stored is None or conventions.PINNED_SPEC_KEY not in stored:
             return None
         try:
-            saved = json.loads(stored[runs.SPEC_KEY])
+            saved = json.loads(stored[conventions.PINNED_SPEC_KEY])
         except ValueError:
             return None
         if not isinstance(saved, dict) or not isinstance(saved.get("spec"), dict):
@@ -64,15 +67,21 @@ class ClusterRuns:
     ) -> bytes | None:
         """From the attempt's pod, while it exists (of a task itself, not of its forEach
         instances, when `instance` is None)."""
-        selector = f"pipesync.io/run={run},pipesync.io/task={task},pipesync.io/attempt={attempt}"
+        selector = (
+            f"{conventions.LABEL_RUN}={run},{conventions.LABEL_TASK}={task},"
+            f"{conventions.LABEL_ATTEMPT}={attempt}"
+        )
         if instance is not None:
-            selector += f",pipesync.io/instance={instance}"
+            selector += f",{conventions.LABEL_INSTANCE}={instance}"
         for pod in self.kube.list_pods(namespace, selector):
             labels = (pod.get("metadata") or {}).get("labels") or {}
-            if instance is None and "pipesync.io/instance" in labels:
+            if instance is None and conventions.LABEL_INSTANCE in labels:
                 continue
             data = self.kube.read_pod_log(
-                namespace, pod["metadata"]["name"], "main", limit_bytes=MAX_LOG_BYTES
+                namespace,
+                pod["metadata"]["name"],
+                conventions.MAIN_CONTAINER,
+                limit_bytes=MAX_LOG_BYTES,
             )
             if data is not None:
                 return data

@@ -5,7 +5,6 @@ the reads go through the run sources (sources.RunSources), the writes to the clu
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
@@ -13,6 +12,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from pipesync.api import conventions
+from pipesync.engine import state
 from pipesync.kube.protocol import RUNS, Kube
 from pipesync.ui import PREFIX, artifacts, inputs, views
 from pipesync.ui.auth import Access, Principal
@@ -31,7 +32,7 @@ from pipesync.ui.sources import RunSources
 
 _log = logging.getLogger(__name__)
 
-PHASES = {"Pending", "Running", "Succeeded", "Failed", "Cancelling", "Cancelled"}
+PHASES = frozenset(phase.value for phase in state.RunPhase)
 _RUN = r"^namespaces/([^/]+)/runs/([^/]+)"
 _ARTIFACT = _RUN + r"/artifacts/([^/]+)/([^/]+)"
 
@@ -220,9 +221,7 @@ class RunRoutes:
                 "spec": found.record["pipelineSpec"],  # type: ignore[index]
                 "pipeline": (found.run.get("status") or {}).get("pipeline") or {},
             }
-        stamp = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).strftime("%Y%m%d%H%M%S")
-        base = name[: 63 - len(stamp) - len("-rerun-")].rstrip("-.")
-        new_name = f"{base}-rerun-{stamp}"
+        new_name = conventions.rerun_name(name, self.clock())
         if not self.kube.create_object(RUNS, ns, views.rerun_body(found.run, new_name, pinned)):
             raise HttpError(409, f"run {new_name} exists already; try again in a second")
         pinned_too = self._pin_rerun(ns, new_name, pinned)

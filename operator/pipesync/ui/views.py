@@ -13,10 +13,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pipesync.api import model, times
-from pipesync.controllers import recurringruns, runs
-from pipesync.engine import compiler, recurring
-from pipesync.gitops import sync
+from pipesync.api import conventions, model, times
+from pipesync.engine import compiler, recurring, state
 from pipesync.ui import graph
 
 
@@ -84,7 +82,7 @@ def run_row(run: Mapping[str, Any], *, archived: bool = False) -> dict[str, Any]
         "params": {str(k): _text(v) for k, v in (spec.get("params") or {}).items()},
         "createdAt": _text(metadata.get("creationTimestamp")),
         "archived": archived,
-        "recurringRun": labels.get(recurringruns.LABEL),
+        "recurringRun": labels.get(conventions.LABEL_RECURRING_RUN),
     }
 
 
@@ -239,7 +237,7 @@ def run_detail(
         "graph": graph.layout(nodes, edges),
         "tasks": tasks,
         "archived": archived,
-        "canCancel": can_cancel and not archived and status.get("phase") not in runs.FINISHED,
+        "canCancel": can_cancel and not archived and status.get("phase") not in state.FINISHED,
         "canRerun": can_rerun,
     }
 
@@ -270,7 +268,7 @@ def rerun_body(
         "kind": "Run",
         "metadata": {
             "name": new_name,
-            "annotations": {"pipesync.io/rerun-of": _text(_meta(run).get("name"))},
+            "annotations": {conventions.ANNOTATION_RERUN_OF: _text(_meta(run).get("name"))},
         },
         "spec": body,
     }
@@ -284,8 +282,8 @@ def rerun_pin(created: Mapping[str, Any], pinned: Mapping[str, Any]) -> dict[str
     meta = _meta(created)
     return {
         "metadata": {
-            "name": runs.pinned_config_name(_text(meta.get("name"))),
-            "labels": {"pipesync.io/run": _text(meta.get("name"))},
+            "name": conventions.pinned_config_name(_text(meta.get("name"))),
+            "labels": {conventions.LABEL_RUN: _text(meta.get("name"))},
             "ownerReferences": [
                 {
                     "apiVersion": model.API_VERSION,
@@ -298,7 +296,7 @@ def rerun_pin(created: Mapping[str, Any], pinned: Mapping[str, Any]) -> dict[str
             ],
         },
         "data": {
-            runs.SPEC_KEY: json.dumps(
+            conventions.PINNED_SPEC_KEY: json.dumps(
                 {"spec": pinned["spec"], "pipeline": dict(pinned.get("pipeline") or {})}
             )
         },
@@ -416,7 +414,9 @@ def pipeline_detail(pipeline: Mapping[str, Any], repositories: Mapping[str, str]
     """`repositories`: GitSource name -> clone URL, for the links to the file."""
     spec = pipeline.get("spec") or {}
     # The file the GitSource applied it from (written by gitops.sync).
-    current_file = _text((_meta(pipeline).get("annotations") or {}).get(sync.FILE_ANNOTATION))
+    current_file = _text(
+        (_meta(pipeline).get("annotations") or {}).get(conventions.ANNOTATION_FILE)
+    )
     versions = []
     for version in reversed((pipeline.get("status") or {}).get("versions") or []):
         source_name, path = version_file(_text(version.get("source")))
@@ -487,15 +487,7 @@ def next_fire_times(recurring_run: Mapping[str, Any], now: float, count: int = 5
         return []
     if parsed.suspend:
         return []
-    found: list[str] = []
-    moment = max(int(now), parsed.earliest - 1)
-    while len(found) < count:
-        following = parsed.schedule.next_after(moment)
-        if following is None or (parsed.end is not None and following > parsed.end):
-            break
-        found.append(times.timestamp(float(following)))
-        moment = following
-    return found
+    return [times.timestamp(float(t)) for t in recurring.upcoming(parsed, int(now), count)]
 
 
 def recurring_detail(
