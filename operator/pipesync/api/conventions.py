@@ -54,6 +54,10 @@ ANNOTATION_SOURCE_PATH = "pipesync.io/source-path"
 #: On Pipelines: the sha256 of the repository archive the GitSource uploaded for the
 #: commit; task pods refuse an archive that differs (someone replaced the key).
 ANNOTATION_ARCHIVE_DIGEST = "pipesync.io/archive-sha256"
+#: On Pipelines read from a KFP file: the format ("kfp-ir") and KFP's own pipeline name
+#: (the Pipeline's name is that name made a DNS label).
+ANNOTATION_FORMAT = "pipesync.io/format"
+ANNOTATION_KFP_PIPELINE_NAME = "pipesync.io/kfp-pipeline-name"
 #: On onChange Runs: what started them.
 ANNOTATION_TRIGGER = "pipesync.io/trigger"
 #: On Runs a RecurringRun starts: its full name (the label value may be hashed) and the

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipesync.api import conventions, model
 from pipesync.engine.kfp import dag, loops, parameters
 from pipesync.engine.kfp.state import Context, Translation, dns, mapping
 
@@ -55,13 +56,13 @@ class Reader(Translation):
         if self.on_exit is not None:
             spec["onExit"] = self.on_exit
         return {
-            "apiVersion": "pipesync.io/v1alpha1",
+            "apiVersion": model.API_VERSION,
             "kind": "Pipeline",
             "metadata": {
                 "name": name,
                 "annotations": {
-                    "pipesync.io/format": "kfp-ir",
-                    "pipesync.io/kfp-pipeline-name": raw_name,
+                    conventions.ANNOTATION_FORMAT: "kfp-ir",
+                    conventions.ANNOTATION_KFP_PIPELINE_NAME: raw_name,
                 },
             },
             "spec": spec,
