@@ -29,7 +29,6 @@ the run (cardinality; a run's detail lives in its status and the S3 record).
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
 import threading
@@ -42,7 +41,7 @@ from prometheus_client.registry import Collector
 
 from pipesync.api import times
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
-from pipesync.observe.passes import PassReportLike
+from pipesync.observe.passes import PassReportLike, PodLike
 
 _log = logging.getLogger(__name__)
 
@@ -50,10 +49,6 @@ NOT_STARTED = frozenset({"", "Pending"})
 FINISHED = frozenset({"Succeeded", "Failed", "Cancelled"})
 INLINE = "(inline)"  # pipeline label of runs with an inline spec (not a valid object name)
 NO_POOL = "none"
-#: Pod fields written by pipesync.runtime.pods (not imported: observe sits beside runtime).
-LABEL_ATTEMPT = "pipesync.io/attempt"
-POOL_SELECTOR = "pipesync.io/pool"
-GPU_RESOURCE = "nvidia.com/gpu"
 #: A run's status.taskCounts keys, as the phase label of pipesync_tasks.
 TASK_COUNT_PHASES = {
     "pending": "Pending",
@@ -196,10 +191,7 @@ class RunMetrics:
         counts = report.status.get("taskCounts") or {}
         tracked.task_counts = {k: int(counts.get(k) or 0) for k in TASK_COUNT_PHASES}
         tracked.pods_pending = sum(
-            1
-            for pod in report.pods.values()
-            if (pod.get("status") or {}).get("phase", "Pending") == "Pending"
-            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+            1 for pod in report.pods.values() if pod.pending and not pod.deleting
         )
         if after in FINISHED:
             del self._runs[uid]
@@ -220,12 +212,11 @@ class RunMetrics:
         previous_tasks: Mapping[str, Any] = report.previous.get("tasks") or {}
         namespace = tracked.namespace
         for key, pod in report.pods.items():
-            pod_metadata = pod.get("metadata") or {}
-            pod_uid = str(pod_metadata.get("uid") or pod_metadata.get("name"))
-            attempt = _attempt(pod)
+            pod_uid = pod.uid or pod.name
+            attempt = pod.attempt
             first_sight = pod_uid not in tracked.known_pods
             tracked.known_pods.add(pod_uid)
-            if first_sight and _gpus(pod):
+            if first_sight and pod.gpus:
                 self.gpu_seconds.labels(namespace, _pool(pod))  # at 0 while the pod runs
             if first_sight and attempt > 1 and not baseline:
                 self.task_retries.labels(namespace, pipeline).inc()
@@ -240,16 +231,13 @@ class RunMetrics:
             phase, finished_at = ended
             if finished_at is None:
                 finished_at = self._clock()  # stopped pods: until they were told to stop
-            began = times.instant((pod.get("status") or {}).get("startTime")) or times.instant(
-                pod_metadata.get("creationTimestamp")
-            )
+            began = pod.started_at or pod.created_at
             if began is None:
                 continue
             seconds = max(finished_at - began, 0.0)
             self.task_duration.labels(namespace, pipeline, phase).observe(seconds)
-            gpus = _gpus(pod)
-            if gpus:
-                self.gpu_seconds.labels(namespace, _pool(pod)).inc(gpus * seconds)
+            if pod.gpus:
+                self.gpu_seconds.labels(namespace, _pool(pod)).inc(pod.gpus * seconds)
 
     # --- scrape-time values --------------------------------------------------------------
 
@@ -316,25 +304,17 @@ def _pipeline_label(report: PassReportLike) -> str:
     return name or INLINE
 
 
-def _attempt(pod: Mapping[str, Any]) -> int:
-    try:
-        return int(((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT, "1"))
-    except ValueError:
-        return 1
-
-
 def _pod_ended(
-    pod: Mapping[str, Any], node: NodeState | None, attempt: int
+    pod: PodLike, node: NodeState | None, attempt: int
 ) -> tuple[str, float | None] | None:
     """(phase, finish time) once the pod's attempt is over; None while it runs."""
     if node is not None and node.attempts == attempt and node.phase in _NODE_ENDED:
-        return node.phase.value, node.finished_at or _containers_finished_at(pod)
+        return node.phase.value, node.finished_at or pod.last_finished_at
     if node is not None and node.attempts > attempt:
         # The planner launched the next attempt in this pass: this one failed.
-        return Phase.FAILED.value, _containers_finished_at(pod)
-    pod_phase = (pod.get("status") or {}).get("phase")
-    if pod_phase in ("Succeeded", "Failed"):
-        return str(pod_phase), _containers_finished_at(pod)
+        return Phase.FAILED.value, pod.last_finished_at
+    if pod.over:
+        return pod.phase, pod.last_finished_at
     return None
 
 
@@ -354,28 +334,5 @@ def _recorded_before(
     return summary.get("phase") in _TASK_ENDED and int(summary.get("attempts") or 0) >= attempt
 
 
-def _containers_finished_at(pod: Mapping[str, Any]) -> float | None:
-    status = pod.get("status") or {}
-    ends = [
-        times.instant(((entry.get("state") or {}).get("terminated") or {}).get("finishedAt"))
-        for entry in (
-            *(status.get("initContainerStatuses") or ()),
-            *(status.get("containerStatuses") or ()),
-        )
-    ]
-    known = [end for end in ends if end is not None]
-    return max(known) if known else None
-
-
-def _gpus(pod: Mapping[str, Any]) -> float:
-    total = 0.0
-    for container in (pod.get("spec") or {}).get("containers") or ():
-        limit = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
-        with contextlib.suppress(TypeError, ValueError):
-            total += float(limit or 0)
-    return total
-
-
-def _pool(pod: Mapping[str, Any]) -> str:
-    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
-    return str(selector.get(POOL_SELECTOR) or NO_POOL)
+def _pool(pod: PodLike) -> str:
+    return pod.pool or NO_POOL
