@@ -293,6 +293,7 @@ def _number(text: Any, default: int) -> int:
 
 
 def _controller_run_uid(metadata: JSON) -> str:
+    # The API server allows one controller reference per object: the first is the one.
     group = API_VERSION.split("/")[0] + "/"
     for owner in metadata.get("ownerReferences") or ():
         if (
