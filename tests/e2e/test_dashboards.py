@@ -8,7 +8,7 @@ Grafana's variables are replaced as Grafana would with "All" selected ($pipeline
 $__rate_interval/$__range by fixed windows. A panel whose metric the operator does not
 export yet (GitOps metrics still being added) is an xfail(strict=True) naming the metric:
 once the metric exists the xfail mark goes away on its own (the metric list is read from
-observe/metrics.py), and the panel must then return data.
+observe/metrics.py and observe/*_metrics.py), and the panel must then return data.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from tests.e2e.test_gitsource import Repo, applied, basic_auth_secret, create_so
 from tests.e2e.test_operator_runs import run_document, wait_finished
 
 DASHBOARDS = sorted((REPO / "charts/pipesync/dashboards").glob("*.json"))
-METRICS_SOURCE = REPO / "operator/pipesync/observe/metrics.py"
+#: observe/metrics.py wires the per-domain collectors of observe/*_metrics.py.
+METRICS_SOURCES = sorted((REPO / "operator/pipesync/observe").glob("*metrics.py"))
 JOB = "pipesync-operator"  # the job test_operator_metrics.py scrapes the same target as
 VARIABLES = {
     "$__rate_interval": "2m",
@@ -150,7 +151,7 @@ def wait_status(cluster: Cluster, ns: str, check: Any, name: str = "repo") -> No
 
 
 def exported() -> set[str]:
-    source = METRICS_SOURCE.read_text()
+    source = "".join(path.read_text() for path in METRICS_SOURCES)
     names = set(re.findall(r'"(pipesync_[a-z0-9_]+)"', source))
     if "ProcessCollector(" in source:
         names |= {"process_resident_memory", "process_cpu_seconds"}

@@ -1,6 +1,7 @@
 """The Grafana dashboards in charts/pipesync/dashboards/: well-formed, every panel queries
 something, every variable a query uses is defined, and every metric a query names is one the
-operator exports (observe/metrics.py, prometheus_client's process collector) or is listed in
+operator exports (observe/metrics.py and its per-domain observe/*_metrics.py,
+prometheus_client's process collector) or is listed in
 PENDING, metrics other helpers are adding now. tests/e2e/test_dashboards.py evaluates every
 query against a real Prometheus."""
 
@@ -15,7 +16,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "charts/pipesync/dashboards").glob("*.json"))
-METRICS_SOURCE = ROOT / "operator/pipesync/observe/metrics.py"
+#: observe/metrics.py wires the per-domain collectors of observe/*_metrics.py.
+METRICS_SOURCES = sorted((ROOT / "operator/pipesync/observe").glob("*metrics.py"))
 #: Panels of the GitOps view whose metrics the GitSource controller does not export yet.
 #: Metrics a panel may query before the operator exports them (none today).
 PENDING: set[str] = set()
@@ -41,8 +43,9 @@ def base_metric(name: str) -> str:
 
 
 def exported() -> set[str]:
-    names = set(re.findall(r'"(pipesync_[a-z0-9_]+)"', METRICS_SOURCE.read_text()))
-    if "ProcessCollector(" in METRICS_SOURCE.read_text():
+    source = "".join(path.read_text() for path in METRICS_SOURCES)
+    names = set(re.findall(r'"(pipesync_[a-z0-9_]+)"', source))
+    if "ProcessCollector(" in source:
         names |= {"process_resident_memory_bytes", "process_cpu_seconds"}
     return names
 

@@ -10,7 +10,7 @@ from pipesync.controllers import runs
 from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
-from pipesync.runtime import pods
+from pipesync.runtime import pods, podstate
 from tests.unit.kubefakes import CreatedPods, UnusedKube
 from tests.unit.pipelines import compile_yaml
 
@@ -135,7 +135,7 @@ def test_outputs_too_big_for_the_message_are_read_from_the_runs_keys_not_the_pod
     }
     store = KeyRecordingStore()
     controller = runs.RunController(UnusedKube(), settings, store=cast(Any, store))
-    nodes, _ = controller._observe(RUN_NS, compiled, [pod])
+    nodes, _ = controller._observe(RUN_NS, compiled, [podstate.read_pod(pod)])
     assert nodes[(0, TASK)].outputs == {"big": "big"}
     assert store.read == ["pre/ns/runs/r/a/outputs/parameters/big"]
 
@@ -192,7 +192,9 @@ def test_a_task_the_scheduler_cannot_place_is_pending_with_its_reason_told_once(
     reason = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
     unplaced = {"status": {"phase": "Pending", "conditions": [{**scheduled, "message": reason}]}}
     placed = {"status": {"phase": "Running"}}
-    waiting = runs._waiting(nodes, {(0, TASK): unplaced, (1, TASK): placed})
+    waiting = runs._waiting(
+        nodes, {(0, TASK): podstate.read_pod(unplaced), (1, TASK): podstate.read_pod(placed)}
+    )
     assert waiting == {(0, TASK): f"Unschedulable: {reason}"}
     status = runs.summarise(
         RUN, pin, nodes, planner.Decision(), started=0.0, now=1.0, waiting=waiting

@@ -22,6 +22,7 @@ from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.observe import endpoint
 from pipesync.observe.metrics import Metrics
+from pipesync.runtime import podstate
 from tests.unit.pipelines import compile_yaml
 
 PIPELINE = "tasks: [{name: prep, command: [x]}, {name: train, command: [x], dependsOn: [prep]}]"
@@ -82,7 +83,14 @@ def report(
     pinned: runs.Pinned | None = PINNED,
 ) -> runs.PassReport:
     return runs.PassReport(
-        the_run or run(), previous, new, pinned, nodes or {}, pods or {}, 0, 0.01
+        the_run or run(),
+        previous,
+        new,
+        pinned,
+        nodes or {},
+        {key: podstate.read_pod(pod) for key, pod in (pods or {}).items()},
+        0,
+        0.01,
     )
 
 

@@ -1,5 +1,6 @@
 """The run daemons' pod view (controllers/operator.py _PodCache): only runs being driven
-are kept, the newest resourceVersion wins over a racing list, deletions drop pods."""
+are kept, the newest resourceVersion wins over a racing list, deletions drop pods, and
+each pod is kept as the PodState pipesync.runtime.podstate reads from it."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def pod(uid: str, version: int, phase: str = "Running") -> dict[str, Any]:
 def phases(cache: _PodCache) -> dict[str, str]:
     known = cache.known(RUN)
     assert known is not None
-    return {p["metadata"]["uid"]: p["status"]["phase"] for p in known}
+    return {p.uid: p.phase for p in known}
 
 
 def test_pods_of_runs_no_daemon_drives_are_not_kept() -> None:
@@ -50,7 +51,8 @@ def test_events_update_and_delete_and_forget_drops_everything() -> None:
     cache.update(RUN, "DELETED", pod("b", 4))
     assert phases(cache) == {"a": "Failed"}
     slim = cache.known(RUN)
-    assert slim is not None and "containers" not in slim[0]["spec"]  # only what passes read
+    # only what passes read: the state holds no container specs (images, commands)
+    assert slim is not None and not hasattr(slim[0], "spec") and slim[0].gpus == 0
     cache.forget(RUN)
     assert cache.known(RUN) is None
     cache.update(RUN, "MODIFIED", pod("a", 5))
@@ -72,10 +74,4 @@ def test_the_slim_pod_keeps_what_gpu_seconds_by_pool_need() -> None:
     cache.prime(RUN, [gpu])
     known = cache.known(RUN)
     assert known is not None
-    assert known[0]["spec"] == {
-        "nodeName": "cpu-1",
-        "nodeSelector": {"pipesync.io/pool": "gpu"},
-        "containers": [
-            {"name": "main", "resources": {"limits": {"nvidia.com/gpu": "2", "cpu": "1"}}}
-        ],
-    }
+    assert (known[0].node_name, known[0].pool, known[0].gpus) == ("cpu-1", "gpu", 2.0)

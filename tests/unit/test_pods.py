@@ -21,7 +21,7 @@ from pipesync.api import model
 from pipesync.engine import planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
-from pipesync.runtime import pods
+from pipesync.runtime import pods, podstate
 from pipesync.runtime.placement import GPU_TOLERATION, PoolSettings
 from pipesync.runtime.pods import PodBuildError, PodSettings, RunInfo, S3Settings
 from tests.unit.pipelines import compile_yaml
@@ -241,17 +241,17 @@ def test_metadata_labels_annotations_and_owner() -> None:
 
 def test_only_pods_built_for_the_run_count_as_its_pods() -> None:
     pod = build("sweep", instance=1, attempt=2)
-    assert pods.created_for(pod, RUN.uid)
-    assert not pods.created_for(pod, "the-uid-of-an-earlier-run")
+    assert podstate.read_pod(pod).created_for(RUN.uid)
+    assert not podstate.read_pod(pod).created_for("the-uid-of-an-earlier-run")
     unlabelled = json.loads(json.dumps(pod))
     del unlabelled["metadata"]["labels"]["app.kubernetes.io/managed-by"]
-    assert not pods.created_for(unlabelled, RUN.uid)
+    assert not podstate.read_pod(unlabelled).created_for(RUN.uid)
     not_controlling = json.loads(json.dumps(pod))
     not_controlling["metadata"]["ownerReferences"][0]["controller"] = False
-    assert not pods.created_for(not_controlling, RUN.uid)
+    assert not podstate.read_pod(not_controlling).created_for(RUN.uid)
     other_kind = json.loads(json.dumps(pod))
     other_kind["metadata"]["ownerReferences"][0]["kind"] = "Job"
-    assert not pods.created_for(other_kind, RUN.uid)
+    assert not podstate.read_pod(other_kind).created_for(RUN.uid)
 
 
 def test_plain_task_without_experiment_or_pipeline_labels() -> None:

@@ -1,4 +1,5 @@
-"""Reading a task pod's status back as the planner's NodeState (pure, table-driven).
+"""Reading a task pod back: the PodState every reader takes, and the planner's NodeState
+derived from it (pure, table-driven).
 
 The pods are built by `build_pod` and given the statuses a kubelet reports at each stage.
 """
@@ -18,7 +19,13 @@ from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, Phase
 from pipesync.runtime import pods
 from pipesync.runtime.pods import PodSettings, RunInfo, S3Settings
-from pipesync.runtime.podstate import node_from_pod, sidecar_report, unschedulable
+from pipesync.runtime.podstate import (
+    ContainerEnd,
+    node_from_pod,
+    read_pod,
+    sidecar_report,
+    unschedulable,
+)
 from tests.unit.pipelines import compile_yaml
 
 JSON = dict[str, Any]
@@ -411,3 +418,92 @@ def test_an_unplaced_pod_waits_with_the_schedulers_reason() -> None:
     placed["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
     assert unschedulable(placed) == ""
     assert unschedulable(base_pod()) == ""
+
+
+def test_the_reader_keeps_what_the_operator_labelled_and_the_kubelet_reported() -> None:
+    pod = pod_with(
+        "Succeeded",
+        [INIT_OK],
+        [terminated("main", 3, message="boom"), terminated("pipesync-outputs", 0, end=SIDECAR_END)],
+    )
+    pod["metadata"].update(uid="pod-uid", resourceVersion="42", creationTimestamp=START)
+    pod["spec"]["nodeName"] = "gpu-1"
+    state = read_pod(pod)
+    assert (state.name, state.namespace, state.uid) == (pod["metadata"]["name"], "ns", "pod-uid")
+    assert (state.resource_version, state.run, state.task, state.attempt) == (42, "r", "train", 2)
+    assert state.instance is None and state.names_a_node
+    assert state.node_key == TRAIN
+    assert state.created_for("uid") and not state.created_for("another-run")
+    assert (state.phase, state.over, state.pending, state.deleting) == (
+        "Succeeded", True, False, False,
+    )  # fmt: skip
+    assert state.created_at == state.started_at == ts(START)
+    assert (state.node_name, state.pool, state.gpus) == ("gpu-1", None, 0.0)  # no pools set
+    # init containers first, as the kubelet lists them; the first of a name is the one read
+    assert [(c.name, c.init) for c in state.containers] == [
+        ("pipesync-inputs", True), ("main", False), ("pipesync-outputs", False),
+    ]  # fmt: skip
+    assert state.ended("main") == ContainerEnd(3, "Error", "boom", START, MAIN_END)
+    assert state.ended("nope") is None
+    assert state.last_finished_at == ts(SIDECAR_END)
+    # the parsed state gives the same answers as the JSON it was read from
+    assert node_from_pod(state) == node_from_pod(pod)
+    assert sidecar_report(state) == sidecar_report(pod)
+
+
+def test_a_pod_with_nothing_in_it_reads_as_an_empty_state() -> None:
+    state = read_pod({})
+    assert (state.name, state.uid, state.task) == ("", "", None)
+    assert (state.instance, state.attempt) == (None, 1)
+    assert state.node_key is None and not state.names_a_node and not state.managed
+    assert state.pending and not state.over and state.containers == ()
+    assert state.last_finished_at is None and state.pool is None and state.gpus == 0
+
+
+@pytest.mark.parametrize(
+    ("labels", "names_a_node", "instance", "attempt"),
+    [
+        ({"pipesync.io/task": "train", "pipesync.io/attempt": "3"}, True, None, 3),
+        ({"pipesync.io/task": "sweep", "pipesync.io/instance": "4"}, True, 4, 1),
+        ({"pipesync.io/task": "../etc", "pipesync.io/attempt": "1"}, False, None, 1),
+        ({"pipesync.io/task": "train", "pipesync.io/attempt": "x"}, False, None, 1),
+        ({"pipesync.io/task": "train", "pipesync.io/instance": "-1"}, False, None, 1),
+        ({"pipesync.io/attempt": "2"}, False, None, 2),
+    ],
+)
+def test_labels_name_a_node_only_when_they_could_be_an_s3_key(
+    labels: dict[str, str], names_a_node: bool, instance: int | None, attempt: int
+) -> None:
+    state = read_pod({"metadata": {"labels": labels}})
+    assert (state.names_a_node, state.instance, state.attempt) == (names_a_node, instance, attempt)
+
+
+def test_gpus_and_pool_come_from_the_limits_and_the_pool_selector() -> None:
+    spec = {
+        "nodeSelector": {"pipesync.io/pool": "gpu"},
+        "containers": [
+            {"name": "main", "resources": {"limits": {"nvidia.com/gpu": "2"}}},
+            {"name": "other", "resources": {"limits": {"nvidia.com/gpu": "lots"}}},
+            {"name": "pipesync-outputs"},
+        ],
+    }
+    state = read_pod({"spec": spec})
+    assert (state.pool, state.gpus) == ("gpu", 2.0)
+
+
+def test_logs_are_final_once_the_pod_ended_or_program_and_upload_both_ended() -> None:
+    main_done, outputs_up = terminated("main", 0), running("pipesync-outputs")
+    assert read_pod(pod_with("Succeeded")).logs_final
+    assert not read_pod(pod_with("Running", [INIT_OK], [main_done, outputs_up])).logs_final
+    both = [main_done, terminated("pipesync-outputs", 0, end=SIDECAR_END)]
+    assert read_pod(pod_with("Running", [INIT_OK], both)).logs_final
+    # a pod without the sidecar (only its program) is final when its program ended
+    assert read_pod(pod_with("Running", [INIT_OK], [main_done])).logs_final
+    assert not read_pod(pod_with("Running", [INIT_OK], [running("main")])).logs_final
+
+
+def test_a_pod_being_deleted_or_pending_is_said_so() -> None:
+    pod = pod_with("Pending")
+    pod["metadata"]["deletionTimestamp"] = START
+    state = read_pod(pod)
+    assert state.deleting and state.pending

@@ -16,7 +16,7 @@ from pipesync.cli import history
 from pipesync.controllers import runs
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.observe.records import Backoff, RunRecorder
-from pipesync.runtime import archive
+from pipesync.runtime import archive, podstate
 from pipesync.runtime.storage import LocalStore, TransientStoreError
 from tests.unit.pipelines import compile_yaml
 
@@ -172,7 +172,7 @@ def report(before: str, after: str, **kw: Any) -> runs.PassReport:
         status,
         kw.get("pinned", PINNED),
         kw.get("nodes", NODES),
-        kw.get("pods", {}),
+        {key: podstate.read_pod(pod) for key, pod in kw.get("pods", {}).items()},
         0,
         0.01,
     )
@@ -181,7 +181,9 @@ def report(before: str, after: str, **kw: Any) -> runs.PassReport:
 @pytest.fixture
 def parts(tmp_path: Path) -> tuple[RunRecorder, FlakyStore, FakeKube, Hooks, Clock]:
     store, kube, hooks, clock = FlakyStore(tmp_path), FakeKube(), Hooks(), Clock()
-    recorder = RunRecorder(store, bucket="b", prefix="prefix", metrics=hooks, clock=clock)
+    recorder = RunRecorder(
+        store, read_pod=podstate.read_pod, bucket="b", prefix="prefix", metrics=hooks, clock=clock
+    )
     recorder.kube = kube  # no worker thread: the tests call step() with the fake clock
     return recorder, store, kube, hooks, clock
 
@@ -264,7 +266,7 @@ def test_an_outage_keeps_one_job_per_key_with_the_newest_content(parts: Any) -> 
 
 def test_failed_writes_back_off_exponentially_and_never_raise(tmp_path: Path) -> None:
     store, hooks, clock = FlakyStore(tmp_path), Hooks(), Clock()
-    recorder = RunRecorder(store, metrics=hooks, clock=clock)
+    recorder = RunRecorder(store, read_pod=podstate.read_pod, metrics=hooks, clock=clock)
     recorder.kube = FakeKube()
     store.down = True
     recorder.run_pass(report("", "Running"))  # must not raise though S3 is down
@@ -295,7 +297,7 @@ def test_identical_content_is_not_written_twice_and_is_byte_identical(
     assert store.puts.count(RECORD) == 1
     # Another process (a restarted operator) writes exactly the same bytes: idempotent.
     other_store = FlakyStore(tmp_path / "other")
-    other = RunRecorder(other_store, bucket="b", prefix="prefix")
+    other = RunRecorder(other_store, read_pod=podstate.read_pod, bucket="b", prefix="prefix")
     other.kube = FakeKube()
     other.run_pass(report("Running", "Succeeded", pods=PODS))
     other.step()
@@ -443,7 +445,9 @@ def test_a_malformed_report_never_raises(parts: Any) -> None:
 
 def test_the_worker_thread_catches_up_after_an_outage(tmp_path: Path) -> None:
     store, hooks = FlakyStore(tmp_path), Hooks()
-    recorder = RunRecorder(store, metrics=hooks, backoff=Backoff(first=0.05, maximum=0.2))
+    recorder = RunRecorder(
+        store, read_pod=podstate.read_pod, metrics=hooks, backoff=Backoff(first=0.05, maximum=0.2)
+    )
     store.down = True
     recorder.start(FakeKube())
     try:

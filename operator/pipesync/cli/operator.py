@@ -13,7 +13,7 @@ import yaml
 from pipesync import __version__
 from pipesync.cli import s3options
 from pipesync.engine import limits
-from pipesync.runtime import placement, pods, taskpolicy
+from pipesync.runtime import placement, pods, podstate, taskpolicy
 
 DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
 
@@ -285,7 +285,11 @@ def run(options: argparse.Namespace) -> int:
         storage.Retry(storage.Backoff(patience=30.0, maximum=5.0)),
     )
     recorder = records.RunRecorder(
-        store, bucket=options.s3_bucket, prefix=options.s3_prefix, metrics=observed
+        store,
+        read_pod=podstate.read_pod,
+        bucket=options.s3_bucket,
+        prefix=options.s3_prefix,
+        metrics=observed,
     )
     operator.run(
         settings.OperatorSettings(

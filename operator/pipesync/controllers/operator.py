@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from pipesync.kube.client import KubeClient, connect
 from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
 from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
+from pipesync.runtime import podstate
 
 
 class _Wakeups:
@@ -244,6 +244,8 @@ class _PodCache:
 
     Only runs a daemon drives are kept (from just before their first list until the
     daemon ends): pods of finished runs, which the watch still reports, cost nothing.
+    Each pod is kept as the PodState its event reads to (what a pass reads of a pod, so
+    memory grows with pods, not with their specs), read once per event, not per pass.
     Entries keep the newest resourceVersion seen, so an event racing a list never rolls
     a pod back; a view that lags (a pod just created, not yet reported) is harmless: the
     pass re-creates it and the API server answers that it exists.
@@ -251,7 +253,7 @@ class _PodCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pods: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._pods: dict[tuple[str, str], dict[str, podstate.PodState]] = {}
         self._primed: set[tuple[str, str]] = set()
 
     def expect(self, key: tuple[str, str]) -> None:
@@ -259,7 +261,7 @@ class _PodCache:
         with self._lock:
             self._pods.setdefault(key, {})
 
-    def known(self, key: tuple[str, str]) -> list[dict[str, Any]] | None:
+    def known(self, key: tuple[str, str]) -> list[podstate.PodState] | None:
         with self._lock:
             if key not in self._primed:
                 return None
@@ -268,7 +270,7 @@ class _PodCache:
     def prime(self, key: tuple[str, str], listed: Sequence[Mapping[str, Any]]) -> None:
         with self._lock:
             for pod in listed:
-                self._merge(key, _slim_pod(pod))
+                self._merge(key, podstate.read_pod(pod))
             self._primed.add(key)
 
     def update(self, key: tuple[str, str], kind: str, body: Mapping[str, Any]) -> None:
@@ -276,76 +278,22 @@ class _PodCache:
             pods_of_run = self._pods.get(key)
             if pods_of_run is None:
                 return  # no daemon drives this run here
-            uid = (body.get("metadata") or {}).get("uid", "")
+            pod = podstate.read_pod(body)
             if kind == "DELETED":
-                pods_of_run.pop(uid, None)
+                pods_of_run.pop(pod.uid, None)
             else:
-                self._merge(key, _slim_pod(body))
+                self._merge(key, pod)
 
     def forget(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._pods.pop(key, None)
             self._primed.discard(key)
 
-    def _merge(self, key: tuple[str, str], pod: dict[str, Any]) -> None:
+    def _merge(self, key: tuple[str, str], pod: podstate.PodState) -> None:
         pods_of_run = self._pods.setdefault(key, {})
-        uid = pod["metadata"].get("uid", "")
-        old = pods_of_run.get(uid)
-        if old is None or _version(pod) >= _version(old):
-            pods_of_run[uid] = pod
-
-
-def _version(pod: Mapping[str, Any]) -> int:
-    try:
-        return int(pod["metadata"].get("resourceVersion", 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What a pass reads of a pod; the index keeps only this (memory grows with pods)."""
-    metadata, status = body.get("metadata", {}), body.get("status", {})
-    kept_metadata = (
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "labels",
-        "annotations",
-        "ownerReferences",
-        "deletionTimestamp",
-        "creationTimestamp",
-    )
-    kept_status = (
-        "phase",
-        "reason",
-        "message",
-        "startTime",
-        "conditions",
-        "containerStatuses",
-        "initContainerStatuses",
-    )
-    return {
-        "metadata": {k: copy.deepcopy(metadata[k]) for k in kept_metadata if k in metadata},
-        "spec": _slim_spec(body.get("spec") or {}),
-        "status": {k: copy.deepcopy(status[k]) for k in kept_status if k in status},
-    }
-
-
-def _slim_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The node, the pool selector and the resource limits: what passes and the metrics
-    (GPU seconds by pool) read; commands, env and volumes stay out of memory."""
-    slim: dict[str, Any] = {"nodeName": spec.get("nodeName")}
-    if spec.get("nodeSelector"):
-        slim["nodeSelector"] = dict(spec["nodeSelector"])
-    limits = [
-        {"name": c.get("name"), "resources": {"limits": dict(c["resources"]["limits"])}}
-        for c in spec.get("containers") or ()
-        if (c.get("resources") or {}).get("limits")
-    ]
-    if limits:
-        slim["containers"] = limits
-    return slim
+        old = pods_of_run.get(pod.uid)
+        if old is None or pod.resource_version >= old.resource_version:
+            pods_of_run[pod.uid] = pod
 
 
 def run(settings: OperatorSettings, election: leadership.Election | None = None) -> None:

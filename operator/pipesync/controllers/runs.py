@@ -69,7 +69,7 @@ class PassReport:
     status: Mapping[str, Any]  # its status after the pass (written if it differed)
     pinned: Pinned | None  # None when the run failed before its spec was pinned
     nodes: Mapping[NodeKey, NodeState]
-    pods: Mapping[NodeKey, Mapping[str, Any]]  # the newest pod of each node
+    pods: Mapping[NodeKey, podstate.PodState]  # the newest pod of each node
     launched: int
     seconds: float  # how long the pass took
 
@@ -105,7 +105,7 @@ class RunController:
         name: str,
         now: float | None = None,
         *,
-        known_pods: Sequence[Mapping[str, Any]] | None = None,
+        known_pods: Sequence[podstate.PodState] | None = None,
     ) -> PassResult:
         """One pass. `known_pods`: the run's pods as a watch already knows them (may lag a
         little: a pod created a moment ago and missing here is created again, which the
@@ -282,27 +282,30 @@ class RunController:
         self,
         run: Mapping[str, Any],
         compiled: CompiledPipeline,
-        known_pods: Sequence[Mapping[str, Any]] | None,
-    ) -> tuple[dict[NodeKey, NodeState], dict[NodeKey, Mapping[str, Any]]]:
+        known_pods: Sequence[podstate.PodState] | None,
+    ) -> tuple[dict[NodeKey, NodeState], dict[NodeKey, podstate.PodState]]:
         """Each node's newest attempt, from its pod."""
         metadata = run["metadata"]
         found = (
             known_pods
             if known_pods is not None
-            else self.kube.list_pods(
-                metadata["namespace"], f"{conventions.LABEL_RUN}={metadata['name']}"
-            )
+            else [
+                podstate.read_pod(pod)
+                for pod in self.kube.list_pods(
+                    metadata["namespace"], f"{conventions.LABEL_RUN}={metadata['name']}"
+                )
+            ]
         )
         nodes: dict[NodeKey, NodeState] = {}
-        newest: dict[NodeKey, Mapping[str, Any]] = {}
+        newest: dict[NodeKey, podstate.PodState] = {}
         for pod in found:
-            if not pods.created_for(pod, metadata["uid"]):
+            if not pod.created_for(metadata["uid"]):
                 continue  # a pod of an earlier Run with the same name, or a hand-made one
             observed = podstate.node_from_pod(pod, now=time.time())
             if observed is None:
                 continue
             key, state = observed
-            if pod["metadata"].get("deletionTimestamp") and state.phase is not Phase.SUCCEEDED:
+            if pod.deleting and state.phase is not Phase.SUCCEEDED:
                 # We stopped it (cancel or run timeout): not a failure to retry.
                 state = NodeState(
                     Phase.CANCELLED,
@@ -326,7 +329,7 @@ class RunController:
         return nodes, newest
 
     def _complete_outputs(
-        self, pod: Mapping[str, Any], state: NodeState, node: str, declared: tuple[str, ...]
+        self, pod: podstate.PodState, state: NodeState, node: str, declared: tuple[str, ...]
     ) -> NodeState:
         """Output parameters left out of the sidecar's message (too big), read from S3.
 
@@ -336,7 +339,7 @@ class RunController:
         report = podstate.sidecar_report(pod)
         if report is None or not report.truncated or self.store is None:
             return state
-        uid = pod["metadata"]["uid"]
+        uid = pod.uid
         if uid not in self._outputs:
             outputs = dict(state.outputs)
             for name in declared:
@@ -352,7 +355,7 @@ class RunController:
         pinned: Pinned,
         decision: planner.Decision,
         nodes: Mapping[NodeKey, NodeState],
-        pods_by_key: Mapping[NodeKey, Mapping[str, Any]],
+        pods_by_key: Mapping[NodeKey, podstate.PodState],
         *,
         waiting: Mapping[NodeKey, str],
         observed: Mapping[NodeKey, NodeState] | None = None,
@@ -399,7 +402,7 @@ class RunController:
         for key in decision.stop:
             stopping = pods_by_key.get(key)
             if stopping is not None:
-                self.kube.delete_pod(metadata["namespace"], stopping["metadata"]["name"])
+                self.kube.delete_pod(metadata["namespace"], stopping.name)
         for key, reason in waiting.items():
             name = _node_name(pinned.compiled, key)
             before = reported.get(name) or {}
@@ -536,7 +539,7 @@ def _failures(
 
 
 def _waiting(
-    nodes: Mapping[NodeKey, NodeState], pods_by_key: Mapping[NodeKey, Mapping[str, Any]]
+    nodes: Mapping[NodeKey, NodeState], pods_by_key: Mapping[NodeKey, podstate.PodState]
 ) -> dict[NodeKey, str]:
     """Running tasks whose pod the scheduler has not placed, with the scheduler's reason."""
     found: dict[NodeKey, str] = {}
@@ -544,7 +547,7 @@ def _waiting(
         state = nodes.get(key)
         if key[1] != TASK or state is None or state.phase is not Phase.RUNNING:
             continue
-        reason = podstate.unschedulable(pod)
+        reason = pod.scheduling
         if reason:
             found[key] = reason
     return found

@@ -16,8 +16,8 @@ so a crash can fall between the two. The final record write therefore ends by pa
 `recover`, which rebuilds the record from the Run and its pods.
 
 This module sits beside runtime and under controllers (import-linter), so the store, the
-Kubernetes adapter and the metrics come in as Protocols; pod field names written by
-pipesync.runtime.pods are repeated here as constants.
+Kubernetes adapter, the metrics and the pod reader (pipesync.runtime.podstate, the one
+place a pod's JSON is read) come in as Protocols and a callable.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,13 +36,8 @@ from typing import Any, Protocol
 from pipesync.api import times
 from pipesync.api.conventions import (
     INPUTS_CONTAINER,
-    LABEL_ATTEMPT,
-    LABEL_INSTANCE,
-    LABEL_MANAGED_BY,
     LABEL_RUN,
-    LABEL_TASK,
     MAIN_CONTAINER,
-    MANAGED_BY,
     OUTPUTS_CONTAINER,
     PINNED_SPEC_KEY,
     pinned_config_name,
@@ -52,7 +46,7 @@ from pipesync.api.model import API_VERSION
 from pipesync.engine import layout
 from pipesync.engine.compiler import CompiledTask
 from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState
-from pipesync.observe.passes import PassReportLike, PinnedLike
+from pipesync.observe.passes import PassReportLike, PinnedLike, PodLike
 
 _log = logging.getLogger(__name__)
 
@@ -64,8 +58,8 @@ LOG_LIMIT_BYTES = 16 * 1024 * 1024
 LOG_BUDGET_BYTES = 64 * 1024 * 1024
 #: Digests of this many written objects are kept, to skip rewriting identical content.
 REMEMBERED_WRITES = 10_000
-#: Task names are DNS-1123 labels (schemas/common.schema.json `dnsLabel`).
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: pipesync.runtime.podstate.read_pod: a listed pod's JSON to the state observers read.
+PodReader = Callable[[Mapping[str, Any]], PodLike]
 
 
 class RecordStore(Protocol):
@@ -139,6 +133,7 @@ class RunRecorder:
         self,
         store: RecordStore,
         *,
+        read_pod: PodReader,
         bucket: str = "",
         prefix: str = "",
         metrics: MirrorMetrics | None = None,
@@ -146,6 +141,7 @@ class RunRecorder:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.read_pod = read_pod  # reads the pods recover() and the log catch-up list
         self.bucket = bucket
         self.prefix = prefix.strip("/")  # the store's own key prefix (for URIs and pods)
         self.metrics = metrics
@@ -249,20 +245,20 @@ class RunRecorder:
         def gather() -> None:
             for pod in self._owned_pods(metadata):
                 key = _log_key(metadata, pod)
-                if pod_finished(pod) and key is not None and not self.store.exists(key):
+                if pod.logs_final and key is not None and not self.store.exists(key):
                     self._queue_log(metadata, pod)
 
         # Listing pods and asking S3 are calls: the worker does them, never the pass.
         self._enqueue(_Job(f"\0catch-up/{uid}", _nothing, after=gather))
 
-    def _owned_pods(self, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _owned_pods(self, metadata: Mapping[str, Any]) -> list[PodLike]:
         """The run's pods (worker thread only: an API call); a pod of an earlier Run of
         the same name carries the label too, so ownership is checked by uid."""
         uid = str(metadata.get("uid", ""))
         found = self._need_kube().list_pods(
             metadata["namespace"], f"{LABEL_RUN}={metadata['name']}"
         )
-        return [pod for pod in found if _owned_by(pod, uid)]
+        return [pod for pod in map(self.read_pod, found) if pod.created_for(uid)]
 
     # --- enqueueing ----------------------------------------------------------------------
 
@@ -285,20 +281,19 @@ class RunRecorder:
 
         self._enqueue(_Job(key, produce, after))
 
-    def _queue_log(self, run: Mapping[str, Any], pod: Mapping[str, Any]) -> None:
+    def _queue_log(self, run: Mapping[str, Any], pod: PodLike) -> None:
         """`run` is the Run's metadata: the log's key comes from it, never from the pod."""
         run_uid = str(run.get("uid", ""))
         key = _log_key(run, pod)
-        if key is None or not _owned_by(pod, run_uid) or not pod_finished(pod):
+        if key is None or not pod.created_for(run_uid) or not pod.logs_final:
             return
-        metadata = pod["metadata"]
-        pod_uid = str(metadata.get("uid", ""))
+        pod_uid = pod.uid
         with self._lock:
             seen = self._logged.setdefault(run_uid, set())
             if pod_uid in seen:
                 return
             seen.add(pod_uid)
-        namespace, name = metadata["namespace"], metadata["name"]
+        namespace, name = pod.namespace, pod.name
         self._enqueue(_Job(key, lambda: self._read_log(namespace, name), is_log=True))
 
     def _enqueue(self, job: _Job) -> None:
@@ -465,7 +460,7 @@ def build_record(
     status: Mapping[str, Any],
     pinned: PinnedLike | None,
     nodes: Mapping[NodeKey, NodeState],
-    pods: Mapping[NodeKey, Mapping[str, Any]],
+    pods: Mapping[NodeKey, PodLike],
 ) -> dict[str, Any]:
     """The run.json document: the Run, its pinned pipeline and every node's full detail."""
     metadata = run["metadata"]
@@ -496,7 +491,7 @@ def build_record(
 def _task_detail(
     task: CompiledTask,
     nodes: Mapping[NodeKey, NodeState],
-    pods: Mapping[NodeKey, Mapping[str, Any]],
+    pods: Mapping[NodeKey, PodLike],
 ) -> dict[str, Any]:
     key = (task.index, TASK)
     detail = _node_detail(nodes.get(key), pods.get(key))
@@ -511,7 +506,7 @@ def _task_detail(
     return detail
 
 
-def _node_detail(state: NodeState | None, pod: Mapping[str, Any] | None) -> dict[str, Any]:
+def _node_detail(state: NodeState | None, pod: PodLike | None) -> dict[str, Any]:
     if state is None:
         return {"phase": "Pending", "attempts": 0}
     detail: dict[str, Any] = {"phase": state.phase.value, "attempts": state.attempts}
@@ -528,82 +523,37 @@ def _node_detail(state: NodeState | None, pod: Mapping[str, Any] | None) -> dict
     return detail
 
 
-def _pod_detail(pod: Mapping[str, Any]) -> dict[str, Any]:
-    metadata, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    labels = metadata.get("labels") or {}
-    detail: dict[str, Any] = {"pod": metadata.get("name"), "task": labels.get(LABEL_TASK)}
-    if LABEL_INSTANCE in labels:
-        detail["instance"] = int(labels[LABEL_INSTANCE])
-    if LABEL_ATTEMPT in labels:
-        detail["attempt"] = int(labels[LABEL_ATTEMPT])
-    if spec.get("nodeName"):
-        detail["nodeName"] = spec["nodeName"]
-    main = _terminated(pod, MAIN_CONTAINER)
+def _pod_detail(pod: PodLike) -> dict[str, Any]:
+    detail: dict[str, Any] = {"pod": pod.name, "task": pod.task}
+    if pod.instance is not None:
+        detail["instance"] = pod.instance
+    detail["attempt"] = pod.attempt
+    if pod.node_name:
+        detail["nodeName"] = pod.node_name
+    main = pod.ended(MAIN_CONTAINER)
     if main is not None:
-        detail["exitCode"] = main.get("exitCode")
-        for field in ("startedAt", "finishedAt"):
-            if main.get(field):
-                detail[f"main{field[0].upper()}{field[1:]}"] = main[field]
-    podphase = (pod.get("status") or {}).get("phase")
-    if podphase:
-        detail["podPhase"] = podphase
+        detail["exitCode"] = main.exit_code
+        if main.started_at:
+            detail["mainStartedAt"] = main.started_at
+        if main.finished_at:
+            detail["mainFinishedAt"] = main.finished_at
+    if pod.phase:
+        detail["podPhase"] = pod.phase
     return detail
 
 
-def pod_finished(pod: Mapping[str, Any]) -> bool:
-    """The pod's logs are final: it ended, or its program and upload sidecar both ended."""
-    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-        return True
-    main = _terminated(pod, MAIN_CONTAINER)
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    has_sidecar = any(entry.get("name") == OUTPUTS_CONTAINER for entry in statuses)
-    return main is not None and (not has_sidecar or _terminated(pod, OUTPUTS_CONTAINER) is not None)
-
-
-def _terminated(pod: Mapping[str, Any], container: str) -> Mapping[str, Any] | None:
-    status = pod.get("status") or {}
-    for entry in [
-        *(status.get("initContainerStatuses") or []),
-        *(status.get("containerStatuses") or []),
-    ]:
-        if entry.get("name") == container:
-            terminated = (entry.get("state") or {}).get("terminated")
-            return terminated if isinstance(terminated, Mapping) else None
-    return None
-
-
-def _owned_by(pod: Mapping[str, Any], uid: str) -> bool:
-    """A pod the operator made for the Run with this uid (as pipesync.runtime.pods
-    `created_for`): a pod of an earlier Run of the same name, or one made by hand, is not
-    the mirror's to read logs of."""
-    metadata = pod.get("metadata") or {}
-    if (metadata.get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGED_BY:
-        return False
-    return any(
-        owner.get("kind") == "Run" and owner.get("controller") is True and owner.get("uid") == uid
-        for owner in metadata.get("ownerReferences") or []
-    )
-
-
-def _log_key(run: Mapping[str, Any], pod: Mapping[str, Any]) -> str | None:
+def _log_key(run: Mapping[str, Any], pod: PodLike) -> str | None:
     """Where a pod's log goes, from the Run (namespace, name) and the pod's task, instance
     and attempt labels; never from a pod annotation (whoever made the pod wrote those, and
     the mirror writes with the operator's credentials). None: labels that name no node."""
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    task = str(labels.get(LABEL_TASK, ""))
-    instance, attempt = labels.get(LABEL_INSTANCE), str(labels.get(LABEL_ATTEMPT, "1"))
-    if not _DNS_LABEL.match(task) or not attempt.isdigit():
+    if not pod.names_a_node or pod.task is None:
         return None
-    if instance is not None and not str(instance).isdigit():
-        return None
-    node = layout.node_prefix(
-        str(run["namespace"]), str(run["name"]), task, None if instance is None else int(instance)
-    )
-    return layout.log_key(node, int(attempt))
+    node = layout.node_prefix(str(run["namespace"]), str(run["name"]), pod.task, pod.instance)
+    return layout.log_key(node, pod.attempt)
 
 
-def _pod_name(pod: Mapping[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("name", ""))
+def _pod_name(pod: PodLike) -> str:
+    return pod.name
 
 
 def _encode(record: Mapping[str, Any]) -> bytes:

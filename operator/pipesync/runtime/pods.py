@@ -285,23 +285,6 @@ def node_prefix(s3: S3Settings, run: RunInfo, task: str, instance: int | None) -
     return f"{prefix}/{key}" if prefix else key
 
 
-def created_for(pod: Mapping[str, Any], run_uid: str) -> bool:
-    """The pod is one `build_pod` made for the Run with this uid: its controlling owner is
-    that Run and it carries the operator's label. Anything else in the namespace (a pod of
-    an earlier Run of the same name, or one made by hand with pipesync's labels) is not the
-    operator's to read outputs for or to write logs of."""
-    metadata = pod.get("metadata") or {}
-    if (metadata.get("labels") or {}).get(conventions.LABEL_MANAGED_BY) != conventions.MANAGED_BY:
-        return False
-    return any(
-        owner.get("kind") == "Run"
-        and owner.get("controller") is True
-        and owner.get("uid") == run_uid
-        and str(owner.get("apiVersion", "")).startswith(API_VERSION.split("/")[0] + "/")
-        for owner in metadata.get("ownerReferences") or []
-    )
-
-
 def _copy(value: Mapping[str, Any]) -> dict[str, Any]:
     """A fresh copy of a constant (kubernetes clients may mutate what they are given)."""
     copied: dict[str, Any] = json.loads(json.dumps(value))

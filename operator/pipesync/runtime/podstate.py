@@ -1,16 +1,21 @@
-"""A task pod's status (as the API server reports it) read back as the planner's NodeState.
+"""The one reader of a task pod as the API server reports it: a frozen `PodState`, and the
+rules that turn it into the planner's NodeState.
 
 Pure: a dict in, a state out, so the controller can call it on every watch event and the
-rules are tested without a cluster. The pod's shape is the one `pipesync.runtime.pods`
-builds: the planner's node key in an annotation, the attempt in a label, the program's
-exit code in the `main` container's status and the outputs in the `pipesync-outputs`
-sidecar's termination message (one JSON object).
+rules are tested without a cluster. Everything else that looks at a pod (the run
+daemons' pod cache, the metrics, the S3 mirror) takes the `PodState` read here instead of
+reading the pod's JSON again. The pod's shape is the one `pipesync.runtime.pods` builds:
+the planner's node key in an annotation, the task, instance and attempt in labels, the
+program's exit code in the `main` container's status and the outputs in the
+`pipesync-outputs` sidecar's termination message (one JSON object).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,11 +24,19 @@ from pipesync.api.conventions import (
     ANNOTATION_NODE_KEY,
     INPUTS_CONTAINER,
     LABEL_ATTEMPT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_POOL,
+    LABEL_RUN,
+    LABEL_TASK,
     MAIN_CONTAINER,
+    MANAGED_BY,
     OUTPUTS_CONTAINER,
 )
+from pipesync.api.model import API_VERSION
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import NodeKey, NodeState, Phase
+from pipesync.runtime.placement import GPU_RESOURCE
 from pipesync.runtime.pods import parse_node_key
 
 #: Waiting reasons that never resolve by themselves; after `stuck_seconds` they are errors.
@@ -41,6 +54,9 @@ DEFAULT_STUCK_SECONDS = 300.0
 #: The sidecar exits 2 when S3 stayed unreachable for its whole patience.
 SIDECAR_S3_FAILURE = 2
 _MESSAGE_LIMIT = 500
+#: Task names are DNS-1123 labels (schemas/common.schema.json `dnsLabel`).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_POD_ENDED = frozenset({"Succeeded", "Failed"})
 
 JSON = Mapping[str, Any]
 
@@ -58,8 +74,162 @@ class SidecarReport:
     readable: bool = True  # False: the message was not the agent's JSON
 
 
+@dataclasses.dataclass(frozen=True)
+class ContainerEnd:
+    """A container's `state.terminated`, as its kubelet wrote it."""
+
+    exit_code: int | None
+    reason: str = ""
+    message: str = ""
+    started_at: str = ""  # RFC 3339 as written: the S3 record keeps the text
+    finished_at: str = ""
+
+    @property
+    def finished(self) -> float | None:
+        """`finished_at` in seconds since the epoch; None when absent or unreadable."""
+        return times.instant(self.finished_at or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerState:
+    """One entry of the pod's initContainerStatuses or containerStatuses."""
+
+    name: str
+    init: bool  # an init container (the inputs fetcher), not a regular one
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    ended: ContainerEnd | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PodState:
+    """A task pod as pipesync reads it: what the controller, the run daemons' pod cache,
+    the metrics and the S3 mirror need, and nothing else (commands, env and volumes stay
+    out of memory while the pod cache holds every pod of every running run)."""
+
+    name: str
+    namespace: str
+    uid: str
+    resource_version: int  # 0 when absent: a newer event always wins over it
+    #: The operator's labels and annotation (see pipesync.runtime.pods).
+    run: str  # pipesync.io/run: the Run's name
+    task: str | None  # pipesync.io/task; None: no such label
+    instance: int | None  # pipesync.io/instance: the forEach item; None: not an item
+    attempt: int  # pipesync.io/attempt; 1 when absent or not a number
+    #: The task, instance and attempt labels name a node (a DNS-label task, digits):
+    #: only then may the labels become an S3 key.
+    names_a_node: bool
+    node_key: NodeKey | None  # pipesync.io/node-key: the planner's node; None: not a task pod
+    managed: bool  # app.kubernetes.io/managed-by is pipesync
+    controller_run_uid: str  # uid of the pipesync Run controlling the pod; "" for none
+    deleting: bool  # metadata.deletionTimestamp is set
+    created_at: float | None
+    phase: str  # status.phase as reported; "" before the API server set one
+    reason: str
+    message: str
+    started_at: float | None  # status.startTime
+    #: The scheduler's reason the pod still waits for a node; "" once placed (unschedulable).
+    scheduling: str
+    node_name: str
+    pool: str | None  # the pipesync.io/pool node selector
+    gpus: float  # the containers' nvidia.com/gpu limits, summed
+    containers: tuple[ContainerState, ...]  # init containers first, as the kubelet lists them
+
+    def created_for(self, run_uid: str) -> bool:
+        """The pod is one `build_pod` made for the Run with this uid: its controlling owner is
+        that Run and it carries the operator's label. Anything else in the namespace (a pod
+        of an earlier Run of the same name, or one made by hand with pipesync's labels) is
+        not the operator's to read outputs for or to write logs of."""
+        return self.managed and bool(run_uid) and self.controller_run_uid == run_uid
+
+    def container(self, name: str) -> ContainerState | None:
+        for entry in self.containers:
+            if entry.name == name:
+                return entry
+        return None
+
+    def ended(self, name: str) -> ContainerEnd | None:
+        """The named container's end; None while it runs, waits or is not there."""
+        entry = self.container(name)
+        return None if entry is None else entry.ended
+
+    @property
+    def over(self) -> bool:
+        """The kubelet says the pod is over (Succeeded or Failed)."""
+        return self.phase in _POD_ENDED
+
+    @property
+    def pending(self) -> bool:
+        """Not yet running: unscheduled or starting (no phase yet counts as Pending)."""
+        return self.phase in ("", "Pending")
+
+    @property
+    def last_finished_at(self) -> float | None:
+        """The latest end of any of its containers; None before any ended."""
+        known = [end.finished for end in self._ends() if end.finished is not None]
+        return max(known) if known else None
+
+    @property
+    def logs_final(self) -> bool:
+        """The pod's logs are final: it ended, or its program and upload sidecar both ended."""
+        if self.over:
+            return True
+        has_sidecar = any(c.name == OUTPUTS_CONTAINER and not c.init for c in self.containers)
+        return self.ended(MAIN_CONTAINER) is not None and (
+            not has_sidecar or self.ended(OUTPUTS_CONTAINER) is not None
+        )
+
+    def _ends(self) -> list[ContainerEnd]:
+        return [entry.ended for entry in self.containers if entry.ended is not None]
+
+
+def read_pod(pod: JSON) -> PodState:
+    """The one place a pod's JSON is read (a full pod from the API or a watch event)."""
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    task = labels.get(LABEL_TASK)
+    instance, attempt = labels.get(LABEL_INSTANCE), str(labels.get(LABEL_ATTEMPT, "1"))
+    phase = str(status.get("phase") or "")
+    return PodState(
+        name=str(metadata.get("name") or ""),
+        namespace=str(metadata.get("namespace") or ""),
+        uid=str(metadata.get("uid") or ""),
+        resource_version=_number(metadata.get("resourceVersion"), 0),
+        run=str(labels.get(LABEL_RUN) or ""),
+        task=None if task is None else str(task),
+        instance=int(instance) if instance is not None and str(instance).isdigit() else None,
+        attempt=_number(attempt, 1),
+        names_a_node=bool(_DNS_LABEL.match(str(task or "")))
+        and attempt.isdigit()
+        and (instance is None or str(instance).isdigit()),
+        node_key=parse_node_key(str(annotations.get(ANNOTATION_NODE_KEY, ""))),
+        managed=labels.get(LABEL_MANAGED_BY) == MANAGED_BY,
+        controller_run_uid=_controller_run_uid(metadata),
+        deleting=bool(metadata.get("deletionTimestamp")),
+        created_at=times.instant(metadata.get("creationTimestamp")),
+        phase=phase,
+        reason=str(status.get("reason") or ""),
+        message=str(status.get("message") or ""),
+        started_at=times.instant(status.get("startTime")),
+        scheduling=_scheduling(phase, status),
+        node_name=str(spec.get("nodeName") or ""),
+        pool=_pool(spec),
+        gpus=_gpus(spec),
+        containers=tuple(
+            _container(entry, init)
+            for init, field in ((True, "initContainerStatuses"), (False, "containerStatuses"))
+            for entry in status.get(field) or ()
+        ),
+    )
+
+
 def node_from_pod(
-    pod: JSON, *, now: float | None = None, stuck_seconds: float = DEFAULT_STUCK_SECONDS
+    pod: JSON | PodState,
+    *,
+    now: float | None = None,
+    stuck_seconds: float = DEFAULT_STUCK_SECONDS,
 ) -> tuple[NodeKey, NodeState] | None:
     """The node this pod runs and its state; None for a pod that is not a pipesync task pod.
 
@@ -67,39 +237,26 @@ def node_from_pod(
     config for longer than `stuck_seconds` count as an ERROR; without it such a pod is
     simply Running (waiting), which keeps the function free of clocks.
     """
-    metadata = pod.get("metadata") or {}
-    key = parse_node_key(str((metadata.get("annotations") or {}).get(ANNOTATION_NODE_KEY, "")))
-    if key is None:
+    state = _parsed(pod)
+    if state.node_key is None:
         return None
-    try:
-        attempts = int((metadata.get("labels") or {}).get(LABEL_ATTEMPT, "1"))
-    except ValueError:
-        attempts = 1
-    return key, _state(pod, attempts, now, stuck_seconds)
+    return state.node_key, _state(state, now, stuck_seconds)
 
 
-def unschedulable(pod: JSON) -> str:
+def unschedulable(pod: JSON | PodState) -> str:
     """The scheduler's reason a pod still waits for a node, e.g. "0/2 nodes are available:
     2 Insufficient nvidia.com/gpu"; "" once it is placed or when the scheduler has not
     said. Kept apart from the node's state: the task is not failing, it waits, and the
     planner must keep counting it as launched."""
-    status = pod.get("status") or {}
-    if status.get("phase", "Pending") != "Pending":
-        return ""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            reason = str(condition.get("reason") or "Unschedulable")
-            detail = str(condition.get("message") or "").strip()
-            return _short(f"{reason}: {detail}" if detail else reason)
-    return ""
+    return _parsed(pod).scheduling
 
 
-def sidecar_report(pod: JSON) -> SidecarReport | None:
+def sidecar_report(pod: JSON | PodState) -> SidecarReport | None:
     """The sidecar's report once it has terminated; None before, or if it wrote nothing."""
-    terminated = _terminated(_container_status(pod, OUTPUTS_CONTAINER))
+    terminated = _parsed(pod).ended(OUTPUTS_CONTAINER)
     if terminated is None:
         return None
-    text = str(terminated.get("message") or "").strip()
+    text = terminated.message.strip()
     if not text:
         return None
     try:
@@ -122,16 +279,89 @@ def sidecar_report(pod: JSON) -> SidecarReport | None:
     )
 
 
+# --- reading the JSON ---------------------------------------------------------------------
+
+
+def _parsed(pod: JSON | PodState) -> PodState:
+    return pod if isinstance(pod, PodState) else read_pod(pod)
+
+
+def _number(text: Any, default: int) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _controller_run_uid(metadata: JSON) -> str:
+    # The API server allows one controller reference per object: the first is the one.
+    group = API_VERSION.split("/")[0] + "/"
+    for owner in metadata.get("ownerReferences") or ():
+        if (
+            owner.get("kind") == "Run"
+            and owner.get("controller") is True
+            and str(owner.get("apiVersion", "")).startswith(group)
+        ):
+            return str(owner.get("uid") or "")
+    return ""
+
+
+def _scheduling(phase: str, status: JSON) -> str:
+    if phase not in ("", "Pending"):
+        return ""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = str(condition.get("reason") or "Unschedulable")
+            detail = str(condition.get("message") or "").strip()
+            return _short(f"{reason}: {detail}" if detail else reason)
+    return ""
+
+
+def _pool(spec: JSON) -> str | None:
+    selected = (spec.get("nodeSelector") or {}).get(LABEL_POOL)
+    return str(selected) if selected else None
+
+
+def _gpus(spec: JSON) -> float:
+    total = 0.0
+    for container in spec.get("containers") or ():
+        limit = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
+        with contextlib.suppress(TypeError, ValueError):
+            total += float(limit or 0)
+    return total
+
+
+def _container(entry: JSON, init: bool) -> ContainerState:
+    state = entry.get("state") or {}
+    waiting = state.get("waiting") or {}
+    terminated = state.get("terminated")
+    ended = None
+    if isinstance(terminated, Mapping):
+        code = terminated.get("exitCode")
+        ended = ContainerEnd(
+            exit_code=code if isinstance(code, int) else None,
+            reason=str(terminated.get("reason") or ""),
+            message=str(terminated.get("message") or ""),
+            started_at=str(terminated.get("startedAt") or ""),
+            finished_at=str(terminated.get("finishedAt") or ""),
+        )
+    return ContainerState(
+        name=str(entry.get("name") or ""),
+        init=init,
+        waiting_reason=str(waiting.get("reason") or ""),
+        waiting_message=str(waiting.get("message") or ""),
+        ended=ended,
+    )
+
+
 # --- the rules ----------------------------------------------------------------------------
 
 
-def _state(pod: JSON, attempts: int, now: float | None, stuck_seconds: float) -> NodeState:
-    status = pod.get("status") or {}
-    phase = status.get("phase") or "Pending"
-    main = _container_status(pod, MAIN_CONTAINER)
-    sidecar = _container_status(pod, OUTPUTS_CONTAINER)
-    main_done = _terminated(main)
-    sidecar_done = _terminated(sidecar)
+def _state(pod: PodState, now: float | None, stuck_seconds: float) -> NodeState:
+    attempts = pod.attempt
+    phase = pod.phase or "Pending"
+    main_done = pod.ended(MAIN_CONTAINER)
+    sidecar_done = pod.ended(OUTPUTS_CONTAINER)
     finished_at = _finished_at(pod)
 
     def failed(kind: FailureKind, message: str) -> NodeState:
@@ -143,47 +373,47 @@ def _state(pod: JSON, attempts: int, now: float | None, stuck_seconds: float) ->
             message=_short(message),
         )
 
-    if phase == "Failed" and status.get("reason") == "DeadlineExceeded":
+    if phase == "Failed" and pod.reason == "DeadlineExceeded":
         return failed(FailureKind.TIMED_OUT, "the task ran past its timeout")
 
-    inputs = _terminated(_container_status(pod, INPUTS_CONTAINER))
-    if inputs is not None and inputs.get("exitCode") != 0:
-        detail = str(inputs.get("message") or inputs.get("reason") or "").strip()
+    inputs = pod.ended(INPUTS_CONTAINER)
+    if inputs is not None and inputs.exit_code != 0:
+        detail = (inputs.message or inputs.reason).strip()
         return failed(FailureKind.ERROR, "fetching the input artifacts failed: " + detail)
 
     if main_done is None:
-        if phase in ("Failed", "Succeeded"):  # ended without the program: evicted, lost
-            reason = status.get("reason") or "the pod ended"
-            detail = status.get("message") or "before the task's program ran"
+        if pod.over:  # ended without the program: evicted, lost
+            reason = pod.reason or "the pod ended"
+            detail = pod.message or "before the task's program ran"
             return failed(FailureKind.ERROR, f"{reason}: {detail}")
-        stuck = _stuck(pod, status, now, stuck_seconds)
+        stuck = _stuck(pod, now, stuck_seconds)
         if stuck:
             return failed(FailureKind.ERROR, stuck)
         return NodeState(Phase.RUNNING, attempts=attempts)
 
     if sidecar_done is None:
-        if phase in ("Failed", "Succeeded"):
+        if pod.over:
             return failed(FailureKind.ERROR, "the outputs sidecar never ran")
-        stuck = _stuck(pod, status, now, stuck_seconds)
+        stuck = _stuck(pod, now, stuck_seconds)
         if stuck:
             return failed(FailureKind.ERROR, stuck)
         return NodeState(Phase.RUNNING, attempts=attempts)  # uploading the outputs
 
-    if phase not in ("Failed", "Succeeded"):
+    if not pod.over:
         # Both containers ended, but the pod is over only when its kubelet says so: until
         # then it still counts against parallelism caps and GPU capacity.
         return NodeState(Phase.RUNNING, attempts=attempts)
 
-    code = main_done.get("exitCode")
+    code = main_done.exit_code
     report = sidecar_report(pod)
     if code != 0:
-        reason = main_done.get("reason")
+        reason = main_done.reason
         text = f"exit code {code}" + (f" ({reason})" if reason and reason != "Error" else "")
-        log_tail = str(main_done.get("message") or "").strip()
+        log_tail = main_done.message.strip()
         return failed(FailureKind.FAILED, f"{text}: {log_tail}" if log_tail else text)
-    sidecar_code = sidecar_done.get("exitCode")
+    sidecar_code = sidecar_done.exit_code
     if sidecar_code != 0:
-        detail = (report.error if report else "") or str(sidecar_done.get("reason") or "")
+        detail = (report.error if report else "") or sidecar_done.reason
         what = (
             "S3 stayed unreachable"
             if sidecar_code == SIDECAR_S3_FAILURE
@@ -220,56 +450,28 @@ def _output_name(missing: str) -> str:
     return f"output {missing!r}"
 
 
-def _stuck(pod: JSON, status: JSON, now: float | None, stuck_seconds: float) -> str:
+def _stuck(pod: PodState, now: float | None, stuck_seconds: float) -> str:
     """Why the pod is stuck for good, or "" (not stuck, or not for long enough yet)."""
     if now is None:
         return ""
-    started = times.instant(status.get("startTime")) or times.instant(
-        (pod.get("metadata") or {}).get("creationTimestamp")
-    )
+    started = pod.started_at or pod.created_at
     if started is None or now - started < stuck_seconds:
         return ""
-    for entry in _all_statuses(pod):
-        waiting = (entry.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS:
-            detail = waiting.get("message") or ""
-            return f"container {entry.get('name')!r}: {waiting['reason']}" + (
+    for entry in pod.containers:
+        if entry.waiting_reason in STUCK_REASONS:
+            detail = entry.waiting_message
+            return f"container {entry.name!r}: {entry.waiting_reason}" + (
                 f": {detail}" if detail else ""
             )
     return ""
 
 
-def _all_statuses(pod: JSON) -> list[JSON]:
-    status = pod.get("status") or {}
-    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
-
-
-def _container_status(pod: JSON, name: str) -> JSON | None:
-    for entry in _all_statuses(pod):
-        if entry.get("name") == name:
-            return entry
-    return None
-
-
-def _terminated(entry: JSON | None) -> JSON | None:
-    if entry is None:
-        return None
-    terminated = (entry.get("state") or {}).get("terminated")
-    return terminated if isinstance(terminated, Mapping) else None
-
-
-def _finished_at(pod: JSON) -> float | None:
+def _finished_at(pod: PodState) -> float | None:
     """When the program ended (main's finishedAt), else the latest container end."""
-    main = _terminated(_container_status(pod, MAIN_CONTAINER))
-    if main is not None and times.instant(main.get("finishedAt")) is not None:
-        return times.instant(main.get("finishedAt"))
-    moments = [
-        times.instant(t.get("finishedAt"))
-        for t in (_terminated(entry) for entry in _all_statuses(pod))
-        if t is not None
-    ]
-    known = [m for m in moments if m is not None]
-    return max(known) if known else None
+    main = pod.ended(MAIN_CONTAINER)
+    if main is not None and main.finished is not None:
+        return main.finished
+    return pod.last_finished_at
 
 
 def _short(text: str) -> str:
