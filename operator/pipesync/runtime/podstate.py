@@ -94,6 +94,19 @@ def unschedulable(pod: JSON) -> str:
     return ""
 
 
+def exit_code(pod: JSON) -> int | None:
+    """The exit code of the pod's program (`main`), once it ended; None before."""
+    terminated = _terminated(_container_status(pod, MAIN_CONTAINER))
+    code = None if terminated is None else terminated.get("exitCode")
+    return code if isinstance(code, int) else None
+
+
+def attempt_of(pod: JSON) -> int | None:
+    """The attempt a task pod runs (its label); None when the label is not a number."""
+    label = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT, "")
+    return int(label) if str(label).isdigit() else None
+
+
 def sidecar_report(pod: JSON) -> SidecarReport | None:
     """The sidecar's report once it has terminated; None before, or if it wrote nothing."""
     terminated = _terminated(_container_status(pod, OUTPUTS_CONTAINER))
