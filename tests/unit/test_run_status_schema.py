@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from pipesync.api import runstatus, schemas
 from pipesync.controllers import runs
 from pipesync.controllers.kube import PIPELINES, RUNS
+from pipesync.observe import records
 from pipesync.runtime import pods
+from pipesync.runtime.storage import LocalStore
 
 PIPELINE_SPEC = {
     "tasks": [
@@ -60,6 +63,15 @@ class ClusterOfOneRun:
         body["metadata"]["uid"] = f"pod-{len(self.pods)}"
         body["status"] = {"phase": "Pending"}
         self.pods.setdefault(body["metadata"]["name"], body)
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        found = self.config_maps.get(name)
+        return None if found is None else dict(found["data"])
+
+    def read_pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
+    ) -> bytes | None:
+        return f"{pod} {container}\n".encode() if pod in self.pods else None
 
     def delete_pod(self, namespace: str, name: str) -> None:
         self.pods.pop(name, None)
@@ -279,3 +291,27 @@ def test_a_task_that_failed_for_good_carries_its_exit_code() -> None:
         control.reconcile("ns", "r", T + attempt)
     task = cluster.run["status"]["tasks"]["a"]
     assert (task["phase"], task["attempts"], task["exitCode"]) == ("Failed", 2, 7)
+
+
+def test_the_mirror_reports_the_final_records_uri_and_the_controller_writes_it(
+    tmp_path: Path,
+) -> None:
+    cluster = ClusterOfOneRun(new_run())
+    store = LocalStore(tmp_path)
+    recorder = records.RunRecorder(store, bucket="b")
+    control = controller(cluster, (recorder,))
+    recorder.kube = cluster  # no worker thread: step() writes
+    recorder.on_recorded = control.reconcile
+    drive_to_success(cluster, control)
+    assert cluster.run["status"]["phase"] == "Succeeded"
+    assert "record" not in cluster.run["status"]  # not before the record is in S3
+    while recorder.step() is not None:
+        pass
+    assert cluster.run["status"]["record"] == {"uri": "s3://b/ns/runs/r/run.json"}
+    written = runstatus.RunRecord.from_json(json.loads(store.get_bytes("ns/runs/r/run.json")))
+    assert written is not None and written.status.phase == "Succeeded"
+    assert written.tasks["a"].attempts == 2 and written.tasks["a"].exit_code == 0
+    # the record pass wrote once; a later pass of the finished run writes nothing
+    count = len(cluster.written)
+    control.reconcile("ns", "r")
+    assert len(cluster.written) == count
