@@ -499,16 +499,12 @@ def test_history_lists_records_newest_first_with_filters(
     store.put_bytes("a/runs/r3/t/outputs/parameters/run.json", b"not a record")
     store.put_bytes("b/runs/r9/run.json", record("b", "r9", "2026-01-04T00:00:00Z", "Failed", "p"))
     found = archive.load_records(store, "a")
-    names = [
-        r["metadata"]["name"] for r in history.select(found, pipeline=None, phase=None, limit=0)
-    ]
+    names = [r.record.name for r in history.select(found, pipeline=None, phase=None, limit=0)]
     assert names == ["r3", "r2", "r1"]
     failed = history.select(found, pipeline="p", phase="failed", limit=0)
-    assert [r["metadata"]["name"] for r in failed] == ["r1"]
+    assert [r.record.name for r in failed] == ["r1"]
     every = archive.load_records(store, None)
-    assert [
-        r["metadata"]["name"] for r in history.select(every, pipeline=None, phase=None, limit=2)
-    ] == [
+    assert [r.record.name for r in history.select(every, pipeline=None, phase=None, limit=2)] == [
         "r9",
         "r3",
     ]

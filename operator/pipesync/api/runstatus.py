@@ -38,6 +38,15 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+#: Output values longer than this stay out of status (the record keeps every value).
+MAX_OUTPUT_IN_STATUS = 256
+
+
+def small_outputs(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The output parameters short enough for a task's status."""
+    return {name: value for name, value in outputs.items() if len(value) <= MAX_OUTPUT_IN_STATUS}
+
+
 def precise_timestamp(moment: float) -> str:
     """RFC 3339 in UTC with milliseconds: the local executor's node times, where whole
     seconds (Kubernetes' precision) would hide which of two quick tasks ran first."""
@@ -332,8 +341,11 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord | None:
-        """None when `data` is not a run record (another JSON file, a foreign kind)."""
-        if data.get("kind") != RECORD_KIND or not isinstance(data.get("metadata"), Mapping):
+        """None when `data` is not a run record (another JSON file, a foreign kind, the
+        local format before it was this one)."""
+        if data.get("kind", RECORD_KIND) != RECORD_KIND:
+            return None
+        if not isinstance(data.get("metadata"), Mapping):
             return None
         status, spec, pipeline = data.get("status"), data.get("spec"), data.get("pipeline")
         tasks, pods = data.get("tasks"), data.get("pods")

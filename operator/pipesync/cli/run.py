@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from pipesync.api import durations, model
+from pipesync.api import durations, model, runstatus
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
 from pipesync.cli import progress, sources
@@ -147,13 +147,14 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
             spec,
             values,
             name=name,
-            namespace="local",
+            namespace=runstatus.LOCAL_NAMESPACE,
             created_at=time.time(),
             max_running=options.parallelism,
         ),
         repo_root=root,
         workdir=workdir,
         timeout=timeout,
+        pipeline_name=pipeline_resource.name if pipeline_resource is not None else "",
     )
 
 

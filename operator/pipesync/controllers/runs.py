@@ -22,7 +22,7 @@ from pipesync.api.times import timestamp
 from pipesync.controllers import pipelines, recurringruns
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
-from pipesync.engine import compiler, layout, limits, params, planner
+from pipesync.engine import compiler, layout, limits, params, planner, summary
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
@@ -499,17 +499,8 @@ def summarise(
     tasks: dict[str, runstatus.TaskStatus] = {}
     for task in compiled.tasks:
         state = nodes.get((task.index, TASK))
-        phase_of_task = state.phase if state is not None else Phase.PENDING
-        bucket = {
-            Phase.PENDING: "pending",
-            Phase.RUNNING: "running",
-            Phase.SUCCEEDED: "succeeded",
-            Phase.FAILED: "failed" if state and planner.is_terminal(task, state) else "running",
-            Phase.SKIPPED: "skipped",
-            Phase.OMITTED: "skipped",
-            Phase.CANCELLED: "skipped",
-        }[phase_of_task]
-        summary = _task_summary(
+        bucket = summary.count_bucket(task, state)
+        task_status = _task_summary(
             run,
             task,
             state,
@@ -521,16 +512,18 @@ def summarise(
         reason = waiting.get((task.index, TASK))
         if reason:
             bucket = "pending"
-            summary = dataclasses.replace(summary, phase=Phase.PENDING.value, message=reason)
+            task_status = dataclasses.replace(
+                task_status, phase=Phase.PENDING.value, message=reason
+            )
         counts[bucket] += 1
-        tasks[task.name] = summary
-    done = counts["succeeded"] + counts["failed"] + counts["skipped"]
+        tasks[task.name] = task_status
+    task_counts = runstatus.TaskCounts(**counts)
     truncated = previous.tasks_truncated
     if len(tasks) > MAX_TASKS_IN_STATUS:
         tasks = {
-            name: summary
-            for name, summary in tasks.items()
-            if summary.phase not in (Phase.SUCCEEDED.value, Phase.SKIPPED.value)
+            name: kept
+            for name, kept in tasks.items()
+            if kept.phase not in (Phase.SUCCEEDED.value, Phase.SKIPPED.value)
         }
         tasks = dict(list(tasks.items())[:MAX_TASKS_IN_STATUS])
         truncated = True
@@ -549,8 +542,8 @@ def summarise(
         previous,
         observed_generation=generation,
         phase=phase,
-        progress=f"{done}/{len(compiled.tasks)}",
-        task_counts=runstatus.TaskCounts(**counts),
+        progress=summary.progress(task_counts),
+        task_counts=task_counts,
         tasks=tasks,
         tasks_truncated=truncated,
         pipeline=dict(pinned.pipeline),
@@ -624,15 +617,6 @@ def _task_summary(
     first attempt was launched; `pod`: the node's newest pod."""
     if state is None:
         return runstatus.TaskStatus(Phase.PENDING.value)
-    instances = None
-    if task.fan_out:
-        members = [s for (index, i), s in nodes.items() if index == task.index and i != TASK]
-        instances = runstatus.InstanceCounts(
-            total=len(members),
-            succeeded=sum(1 for s in members if s.phase is Phase.SUCCEEDED),
-            failed=sum(1 for s in members if s.phase is Phase.FAILED),
-            running=sum(1 for s in members if s.phase is Phase.RUNNING),
-        )
     launched = state.attempts > 0 and not task.fan_out  # a forEach aggregate has no pod
     # The pod's name follows from the node and attempt, so the pass that launches an
     # attempt already names it (no extra status write once the pod shows up).
@@ -652,8 +636,8 @@ def _task_summary(
         finished_at=timestamp(state.finished_at) if state.finished_at is not None else "",
         exit_code=exit_code,
         message=state.message[:500],
-        outputs={k: v for k, v in state.outputs.items() if len(v) <= 256},
-        instances=instances,
+        outputs=runstatus.small_outputs(state.outputs),
+        instances=summary.instance_counts(task, nodes),
     )
 
 
