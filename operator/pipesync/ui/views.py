@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pipesync.api import model, times
+from pipesync.api import model, runstatus, times
 from pipesync.controllers import recurringruns, runs
 from pipesync.engine import compiler, recurring
 from pipesync.gitops import sync
@@ -245,11 +245,15 @@ def run_detail(
 
 
 def record_as_run(record: Mapping[str, Any]) -> dict[str, Any]:
-    """An S3 run record seen as a Run object (its metadata, spec and status)."""
+    """A run record (the S3 mirror's, or a local run's: one format) seen as a Run object
+    (its metadata, spec and status); an object that is no record is an empty Run."""
+    typed = runstatus.RunRecord.from_json(record)
+    if typed is None:
+        return {"metadata": {}, "spec": {}, "status": {}}
     return {
-        "metadata": dict(record.get("metadata") or {}),
-        "spec": dict(record.get("spec") or {}),
-        "status": dict(record.get("status") or {}),
+        "metadata": dict(typed.metadata),
+        "spec": dict(typed.spec),
+        "status": typed.status.to_json(),
     }
 
 
