@@ -151,6 +151,14 @@ def drive_to_success(cluster: ClusterOfOneRun, control: runs.RunController) -> N
     control.reconcile("ns", "r", now + 4)
 
 
+def fail_a_for_good(cluster: ClusterOfOneRun, control: runs.RunController, code: int) -> None:
+    """Task a's two attempts (one retry) both end with `code`."""
+    control.reconcile("ns", "r", T)
+    for attempt in (1, 2):
+        cluster.end("a", code)
+        control.reconcile("ns", "r", T + attempt)
+
+
 def written_statuses() -> Iterator[dict[str, Any]]:
     """Every status the controller writes, through its passes, in every run phase."""
     succeeded = ClusterOfOneRun(new_run())
@@ -159,10 +167,7 @@ def written_statuses() -> Iterator[dict[str, Any]]:
 
     failed = ClusterOfOneRun(new_run())
     control = controller(failed)
-    control.reconcile("ns", "r", T)
-    for attempt in (1, 2):
-        failed.end("a", 1)
-        control.reconcile("ns", "r", T + attempt)
+    fail_a_for_good(failed, control, code=1)
     failed.end("fan", 0, {"v": "2"})
     control.reconcile("ns", "r", T + 3)
     yield from failed.written
@@ -284,11 +289,7 @@ def test_a_task_carries_its_pod_first_start_and_exit_code() -> None:
 
 def test_a_task_that_failed_for_good_carries_its_exit_code() -> None:
     cluster = ClusterOfOneRun(new_run())
-    control = controller(cluster)
-    control.reconcile("ns", "r", T)
-    for attempt in (1, 2):
-        cluster.end("a", 7)
-        control.reconcile("ns", "r", T + attempt)
+    fail_a_for_good(cluster, controller(cluster), code=7)
     task = cluster.run["status"]["tasks"]["a"]
     assert (task["phase"], task["attempts"], task["exitCode"]) == ("Failed", 2, 7)
 

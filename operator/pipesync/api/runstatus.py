@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Self, TypeVar
 
 API_VERSION = "pipesync.io/v1alpha1"
 RECORD_KIND = "RunRecord"
 #: The namespace of runs made by `pipesync run` (the local executor).
 LOCAL_NAMESPACE = "local"
+
+_T = TypeVar("_T")
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -47,6 +49,26 @@ def small_outputs(outputs: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in outputs.items() if len(value) <= MAX_OUTPUT_IN_STATUS}
 
 
+def _by_name(value: Any, read: Callable[[Mapping[str, Any]], _T]) -> dict[str, _T] | None:
+    """A JSON object of objects (tasks by name) read one by one; None when not an object."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(name): read(item) for name, item in value.items() if isinstance(item, Mapping)}
+
+
+def _shared_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a task's status summary and its record detail share, read from JSON."""
+    return {
+        "phase": _text(data, "phase") or "Pending",
+        "attempts": _integer(data, "attempts") or 0,
+        "started_at": _text(data, "startedAt"),
+        "finished_at": _text(data, "finishedAt"),
+        "exit_code": _integer(data, "exitCode"),
+        "message": _text(data, "message"),
+        "outputs": _strings(data.get("outputs")),
+    }
+
+
 def precise_timestamp(moment: float) -> str:
     """RFC 3339 in UTC with milliseconds: the local executor's node times, where whole
     seconds (Kubernetes' precision) would hide which of two quick tasks ran first."""
@@ -55,7 +77,19 @@ def precise_timestamp(moment: float) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class InstanceCounts:
+class _Counts:
+    """Counters by name, in JSON as they are named; missing ones read as 0."""
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(**{f.name: _integer(data, f.name) or 0 for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceCounts(_Counts):
     """How many instances of a forEach task are in each state."""
 
     total: int = 0
@@ -63,31 +97,15 @@ class InstanceCounts:
     failed: int = 0
     running: int = 0
 
-    def to_json(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> InstanceCounts:
-        return cls(**{f.name: _integer(data, f.name) or 0 for f in dataclasses.fields(cls)})
-
 
 @dataclasses.dataclass(frozen=True)
-class TaskCounts:
-    """How many tasks of a run are in each phase (onExit not counted)."""
+class TaskCounts(InstanceCounts):
+    """How many tasks of a run are in each phase (onExit not counted): the counts of
+    instances, plus tasks not started and tasks skipped; `running` counts a task whose
+    retry waits for its backoff too."""
 
-    total: int = 0
     pending: int = 0
-    running: int = 0
-    succeeded: int = 0
-    failed: int = 0
     skipped: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TaskCounts:
-        return cls(**{f.name: _integer(data, f.name) or 0 for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,14 +143,8 @@ class TaskStatus:
     def from_json(cls, data: Mapping[str, Any]) -> TaskStatus:
         instances = data.get("instances")
         return cls(
-            phase=_text(data, "phase") or "Pending",
-            attempts=_integer(data, "attempts") or 0,
+            **_shared_fields(data),
             pod=_text(data, "pod"),
-            started_at=_text(data, "startedAt"),
-            finished_at=_text(data, "finishedAt"),
-            exit_code=_integer(data, "exitCode"),
-            message=_text(data, "message"),
-            outputs=_strings(data.get("outputs")),
             instances=InstanceCounts.from_json(instances)
             if isinstance(instances, Mapping)
             else None,
@@ -203,13 +215,7 @@ class RunStatus:
             message=_text(data, "message"),
             progress=_text(data, "progress"),
             pipeline=_strings(pipeline) if isinstance(pipeline, Mapping) else None,
-            tasks={
-                str(name): TaskStatus.from_json(task)
-                for name, task in tasks.items()
-                if isinstance(task, Mapping)
-            }
-            if isinstance(tasks, Mapping)
-            else None,
+            tasks=_by_name(tasks, TaskStatus.from_json),
             task_counts=TaskCounts.from_json(counts) if isinstance(counts, Mapping) else None,
             tasks_truncated=data.get("tasksTruncated") is True,
             record_uri=_text(record, "uri") if isinstance(record, Mapping) else "",
@@ -275,30 +281,31 @@ class NodeDetail:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeDetail:
         instances = data.get("instances")
+        texts: dict[str, Any] = {attribute: _text(data, key) for attribute, key in _DETAIL_TEXTS}
+        numbers: dict[str, Any] = {a: _integer(data, key) for a, key in _DETAIL_NUMBERS}
         return cls(
-            phase=_text(data, "phase") or "Pending",
-            attempts=_integer(data, "attempts") or 0,
-            message=_text(data, "message"),
-            outputs=_strings(data.get("outputs")),
-            failure=_text(data, "failure"),
-            started_at=_text(data, "startedAt"),
-            finished_at=_text(data, "finishedAt"),
-            exit_code=_integer(data, "exitCode"),
-            log=_text(data, "log"),
-            pod=_text(data, "pod"),
-            task=_text(data, "task"),
-            instance=_integer(data, "instance"),
-            attempt=_integer(data, "attempt"),
-            node_name=_text(data, "nodeName"),
-            main_started_at=_text(data, "mainStartedAt"),
-            main_finished_at=_text(data, "mainFinishedAt"),
-            pod_phase=_text(data, "podPhase"),
+            **_shared_fields(data),
+            **texts,
+            **numbers,
             on_exit=data.get("onExit") is True,
-            index=_integer(data, "index"),
             instances=tuple(cls.from_json(i) for i in instances if isinstance(i, Mapping))
             if isinstance(instances, list)
             else None,
         )
+
+
+#: NodeDetail's fields beyond the shared ones: (attribute, JSON key).
+_DETAIL_TEXTS = (
+    ("failure", "failure"),
+    ("log", "log"),
+    ("pod", "pod"),
+    ("task", "task"),
+    ("node_name", "nodeName"),
+    ("main_started_at", "mainStartedAt"),
+    ("main_finished_at", "mainFinishedAt"),
+    ("pod_phase", "podPhase"),
+)
+_DETAIL_NUMBERS = (("instance", "instance"), ("attempt", "attempt"), ("index", "index"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,13 +361,7 @@ class RunRecord:
             spec=dict(spec) if isinstance(spec, Mapping) else {},
             status=RunStatus.from_json(status if isinstance(status, Mapping) else None),
             pipeline=dict(pipeline) if isinstance(pipeline, Mapping) else None,
-            tasks={
-                str(name): NodeDetail.from_json(task)
-                for name, task in tasks.items()
-                if isinstance(task, Mapping)
-            }
-            if isinstance(tasks, Mapping)
-            else {},
+            tasks=_by_name(tasks, NodeDetail.from_json) or {},
             recovered=data.get("recovered") is True,
             pods=tuple(NodeDetail.from_json(p) for p in pods if isinstance(p, Mapping))
             if isinstance(pods, list)
