@@ -141,14 +141,10 @@ def _spec_graph(spec: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], l
     return tasks, edges
 
 
-def _instance_views(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _instance_views(detail: runstatus.NodeDetail) -> list[dict[str, Any]]:
     return [
-        {
-            "index": int(i.get("index", 0)),
-            "phase": _text(i.get("phase")),
-            "attempts": int(i.get("attempts") or 0),
-        }
-        for i in detail.get("instances") or []
+        {"index": i.index or 0, "phase": i.phase, "attempts": i.attempts}
+        for i in detail.instances or ()
     ]
 
 
@@ -175,21 +171,23 @@ def run_detail(
     Task state comes from the Run's status, and from the S3 record where the status
     was cut (big runs) or the Run is gone (archived)."""
     status = run.get("status") or {}
-    summaries: Mapping[str, Any] = status.get("tasks") or {}
-    details: Mapping[str, Any] = (record or {}).get("tasks") or {}
+    summaries = runstatus.RunStatus.from_json(status).tasks or {}
+    recorded = runstatus.RunRecord.from_json(record) if record is not None else None
+    details = recorded.tasks if recorded is not None else {}
     spec_tasks, edges = _spec_graph(spec)
     names = [t["name"] for t in spec_tasks] or sorted({*summaries, *details})
     by_name = {t["name"]: t for t in spec_tasks}
     tasks: dict[str, Any] = {}
     nodes: list[dict[str, Any]] = []
     for name in names:
-        summary = summaries.get(name) or {}
-        detail = details.get(name) or {}
+        # Empty stand-ins where status or record lacks the task: each field falls back.
+        summary = summaries.get(name) or runstatus.TaskStatus(phase="")
+        detail = details.get(name) or runstatus.NodeDetail(phase="")
         shape = by_name.get(name, {})
-        phase = _text(summary.get("phase") or detail.get("phase") or "Pending")
-        attempts = int(summary.get("attempts") or detail.get("attempts") or 0)
+        phase = summary.phase or detail.phase or "Pending"
+        attempts = summary.attempts or detail.attempts
         instances = _instance_views(detail)
-        counts = summary.get("instances")
+        counts = summary.instances.to_json() if summary.instances else None
         if counts is None and instances:
             counts = {
                 "total": len(instances),
@@ -197,8 +195,7 @@ def run_detail(
                 "failed": sum(i["phase"] == "Failed" for i in instances),
                 "running": sum(i["phase"] == "Running" for i in instances),
             }
-        outputs = dict(detail.get("outputs") or {})
-        outputs.update(summary.get("outputs") or {})
+        outputs = {**detail.outputs, **summary.outputs}
         artifacts = [
             {"name": artifact, "instance": None} for artifact in shape.get("outputArtifacts", [])
         ]
@@ -210,10 +207,10 @@ def run_detail(
             "name": name,
             "phase": phase,
             "attempts": attempts,
-            "startedAt": _text(summary.get("startedAt") or detail.get("mainStartedAt")),
-            "finishedAt": _text(summary.get("finishedAt") or detail.get("finishedAt")),
-            "exitCode": summary.get("exitCode", detail.get("exitCode")),
-            "message": _text(summary.get("message") or detail.get("message")),
+            "startedAt": summary.started_at or detail.main_started_at or detail.started_at,
+            "finishedAt": summary.finished_at or detail.finished_at,
+            "exitCode": detail.exit_code if summary.exit_code is None else summary.exit_code,
+            "message": summary.message or detail.message,
             "description": _text(shape.get("description")),
             "image": _text(shape.get("image")),
             "pool": _text(shape.get("pool")),
