@@ -1,9 +1,9 @@
 """docs/install.md's uninstall procedure completes while the operator runs.
 
-`kubectl delete -f crds/` alone hangs: the API server marks every object Terminating, but
-kopf stops serving a CRD that terminates, so the finalizer it put on the objects its
-daemons drive (unfinished Runs, GitSources, RecurringRuns) is never removed. Deleting the
-objects first lets the operator stop its daemons and release them; the CRDs then go.
+While a CRD terminates, kopf no longer serves it, so the finalizer it put on the objects
+its daemons drive (unfinished Runs, GitSources, RecurringRuns) would never be removed and
+`kubectl delete -f crds/` would hang; the operator watches its CRDs and releases that
+finalizer itself. Both orders are tested: the objects first, then the CRDs; the CRDs alone.
 
 Deleting CRDs removes every object of every test, so this runs in a control plane of its
 own (no nodes: the Run's pod never has to start for its daemon to hold the finalizer).
@@ -56,8 +56,9 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         plane.stop()
 
 
-def test_the_documented_uninstall_deletes_objects_then_crds_without_hanging(
-    own_cluster: Cluster, s3: Any, tmp_path: pathlib.Path
+@pytest.mark.parametrize("objects_first", [True, False], ids=["objects-first", "crds-alone"])
+def test_the_documented_uninstall_completes_without_hanging(
+    own_cluster: Cluster, s3: Any, tmp_path: pathlib.Path, objects_first: bool
 ) -> None:
     cluster, namespace = own_cluster, "team-a"
     cluster.kubectl("create", "namespace", namespace)
@@ -81,18 +82,18 @@ def test_the_documented_uninstall_deletes_objects_then_crds_without_hanging(
             assert time.monotonic() < deadline, operator.log()
             time.sleep(0.5)
         began = time.monotonic()
-        # docs/install.md, Uninstalling: the objects first, then the CRDs.
-        cluster.kubectl(
-            "delete",
-            "runs,recurringruns,gitsources,experiments,pipelines",
-            "--all",
-            "--all-namespaces",
-            "--wait",
-            timeout=PROCEDURE_TIMEOUT_S,
-        )
+        if objects_first:  # docs/install.md, Uninstalling: the objects, then the CRDs
+            cluster.kubectl(
+                "delete",
+                "runs,recurringruns,gitsources,experiments,pipelines",
+                "--all",
+                "--all-namespaces",
+                "--wait",
+                timeout=PROCEDURE_TIMEOUT_S,
+            )
         left = max(PROCEDURE_TIMEOUT_S - (time.monotonic() - began), 1.0)
         cluster.kubectl("delete", "-f", CRDS, "--wait", timeout=left)
-        assert time.monotonic() - began < PROCEDURE_TIMEOUT_S
+        assert time.monotonic() - began < PROCEDURE_TIMEOUT_S, operator.log()
     finally:
         operator.stop()
 

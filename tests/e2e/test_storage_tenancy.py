@@ -1,79 +1,28 @@
 """docs/install.md's per-namespace S3 policy, enforced by an S3 server that checks every
 request's credentials (moto with IAM authorization on): one team's task keys can neither
 read nor overwrite another team's records, logs or repository archives.
-
-The policy is read from the doc itself, so what the doc tells an admin is what is tested.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from pipesync.runtime.storage import Backoff, Retry, S3Settings, S3Store, StoreError
 from tests.e2e.fixtures.s3 import S3Server
+from tests.e2e.fixtures.s3iam import ADMIN, Keys, iam_s3, s3_client
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "install.md"
 TEAMS = ("team-a", "team-b")
-#: Requests moto lets through before it starts enforcing IAM: the fixture's create_bucket,
-#: then an admin user (create user, attach policy, create key) and per team the same three.
-SETUP_REQUESTS = 1 + 3 + 3 * len(TEAMS)
-ADMIN_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-}
-
-
-def documented_policy(bucket: str, namespace: str) -> dict[str, Any]:
-    """The IAM policy docs/install.md gives for `team-a`, for this bucket and namespace."""
-    section = DOC.read_text().split("### Tenancy: one set of S3 keys per namespace", 1)[1]
-    block = re.search(r"```json\n(.*?)```", section, re.S)
-    assert block is not None, "docs/install.md lost its tenancy policy"
-    text = block.group(1).replace("ml-artifacts", bucket).replace("team-a", namespace)
-    policy: dict[str, Any] = json.loads(text)
-    return policy
 
 
 @pytest.fixture
-def iam_s3(tmp_path: Path) -> Iterator[tuple[S3Server, dict[str, Any]]]:
-    """An IAM-enforcing S3 server; yields it and a boto3 S3 client per user."""
-    server = S3Server(tmp_path / "s3", env={"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS)})
-    server.start()  # request 1: the bucket
-    try:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name=server.region,
-        )
-        policies = {"admin": ADMIN_POLICY}
-        policies.update({team: documented_policy(server.bucket, team) for team in TEAMS})
-        clients = {}
-        for user, policy in policies.items():
-            iam.create_user(UserName=user)
-            iam.put_user_policy(
-                UserName=user, PolicyName="pipesync", PolicyDocument=json.dumps(policy)
-            )
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            clients[user] = {
-                "aws_access_key_id": key["AccessKeyId"],
-                "aws_secret_access_key": key["SecretAccessKey"],
-            }
-        yield server, clients
-    finally:
-        server.stop()
-
-
-def _s3(server: S3Server, keys: dict[str, str]) -> Any:
-    return boto3.client("s3", endpoint_url=server.endpoint_url, region_name=server.region, **keys)
+def iam(tmp_path: Path) -> Iterator[tuple[S3Server, dict[str, Keys]]]:
+    with iam_s3(tmp_path / "s3", TEAMS) as started:
+        yield started
 
 
 def _denied(call: Any) -> bool:
@@ -85,10 +34,10 @@ def _denied(call: Any) -> bool:
 
 
 def test_one_teams_task_keys_cannot_reach_another_teams_objects(
-    iam_s3: tuple[S3Server, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    iam: tuple[S3Server, dict[str, Keys]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server, keys = iam_s3
-    admin, team_a, team_b = (_s3(server, keys[user]) for user in ("admin", *TEAMS))
+    server, keys = iam
+    admin, team_a, team_b = (s3_client(server, keys[user]) for user in (ADMIN, *TEAMS))
     archive = "team-b/sources/repo/0123abc.tar.gz"
     admin.put_object(Bucket=server.bucket, Key=archive, Body=b"team-b's code")
     admin.put_object(Bucket=server.bucket, Key="team-b/runs/r/run.json", Body=b"{}")

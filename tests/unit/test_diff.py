@@ -405,6 +405,24 @@ def test_hostile_file_names_and_values_cannot_break_the_markdown_comment(repo: G
     assert "### Validation errors in the new revision" in markdown
 
 
+def test_hostile_names_and_values_show_as_escapes_in_the_text_format(repo: GitRepo) -> None:
+    repo.write("pipelines/keep.yaml", OTHER)
+    old = repo.commit()
+    # A carriage return and an ANSI sequence could overwrite the line a reviewer reads
+    # in a terminal or a CI log; a line break could add a fake one.
+    repo.write("pipelines/x\r\x1b[2Kall good\nrun r: no changes.yaml", HOSTILE_PIPELINE)
+    new = repo.commit()
+    changes = diff.compare(
+        read_snapshot(repo.repo, old), read_snapshot(repo.repo, new), head_ref="pr", now=NOW
+    )
+    shown = cli_diff.text(changes)
+    assert not any(char in shown for char in "\r\x1b"), repr(shown)
+    assert "x\\r\\u001b[2Kall good\\nrun r: no changes.yaml" in shown
+    assert all(not line.startswith("run r:") for line in shown.splitlines())
+    # A value with a line break stays on its field's line.
+    assert "description: (unset) -> one\\n\\n<!-- hidden\\n```" in shown
+
+
 # --- the DAG's edges are the planner's ---------------------------------------------------
 
 DATAFLOW = """\

@@ -24,7 +24,7 @@ from pipesync.controllers.kube import Kube
 from pipesync.engine import layout
 from pipesync.observe import endpoint
 from pipesync.runtime import storage
-from pipesync.ui import app, auth
+from pipesync.ui import app, auth, sessions, sources
 from tests.unit.test_ui_logic import FakeReviews
 
 PIPESYNC = Path(sys.executable).with_name("pipesync")
@@ -124,7 +124,7 @@ def test_artifacts_and_s3_logs_leave_in_chunks(tmp_path: Path) -> None:
 
     code, chunks = call(ui, "GET", "/ui/api/namespaces/ml/runs/r1/logs", QUERY_STRING="task=train",
                         **token)  # fmt: skip
-    assert code == 200 and b"".join(chunks) == log[-app.MAX_LOG_BYTES :]
+    assert code == 200 and b"".join(chunks) == log[-sources.MAX_LOG_BYTES :]
     assert len(chunks) > 1
 
     code, chunks = call(
@@ -138,7 +138,7 @@ def test_artifacts_and_s3_logs_leave_in_chunks(tmp_path: Path) -> None:
 
 
 def test_kubeconfig_mode_answers_only_its_own_host_and_origin() -> None:
-    ui = make_app(mode="kubeconfig", hosts=app.local_hosts("127.0.0.1", 8090))
+    ui = make_app(mode="kubeconfig", hosts=sessions.local_hosts("127.0.0.1", 8090))
     assert call(ui, "GET", "/ui/api/whoami", HTTP_HOST="localhost:8090")[0] == 200
     assert call(ui, "GET", "/ui/api/whoami", HTTP_HOST="127.0.0.1:8090")[0] == 200
     # a DNS-rebinding page: same origin by its own name, but it cannot fake the Host
@@ -148,7 +148,7 @@ def test_kubeconfig_mode_answers_only_its_own_host_and_origin() -> None:
     code, _ = call(ui, "POST", "/ui/api/namespaces/ml/runs/r1/cancel",
                    HTTP_ORIGIN="http://evil.example:8090", **cancel)  # fmt: skip
     assert code == 403
-    assert app.local_hosts("::1", 80) >= {"[::1]", "[::1]:80", "localhost"}
+    assert sessions.local_hosts("::1", 80) >= {"[::1]", "[::1]:80", "localhost"}
 
 
 def test_kubeconfig_mode_refuses_a_non_loopback_address_unless_asked(tmp_path: Path) -> None:

@@ -160,7 +160,10 @@ def text(changes: ChangeSet) -> str:
         lines.append(f"would start: {_start(start)}")
     for problem in changes.problems:
         lines.append(problem.format())
-    return "\n".join(lines)
+    # Names and values come from the pushed branch: a control character (an ANSI escape,
+    # a carriage return, a line break in a file name) could rewrite what a reviewer's
+    # terminal or CI log shows, so each line shows them as escapes.
+    return "\n".join(_visible(line) for line in lines)
 
 
 def _start(start: diff.Start) -> str:

@@ -261,7 +261,7 @@ def run(options: argparse.Namespace) -> int:
         routes: dict[str, endpoint.WsgiApp] = {webhooks.PREFIX: hooks}
         if options.ui:
             from pipesync.cli import ui  # noqa: PLC0415
-            from pipesync.ui.app import PREFIX  # noqa: PLC0415
+            from pipesync.ui import PREFIX  # noqa: PLC0415
 
             routes[PREFIX] = ui.build(options.namespace, "token", store)
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.

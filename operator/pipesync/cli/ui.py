@@ -6,7 +6,7 @@ a Kubernetes token instead, as the operator does.
 
 Why kubeconfig mode refuses other addresses: whoever reaches the port acts as the
 kubeconfig's user, with no login; `--allow-remote` says that is meant. And why the Host
-check (app.UiApp `hosts`): a web page that re-binds its own DNS name to 127.0.0.1 is
+check (sessions.Sessions `hosts`): a web page that re-binds its own DNS name to 127.0.0.1 is
 same-origin with this server and could cancel and re-run as that user; it cannot make the
 browser send Host: localhost.
 """
@@ -122,7 +122,7 @@ def _check_cluster(ui: UiApp) -> str | None:
 
 def run(options: argparse.Namespace) -> int:
     from pipesync.observe import endpoint  # noqa: PLC0415
-    from pipesync.ui import app  # noqa: PLC0415
+    from pipesync.ui import PREFIX, sessions  # noqa: PLC0415
 
     try:
         host, _ = endpoint.parse_address(options.address)
@@ -159,8 +159,8 @@ def run(options: argparse.Namespace) -> int:
     bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
     if hosts is not None:
         names = [socket.gethostname(), socket.getfqdn()] if remote else []
-        ui.hosts = app.local_hosts(host, bound_port, names)
-    print(f"pipesync ui on http://{bound_host}:{bound_port}{app.PREFIX}", flush=True)
+        ui.sessions.hosts = sessions.local_hosts(host, bound_port, names)
+    print(f"pipesync ui on http://{bound_host}:{bound_port}{PREFIX}", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -157,6 +157,47 @@ class Kube:
             _content_type="application/merge-patch+json",
         )
 
+    def list_all_objects(self, plural: str) -> list[dict[str, Any]]:
+        """Every pipesync object of a kind, in every namespace."""
+        response = self._call(
+            "list", self.custom.list_cluster_custom_object, model.GROUP, model.VERSION, plural
+        )
+        items: list[dict[str, Any]] = response["items"]
+        return items
+
+    def replace_finalizers(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        current: list[str],
+        wanted: list[str],
+    ) -> bool:
+        """Sets an object's finalizers to `wanted` if they still are `current` (a JSON
+        patch with a test, so a finalizer another controller added meanwhile is never
+        dropped); False when the object is gone or its finalizers changed."""
+        patch = [
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
+        ]
+        try:
+            self._call(
+                "patch",
+                self.custom.patch_namespaced_custom_object,
+                model.GROUP,
+                model.VERSION,
+                namespace,
+                plural,
+                name,
+                patch,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            if error.status in (404, 409, 422):
+                return False
+            raise
+        return True
+
     def delete_object(self, plural: str, namespace: str, name: str) -> bool:
         """Deletes a pipesync object (background propagation); False when already gone."""
         try:

@@ -23,6 +23,7 @@ from pipesync.controllers import (
     pipelines,
     recurringruns_handlers,
     runs,
+    teardown,
 )
 from pipesync.controllers.kube import EXPERIMENTS, RUNS, Kube, connect
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
@@ -66,6 +67,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     controller = _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
     gitsources_handlers.register(registry, kube, settings)
+    teardown.register(registry, kube, settings.namespaces, FINALIZER)
     if settings.records is not None:
         _register_records(registry, kube, settings.records, controller)
     return registry

@@ -138,7 +138,7 @@ class Authenticator:
 
     def login(self, token: str) -> Principal | None:
         """Who a token belongs to, when the API server accepts it (the login page then
-        stores the token itself in an HttpOnly cookie, see app.py)."""
+        stores the token itself in an HttpOnly cookie, see sessions.py)."""
         return self.principal_for_token(token)
 
     def authenticate(self, authorization: str, cookie: str) -> Principal | None:
