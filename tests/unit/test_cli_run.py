@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from pipesync.api import runstatus, schemas
 from pipesync.cli.progress import LiveReporter
 from pipesync.engine.state import NodeState, Phase
 from tests.unit.conftest import CONSOLE_SCRIPT, Cli, CliResult, WriteYaml
+from tests.unit.localrecords import task_rows
 
 HEAD = """\
 apiVersion: pipesync.io/v1alpha1
@@ -57,7 +59,7 @@ def record(file: Path, run_name: str = "r1") -> dict[str, Any]:
 
 
 def tasks(file: Path, run_name: str = "r1") -> dict[str, dict[str, Any]]:
-    return {row["task"]: row for row in record(file, run_name)["tasks"]}
+    return task_rows(record(file, run_name))
 
 
 def most_at_once(intervals: Iterable[tuple[float, float]]) -> int:
@@ -85,7 +87,7 @@ def test_a_successful_run_exits_0_and_records_succeeded(cli: Cli, write_yaml: Wr
     result = run(cli, file)
     assert result.code == 0, result.text
     assert "Succeeded" in result.out
-    assert record(file)["phase"] == "Succeeded"
+    assert record(file)["status"]["phase"] == "Succeeded"
     assert tasks(file)["hello"]["phase"] == "Succeeded"
 
 
@@ -111,8 +113,10 @@ def test_a_failing_task_fails_the_run_with_exit_1_and_its_exit_code(
     assert "Failed" in result.out
     bad = tasks(file)["bad"]
     assert (bad["phase"], bad["exitCode"], bad["message"]) == ("Failed", 3, "exited with code 3")
-    assert record(file)["phase"] == "Failed"
-    assert "bad" in record(file)["message"]
+    assert record(file)["status"]["phase"] == "Failed"
+    # the outcome's message is where a cluster Run has it: its Succeeded condition
+    outcome = {c["type"]: c for c in record(file)["status"]["conditions"]}["Succeeded"]
+    assert "bad" in outcome["message"]
 
 
 def test_dependents_of_a_failed_task_are_omitted_and_others_still_run(
@@ -468,7 +472,12 @@ def test_the_work_directory_has_the_s3_key_layout(cli: Cli, write_yaml: WriteYam
     assert (node / "outputs" / "artifacts" / "blob").read_text() == "data\n"
     assert (node / "logs" / "attempt-1.log").read_text() == "to-the-log\n"
     data = record(file)
-    assert (data["run"], data["namespace"], data["phase"]) == ("r1", "local", "Succeeded")
+    metadata, status = data["metadata"], data["status"]
+    assert (metadata["name"], metadata["namespace"], status["phase"]) == (
+        "r1",
+        "local",
+        "Succeeded",
+    )
     assert tasks(file)["produce"]["outputs"] == {"answer": "41"}
 
 
@@ -589,8 +598,8 @@ def test_ctrl_c_cancels_the_run_runs_on_exit_and_leaves_no_process(
     assert (file.parent / "exit-status.txt").read_text() == "Cancelled\n"
     assert processes_with(f"sleep {token}") == []
     data = json.loads((file.parent / "work/local/runs/c1/run.json").read_text())
-    assert data["phase"] == "Cancelled"
-    assert {row["task"]: row["phase"] for row in data["tasks"]}["nap"] == "Cancelled"
+    assert data["status"]["phase"] == "Cancelled"
+    assert {name: row["phase"] for name, row in task_rows(data).items()}["nap"] == "Cancelled"
 
 
 def test_a_work_dir_that_is_a_file_is_a_usage_error(
@@ -794,3 +803,65 @@ def test_a_second_ctrl_c_kills_at_once_without_the_grace_period(write_yaml: Writ
     assert process.returncode == 1, out + err
     assert "stopping everything now" in err
     assert took < 3.0, f"{took:.1f}s: the 5 s grace period was waited for"
+
+
+# --- the run record: the operator's RunRecord format ------------------------------------
+
+
+def test_the_local_record_is_a_run_record_whose_status_the_run_schema_accepts(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    file = pipeline(write_yaml, FAN_OUT)
+    assert run(cli, file).code == 0
+    data = record(file)
+    assert (data["apiVersion"], data["kind"]) == ("pipesync.io/v1alpha1", "RunRecord")
+    typed = runstatus.RunRecord.from_json(data)
+    assert typed is not None and typed.to_json() == data  # nothing the type does not know
+    run_object = {
+        "apiVersion": "pipesync.io/v1alpha1",
+        "kind": "Run",
+        "metadata": {"name": typed.name, "namespace": typed.namespace},
+        "spec": data["spec"],
+        "status": data["status"],
+    }
+    problems = [e.message for e in schemas.validator("Run").iter_errors(run_object)]
+    assert problems == []
+    status = typed.status
+    assert (status.phase, status.progress) == ("Succeeded", "2/2")
+    assert status.pipeline == {"name": "tiny"}
+    assert status.task_counts == runstatus.TaskCounts(total=2, succeeded=2)
+    fan = (status.tasks or {})["fan"]
+    assert fan.instances == runstatus.InstanceCounts(total=4, succeeded=4)
+    assert [i.index for i in typed.tasks["fan"].instances or ()] == [0, 1, 2, 3]
+    assert all(i.log.endswith("attempt-1.log") for i in typed.tasks["fan"].instances or ())
+
+
+def test_history_local_lists_and_shows_the_runs_of_a_work_directory(
+    cli: Cli, write_yaml: WriteYaml
+) -> None:
+    file = pipeline(write_yaml, "  tasks: [{name: hello, command: [echo, hi]}]\n")
+    assert run(cli, file, run_name="first").code == 0
+    failing = pipeline(write_yaml, FAILING, name="broken")
+    assert run(cli, failing, run_name="second").code == 1
+    workdir = file.parent.parent / "work"
+    listed = cli("history", "--local", workdir)
+    assert listed.code == 0, listed.text
+    lines = listed.out.splitlines()
+    assert lines[0].split() == ["NAME", "PIPELINE", "PHASE", "PROGRESS", "STARTED", "DURATION"]
+    assert {line.split()[0]: line.split()[2] for line in lines[1:]} == {
+        "first": "Succeeded",
+        "second": "Failed",
+    }
+    shown = cli("history", "--local", workdir, "--phase", "failed", "--format", "json")
+    assert shown.code == 0, shown.text
+    [second] = json.loads(shown.out)
+    assert (second["name"], second["namespace"], second["pipeline"]) == (
+        "second",
+        "local",
+        "broken",
+    )
+    assert second["record"] == str(workdir / "local" / "runs" / "second" / "run.json")
+    assert cli("history", "--local", workdir, "-n", "elsewhere").err.strip() == (
+        "No runs recorded."
+    )
+    assert cli("history", "--local", workdir / "missing").code == 2

@@ -203,6 +203,8 @@ def test_a_task_the_scheduler_cannot_place_is_pending_with_its_reason_told_once(
         "phase": "Pending",
         "attempts": 1,
         "message": f"Unschedulable: {reason}",
+        "pod": pods.pod_name("r", "a", None, 1),
+        "startedAt": "1970-01-01T00:00:01Z",
     }
     assert status["tasks"]["b"]["phase"] == "Running"
     assert status["taskCounts"]["pending"] == 1 and status["taskCounts"]["running"] == 1

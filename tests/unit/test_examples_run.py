@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import PROJECT, Cli
+from tests.unit.localrecords import task_rows
 
 EXAMPLES = PROJECT / "examples" / "repo-layout"
 PIPELINES = EXAMPLES / "pipelines"
@@ -41,12 +42,12 @@ def run_example(cli: Cli, name: str, workdir: Path) -> tuple[Path, dict[str, Any
     assert "Traceback" not in result.text
     run_dir = workdir / "local" / "runs" / f"example-{name}"
     record: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
-    assert record["phase"] == "Succeeded"
+    assert record["status"]["phase"] == "Succeeded"
     return run_dir, record
 
 
 def phases(record: dict[str, Any]) -> dict[str, str]:
-    return {row["task"]: row["phase"] for row in record["tasks"]}
+    return {name: row["phase"] for name, row in task_rows(record).items()}
 
 
 def test_the_example_repository_validates(cli: Cli) -> None:
@@ -91,7 +92,7 @@ def test_digits_trains_evaluates_and_publishes(cli: Cli, tmp_path: Path) -> None
 
 def test_sweep_trains_one_instance_per_rate_and_picks_the_best(cli: Cli, tmp_path: Path) -> None:
     run_dir, record = run_example(cli, "sweep", tmp_path)
-    rows = {row["task"]: row for row in record["tasks"]}
+    rows = task_rows(record)
     accuracies = json.loads(rows["train"]["outputs"]["accuracy"])
     # One instance per default learning rate; the list is in item order.
     assert accuracies == [float(rows[f"train[{i}]"]["outputs"]["accuracy"]) for i in range(4)]
@@ -111,7 +112,7 @@ def test_sweep_trains_one_instance_per_rate_and_picks_the_best(cli: Cli, tmp_pat
 def test_gpu_train_falls_back_to_the_cpu_and_succeeds(cli: Cli, tmp_path: Path) -> None:
     run_dir, record = run_example(cli, "gpu-train", tmp_path)
     assert phases(record) == {"prepare": "Succeeded", "train": "Succeeded"}
-    outputs = {row["task"]: row["outputs"] for row in record["tasks"]}["train"]
+    outputs = {name: row["outputs"] for name, row in task_rows(record).items()}["train"]
     assert 0.0 < float(outputs["accuracy"]) <= 1.0
     assert outputs["device"]
     assert (run_dir / "train" / "outputs" / "artifacts" / "model").is_file()

@@ -26,6 +26,7 @@ with warnings.catch_warnings():
     from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
 from tests.unit.conftest import Cli
+from tests.unit.localrecords import task_rows
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
@@ -58,7 +59,7 @@ def run(cli: Cli, tmp_path: Path, pipeline: Any, *params: str) -> tuple[int, dic
 
 
 def tasks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {row["task"]: row for row in record["tasks"]}
+    return task_rows(record)
 
 
 def log(tmp_path: Path, task: str, attempt: int = 1) -> str:
@@ -337,11 +338,9 @@ def test_a_loop_body_of_several_tasks_runs_per_item(cli: Cli, tmp_path: Path) ->
     assert [rows[f"say[{i}]"]["phase"] for i in range(3)] == ["Skipped", "Succeeded", "Succeeded"]
     assert rows["say"]["outputs"] == {"Output": "[4,9]"}
     # parallelism=1 counts iterations: one iteration's pods at a time, in item order
-    starts = {row["task"]: row["startedAt"] for row in record["tasks"] if "[" in row["task"]}
+    starts = {name: row["startedAt"] for name, row in rows.items() if "[" in name}
     first_of_third = min(v for k, v in starts.items() if k.endswith("[2]"))
-    last_of_second = max(
-        row["finishedAt"] for row in record["tasks"] if row["task"].endswith("[1]")
-    )
+    last_of_second = max(row["finishedAt"] for name, row in rows.items() if name.endswith("[1]"))
     assert first_of_third >= last_of_second
 
 

@@ -15,6 +15,7 @@ import pytest
 from pipesync.cli import history
 from pipesync.controllers import runs
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.observe.passes import ObserverResult
 from pipesync.observe.records import Backoff, RunRecorder
 from pipesync.runtime import archive, podstate
 from pipesync.runtime.storage import LocalStore, TransientStoreError
@@ -67,6 +68,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.logs: dict[tuple[str, str], bytes] = {}
         self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.recorded: list[tuple[str, str]] = []  # the runs the mirror asked a pass for
         self.pods: list[dict[str, Any]] = []
         self.config_maps = {("ml", "flow-1-pipeline"): {"spec.json": json.dumps({"spec": SPEC})}}
 
@@ -185,6 +187,7 @@ def parts(tmp_path: Path) -> tuple[RunRecorder, FlakyStore, FakeKube, Hooks, Clo
         store, read_pod=podstate.read_pod, bucket="b", prefix="prefix", metrics=hooks, clock=clock
     )
     recorder.kube = kube  # no worker thread: the tests call step() with the fake clock
+    recorder.on_recorded = lambda namespace, name: kube.recorded.append((namespace, name))
     return recorder, store, kube, hooks, clock
 
 
@@ -227,10 +230,14 @@ def test_a_record_holds_the_run_its_pipeline_and_every_node_in_full(parts: Any) 
     assert instances[1]["attempts"] == 2
     assert instances[1]["exitCode"] == 3
     assert instances[1]["message"] == "exit 3"
-    # A finished run's record ends with its URI in status.
-    assert kube.patches == [
-        ("runs", "ml", "flow-1", {"record": {"uri": "s3://b/prefix/ml/runs/flow-1/run.json"}})
-    ]
+    # A finished run's record ends with its URI reported back for status: the mirror asks
+    # for the controller's pass, and hands the URI over in that pass's result, once.
+    assert kube.recorded == [("ml", "flow-1")]
+    assert kube.patches == []  # the controller is the one writer of a Run's status
+    assert recorder.run_pass(report("Failed", "Failed")) == ObserverResult(
+        record_uri="s3://b/prefix/ml/runs/flow-1/run.json"
+    )
+    assert recorder.run_pass(report("Failed", "Failed")) is None
 
 
 def test_records_are_written_on_phase_changes_only(parts: Any) -> None:
@@ -245,6 +252,8 @@ def test_records_are_written_on_phase_changes_only(parts: Any) -> None:
     assert store.puts == [RECORD, RECORD]
     assert store.read(RECORD)["status"]["phase"] == "Running"
     assert kube.patches == []  # not finished: no URI yet
+    assert kube.recorded == []
+    assert recorder.run_pass(report("Running", "Running")) is None
 
 
 def test_an_outage_keeps_one_job_per_key_with_the_newest_content(parts: Any) -> None:
@@ -260,7 +269,7 @@ def test_an_outage_keeps_one_job_per_key_with_the_newest_content(parts: Any) -> 
     assert recorder.step() is None  # nothing left
     assert store.puts == [RECORD]
     assert store.read(RECORD)["status"]["phase"] == "Succeeded"
-    assert len(kube.patches) == 1
+    assert len(kube.recorded) == 1  # the final record, once written, is reported once
     assert hooks.backlog[-1] == 0
 
 
@@ -381,7 +390,10 @@ def test_recovery_rebuilds_the_final_record_from_the_run_and_its_pods(parts: Any
     assert record["status"]["phase"] == "Succeeded"
     assert [p["pod"] for p in record["pods"]] == ["flow-1-prepare-1"]  # owned pods only
     assert store.inner.exists("ml/runs/flow-1/prepare/logs/attempt-1.log")
-    assert kube.patches[-1][3] == {"record": {"uri": "s3://b/prefix/ml/runs/flow-1/run.json"}}
+    assert kube.recorded[-1] == ("ml", "flow-1")
+    assert recorder.run_pass(report("Succeeded", "Succeeded")) == ObserverResult(
+        record_uri="s3://b/prefix/ml/runs/flow-1/run.json"
+    )
 
 
 def test_a_restarted_operator_uploads_logs_of_earlier_attempts_it_never_saw(
@@ -491,16 +503,12 @@ def test_history_lists_records_newest_first_with_filters(
     store.put_bytes("a/runs/r3/t/outputs/parameters/run.json", b"not a record")
     store.put_bytes("b/runs/r9/run.json", record("b", "r9", "2026-01-04T00:00:00Z", "Failed", "p"))
     found = archive.load_records(store, "a")
-    names = [
-        r["metadata"]["name"] for r in history.select(found, pipeline=None, phase=None, limit=0)
-    ]
+    names = [r.record.name for r in history.select(found, pipeline=None, phase=None, limit=0)]
     assert names == ["r3", "r2", "r1"]
     failed = history.select(found, pipeline="p", phase="failed", limit=0)
-    assert [r["metadata"]["name"] for r in failed] == ["r1"]
+    assert [r.record.name for r in failed] == ["r1"]
     every = archive.load_records(store, None)
-    assert [
-        r["metadata"]["name"] for r in history.select(every, pipeline=None, phase=None, limit=2)
-    ] == [
+    assert [r.record.name for r in history.select(every, pipeline=None, phase=None, limit=2)] == [
         "r9",
         "r3",
     ]

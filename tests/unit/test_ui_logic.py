@@ -5,12 +5,18 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipesync.engine import planner
+from pipesync.runtime import storage
+from pipesync.runtime.local import LocalRun
 from pipesync.ui import artifacts, graph, views
+from pipesync.ui.archived import ArchivedRuns
 from pipesync.ui.auth import Access, Authenticator
+from tests.unit.pipelines import compile_yaml
 
 # --- graph ------------------------------------------------------------------------------
 
@@ -391,3 +397,40 @@ def test_a_rerun_names_the_original_version_and_carries_its_pin() -> None:
     # without a pin, the version still comes from the original's status
     body = views.rerun_body(original, "r1-rerun-2")
     assert body["spec"]["pipelineRef"]["version"] == "abc123def456"
+
+
+def test_a_local_run_shows_from_its_work_directory_like_an_archived_cluster_run(
+    tmp_path: Path,
+) -> None:
+    # pipesync run writes the RunRecord the S3 mirror writes, under the same keys: the
+    # archive source (pipesync ui --local DIR) reads its work directory as it reads S3
+    compiled = compile_yaml(
+        "tasks: [{name: a, command: [sh, -c, 'echo out; exit 4']}, "
+        "{name: b, command: [x], dependsOn: [a]}]"
+    )
+    local = LocalRun(
+        compiled,
+        planner.RunContext("r", "local", {}),
+        repo_root=tmp_path,
+        workdir=tmp_path / "work",
+        pipeline_name="p",
+    )
+    local.execute()
+    source = ArchivedRuns(storage.LocalStore(tmp_path / "work"), "local")
+    [row] = source.rows("local")
+    assert (row["name"], row["pipeline"], row["phase"], row["archived"]) == (
+        "r",
+        "p",
+        "Failed",
+        True,
+    )
+    found = source.find("local", "r")
+    assert found is not None and found.archived
+    detail = views.run_detail(found.run, None, found.record, archived=True)
+    assert (detail["run"]["name"], detail["run"]["namespace"]) == ("r", "local")
+    assert detail["tasks"]["a"]["phase"] == "Failed" and detail["tasks"]["a"]["exitCode"] == 4
+    assert detail["tasks"]["a"]["startedAt"]
+    assert detail["tasks"]["b"]["phase"] == "Omitted"
+    assert "a" in detail["message"]  # the outcome, from the Succeeded condition
+    log = source.log("local", "r", "a", None, 1)
+    assert log is not None and b"".join(log) == b"out\n"

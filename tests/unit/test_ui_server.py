@@ -192,6 +192,19 @@ def test_pipesync_ui_against_an_unreachable_cluster_exits_1_with_one_line(tmp_pa
     assert line.startswith("pipesync ui: cannot reach Kubernetes at https://127.0.0.1:1")
 
 
+def test_pipesync_ui_local_needs_an_existing_work_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    result = subprocess.run(
+        [str(PIPESYNC), "ui", "--no-s3", "--local", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"pipesync ui: --local {missing}: no such directory"
+
+
 def test_pipesync_operator_without_a_kubeconfig_exits_1_with_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     result = subprocess.run(

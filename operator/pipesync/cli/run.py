@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from pipesync.api import conventions, durations, model
+from pipesync.api import conventions, durations, model, runstatus
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
 from pipesync.cli import progress, sources
@@ -142,7 +142,12 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
         raise _Usage(f"run name {name!r} is not a DNS-1123 label")
     context = _context(options, spec, values, name, run_resource)
     return LocalRun(
-        compiled, context, repo_root=root, workdir=workdir, timeout=context.timeout_seconds
+        compiled,
+        context,
+        repo_root=root,
+        workdir=workdir,
+        timeout=context.timeout_seconds,
+        pipeline_name=pipeline_resource.name if pipeline_resource is not None else "",
     )
 
 
@@ -250,7 +255,7 @@ def _context(
             spec,
             values,
             name=name,
-            namespace="local",
+            namespace=runstatus.LOCAL_NAMESPACE,
             created_at=time.time(),
             max_running=options.parallelism,
             timeout=timeout,

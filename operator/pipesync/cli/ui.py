@@ -20,6 +20,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipesync.cli import s3options
@@ -69,6 +70,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "reaches it acts as your kubeconfig's user",
     )
     parser.add_argument("--no-s3", action="store_true", help="do not read S3 at all")
+    parser.add_argument(
+        "--local",
+        metavar="DIR",
+        help="also show the local runs (pipesync run) of this work directory, as archived "
+        "runs of namespace local (offer it with -n local)",
+    )
     s3options.add_arguments(parser)
     parser.set_defaults(command=run)
 
@@ -78,17 +85,29 @@ def build(
     auth_mode: str,
     store: storage.ObjectStore | None,
     hosts: Sequence[str] | None = None,
+    *,
     counted: Callable[[KubeClient], None] | None = None,
+    local: Path | None = None,
 ) -> UiApp:
     """The WSGI app: the operator mounts it at /ui/ (sharing its S3 store, and handing its
-    API request counts to `counted`, the operator's metrics), `pipesync ui` serves it alone."""
+    API request counts to `counted`, the operator's metrics), `pipesync ui` serves it alone.
+    `local`: a work directory of `pipesync run`, whose run records have the S3 records'
+    format and keys, so the archive source reads it as it reads S3."""
     from pipesync.kube import client as kube  # noqa: PLC0415 - the kubernetes client is slow to load
-    from pipesync.ui import app, auth  # noqa: PLC0415
+    from pipesync.ui import app, archived, auth  # noqa: PLC0415
 
     client = kube.KubeClient(kube.connect(8))
     if counted is not None:
         counted(client)
-    return app.UiApp(client, auth.Authenticator(client, auth_mode), store, namespaces, hosts=hosts)
+    more = [] if local is None else [archived.ArchivedRuns(storage.LocalStore(local), "local")]
+    return app.UiApp(
+        client,
+        auth.Authenticator(client, auth_mode),
+        store,
+        namespaces,
+        hosts=hosts,
+        more_sources=more,
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -142,11 +161,15 @@ def run(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    local = None if options.local is None else Path(options.local)
+    if local is not None and not local.is_dir():
+        print(f"pipesync ui: --local {options.local}: no such directory", file=sys.stderr)
+        return 2
     try:
         store = None if options.no_s3 else s3options.store(options, patience=5.0, maximum=2.0)
         # Nothing is accepted until the bound port is known (port 0 picks one).
         hosts: list[str] | None = [] if options.auth == "kubeconfig" else None
-        ui = build(options.namespace, options.auth, store, hosts)
+        ui = build(options.namespace, options.auth, store, hosts, local=local)
     except Exception as error:
         print(f"pipesync ui: cannot use the kubeconfig: {_one_line(error)}", file=sys.stderr)
         return 1

@@ -63,17 +63,27 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     _register_plumbing(registry, settings.pass_workers)
     _register_pipelines(registry, timer(settings), settings.metrics)
     _register_experiments(registry, kube)
-    _register_runs(registry, kube, settings)
+    controller = _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
     gitsources_handlers.register(registry, kube, settings)
     teardown.register(registry, kube, settings.namespaces, conventions.FINALIZER)
     if settings.records is not None:
-        _register_records(registry, kube, settings.records)
+        _register_records(registry, kube, settings.records, controller)
     return registry
 
 
-def _register_records(registry: kopf.OperatorRegistry, kube: Kube, records: RunRecorder) -> None:
-    records.start(kube)
+def _register_records(
+    registry: kopf.OperatorRegistry,
+    kube: Kube,
+    records: RunRecorder,
+    controller: runs.RunController,
+) -> None:
+    def recorded(namespace: str, name: str) -> None:
+        # The mirror's worker thread: the final record is written, and the controller
+        # (the one writer of Run status) takes its URI from the mirror's pass result.
+        controller.reconcile(namespace, name)
+
+    records.start(kube, on_recorded=recorded)
 
     def unrecorded(body: Mapping[str, Any], **_: Any) -> bool:
         return _finished(body) and not ((body.get("status") or {}).get("record") or {}).get("uri")
@@ -158,7 +168,9 @@ def _register_experiments(registry: kopf.OperatorRegistry, kube: Kube) -> None:
             count_experiment_runs(kwargs["namespace"], experiment)
 
 
-def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
+def _register_runs(
+    registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings
+) -> runs.RunController:
     group, version = model.GROUP, model.VERSION
     controller = runs.RunController(
         kube, settings.pods, settings.observers, settings.store, settings.limits
@@ -237,6 +249,8 @@ def _register_runs(registry: kopf.OperatorRegistry, kube: Kube, settings: Operat
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
     async def cancel_requested(**kwargs: Any) -> None:
         wakeups.wake(kwargs["namespace"], kwargs["name"])
+
+    return controller
 
 
 class _PodCache:

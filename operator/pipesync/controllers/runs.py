@@ -17,14 +17,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import conventions, documents, durations, model, times
+from pipesync.api import conventions, documents, durations, model, runstatus, times
 from pipesync.api.times import timestamp
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
-from pipesync.engine import compiler, layout, limits, params, planner
+from pipesync.engine import compiler, layout, limits, params, planner, summary
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.kube.protocol import PIPELINES, RUNS, Kube
+from pipesync.observe.passes import ObserverResult
 from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
 
@@ -75,9 +76,10 @@ class PassReport:
 
 
 class RunObserver(Protocol):
-    """Hears every pass; must not block (queue slow work) and must not raise."""
+    """Hears every pass; must not block (queue slow work) and must not raise. What it
+    hands back goes into the Run's status, which only the controller writes."""
 
-    def run_pass(self, report: PassReport) -> None: ...
+    def run_pass(self, report: PassReport) -> ObserverResult | None: ...
 
 
 class RunController:
@@ -116,6 +118,7 @@ class RunController:
             return PassResult(finished=True)
         status = dict(run.get("status") or {})
         if status.get("phase") in FINISHED:
+            self._record_finished(run, status)
             return PassResult(finished=True)
         began = time.monotonic()
         try:
@@ -125,7 +128,10 @@ class RunController:
         except RunError as error:
             failed = _failed_status(run, status, error, now)
             self._write(run, failed)
-            self._tell(PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began))
+            told = self._tell(
+                PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began)
+            )
+            self._write_results(run, failed, told)
             return PassResult(True, events=(("Warning", error.reason, str(error)),))
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = times.instant(status.get("startedAt")) or now
@@ -147,10 +153,17 @@ class RunController:
             run, pinned, decision, nodes, pods_by_key, waiting=waiting, observed=observed
         )
         new_status = summarise(
-            run, pinned, nodes, decision, started=started, now=now, waiting=waiting
+            run,
+            pinned,
+            nodes,
+            decision,
+            started=started,
+            now=now,
+            waiting=waiting,
+            pods_by_key=pods_by_key,
         )
         self._write(run, new_status)
-        self._tell(
+        told = self._tell(
             PassReport(
                 run,
                 status,
@@ -162,6 +175,7 @@ class RunController:
                 time.monotonic() - began,
             )
         )
+        self._write_results(run, new_status, told)
         wake_at = decision.wake_at
         if timeout is not None and decision.finished is None:
             # The run deadline must be noticed when it passes, not at the next resync.
@@ -169,9 +183,30 @@ class RunController:
             wake_at = deadline if wake_at is None else min(wake_at, deadline)
         return PassResult(finished=new_status["phase"] in FINISHED, wake_at=wake_at, events=events)
 
-    def _tell(self, report: PassReport) -> None:
-        for observer in self.observers:
-            observer.run_pass(report)
+    def _tell(self, report: PassReport) -> list[ObserverResult]:
+        told = [observer.run_pass(report) for observer in self.observers]
+        return [result for result in told if result is not None]
+
+    def _record_finished(self, run: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """A finished run's last write: the URI of its final record, once an observer (the
+        S3 mirror, which calls this pass when it has written the record) reports it. The
+        finishing pass cannot carry it: the record is written after that pass, so that
+        an S3 outage never holds a run back, and a URI must not name a record not there."""
+        if (status.get("record") or {}).get("uri") or not self.observers:
+            return
+        told = self._tell(PassReport(run, status, status, None, {}, {}, 0, 0.0))
+        self._write_results(run, status, told)
+
+    def _write_results(
+        self, run: Mapping[str, Any], written: Mapping[str, Any], told: Sequence[ObserverResult]
+    ) -> None:
+        """What observers reported, added to the status this pass wrote; no write when
+        they reported nothing new (every pass but a finished run's record pass)."""
+        uris = [result.record_uri for result in told if result.record_uri]
+        if not uris or (written.get("record") or {}).get("uri") == uris[-1]:
+            return
+        status = dataclasses.replace(runstatus.RunStatus.from_json(written), record_uri=uris[-1])
+        self._write({**run, "status": written}, status.to_json())
 
     # --- steps -------------------------------------------------------------------------
 
@@ -436,13 +471,16 @@ def summarise(
     started: float,
     now: float,
     waiting: Mapping[NodeKey, str] | None = None,
+    pods_by_key: Mapping[NodeKey, podstate.PodState] | None = None,
 ) -> dict[str, Any]:
     """The Run's status after a pass: phase, progress, per-task summary, conditions.
 
     `waiting`: launched tasks whose pod the scheduler cannot place yet, with its reason;
-    they show as Pending with that reason, and so does the run's Reconciling condition."""
+    they show as Pending with that reason, and so does the run's Reconciling condition.
+    `pods_by_key`: the newest pod of each node, whose program's exit code the summary of
+    a finished task carries."""
     waiting = waiting or {}
-    status = dict(run.get("status") or {})
+    previous = runstatus.RunStatus.from_json(run.get("status"))
     compiled = pinned.compiled
     generation = run["metadata"].get("generation")
     cancel = bool(run.get("spec", {}).get("cancel"))
@@ -463,66 +501,73 @@ def summarise(
         "failed": 0,
         "skipped": 0,
     }
-    tasks: dict[str, Any] = {}
+    tasks: dict[str, runstatus.TaskStatus] = {}
     for task in compiled.tasks:
         state = nodes.get((task.index, TASK))
-        phase_of_task = state.phase if state is not None else Phase.PENDING
-        bucket = {
-            Phase.PENDING: "pending",
-            Phase.RUNNING: "running",
-            Phase.SUCCEEDED: "succeeded",
-            Phase.FAILED: "failed" if state and planner.is_terminal(task, state) else "running",
-            Phase.SKIPPED: "skipped",
-            Phase.OMITTED: "skipped",
-            Phase.CANCELLED: "skipped",
-        }[phase_of_task]
-        summary = _task_summary(task, state, nodes)
+        bucket = summary.count_bucket(task, state)
+        task_status = _task_summary(
+            run,
+            task,
+            state,
+            nodes,
+            before=(previous.tasks or {}).get(task.name),
+            pod=(pods_by_key or {}).get((task.index, TASK)),
+            now=now,
+        )
         reason = waiting.get((task.index, TASK))
         if reason:
             bucket = "pending"
-            summary.update(phase=Phase.PENDING.value, message=reason)
+            task_status = dataclasses.replace(
+                task_status, phase=Phase.PENDING.value, message=reason
+            )
         counts[bucket] += 1
-        tasks[task.name] = summary
-    done = counts["succeeded"] + counts["failed"] + counts["skipped"]
+        tasks[task.name] = task_status
+    task_counts = runstatus.TaskCounts(**counts)
+    truncated = previous.tasks_truncated
     if len(tasks) > MAX_TASKS_IN_STATUS:
         tasks = {
-            name: summary
-            for name, summary in tasks.items()
-            if summary["phase"] not in (Phase.SUCCEEDED.value, Phase.SKIPPED.value)
+            name: kept
+            for name, kept in tasks.items()
+            if kept.phase not in (Phase.SUCCEEDED.value, Phase.SKIPPED.value)
         }
         tasks = dict(list(tasks.items())[:MAX_TASKS_IN_STATUS])
-        status["tasksTruncated"] = True
-    status.update(
-        {
-            "observedGeneration": generation,
-            "phase": phase,
-            "progress": f"{done}/{len(compiled.tasks)}",
-            "taskCounts": counts,
-            "tasks": tasks,
-            "pipeline": dict(pinned.pipeline),
-            "startedAt": status.get("startedAt") or timestamp(started),
-        }
-    )
-    end = now
-    if finished is not None and not status.get("finishedAt"):
-        status["finishedAt"] = timestamp(now)
-    if status.get("finishedAt"):
-        end = times.instant(status["finishedAt"]) or now
-    if status.get("finishedAt"):
-        status["duration"] = durations.format_seconds(max(end - started, 0.0))
-    else:
-        # Passes that only move the clock write nothing (conditions.same_status), so a
-        # running duration would freeze at its first value: STARTED shows the age instead.
-        status.pop("duration", None)
+        truncated = True
+    finished_at = previous.finished_at
+    if finished is not None and not finished_at:
+        finished_at = timestamp(now)
+    duration = ""
+    if finished_at:
+        end = times.instant(finished_at) or now
+        duration = durations.format_seconds(max(end - started, 0.0))
+    # else no duration: passes that only move the clock write nothing
+    # (conditions.same_status), so a running duration would freeze at its first value:
+    # STARTED shows the age instead.
     message = _waiting_message(compiled, waiting) if finished is None else ""
-    if message:
-        status["message"] = message
-    else:
-        status.pop("message", None)
-    status["conditions"] = _conditions(
-        status.get("conditions", []), phase, finished, generation, now, message=message
+    status = dataclasses.replace(
+        previous,
+        observed_generation=generation,
+        phase=phase,
+        progress=summary.progress(task_counts),
+        task_counts=task_counts,
+        tasks=tasks,
+        tasks_truncated=truncated,
+        pipeline=dict(pinned.pipeline),
+        started_at=previous.started_at or timestamp(started),
+        finished_at=finished_at,
+        duration=duration,
+        message=message,
+        conditions=tuple(
+            _conditions(
+                [dict(c) for c in previous.conditions],
+                phase,
+                finished,
+                generation,
+                now,
+                message=message,
+            )
+        ),
     )
-    return status
+    return status.to_json()
 
 
 def _failures(
@@ -564,27 +609,42 @@ def _waiting_message(compiled: CompiledPipeline, waiting: Mapping[NodeKey, str])
 
 
 def _task_summary(
-    task: compiler.CompiledTask, state: NodeState | None, nodes: Mapping[NodeKey, NodeState]
-) -> dict[str, Any]:
+    run: Mapping[str, Any],
+    task: compiler.CompiledTask,
+    state: NodeState | None,
+    nodes: Mapping[NodeKey, NodeState],
+    *,
+    before: runstatus.TaskStatus | None,
+    pod: podstate.PodState | None,
+    now: float,
+) -> runstatus.TaskStatus:
+    """`before`: the task as the last written status had it, which keeps the time its
+    first attempt was launched; `pod`: the node's newest pod."""
     if state is None:
-        return {"phase": Phase.PENDING.value, "attempts": 0}
-    summary: dict[str, Any] = {"phase": state.phase.value, "attempts": state.attempts}
-    if state.message:
-        summary["message"] = state.message[:500]
-    small = {k: v for k, v in state.outputs.items() if len(v) <= 256}
-    if small:
-        summary["outputs"] = small
-    if state.finished_at is not None:
-        summary["finishedAt"] = timestamp(state.finished_at)
-    if task.fan_out:
-        instances = [s for (index, i), s in nodes.items() if index == task.index and i != TASK]
-        summary["instances"] = {
-            "total": len(instances),
-            "succeeded": sum(1 for s in instances if s.phase is Phase.SUCCEEDED),
-            "failed": sum(1 for s in instances if s.phase is Phase.FAILED),
-            "running": sum(1 for s in instances if s.phase is Phase.RUNNING),
-        }
-    return summary
+        return runstatus.TaskStatus(Phase.PENDING.value)
+    launched = state.attempts > 0 and not task.fan_out  # a forEach aggregate has no pod
+    # The pod's name follows from the node and attempt, so the pass that launches an
+    # attempt already names it (no extra status write once the pod shows up).
+    pod_name = (
+        pods.pod_name(run["metadata"]["name"], task.name, None, state.attempts) if launched else ""
+    )
+    exit_code = None
+    ended = state.phase in (Phase.SUCCEEDED, Phase.FAILED)
+    # Only the latest attempt's: a retry launched this pass has no exit code yet.
+    main = pod.ended(conventions.MAIN_CONTAINER) if pod is not None else None
+    if pod is not None and main is not None and ended and pod.attempt == state.attempts:
+        exit_code = main.exit_code
+    return runstatus.TaskStatus(
+        phase=state.phase.value,
+        attempts=state.attempts,
+        pod=pod_name,
+        started_at=(before.started_at if before else "") or (timestamp(now) if launched else ""),
+        finished_at=timestamp(state.finished_at) if state.finished_at is not None else "",
+        exit_code=exit_code,
+        message=state.message[:500],
+        outputs=runstatus.small_outputs(state.outputs),
+        instances=summary.instance_counts(task, nodes),
+    )
 
 
 def _conditions(
@@ -629,21 +689,13 @@ def _conditions(
 
 
 def _failed_status(
-    run: Mapping[str, Any], status: dict[str, Any], error: RunError, now: float
+    run: Mapping[str, Any], status: Mapping[str, Any], error: RunError, now: float
 ) -> dict[str, Any]:
     generation = run["metadata"].get("generation")
-    status = dict(status)
-    status.update(
-        {
-            "phase": RunPhase.FAILED.value,
-            "observedGeneration": generation,
-            "startedAt": status.get("startedAt") or timestamp(now),
-            "finishedAt": timestamp(now),
-        }
-    )
+    previous = runstatus.RunStatus.from_json(status)
     outcome = planner.Outcome(RunPhase.FAILED, str(error))
-    status["conditions"] = set_condition(
-        _conditions(status.get("conditions", []), "Failed", outcome, generation, now),
+    conditions = set_condition(
+        _conditions([dict(c) for c in previous.conditions], "Failed", outcome, generation, now),
         type="Succeeded",
         status=False,
         reason=error.reason,
@@ -651,7 +703,15 @@ def _failed_status(
         generation=generation,
         now=timestamp(now),
     )
-    return status
+    failed = dataclasses.replace(
+        previous,
+        phase=RunPhase.FAILED.value,
+        observed_generation=generation,
+        started_at=previous.started_at or timestamp(now),
+        finished_at=timestamp(now),
+        conditions=tuple(conditions),
+    )
+    return failed.to_json()
 
 
 def run_context(

@@ -24,7 +24,7 @@ RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 
 
 class RequestCounts(Protocol):
-    """pipesync.controllers.kube.Kube: API requests counted by (verb, status code)."""
+    """pipesync.kube.client.KubeClient: API requests counted by (verb, status code)."""
 
     @property
     def requests(self) -> Mapping[tuple[str, int], int]: ...

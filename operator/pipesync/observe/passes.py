@@ -7,6 +7,7 @@ its pods, so it names only what it reads.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -93,3 +94,12 @@ class PassReportLike(Protocol):
     def nodes(self) -> Mapping[NodeKey, NodeState]: ...
     @property
     def pods(self) -> Mapping[NodeKey, PodLike]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ObserverResult:
+    """What an observer hands back to the pass that told it, for the Run's status: the
+    controller is the status's one writer, so observers report instead of patching."""
+
+    #: Where the run's final record is, once it is written (the S3 mirror).
+    record_uri: str = ""

@@ -11,9 +11,12 @@ per change that happened meanwhile. Writes are idempotent (same key, same conten
 content already written by this process is not written again.
 
 Crash safety: the controller writes the finished status first and tells observers after,
-so a crash can fall between the two. The final record write therefore ends by patching
-`status.record.uri`; at start-up the operator hands every finished run that lacks it to
-`recover`, which rebuilds the record from the Run and its pods.
+so a crash can fall between the two. The final record write therefore ends by reporting
+its URI back: the mirror calls `on_recorded`, the controller makes a pass for the finished
+run, and this observer's result for that pass carries the URI, which the controller
+writes as `status.record.uri` (the controller is the one writer of a Run's status). At
+start-up the operator hands every finished run that lacks it to `recover`, which
+rebuilds the record from the Run and its pods.
 
 This module sits beside runtime and under controllers (import-linter), so the store, the
 Kubernetes adapter, the metrics and the pod reader (pipesync.runtime.podstate, the one
@@ -33,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from pipesync.api import times
+from pipesync.api import runstatus, times
 from pipesync.api.conventions import (
     INPUTS_CONTAINER,
     LABEL_RUN,
@@ -42,11 +45,11 @@ from pipesync.api.conventions import (
     PINNED_SPEC_KEY,
     pinned_config_name,
 )
-from pipesync.api.model import API_VERSION
+from pipesync.api.runstatus import NodeDetail, RunRecord
 from pipesync.engine import layout
 from pipesync.engine.compiler import CompiledTask
 from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState
-from pipesync.observe.passes import PassReportLike, PinnedLike, PodLike
+from pipesync.observe.passes import ObserverResult, PassReportLike, PinnedLike, PodLike
 
 _log = logging.getLogger(__name__)
 
@@ -76,10 +79,6 @@ class KubeLike(Protocol):
     def read_pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes | None: ...
-
-    def patch_status(
-        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None: ...
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
@@ -115,7 +114,7 @@ class _Job:
     key: str
     #: Builds the bytes to write; runs in the worker (may call the Kubernetes API).
     produce: Callable[[], bytes]
-    #: Runs once the object is written (patches status.record.uri for final records).
+    #: Runs once the object is written (reports a final record's URI back).
     after: Callable[[], None] | None = None
     content: bytes | None = None  # produced once, kept across retries
     #: A log: its bytes count against the recorder's log budget while it waits.
@@ -148,6 +147,11 @@ class RunRecorder:
         self.backoff = backoff or Backoff()
         self.clock = clock
         self.kube: KubeLike | None = None
+        #: Called with (namespace, name) once a run's final record is written: the
+        #: operator makes the controller's pass that writes status.record.uri.
+        self.on_recorded: Callable[[str, str], None] | None = None
+        #: run uid -> URI of its final record, written and not yet handed back
+        self._recorded: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._pending: collections.OrderedDict[str, _Job] = collections.OrderedDict()
         #: key -> sha256 of what this process wrote last (bounded: oldest forgotten first)
         self._written: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -162,9 +166,11 @@ class RunRecorder:
 
     # --- life cycle ----------------------------------------------------------------------
 
-    def start(self, kube: KubeLike) -> None:
-        """Starts the worker; `kube` reads pod logs and pinned specs, patches status."""
+    def start(self, kube: KubeLike, on_recorded: Callable[[str, str], None] | None = None) -> None:
+        """Starts the worker; `kube` reads pod logs and pinned specs; `on_recorded` hears
+        of every final record written (see `on_recorded`)."""
         self.kube = kube
+        self.on_recorded = on_recorded
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="s3-mirror", daemon=True)
             self._thread.start()
@@ -191,12 +197,19 @@ class RunRecorder:
 
     # --- RunObserver ---------------------------------------------------------------------
 
-    def run_pass(self, report: PassReportLike) -> None:
-        """Must not raise or block (it runs inside the controller's pass)."""
+    def run_pass(self, report: PassReportLike) -> ObserverResult | None:
+        """Must not raise or block (it runs inside the controller's pass). The result
+        names the run's final record once it is written, for status.record.uri."""
         try:
             self._run_pass(report)
         except Exception:  # a mirror bug must never stop a run
             _log.exception("s3 mirror: could not read a pass report")
+        uid = str((report.run.get("metadata") or {}).get("uid", ""))
+        with self._lock:
+            # Handed back once: if the controller's write fails, the record job's hook
+            # fails with it, and its retry reports the URI again.
+            uri = self._recorded.pop(uid, None)
+        return None if uri is None else ObserverResult(record_uri=uri)
 
     def _run_pass(self, report: PassReportLike) -> None:
         run = report.run
@@ -230,9 +243,13 @@ class RunRecorder:
             owned = self._owned_pods(run["metadata"])
             for pod in owned:
                 self._queue_log(run["metadata"], pod)
-            record = build_record(run, run.get("status") or {}, None, {}, {})
-            record["recovered"] = True
-            record["pods"] = [_pod_detail(pod) for pod in sorted(owned, key=_pod_name)]
+            record = dataclasses.replace(
+                build_record(run, run.get("status") or {}, None, {}, {}),
+                recovered=True,
+                pods=tuple(
+                    NodeDetail.from_json(_pod_detail(pod)) for pod in sorted(owned, key=_pod_name)
+                ),
+            )
             self._queue_record(run, record, final=True)
 
         # Listing pods is an API call: the worker does it, never the caller's thread.
@@ -262,21 +279,23 @@ class RunRecorder:
 
     # --- enqueueing ----------------------------------------------------------------------
 
-    def _queue_record(self, run: Mapping[str, Any], record: dict[str, Any], *, final: bool) -> None:
+    def _queue_record(self, run: Mapping[str, Any], record: RunRecord, *, final: bool) -> None:
         metadata = run["metadata"]
         namespace, name, uid = metadata["namespace"], metadata["name"], metadata.get("uid", "")
         key = layout.record_key(namespace, name)
 
         def produce() -> bytes:
-            if record.get("pipeline") is not None and "spec" not in record["pipeline"]:
-                record["pipeline"]["spec"] = self._pinned_spec(namespace, name, str(uid))
-            return _encode(record)
+            written = record
+            if record.pipeline is not None and "spec" not in record.pipeline:
+                spec = self._pinned_spec(namespace, name, str(uid))
+                written = dataclasses.replace(record, pipeline={**record.pipeline, "spec": spec})
+            return _encode(written.to_json())
 
         after = None
         if final:
 
             def after() -> None:
-                self._set_record_uri(namespace, name, key)
+                self._report_recorded(namespace, name, str(uid), self.uri(key))
                 self._specs.pop(str(uid), None)  # the run is over: no later record needs it
 
         self._enqueue(_Job(key, produce, after))
@@ -441,15 +460,15 @@ class RunRecorder:
             self._specs[uid] = json.loads(stored[PINNED_SPEC_KEY]).get("spec")
         return self._specs[uid]
 
-    def _set_record_uri(self, namespace: str, name: str, key: str) -> None:
-        try:
-            self._need_kube().patch_status(
-                "runs", namespace, name, {"record": {"uri": self.uri(key)}}
-            )
-        except Exception as error:
-            if getattr(error, "status", None) == 404:
-                return  # the Run was deleted: the record is all that is left, as intended
-            raise
+    def _report_recorded(self, namespace: str, name: str, uid: str, uri: str) -> None:
+        """The final record is in S3: keep its URI for this run's next pass report, and
+        ask for that pass. It raising (the status write failed) retries this later."""
+        with self._lock:
+            self._recorded[uid] = uri
+            while len(self._recorded) > REMEMBERED_WRITES:
+                self._recorded.popitem(last=False)
+        if self.on_recorded is not None:
+            self.on_recorded(namespace, name)
 
 
 # --- the record ---------------------------------------------------------------------------
@@ -461,66 +480,76 @@ def build_record(
     pinned: PinnedLike | None,
     nodes: Mapping[NodeKey, NodeState],
     pods: Mapping[NodeKey, PodLike],
-) -> dict[str, Any]:
+) -> RunRecord:
     """The run.json document: the Run, its pinned pipeline and every node's full detail."""
     metadata = run["metadata"]
-    record: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": RECORD_KIND,
-        "metadata": {
+    record = RunRecord(
+        metadata={
             field: metadata[field]
             for field in ("name", "namespace", "uid", "labels", "creationTimestamp")
             if field in metadata
         },
-        "spec": dict(run.get("spec") or {}),
-        "status": dict(status),
-        "pipeline": dict(pinned.pipeline) if pinned is not None else None,
-        "tasks": {},
-    }
+        spec=dict(run.get("spec") or {}),
+        status=runstatus.RunStatus.from_json(status),
+        pipeline=dict(pinned.pipeline) if pinned is not None else None,
+    )
     if pinned is None:
         return record
     compiled = pinned.compiled
     everything = list(compiled.tasks)
     if compiled.on_exit is not None:
         everything.append(compiled.on_exit)
-    for task in everything:
-        record["tasks"][task.name] = _task_detail(task, nodes, pods)
-    return record
+    tasks = {task.name: _task_detail(task, nodes, pods) for task in everything}
+    return dataclasses.replace(record, tasks=tasks)
 
 
 def _task_detail(
     task: CompiledTask,
     nodes: Mapping[NodeKey, NodeState],
     pods: Mapping[NodeKey, PodLike],
-) -> dict[str, Any]:
+) -> NodeDetail:
     key = (task.index, TASK)
-    detail = _node_detail(nodes.get(key), pods.get(key))
-    if task.is_exit:
-        detail["onExit"] = True
+    detail = dataclasses.replace(_node_detail(nodes.get(key), pods.get(key)), on_exit=task.is_exit)
     if task.fan_out:
         instances = sorted(k[1] for k in nodes if k[0] == task.index and k[1] != TASK)
-        detail["instances"] = [
-            {"index": i, **_node_detail(nodes[(task.index, i)], pods.get((task.index, i)))}
-            for i in instances
-        ]
+        detail = dataclasses.replace(
+            detail,
+            instances=tuple(
+                dataclasses.replace(
+                    _node_detail(nodes[(task.index, i)], pods.get((task.index, i))), index=i
+                )
+                for i in instances
+            ),
+        )
     return detail
 
 
-def _node_detail(state: NodeState | None, pod: PodLike | None) -> dict[str, Any]:
+def _node_detail(state: NodeState | None, pod: PodLike | None) -> NodeDetail:
     if state is None:
-        return {"phase": "Pending", "attempts": 0}
-    detail: dict[str, Any] = {"phase": state.phase.value, "attempts": state.attempts}
-    if state.message:
-        detail["message"] = state.message
-    if state.outputs:
-        detail["outputs"] = dict(state.outputs)  # all of them, however long
-    if state.failure is not None:
-        detail["failure"] = str(state.failure.value)
-    if state.finished_at is not None:
-        detail["finishedAt"] = times.timestamp(state.finished_at)
-    if pod is not None:
-        detail.update(_pod_detail(pod))
-    return detail
+        return NodeDetail()
+    detail = NodeDetail(
+        phase=state.phase.value,
+        attempts=state.attempts,
+        message=state.message,
+        outputs=dict(state.outputs),  # all of them, however long
+        failure="" if state.failure is None else str(state.failure.value),
+        finished_at="" if state.finished_at is None else times.timestamp(state.finished_at),
+    )
+    if pod is None:
+        return detail
+    seen = NodeDetail.from_json(_pod_detail(pod))
+    return dataclasses.replace(
+        detail,
+        pod=seen.pod,
+        task=seen.task,
+        instance=seen.instance,
+        attempt=seen.attempt,
+        node_name=seen.node_name,
+        exit_code=seen.exit_code,
+        main_started_at=seen.main_started_at,
+        main_finished_at=seen.main_finished_at,
+        pod_phase=seen.pod_phase,
+    )
 
 
 def _pod_detail(pod: PodLike) -> dict[str, Any]:

@@ -4,9 +4,10 @@ archived runs (records outlive their Runs; pipesync.observe.records writes them)
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
-from typing import Any
 
+from pipesync.api.runstatus import RunRecord
 from pipesync.engine import layout
 from pipesync.runtime import storage
 
@@ -44,18 +45,26 @@ def _children(store: storage.S3Store, under: str) -> list[str]:
     return store._call(f"list {base}{under}", listing)
 
 
-def load_records(store: storage.ObjectStore, namespace: str | None) -> list[dict[str, Any]]:
+@dataclasses.dataclass(frozen=True)
+class StoredRecord:
+    """A run record and the key it was read from."""
+
+    key: str
+    record: RunRecord
+
+
+def load_records(store: storage.ObjectStore, namespace: str | None) -> list[StoredRecord]:
+    """Every run record of the namespace (None: of all), from S3 or a local work
+    directory (the same layout); objects that are not run records are passed over."""
     keys = record_keys(store, namespace)
 
-    def read(key: str) -> dict[str, Any] | None:
+    def read(key: str) -> StoredRecord | None:
         try:
             loaded = json.loads(store.get_bytes(key))
         except (storage.NotFound, ValueError):
-            return None  # deleted meanwhile, or not a record
-        if not isinstance(loaded, dict):
-            return None
-        loaded["_key"] = key
-        return loaded
+            return None  # deleted meanwhile, or not JSON
+        record = RunRecord.from_json(loaded) if isinstance(loaded, dict) else None
+        return None if record is None else StoredRecord(key, record)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         return [r for r in pool.map(read, keys) if r is not None]

@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipesync.engine import layout, planner
+from pipesync.api import durations, runstatus, times
+from pipesync.api.runstatus import NodeDetail
+from pipesync.engine import layout, planner, summary
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
-from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import Ref, RefKind
 from pipesync.runtime.processes import ProcessResult, TaskProcess
 
@@ -40,7 +42,8 @@ class NodeRecord:
     """Everything the executor knows about one task or forEach instance."""
 
     state: NodeState = dataclasses.field(default_factory=NodeState)
-    started_at: float | None = None
+    started_at: float | None = None  # the latest attempt's start
+    first_started_at: float | None = None
     exit_code: int | None = None
     item: Any = None
     log: Path | None = None
@@ -68,8 +71,11 @@ class LocalRun:
         timeout: float | None = None,
         reporter: Reporter | None = None,
         poll_seconds: float = 0.2,
+        pipeline_name: str = "",
     ) -> None:
+        """`pipeline_name`: the Pipeline the run's record names (empty: an inline spec)."""
         self.pipeline = pipeline
+        self.pipeline_name = pipeline_name
         self.context = context
         self.repo_root = repo_root.resolve()
         self.workdir = workdir.resolve()
@@ -199,6 +205,8 @@ class LocalRun:
         record = self.records.setdefault(key, NodeRecord())
         record.item = launch.item if launch.has_item else None
         record.started_at = time.time()
+        if record.first_started_at is None:
+            record.first_started_at = record.started_at
         node_dir = self._node_dir(key)
         if launch.attempt > 1:
             shutil.rmtree(node_dir / "outputs", ignore_errors=True)
@@ -385,21 +393,123 @@ class LocalRun:
         return rows
 
     def _write_record(self) -> None:
-        outcome = self.outcome
-        record = {
-            "run": self.context.name,
-            "namespace": self.context.namespace,
-            "phase": None if outcome is None else outcome.phase.value,
-            "message": None if outcome is None else outcome.message,
-            "params": dict(self.context.params),
-            "startedAt": self.started_at,
-            "finishedAt": self.finished_at,
-            "tasks": self.summary(),
-        }
         path = self.workdir / layout.record_key(self.context.namespace, self.context.name)
         temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(record, indent=2, default=str))
+        temporary.write_text(json.dumps(self.record().to_json(), indent=1, sort_keys=True))
         temporary.replace(path)  # atomic: a reader never sees half a record
+
+    def record(self) -> runstatus.RunRecord:
+        """The run record, in the format the operator's S3 mirror writes for cluster runs,
+        so `pipesync history --local` and the UI read local runs as they read those."""
+        outcome = self.outcome
+        nodes = {key: record.state for key, record in self.records.items()}
+        counts = summary.task_counts(self.pipeline, nodes)
+        started = times.timestamp(self.started_at)
+        finished = "" if self.finished_at is None else times.timestamp(self.finished_at)
+        pipeline = {"name": self.pipeline_name}
+        spec: dict[str, Any] = {"params": dict(self.context.params)}
+        if self.pipeline_name:
+            spec["pipelineRef"] = {"name": self.pipeline_name}
+        status = runstatus.RunStatus(
+            phase=RunPhase.RUNNING.value if outcome is None else outcome.phase.value,
+            conditions=() if outcome is None else (self._outcome_condition(outcome, finished),),
+            started_at=started,
+            finished_at=finished,
+            duration=""
+            if self.finished_at is None
+            else durations.format_seconds(max(self.finished_at - self.started_at, 0.0)),
+            progress=summary.progress(counts),
+            pipeline=pipeline,
+            tasks={
+                task.name: self._task_status(task, nodes.get((task.index, TASK)), nodes)
+                for task in self.pipeline.tasks
+            },
+            task_counts=counts,
+        )
+        everything = list(self.pipeline.tasks)
+        if self.pipeline.on_exit is not None:
+            everything.append(self.pipeline.on_exit)
+        return runstatus.RunRecord(
+            metadata={
+                "name": self.context.name,
+                "namespace": self.context.namespace,
+                "creationTimestamp": started,
+            },
+            spec=spec,
+            status=status,
+            pipeline=pipeline,
+            tasks={task.name: self._task_detail(task) for task in everything},
+        )
+
+    @staticmethod
+    def _outcome_condition(outcome: planner.Outcome, finished: str) -> dict[str, Any]:
+        """`Succeeded` tells the outcome and its message, as on a Run in the cluster."""
+        succeeded = outcome.phase is RunPhase.SUCCEEDED
+        return {
+            "type": "Succeeded",
+            "status": "True" if succeeded else "False",
+            "reason": outcome.phase.value,
+            "message": outcome.message,
+            "lastTransitionTime": finished,
+        }
+
+    def _task_status(
+        self, task: CompiledTask, state: NodeState | None, nodes: Mapping[NodeKey, NodeState]
+    ) -> runstatus.TaskStatus:
+        record = self.records.get((task.index, TASK))
+        if state is None or record is None:
+            return runstatus.TaskStatus(Phase.PENDING.value)
+        ended = state.phase in (Phase.SUCCEEDED, Phase.FAILED)
+        return runstatus.TaskStatus(
+            phase=state.phase.value,
+            attempts=state.attempts,
+            started_at=_stamp(record.first_started_at, precise=False),
+            finished_at=_stamp(state.finished_at, precise=False),
+            exit_code=record.exit_code if ended else None,
+            message=state.message[:500],
+            outputs=runstatus.small_outputs(state.outputs),
+            instances=summary.instance_counts(task, nodes),
+        )
+
+    def _task_detail(self, task: CompiledTask) -> NodeDetail:
+        detail = dataclasses.replace(
+            self._node_detail(self.records.get((task.index, TASK))), on_exit=task.is_exit
+        )
+        if not task.fan_out:
+            return detail
+        instances = sorted(i for index, i in self.records if index == task.index and i != TASK)
+        return dataclasses.replace(
+            detail,
+            instances=tuple(
+                dataclasses.replace(self._node_detail(self.records[(task.index, i)]), index=i)
+                for i in instances
+            ),
+        )
+
+    @staticmethod
+    def _node_detail(record: NodeRecord | None) -> NodeDetail:
+        if record is None:
+            return NodeDetail()
+        state = record.state
+        return NodeDetail(
+            phase=state.phase.value,
+            attempts=state.attempts,
+            message=state.message,
+            outputs=dict(state.outputs),
+            failure="" if state.failure is None else str(state.failure.value),
+            started_at=_stamp(record.started_at),
+            finished_at=_stamp(state.finished_at),
+            exit_code=record.exit_code,
+            log="" if record.log is None else str(record.log),
+        )
+
+
+def _stamp(moment: float | None, *, precise: bool = True) -> str:
+    """Node times to the millisecond (two quick tasks stay in order); status times in
+    whole seconds, as Kubernetes writes them."""
+    if moment is None:
+        return ""
+    return runstatus.precise_timestamp(moment) if precise else times.timestamp(moment)
 
 
 class _RenderError(Exception):

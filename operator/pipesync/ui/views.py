@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pipesync.api import conventions, model, times
+from pipesync.api import conventions, model, runstatus, times
 from pipesync.engine import compiler, recurring, state
 from pipesync.ui import graph
 
@@ -139,14 +139,10 @@ def _spec_graph(spec: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], l
     return tasks, edges
 
 
-def _instance_views(detail: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _instance_views(detail: runstatus.NodeDetail) -> list[dict[str, Any]]:
     return [
-        {
-            "index": int(i.get("index", 0)),
-            "phase": _text(i.get("phase")),
-            "attempts": int(i.get("attempts") or 0),
-        }
-        for i in detail.get("instances") or []
+        {"index": i.index or 0, "phase": i.phase, "attempts": i.attempts}
+        for i in detail.instances or ()
     ]
 
 
@@ -173,21 +169,23 @@ def run_detail(
     Task state comes from the Run's status, and from the S3 record where the status
     was cut (big runs) or the Run is gone (archived)."""
     status = run.get("status") or {}
-    summaries: Mapping[str, Any] = status.get("tasks") or {}
-    details: Mapping[str, Any] = (record or {}).get("tasks") or {}
+    summaries = runstatus.RunStatus.from_json(status).tasks or {}
+    recorded = runstatus.RunRecord.from_json(record) if record is not None else None
+    details = recorded.tasks if recorded is not None else {}
     spec_tasks, edges = _spec_graph(spec)
     names = [t["name"] for t in spec_tasks] or sorted({*summaries, *details})
     by_name = {t["name"]: t for t in spec_tasks}
     tasks: dict[str, Any] = {}
     nodes: list[dict[str, Any]] = []
     for name in names:
-        summary = summaries.get(name) or {}
-        detail = details.get(name) or {}
+        # Empty stand-ins where status or record lacks the task: each field falls back.
+        summary = summaries.get(name) or runstatus.TaskStatus(phase="")
+        detail = details.get(name) or runstatus.NodeDetail(phase="")
         shape = by_name.get(name, {})
-        phase = _text(summary.get("phase") or detail.get("phase") or "Pending")
-        attempts = int(summary.get("attempts") or detail.get("attempts") or 0)
+        phase = summary.phase or detail.phase or "Pending"
+        attempts = summary.attempts or detail.attempts
         instances = _instance_views(detail)
-        counts = summary.get("instances")
+        counts = summary.instances.to_json() if summary.instances else None
         if counts is None and instances:
             counts = {
                 "total": len(instances),
@@ -195,8 +193,7 @@ def run_detail(
                 "failed": sum(i["phase"] == "Failed" for i in instances),
                 "running": sum(i["phase"] == "Running" for i in instances),
             }
-        outputs = dict(detail.get("outputs") or {})
-        outputs.update(summary.get("outputs") or {})
+        outputs = {**detail.outputs, **summary.outputs}
         artifacts = [
             {"name": artifact, "instance": None} for artifact in shape.get("outputArtifacts", [])
         ]
@@ -208,10 +205,10 @@ def run_detail(
             "name": name,
             "phase": phase,
             "attempts": attempts,
-            "startedAt": _text(summary.get("startedAt") or detail.get("mainStartedAt")),
-            "finishedAt": _text(summary.get("finishedAt") or detail.get("finishedAt")),
-            "exitCode": summary.get("exitCode", detail.get("exitCode")),
-            "message": _text(summary.get("message") or detail.get("message")),
+            "startedAt": summary.started_at or detail.main_started_at or detail.started_at,
+            "finishedAt": summary.finished_at or detail.finished_at,
+            "exitCode": detail.exit_code if summary.exit_code is None else summary.exit_code,
+            "message": summary.message or detail.message,
             "description": _text(shape.get("description")),
             "image": _text(shape.get("image")),
             "pool": _text(shape.get("pool")),
@@ -243,11 +240,15 @@ def run_detail(
 
 
 def record_as_run(record: Mapping[str, Any]) -> dict[str, Any]:
-    """An S3 run record seen as a Run object (its metadata, spec and status)."""
+    """A run record (the S3 mirror's, or a local run's: one format) seen as a Run object
+    (its metadata, spec and status); an object that is no record is an empty Run."""
+    typed = runstatus.RunRecord.from_json(record)
+    if typed is None:
+        return {"metadata": {}, "spec": {}, "status": {}}
     return {
-        "metadata": dict(record.get("metadata") or {}),
-        "spec": dict(record.get("spec") or {}),
-        "status": dict(record.get("status") or {}),
+        "metadata": dict(typed.metadata),
+        "spec": dict(typed.spec),
+        "status": typed.status.to_json(),
     }
 
 

@@ -190,7 +190,8 @@ export async function runDetail(ctx) {
       try {
         const log = await text(`${ns(namespace)}/runs/${encodeURIComponent(name)}/logs?${query}`);
         logView.textContent = log.text || "(empty)";
-        logSource.textContent = log.source === "pod" ? " live from the pod" : " from S3";
+        logSource.textContent = log.source === "pod" ? " live from the pod"
+          : log.source === "local" ? " from the local work directory" : " from S3";
         logMissing = false;
       } catch (error) {
         logView.textContent = error.message;
