@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pipesync.api import documents, durations, model, times
 from pipesync.api.times import timestamp
-from pipesync.controllers import pipelines, recurringruns
+from pipesync.controllers import errors, pipelines, recurringruns
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
 from pipesync.controllers.kube import PIPELINES, RUNS, Kube
 from pipesync.engine import compiler, layout, limits, params, planner
@@ -42,16 +42,15 @@ def pinned_config_name(run: str) -> str:
     return f"{run}-pipeline"[:253]
 
 
-class _PinPending(Exception):
+class _PinPending(errors.Waiting):
     """The pinned-spec ConfigMap is still an earlier Run's: the next pass looks again."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__("PinPending", message, delay=PIN_RETRY_SECONDS)
 
-class RunError(Exception):
+
+class RunError(errors.Stalled):
     """A run that cannot proceed (bad reference or parameters): it fails with the reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,13 +127,14 @@ class RunController:
         began = time.monotonic()
         try:
             pinned = self._pin(run)
-        except _PinPending:
-            return PassResult(False, wake_at=now + PIN_RETRY_SECONDS)
+        except _PinPending as pending:
+            return PassResult(False, wake_at=now + pending.delay)
         except RunError as error:
             failed = _failed_status(run, status, error, now)
             self._write(run, failed)
             self._tell(PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began))
-            return PassResult(True, events=(("Warning", error.reason, str(error)),))
+            told = error.event()
+            return PassResult(True, events=() if told is None else (told,))
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = times.instant(status.get("startedAt")) or now
         timeout = _run_timeout(run, pinned.compiled)
