@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipesync.api import conventions
-from pipesync.controllers import gitsources
+from pipesync.controllers import driver, errors, gitsources
 from pipesync.kube.protocol import GIT_SOURCES
 from pipesync.runtime.storage import LocalStore
 from tests.unit.gitrepos import GitRepo
@@ -148,7 +148,11 @@ def test_an_unreachable_remote_keeps_everything_and_says_why(
     moved = repo.root.with_name("moved")
     repo.root.rename(moved)
     result = controller.reconcile("ns", "src")
-    assert result.wait_seconds == gitsources.RETRY_SECONDS
+    # A transient failure: the driver retries it soon (its first backoff), not at the interval.
+    assert isinstance(result.failure, errors.Transient) and result.failure.reason == "FetchFailed"
+    assert driver.next_wait(
+        driver.Next(after=result.wait_seconds, failure=result.failure), 1, 60.0, driver.RETRY
+    ) == (driver.RETRY.first, driver.Trigger.RETRY)
     ready = condition(kube, "Ready")
     assert ready["status"] == "False" and ready["reason"] == "FetchFailed"
     assert f"main@sha1:{sha}" in ready["message"]

@@ -63,6 +63,7 @@ class Health(enum.Enum):
     PROGRESSING = "Progressing"  # Ready=False, Reconciling=True: work under way
     READY = "Ready"  # Ready=True: done and well
     STALLED = "Stalled"  # Ready=False, Stalled=True: failed, or stuck until a change
+    FAILING = "Failing"  # Ready=False only: this attempt failed, a retry follows
 
 
 def set_health(

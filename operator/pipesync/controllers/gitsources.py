@@ -27,7 +27,8 @@ from typing import Any
 
 from pipesync.api import conventions, durations, model
 from pipesync.api.times import timestamp
-from pipesync.controllers.conditions import same_status, set_condition
+from pipesync.controllers import errors
+from pipesync.controllers.conditions import Health, same_status, set_condition
 from pipesync.engine import layout
 from pipesync.gitops import fetch, snapshot, sync
 from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
@@ -47,8 +48,6 @@ _log = logging.getLogger(__name__)
 
 WEBHOOK_TOKEN_KEY = "token"  # noqa: S105 -- a key name, not a secret
 DEFAULT_INTERVAL_SECONDS = 60.0
-#: A pass that failed (fetch, API, S3) is retried after at most this long.
-RETRY_SECONDS = 10.0
 MAX_ERRORS_IN_STATUS = 100
 APPLY_WORKERS = 8
 PLURALS = {
@@ -80,12 +79,8 @@ class PassResult:
     events: list[tuple[str, str, str]]  # (type, reason, message) for the GitSource
     writes: int = 0  # API writes this pass made (objects and status)
     report: SyncReport | None = None
-
-
-class _Abort(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    #: What the pass failed on (its status says so): the driver retries a Transient one.
+    failure: errors.PassError | None = None
 
 
 def webhook_path(namespace: str, name: str) -> str:
@@ -156,7 +151,7 @@ class _Pass:
         try:
             ref = fetch.Ref.from_spec(self.spec.get("ref"))
         except fetch.FetchError as error:
-            return self._failed(base, error.reason, str(error), stalled=True)
+            return self._failed(base, errors.Stalled(error.reason, str(error)))
         self._publish(ref)
         if self.spec.get("suspend"):
             status = self._conditions(
@@ -170,7 +165,7 @@ class _Pass:
         try:
             fetched = self._fetch(ref)
         except fetch.FetchError as error:
-            return self._failed(base, error.reason, str(error))
+            return self._failed(base, errors.Transient(error.reason, str(error)))
         try:
             revision = ref.revision(fetched.commit)
             if self._settled(revision):
@@ -198,7 +193,7 @@ class _Pass:
             normalised = snapshot.normalise_path(path)
         except snapshot.SnapshotError as error:
             message = f"{revision}: {error}; objects stay as applied at " + self._applied()
-            return self._failed(base, "InvalidPath", message, stalled=True, retry=False)
+            return self._failed(base, errors.Stalled("InvalidPath", message))
         safety = self.spec.get("pruneSafety") or {}
         source = sync.Source(
             namespace=self.namespace,
@@ -222,9 +217,7 @@ class _Pass:
         if plan.refused is not None:
             base["errors"] = _errors(plan.issues)
             self.events.append(("Warning", "MassDeletionRefused", plan.refused))
-            return self._failed(
-                base, "MassDeletionRefused", plan.refused + history, stalled=True, retry=False
-            )
+            return self._failed(base, errors.Stalled("MassDeletionRefused", plan.refused + history))
         if self._must_announce(revision):
             self._write(
                 self._conditions(
@@ -237,8 +230,8 @@ class _Pass:
         try:
             _stamp_archive_digest(plan, self._upload_archive(fetched))
             inventory, issues, counts = self._apply(plan, read, previous)
-        except _Abort as error:
-            return self._failed(base, error.reason, str(error))
+        except errors.Transient as error:
+            return self._failed(base, error)
         base["lastAppliedRevision"] = revision
         base["inventory"] = [e.to_status() for e in inventory]
         base["errors"] = _errors(issues)
@@ -246,10 +239,10 @@ class _Pass:
             f"{len(inventory)} objects at {revision}: {counts['applied']} applied, "
             f"{counts['created']} runs created, {counts['pruned']} pruned"
         )
-        errors = [i for i in issues if i.severity == sync.ERROR]
-        if errors:
-            files = sorted({i.file for i in errors})
-            shown = "; ".join(f"{i.file}:{i.line}:{i.column}: {i.message}" for i in errors[:3])
+        bad_files = [i for i in issues if i.severity == sync.ERROR]
+        if bad_files:
+            files = sorted({i.file for i in bad_files})
+            shown = "; ".join(f"{i.file}:{i.line}:{i.column}: {i.message}" for i in bad_files[:3])
             message = (
                 f"{summary}; {len(files)} file(s) with errors keep their last good "
                 f"objects ({len(plan.kept)} kept): {shown}"
@@ -279,7 +272,7 @@ class _Pass:
             counts["applied"],
             counts["created"],
             counts["pruned"],
-            len({i.file for i in errors}),
+            len({i.file for i in bad_files}),
             float(fetched.repo.commit(fetched.commit).committed_date),
         )
         return self._result(self.interval)
@@ -353,7 +346,7 @@ class _Pass:
                 store.put_file(key, target)
                 return digest
         except (StoreError, OSError) as error:
-            raise _Abort(
+            raise errors.Transient(
                 "ArchiveFailed", f"uploading the repository archive {key}: {error}"
             ) from None
 
@@ -394,7 +387,7 @@ class _Pass:
                 else:
                     transient.append(f"{item.kind} {item.name}: {_api_message(error)}")
         if transient:
-            raise _Abort(
+            raise errors.Transient(
                 "ApplyFailed",
                 f"{len(transient)} object(s) could not be applied (retrying): "
                 + "; ".join(transient[:3]),
@@ -410,13 +403,15 @@ class _Pass:
                     issues.append(_rejected(item, read, error))
                     inventory.pop(f"{item.kind}/{item.name}", None)
                 else:
-                    raise _Abort("ApplyFailed", f"Run {item.name}: {_api_message(error)}") from None
+                    raise errors.Transient(
+                        "ApplyFailed", f"Run {item.name}: {_api_message(error)}"
+                    ) from None
         for entry in plan.prune:
             try:
                 if self._prune(entry):
                     counts["pruned"] += 1
             except ApiException as error:
-                raise _Abort(
+                raise errors.Transient(
                     "PruneFailed", f"{entry.kind} {entry.name}: {_api_message(error)}"
                 ) from None
         issues.sort(key=lambda i: (i.file, i.line, i.column, i.message))
@@ -457,28 +452,23 @@ class _Pass:
             reconciling.get("status") == "True" and revision in str(reconciling.get("message"))
         )
 
-    def _failed(
-        self,
-        base: dict[str, Any],
-        reason: str,
-        message: str,
-        *,
-        stalled: bool = False,
-        retry: bool = True,
-    ) -> PassResult:
+    def _failed(self, base: dict[str, Any], error: errors.PassError) -> PassResult:
+        """Status and Event for a pass that ended on `error`; the driver times the retry."""
+        reason, message = error.reason, error.message
+        stalled = error.health is Health.STALLED
         if reason not in ("MassDeletionRefused", "InvalidPath"):
             message = f"{message}; objects stay as applied at {self._applied()}"
         status = self._conditions(
             base,
             ready=(False, reason, message),
-            reconciling=(False, reason, "retrying" if retry else "waiting for a change"),
+            reconciling=(False, reason, "waiting for a change" if stalled else "retrying"),
             stalled=(stalled, reason, message if stalled else ""),
         )
         if not same_status(status, self.status):
-            self.events.append(("Warning", reason, message[:1000]))
+            self.events.append(("Warning", reason, message[: errors.MAX_EVENT_MESSAGE]))
         self._write(status)
         self.report = SyncReport(reason, str(base.get("lastAttemptedRevision") or ""))
-        return self._result(min(RETRY_SECONDS, self.interval) if retry else self.interval)
+        return dataclasses.replace(self._result(self.interval), failure=error)
 
     def _conditions(
         self,

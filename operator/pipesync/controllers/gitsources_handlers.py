@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from typing import Any
 import kopf
 
 from pipesync.api import conventions, model
-from pipesync.controllers import gitsources
+from pipesync.controllers import driver, gitsources
 from pipesync.controllers.settings import OperatorSettings, timer
 from pipesync.kube.protocol import Kube
 from pipesync.observe.metrics import Metrics
@@ -28,8 +27,6 @@ from pipesync.runtime import pods
 
 _log = logging.getLogger(__name__)
 
-#: After a pass raised (an unexpected error), the next try comes this much later.
-RETRY_SECONDS = 10.0
 GIT_WORKERS = 4
 
 
@@ -68,31 +65,31 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     async def sync_git_source(**kwargs: Any) -> None:
         """Syncs the source on its interval and at once when woken, while it exists."""
         name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
-        stopped = kwargs["stopped"]
         loop = asyncio.get_running_loop()
         if metrics is not None:  # its gauges from the stored status, not at the next commit
             metrics.git_source_seen(namespace, name, body.get("status") or {})
-        while not stopped:
-            event = wakeup(namespace, name)
-            event.clear()
+
+        async def run_pass(_trigger: driver.Trigger) -> driver.Next:
             started = time.monotonic()
-            try:
-                result = await loop.run_in_executor(passes, reconcile, namespace, name)
-            except Exception:  # an API error reading the source: try again soon
-                _log.exception("git source %s/%s: pass failed", namespace, name)
-                delay = RETRY_SECONDS
-            else:
-                if result.wait_seconds is None:
-                    if metrics is not None:
-                        metrics.git_source_deleted(namespace, name)
-                    return
-                for kind, reason, message in result.events:
-                    kopf.event(body, type=kind, reason=reason, message=message)
-                if result.report is not None:  # one line per sync attempt, none when idle
-                    _report(metrics, namespace, name, result.report, time.monotonic() - started)
-                delay = result.wait_seconds
-            with contextlib.suppress(TimeoutError):  # the interval is up: poll
-                await asyncio.wait_for(event.wait(), timeout=delay)
+            result = await loop.run_in_executor(passes, reconcile, namespace, name)
+            if result.wait_seconds is None:
+                if metrics is not None:
+                    metrics.git_source_deleted(namespace, name)
+                return driver.Next(done=True)
+            for kind, reason, message in result.events:
+                kopf.event(body, type=kind, reason=reason, message=message)
+            if result.report is not None:  # one line per sync attempt, none when idle
+                _report(metrics, namespace, name, result.report, time.monotonic() - started)
+            # The interval is the source's resync: a failure's retry comes no later.
+            return driver.Next(after=result.wait_seconds, failure=result.failure)
+
+        await driver.drive(
+            run_pass,
+            wakeup=lambda: wakeup(namespace, name),
+            resync=gitsources.DEFAULT_INTERVAL_SECONDS,  # each pass names its own interval
+            stopped=kwargs["stopped"],
+            logger=kwargs["logger"],
+        )
 
     @kopf.on.event(group, version, "gitsources", registry=registry)
     async def git_source_changed(**kwargs: Any) -> None:

@@ -16,6 +16,7 @@ import kopf
 from pipesync.api import conventions, model, times
 from pipesync.controllers import (
     conditions,
+    driver,
     experiments,
     gitsources_handlers,
     leadership,
@@ -31,24 +32,6 @@ from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
 from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
 from pipesync.runtime import podstate
-
-
-class _Wakeups:
-    """One event per run: pod changes wake the run's daemon at once instead of a poll."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
-
-    def event(self, namespace: str, name: str) -> asyncio.Event:
-        return self._events.setdefault((namespace, name), asyncio.Event())
-
-    def wake(self, namespace: str, name: str) -> None:
-        event = self._events.get((namespace, name))
-        if event is not None:
-            event.set()
-
-    def forget(self, namespace: str, name: str) -> None:
-        self._events.pop((namespace, name), None)
 
 
 def _finished(body: Mapping[str, Any], **_: Any) -> bool:
@@ -175,7 +158,7 @@ def _register_runs(
     controller = runs.RunController(
         kube, settings.pods, settings.observers, settings.store, settings.limits
     )
-    wakeups = _Wakeups()
+    wakeups = driver.Wakeups()
     timed = timer(settings)
 
     pod_cache = _PodCache()
@@ -209,30 +192,32 @@ def _register_runs(
     async def drive_run(**kwargs: Any) -> None:
         """Runs a Run to its end; restarted for unfinished runs when the operator restarts."""
         name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
-        stopped = kwargs["stopped"]
-        wakeup = wakeups.event(namespace, name)
-        refresh = True
+        loop = asyncio.get_running_loop()
+
+        async def run_pass(trigger: driver.Trigger) -> driver.Next:
+            # The first pass, a resync and a retry list the run's pods afresh; a wake-up
+            # or a due retry of a task trusts the watch's view.
+            refresh = trigger in (driver.Trigger.START, driver.Trigger.RESYNC, driver.Trigger.RETRY)
+            result = await loop.run_in_executor(passes, reconcile, namespace, name, refresh)
+            for kind, reason, message in result.events:
+                kopf.event(body, type=kind, reason=reason, message=message)
+            if result.finished:
+                return driver.Next(done=True)
+            if result.wake_at is None:
+                return driver.Next()
+            return driver.Next(after=min(settings.resync_seconds, result.wake_at - time.time()))
+
         try:
-            while not stopped:
-                wakeup.clear()
-                result = await asyncio.get_running_loop().run_in_executor(
-                    passes, reconcile, namespace, name, refresh
-                )
-                for kind, reason, message in result.events:
-                    kopf.event(body, type=kind, reason=reason, message=message)
-                if result.finished:
-                    return
-                delay = settings.resync_seconds
-                if result.wake_at is not None:
-                    delay = min(delay, max(result.wake_at - time.time(), 0.0))
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
-                    refresh = False
-                except TimeoutError:
-                    refresh = result.wake_at is None  # a resync, not a due retry or deadline
-                await asyncio.sleep(0.05)  # let a burst of pod events settle into one pass
+            await driver.drive(
+                run_pass,
+                wakeup=lambda: wakeups.event((namespace, name)),
+                resync=settings.resync_seconds,
+                stopped=kwargs["stopped"],
+                logger=kwargs["logger"],
+                settle=0.05,  # let a burst of pod events settle into one pass
+            )
         finally:
-            wakeups.forget(namespace, name)
+            wakeups.forget((namespace, name))
             pod_cache.forget((namespace, name))
 
     @kopf.on.event(
@@ -244,11 +229,11 @@ def _register_runs(
         key = (kwargs["namespace"], kwargs["labels"][conventions.LABEL_RUN])
         event = kwargs["event"]
         pod_cache.update(key, str(event.get("type")), kwargs["body"])
-        wakeups.wake(*key)
+        wakeups.wake(key)
 
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
     async def cancel_requested(**kwargs: Any) -> None:
-        wakeups.wake(kwargs["namespace"], kwargs["name"])
+        wakeups.wake((kwargs["namespace"], kwargs["name"]))
 
     return controller
 

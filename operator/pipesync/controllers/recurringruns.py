@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pipesync.api import conventions, model, times
-from pipesync.controllers import conditions
+from pipesync.controllers import conditions, errors
 from pipesync.engine import recurring, state
 from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS, RUNS, Kube
 
@@ -89,15 +89,18 @@ class RecurringRunController:
         try:
             parsed = recurring.parse_spec(spec, created)
         except recurring.ScheduleError as error:
+            # Only a change of the spec helps: Stalled, no retry (wake_at None).
+            stalled = errors.Stalled("InvalidSchedule", str(error))
             desired = self._status(
                 status,
                 generation,
-                ready=(False, "InvalidSchedule", str(error)),
+                ready=(False, stalled.reason, stalled.message),
                 next_time=None,
                 own=own,
             )
             self._write(namespace, name, status, desired)
-            return PassResult(None, [("Warning", "InvalidSchedule", str(error))])
+            told = stalled.event()
+            return PassResult(None, [] if told is None else [told])
         active = [
             recurring.ActiveRun(run.name, run.scheduled, run.cancelling)
             for run in own

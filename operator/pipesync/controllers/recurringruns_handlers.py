@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,35 +17,13 @@ from typing import Any
 import kopf
 
 from pipesync.api import conventions, model
-from pipesync.controllers import recurringruns
+from pipesync.controllers import driver, recurringruns
 from pipesync.controllers.settings import OperatorSettings, timer
 from pipesync.engine import state
 from pipesync.kube.protocol import Kube
 
-_log = logging.getLogger(__name__)
-
-#: After a pass raised (API error), the next try comes this much later.
-RETRY_SECONDS = 5.0
 #: The longest sleep: a guard against clock jumps and lost wake-ups.
 MAX_SLEEP_SECONDS = 3600.0
-
-
-class _Wakeups:
-    """One asyncio.Event per RecurringRun, set from handlers running in the event loop."""
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
-
-    def event(self, key: tuple[str, str]) -> asyncio.Event:
-        return self._events.setdefault(key, asyncio.Event())
-
-    def wake(self, key: tuple[str, str]) -> None:
-        event = self._events.get(key)
-        if event is not None:
-            event.set()
-
-    def forget(self, key: tuple[str, str]) -> None:
-        self._events.pop(key, None)
 
 
 class _Finishes:
@@ -79,7 +55,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         kube, observer=settings.metrics, wait_for_records=settings.records is not None
     )
     timed = timer(settings)
-    wakeups = _Wakeups()
+    wakeups = driver.Wakeups()
     finishes = _Finishes()
     passes = concurrent.futures.ThreadPoolExecutor(
         max_workers=settings.pass_workers, thread_name_prefix="recurring-pass"
@@ -93,26 +69,27 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     async def drive_recurring_run(**kwargs: Any) -> None:
         """Fires the RecurringRun's scheduled times for as long as it exists."""
         name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
-        stopped = kwargs["stopped"]
         key = (namespace, name)
-        wakeup = wakeups.event(key)
         loop = asyncio.get_running_loop()
+
+        async def run_pass(_trigger: driver.Trigger) -> driver.Next:
+            # An API error raised here is retried by the driver: the status cursor did
+            # not move, so the retry re-decides the same times.
+            result = await loop.run_in_executor(passes, reconcile, namespace, name)
+            for kind, reason, message in result.events:
+                kopf.event(body, type=kind, reason=reason, message=message)
+            if result.wake_at is None:
+                return driver.Next()
+            return driver.Next(after=min(result.wake_at - time.time(), MAX_SLEEP_SECONDS))
+
         try:
-            while not stopped:
-                wakeup.clear()
-                try:
-                    result = await loop.run_in_executor(passes, reconcile, namespace, name)
-                except Exception:  # an API error: retry soon, the status cursor did not move
-                    _log.exception("recurring run %s/%s: pass failed", namespace, name)
-                    delay = RETRY_SECONDS
-                else:
-                    for kind, reason, message in result.events:
-                        kopf.event(body, type=kind, reason=reason, message=message)
-                    delay = settings.resync_seconds
-                    if result.wake_at is not None:
-                        delay = min(max(result.wake_at - time.time(), 0.0), MAX_SLEEP_SECONDS)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
+            await driver.drive(
+                run_pass,
+                wakeup=lambda: wakeups.event(key),
+                resync=settings.resync_seconds,
+                stopped=kwargs["stopped"],
+                logger=kwargs["logger"],
+            )
         finally:
             wakeups.forget(key)
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from pipesync.api import conventions, documents, durations, model, runstatus, times
 from pipesync.api.times import timestamp
+from pipesync.controllers import errors
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
 from pipesync.engine import compiler, layout, limits, params, planner, summary
 from pipesync.engine.compiler import CompiledPipeline
@@ -35,16 +36,15 @@ MAX_TASKS_IN_STATUS = 200
 PIN_RETRY_SECONDS = 2.0
 
 
-class _PinPending(Exception):
+class _PinPending(errors.Waiting):
     """The pinned-spec ConfigMap is still an earlier Run's: the next pass looks again."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__("PinPending", message, delay=PIN_RETRY_SECONDS)
 
-class RunError(Exception):
+
+class RunError(errors.Stalled):
     """A run that cannot proceed (bad reference or parameters): it fails with the reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,16 +123,17 @@ class RunController:
         began = time.monotonic()
         try:
             pinned = self._pin(run)
-        except _PinPending:
-            return PassResult(False, wake_at=now + PIN_RETRY_SECONDS)
+        except _PinPending as pending:
+            return PassResult(False, wake_at=now + pending.delay)
         except RunError as error:
             failed = _failed_status(run, status, error, now)
             self._write(run, failed)
-            told = self._tell(
+            results = self._tell(
                 PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began)
             )
-            self._write_results(run, failed, told)
-            return PassResult(True, events=(("Warning", error.reason, str(error)),))
+            self._write_results(run, failed, results)
+            event = error.event()
+            return PassResult(True, events=() if event is None else (event,))
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = times.instant(status.get("startedAt")) or now
         context = run_context(run, pinned, now, self.bounds)
