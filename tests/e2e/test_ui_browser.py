@@ -30,6 +30,15 @@ VIEWER_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
 ]
 
+#: The navigation's links, in their order: the page each opens and its label.
+NAV_PAGES = {
+    "experiments": "Experiments",
+    "runs": "Runs",
+    "pipelines": "Pipelines",
+    "recurringruns": "Recurring runs",
+    "gitsources": "Git sources",
+}
+
 
 def _run(name: str, learning_rate: float) -> str:
     return yaml.safe_dump(
@@ -155,6 +164,18 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
     assert page.locator('[data-testid="runs-table"]').count() == 1
     assert page.locator('[data-testid="run-row"][data-run="digits-slow"]').count() == 1
     screenshot(page, "02-runs")
+    # the navigation (built from app.js's page table): after the namespace select, one
+    # link per top-level page in this order, each to its page here, the current one active
+    assert page.locator("#nav > *").first.get_attribute("data-testid") == "namespace-select"
+    links = page.locator("#nav a[data-page]")
+    assert [link.get_attribute("data-testid") for link in links.all()] == [
+        f"nav-{kind}" for kind in NAV_PAGES
+    ]
+    assert links.all_text_contents() == list(NAV_PAGES.values())
+    assert [link.get_attribute("href") for link in links.all()] == [
+        f"#/ns/{namespace}/{kind}" for kind in NAV_PAGES
+    ]
+    assert page.locator("#nav a.active").all_text_contents() == ["Runs"]
 
     # the run page: every task's box carries the phase the Run's status reports
     page.goto(_ui(operator) + f"#/ns/{namespace}/runs/digits-slow")
@@ -227,6 +248,9 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
     ):
         page.goto(_ui(operator) + f"#/ns/{namespace}/{route}")
         page.wait_for_selector(f'[data-testid="{hook}"]')
+        # the link of the page shown (its list or one of its objects) is the active one
+        active = NAV_PAGES[route.split("/")[0]]
+        assert page.locator("#nav a.active").all_text_contents() == [active]
         screenshot(page, name)
 
 

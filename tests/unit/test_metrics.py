@@ -114,12 +114,14 @@ def value(metrics: Metrics, name: str, /, **labels: str) -> float | None:
 def test_a_run_from_pending_to_succeeded_counts_one_start_one_finish_and_its_duration(
     metrics: Metrics,
 ) -> None:
-    metrics.run_pass(report({}, status("Pending")))
+    metrics.runs.run_pass(report({}, status("Pending")))
     assert value(metrics, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 0
-    metrics.run_pass(report(status("Pending"), status("Running", startedAt="2026-01-01T00:00:00Z")))
-    metrics.run_pass(report(status("Running"), status("Running")))
+    metrics.runs.run_pass(
+        report(status("Pending"), status("Running", startedAt="2026-01-01T00:00:00Z"))
+    )
+    metrics.runs.run_pass(report(status("Running"), status("Running")))
     done = status("Succeeded", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:42Z")
-    metrics.run_pass(report(status("Running"), done))
+    metrics.runs.run_pass(report(status("Running"), done))
     assert value(metrics, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 1
     assert (
         value(
@@ -142,9 +144,9 @@ def test_a_finish_is_counted_once_even_if_reported_again_or_seen_by_a_restarted_
 ) -> None:
     done = status("Failed", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:05Z")
     finishing = report(status("Running"), done)
-    metrics.run_pass(finishing)
-    metrics.run_pass(finishing)  # a repeated report of the same pass
-    metrics.run_pass(report(done, done))  # a pass that read the finished status
+    metrics.runs.run_pass(finishing)
+    metrics.runs.run_pass(finishing)  # a repeated report of the same pass
+    metrics.runs.run_pass(report(done, done))  # a pass that read the finished status
     assert (
         value(
             metrics,
@@ -158,8 +160,8 @@ def test_a_finish_is_counted_once_even_if_reported_again_or_seen_by_a_restarted_
     # A new process (restart) first meets the run mid-flight: the start was written (and
     # counted) by its predecessor; the finish happens in this process and counts once.
     restarted = Metrics(CollectorRegistry())
-    restarted.run_pass(report(status("Running"), status("Running")))
-    restarted.run_pass(report(status("Running"), done))
+    restarted.runs.run_pass(report(status("Running"), status("Running")))
+    restarted.runs.run_pass(report(status("Running"), done))
     assert value(restarted, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 0
     assert (
         value(
@@ -173,7 +175,7 @@ def test_a_finish_is_counted_once_even_if_reported_again_or_seen_by_a_restarted_
     )
     # ... and one that only sees an already finished status counts nothing.
     late = Metrics(CollectorRegistry())
-    late.run_pass(report(done, done))
+    late.runs.run_pass(report(done, done))
     assert (
         value(
             late, "pipesync_runs_finished_total", namespace="ml", pipeline="digits", phase="Failed"
@@ -187,7 +189,7 @@ def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metr
         PREP: pod("p1", phase="Running"),
         TRAIN: pod("t1", phase="Running", gpu=2, pool="gpu"),
     }
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Pending"),
             status("Running"),
@@ -206,7 +208,7 @@ def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metr
         TRAIN: NodeState(Phase.SUCCEEDED, 1, finished_at=None),
     }
     for _ in range(2):  # the same ended pods in a second pass count once
-        metrics.run_pass(report(status("Running"), status("Running"), nodes=nodes, pods=ended))
+        metrics.runs.run_pass(report(status("Running"), status("Running"), nodes=nodes, pods=ended))
     labels = {"namespace": "ml", "pipeline": "digits", "phase": "Succeeded"}
     assert value(metrics, "pipesync_task_duration_seconds_count", **labels) == 2
     assert value(metrics, "pipesync_task_duration_seconds_sum", **labels) == 13
@@ -218,7 +220,7 @@ def test_task_pods_give_durations_by_phase_and_gpu_seconds_by_pool(metrics: Metr
 
 def test_a_gpu_pod_without_a_pool_selector_is_booked_to_pool_none(metrics: Metrics) -> None:
     ended = pod("g", phase="Failed", finished="2026-01-01T00:00:04Z", gpu=1)
-    metrics.run_pass(report(status("Running"), status("Running"), pods={PREP: ended}))
+    metrics.runs.run_pass(report(status("Running"), status("Running"), pods={PREP: ended}))
     assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="none") == 4
     assert (
         value(
@@ -235,9 +237,9 @@ def test_a_gpu_pod_without_a_pool_selector_is_booked_to_pool_none(metrics: Metri
 def test_retries_count_each_new_attempt_pod_once(metrics: Metrics) -> None:
     failed = NodeState(Phase.FAILED, 1, finished_at=None, failure=FailureKind.FAILED)
     first = pod("a1", phase="Failed", finished="2026-01-01T00:00:01Z")
-    metrics.run_pass(report(status("Pending"), status("Running"), pods={PREP: first}))
+    metrics.runs.run_pass(report(status("Pending"), status("Running"), pods={PREP: first}))
     # the planner launched attempt 2 in this pass: node shows it, the pod is still attempt 1
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Running"),
             status("Running"),
@@ -248,7 +250,7 @@ def test_retries_count_each_new_attempt_pod_once(metrics: Metrics) -> None:
     assert value(metrics, "pipesync_task_retries_total", namespace="ml", pipeline="digits") == 0
     second = pod("a2", attempt=2)
     for _ in range(3):
-        metrics.run_pass(
+        metrics.runs.run_pass(
             report(
                 status("Running"),
                 status("Running"),
@@ -288,7 +290,7 @@ def test_a_restarted_process_sets_a_baseline_from_what_status_already_recorded(
         PREP: NodeState(Phase.SUCCEEDED, 1),
         TRAIN: NodeState(Phase.FAILED, 2, failure=FailureKind.FAILED),
     }
-    metrics.run_pass(report(previous, status("Running"), nodes=nodes, pods=pods))
+    metrics.runs.run_pass(report(previous, status("Running"), nodes=nodes, pods=pods))
     assert (
         value(
             metrics,
@@ -318,10 +320,10 @@ def test_gauges_follow_the_latest_pass_of_unfinished_runs() -> None:
     metrics = Metrics(CollectorRegistry(), stale_seconds=100, monotonic=ticks)
     counts = {"total": 5, "pending": 2, "running": 2, "succeeded": 1, "failed": 0, "skipped": 0}
     waiting = pod("w", phase="Pending")
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(status("Pending"), status("Running", taskCounts=counts), pods={PREP: waiting})
     )
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(status("Pending"), status("Running"), the_run=run(uid="u2", namespace="other"))
     )
     assert value(metrics, "pipesync_runs_active", namespace="ml") == 1
@@ -332,7 +334,7 @@ def test_gauges_follow_the_latest_pass_of_unfinished_runs() -> None:
     assert value(metrics, "pipesync_pods_pending", namespace="ml") == 1
     assert value(metrics, "pipesync_pods_pending", namespace="other") == 0
     done = status("Succeeded", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:01Z")
-    metrics.run_pass(report(status("Running"), done))
+    metrics.runs.run_pass(report(status("Running"), done))
     assert value(metrics, "pipesync_runs_active", namespace="ml") == 0
     assert value(metrics, "pipesync_tasks", namespace="ml", phase="Running") == 0
     assert value(metrics, "pipesync_pods_pending", namespace="ml") == 0
@@ -342,9 +344,9 @@ def test_gauges_follow_the_latest_pass_of_unfinished_runs() -> None:
 
 
 def test_reconcile_timing_counts_passes_and_errors_by_controller(metrics: Metrics) -> None:
-    with metrics.reconcile("runs"):
+    with metrics.passes.reconcile("runs"):
         pass
-    with pytest.raises(RuntimeError), metrics.reconcile("runs"):
+    with pytest.raises(RuntimeError), metrics.passes.reconcile("runs"):
         raise RuntimeError("api down")
     assert value(metrics, "pipesync_reconcile_duration_seconds_count", controller="runs") == 2
     assert value(metrics, "pipesync_reconcile_errors_total", controller="runs") == 1
@@ -356,7 +358,7 @@ def test_api_requests_are_read_from_the_kube_adapter_at_scrape_time(metrics: Met
             self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
 
     kube = FakeKube()
-    metrics.watch_requests(kube)
+    metrics.passes.watch_requests(kube)
     kube.requests[("get", 200)] += 3
     kube.requests[("patch", 409)] += 1
     assert value(metrics, "pipesync_kubernetes_requests_total", verb="get", code="200") == 3
@@ -366,9 +368,9 @@ def test_api_requests_are_read_from_the_kube_adapter_at_scrape_time(metrics: Met
 
 
 def test_mirror_hooks_and_build_info(metrics: Metrics) -> None:
-    metrics.mirror_failed()
-    metrics.mirror_failed()
-    metrics.set_mirror_backlog(7)
+    metrics.mirror.mirror_failed()
+    metrics.mirror.mirror_failed()
+    metrics.mirror.set_mirror_backlog(7)
     assert value(metrics, "pipesync_s3_mirror_failures_total") == 2
     assert value(metrics, "pipesync_s3_mirror_backlog") == 7
     assert value(metrics, "pipesync_build_info", version="9.9.9") == 1
@@ -378,7 +380,7 @@ def test_no_series_is_labelled_by_run_and_the_global_registry_stays_untouched(
     metrics: Metrics,
 ) -> None:
     ended = pod("x", phase="Succeeded", finished="2026-01-01T00:00:02Z", gpu=1, pool="gpu")
-    metrics.run_pass(report(status("Pending"), status("Running"), pods={PREP: ended}))
+    metrics.runs.run_pass(report(status("Pending"), status("Running"), pods={PREP: ended}))
     for family in metrics.registry.collect():
         for sample in family.samples:
             assert not {"run", "name", "uid"} & set(sample.labels), sample
@@ -388,9 +390,9 @@ def test_no_series_is_labelled_by_run_and_the_global_registry_stays_untouched(
 
 def test_a_malformed_report_never_raises_into_the_controller(metrics: Metrics) -> None:
     bad = report(status("Pending"), status("Running"), pods={PREP: {"metadata": None}})
-    metrics.run_pass(bad)  # logged, not raised
+    metrics.runs.run_pass(bad)  # logged, not raised
     # a run that failed before its spec was pinned still has its pipeline label
-    metrics.run_pass(report({}, status("Failed"), the_run=run(uid="u2"), pinned=None))
+    metrics.runs.run_pass(report({}, status("Failed"), the_run=run(uid="u2"), pinned=None))
     assert value(metrics, "pipesync_runs_started_total", namespace="ml", pipeline="digits") == 2
     assert (
         value(
@@ -440,7 +442,7 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
     source = {"namespace": "ml", "name": "repo"}
     now = clock.now
     applied = SyncReport("Succeeded", "main@sha1:aaa", 3, 1, 2, 0, now - 4.0)
-    metrics.git_sync("ml", "repo", applied, 0.7)
+    metrics.git_sources.git_sync("ml", "repo", applied, 0.7)
     assert (
         metrics.registry.get_sample_value(
             "pipesync_gitsource_syncs_total", {**source, "result": "Succeeded"}
@@ -468,7 +470,7 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
     assert metrics.registry.get_sample_value("pipesync_gitsource_info", info) == 1
 
     failed = SyncReport("FetchFailed", "")
-    metrics.git_sync("ml", "repo", failed, 0.1)
+    metrics.git_sources.git_sync("ml", "repo", failed, 0.1)
     errors = {**source, "reason": "FetchFailed"}
     assert metrics.registry.get_sample_value("pipesync_gitsource_sync_errors_total", errors) == 1
     # One info series per source: the revision stays, readiness flips.
@@ -484,7 +486,7 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
         == now
     )
 
-    metrics.git_source_deleted("ml", "repo")
+    metrics.git_sources.git_source_deleted("ml", "repo")
     assert (
         metrics.registry.get_sample_value("pipesync_gitsource_info", {**info, "ready": "false"})
         is None
@@ -516,7 +518,7 @@ def test_series_with_known_labels_exist_at_zero_from_the_start(metrics: Metrics)
 def test_a_pipeline_seen_has_its_run_series_at_zero_before_its_first_run(
     metrics: Metrics,
 ) -> None:
-    metrics.pipeline_seen("ml", "digits")
+    metrics.runs.pipeline_seen("ml", "digits")
     pipeline = {"namespace": "ml", "pipeline": "digits"}
     assert value(metrics, "pipesync_runs_started_total", **pipeline) == 0
     assert value(metrics, "pipesync_task_retries_total", **pipeline) == 0
@@ -528,13 +530,13 @@ def test_a_pipeline_seen_has_its_run_series_at_zero_before_its_first_run(
     assert value(metrics, "pipesync_tasks", namespace="ml", phase="Running") == 0
     assert value(metrics, "pipesync_pods_pending", namespace="ml") == 0
     # the first run's start is then a step from 0 to 1
-    metrics.run_pass(report(status("Pending"), status("Running")))
+    metrics.runs.run_pass(report(status("Pending"), status("Running")))
     assert value(metrics, "pipesync_runs_started_total", **pipeline) == 1
 
 
 def test_a_gpu_pods_pool_is_at_zero_gpu_seconds_while_it_runs(metrics: Metrics) -> None:
     gpu = pod("t1", phase="Running", gpu=1, pool="gpu")
-    metrics.run_pass(report(status("Pending"), status("Running"), pods={TRAIN: gpu}))
+    metrics.runs.run_pass(report(status("Pending"), status("Running"), pods={TRAIN: gpu}))
     assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="gpu") == 0
     assert value(metrics, "pipesync_gpu_seconds_total", namespace="ml", pool="none") is None
 
@@ -543,8 +545,10 @@ def test_run_metrics_of_same_named_pipelines_in_two_namespaces_are_apart(
     metrics: Metrics,
 ) -> None:
     done = status("Failed", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:00:01Z")
-    metrics.run_pass(report(status("Running"), done))
-    metrics.run_pass(report(status("Running"), done, the_run=run(uid="u2", namespace="team-b")))
+    metrics.runs.run_pass(report(status("Running"), done))
+    metrics.runs.run_pass(
+        report(status("Running"), done, the_run=run(uid="u2", namespace="team-b"))
+    )
     for namespace in ("ml", "team-b"):
         labels = {"namespace": namespace, "pipeline": "digits", "phase": "Failed"}
         assert value(metrics, "pipesync_runs_finished_total", **labels) == 1
@@ -574,7 +578,7 @@ def synced_status(**extra: Any) -> dict[str, Any]:
 def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> None:
     metrics = Metrics(CollectorRegistry())
     source = {"namespace": "ml", "name": "repo"}
-    metrics.git_source_seen("ml", "repo", synced_status())
+    metrics.git_sources.git_source_seen("ml", "repo", synced_status())
     info = {**source, "revision": "main@sha1:bbb", "ready": "true"}
     assert value(metrics, "pipesync_gitsource_info", **info) == 1
     assert value(metrics, "pipesync_gitsource_invalid_files", **source) == 1
@@ -589,7 +593,7 @@ def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> Non
     )
     assert value(metrics, "pipesync_gitsource_objects_applied_total", **source) == 0
     # a later sync replaces the restored info series, it does not add a second one
-    metrics.git_sync("ml", "repo", SyncReport("FetchFailed", ""))
+    metrics.git_sources.git_sync("ml", "repo", SyncReport("FetchFailed", ""))
     assert value(metrics, "pipesync_gitsource_info", **info) is None
     assert value(metrics, "pipesync_gitsource_info", **{**info, "ready": "false"}) == 1
 
@@ -598,7 +602,7 @@ def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
     metrics = Metrics(CollectorRegistry())
     status = synced_status(lastAttemptedRevision="main@sha1:ccc")
     status["conditions"][0].update(reason="ApplyFailed")
-    metrics.git_source_seen("ml", "repo", status)
+    metrics.git_sources.git_source_seen("ml", "repo", status)
     source = {"namespace": "ml", "name": "repo"}
     assert value(metrics, "pipesync_gitsource_info", **source, revision="main@sha1:ccc",
                  ready="false") == 1  # fmt: skip
@@ -611,7 +615,7 @@ def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
 
 def test_a_source_never_synced_has_counters_but_no_gauges() -> None:
     metrics = Metrics(CollectorRegistry())
-    metrics.git_source_seen("ml", "new", {})
+    metrics.git_sources.git_source_seen("ml", "new", {})
     source = {"namespace": "ml", "name": "new"}
     assert value(metrics, "pipesync_gitsource_syncs_total", **source, result="Succeeded") == 0
     assert value(metrics, "pipesync_gitsource_last_success_timestamp_seconds", **source) is None

@@ -49,13 +49,13 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
 
     # Runs and tasks: a pipeline seen, one run through retries, GPUs and its end, another
     # still running (gauges), one in a second namespace with an inline spec.
-    metrics.pipeline_seen("ml", "digits")
-    metrics.run_pass(report({}, status("Pending")))
+    metrics.runs.pipeline_seen("ml", "digits")
+    metrics.runs.run_pass(report({}, status("Pending")))
     running = {
         PREP: pod("p1", phase="Running"),
         TRAIN: pod("t1", phase="Pending", gpu=2, pool="gpu"),
     }
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Pending"),
             status("Running", startedAt="2026-01-01T00:00:00Z",
@@ -68,7 +68,7 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
         PREP: pod("p1", phase="Succeeded", finished="2026-01-01T00:00:03Z"),
         TRAIN: pod("t1", phase="Failed", finished="2026-01-01T00:00:10Z", gpu=2, pool="gpu"),
     }
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Running"),
             status("Running", taskCounts={"running": 1, "succeeded": 1}),
@@ -80,7 +80,7 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
                  pool="gpu")  # fmt: skip
     done = status("Succeeded", startedAt="2026-01-01T00:00:00Z",
                   finishedAt="2026-01-01T00:00:42Z", taskCounts={"succeeded": 2})  # fmt: skip
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Running"),
             done,
@@ -88,7 +88,7 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
             pods={PREP: retried[PREP], TRAIN: second},
         )
     )
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Pending"),
             status("Running", taskCounts={"running": 1, "pending": 1}),
@@ -99,7 +99,7 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     )
     inline = {"metadata": {"name": "adhoc", "namespace": "lab", "uid": "uid-3"}, "spec": {}}
     failed = NodeState(Phase.FAILED, 1, failure=FailureKind.FAILED)
-    metrics.run_pass(
+    metrics.runs.run_pass(
         report(
             status("Running"),
             status("Failed", startedAt="2026-01-01T00:00:00Z", finishedAt="2026-01-01T00:02:00Z"),
@@ -111,27 +111,27 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     )
 
     # Reconcile passes and API calls.
-    with metrics.reconcile("runs"):
+    with metrics.passes.reconcile("runs"):
         pass
-    with pytest.raises(RuntimeError), metrics.reconcile("gitsources"):
+    with pytest.raises(RuntimeError), metrics.passes.reconcile("gitsources"):
         raise RuntimeError("api down")
     kube = FakeKube()
-    metrics.watch_requests(kube)
+    metrics.passes.watch_requests(kube)
     kube.requests[("get", 200)] += 3
     kube.requests[("patch", 409)] += 1
 
     # The S3 mirror.
-    metrics.mirror_failed()
-    metrics.set_mirror_backlog(4)
+    metrics.mirror.mirror_failed()
+    metrics.mirror.set_mirror_backlog(4)
 
     # RecurringRuns.
-    metrics.recurring_fired(0.3)
-    metrics.recurring_fired(12.0)
-    metrics.recurring_skipped("ConcurrencyForbid", 2)
-    metrics.recurring_missed("DeadlineExceeded", 1)
+    metrics.recurring.recurring_fired(0.3)
+    metrics.recurring.recurring_fired(12.0)
+    metrics.recurring.recurring_skipped("ConcurrencyForbid", 2)
+    metrics.recurring.recurring_missed("DeadlineExceeded", 1)
 
     # GitSources: one restored from its status, synced, failing, another deleted.
-    metrics.git_source_seen(
+    metrics.git_sources.git_source_seen(
         "ml",
         "repo",
         {
@@ -144,14 +144,18 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
             "errors": [{"file": "a.yaml", "message": "bad"}],
         },
     )  # fmt: skip
-    metrics.git_sync("ml", "repo", SyncReport("Succeeded", "main@sha1:bbb", 3, 1, 2, 0, 996.0), 0.7)
-    metrics.git_sync("ml", "repo", SyncReport("FetchFailed", ""), 0.1)
-    metrics.git_source_seen("ml", "old", {})
-    metrics.git_sync("ml", "old", SyncReport("Succeeded", "main@sha1:ccc", 1, 0, 0, 0, 999.0))
-    metrics.git_source_deleted("ml", "old")
+    metrics.git_sources.git_sync(
+        "ml", "repo", SyncReport("Succeeded", "main@sha1:bbb", 3, 1, 2, 0, 996.0), 0.7
+    )
+    metrics.git_sources.git_sync("ml", "repo", SyncReport("FetchFailed", ""), 0.1)
+    metrics.git_sources.git_source_seen("ml", "old", {})
+    metrics.git_sources.git_sync(
+        "ml", "old", SyncReport("Succeeded", "main@sha1:ccc", 1, 0, 0, 0, 999.0)
+    )
+    metrics.git_sources.git_source_deleted("ml", "old")
 
     # The push webhook receiver.
-    count = metrics.count_webhooks(("accepted", "unauthorized"))
+    count = metrics.webhooks.count_webhooks(("accepted", "unauthorized"))
     count("accepted")
     count("accepted")
     count("not-found")

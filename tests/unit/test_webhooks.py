@@ -391,7 +391,9 @@ def test_served_on_the_metrics_port_and_counted(source: Source) -> None:
     limit is refused before the body is sent, and results are counted."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    app = webhooks.WebhookApp(source.triggers, on_result=metrics.count_webhooks(webhooks.RESULTS))
+    app = webhooks.WebhookApp(
+        source.triggers, on_result=metrics.webhooks.count_webhooks(webhooks.RESULTS)
+    )
     server = endpoint.serve(registry, "127.0.0.1:0", routes={webhooks.PREFIX: app})
     port = server.server_address[1]
     try:

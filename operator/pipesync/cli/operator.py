@@ -256,7 +256,7 @@ def run(options: argparse.Namespace) -> int:
     if options.metrics_address != "off":
         observed = metrics.Metrics()
         hooks = webhooks.WebhookApp(
-            sync_triggers, on_result=observed.count_webhooks(webhooks.RESULTS)
+            sync_triggers, on_result=observed.webhooks.count_webhooks(webhooks.RESULTS)
         )
         routes: dict[str, endpoint.WsgiApp] = {webhooks.PREFIX: hooks}
         if options.ui:
@@ -264,7 +264,7 @@ def run(options: argparse.Namespace) -> int:
             from pipesync.ui import PREFIX  # noqa: PLC0415
 
             routes[PREFIX] = ui.build(
-                options.namespace, "token", store, counted=observed.watch_requests
+                options.namespace, "token", store, counted=observed.passes.watch_requests
             )
         # Bound before kopf starts, so a taken port fails the start, not a later scrape.
         try:
@@ -289,7 +289,7 @@ def run(options: argparse.Namespace) -> int:
         read_pod=podstate.read_pod,
         bucket=options.s3_bucket,
         prefix=options.s3_prefix,
-        metrics=observed,
+        metrics=observed.mirror if observed is not None else None,
     )
     operator.run(
         settings.OperatorSettings(
@@ -308,7 +308,7 @@ def run(options: argparse.Namespace) -> int:
             namespaces=tuple(options.namespace),
             liveness_endpoint=options.liveness,
             metrics=observed,
-            observers=((observed,) if observed is not None else ()) + (recorder,),
+            observers=((observed.runs,) if observed is not None else ()) + (recorder,),
             records=recorder,
             store=outputs_store,
             triggers=sync_triggers,

@@ -22,7 +22,7 @@ from pipesync.api import conventions, model
 from pipesync.controllers import driver, gitsources
 from pipesync.controllers.settings import OperatorSettings, timer
 from pipesync.kube.protocol import Kube
-from pipesync.observe.metrics import Metrics
+from pipesync.observe.gitsource_metrics import GitSourceMetrics
 from pipesync.runtime import pods
 
 _log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     passes = concurrent.futures.ThreadPoolExecutor(
         max_workers=GIT_WORKERS, thread_name_prefix="gitsource-pass"
     )
-    metrics = settings.metrics
+    metrics = settings.metrics.git_sources if settings.metrics is not None else None
     own_events: dict[tuple[str, str], asyncio.Event] = {}
     # What each source's last seen event carried: only a change of these wakes it (our
     # own status writes must not).
@@ -111,7 +111,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
 
 
 def _report(
-    metrics: Metrics | None,
+    metrics: GitSourceMetrics | None,
     namespace: str,
     name: str,
     report: gitsources.SyncReport,

@@ -29,8 +29,8 @@ from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.engine import state
 from pipesync.kube.client import KubeClient, connect
 from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
-from pipesync.observe.metrics import Metrics
 from pipesync.observe.records import RunRecorder
+from pipesync.observe.run_metrics import RunMetrics
 from pipesync.runtime import podstate
 
 
@@ -42,9 +42,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kube = KubeClient(connect(settings.pass_workers + 4))
     if settings.metrics is not None:
-        settings.metrics.watch_requests(kube)
+        settings.metrics.passes.watch_requests(kube)
     _register_plumbing(registry, settings.pass_workers)
-    _register_pipelines(registry, timer(settings), settings.metrics)
+    _register_pipelines(
+        registry, timer(settings), settings.metrics.runs if settings.metrics is not None else None
+    )
     _register_experiments(registry, kube)
     controller = _register_runs(registry, kube, settings)
     recurringruns_handlers.register(registry, kube, settings)
@@ -105,7 +107,7 @@ def _register_plumbing(registry: kopf.OperatorRegistry, workers: int) -> None:
 
 
 def _register_pipelines(
-    registry: kopf.OperatorRegistry, timed: Timer, metrics: Metrics | None
+    registry: kopf.OperatorRegistry, timed: Timer, metrics: RunMetrics | None
 ) -> None:
     group, version = model.GROUP, model.VERSION
 
@@ -303,7 +305,7 @@ def run(settings: OperatorSettings, election: leadership.Election | None = None)
         # A client of its own: renewals never queue behind the passes' requests.
         leases = KubeClient(connect(2))
         if settings.metrics is not None:
-            settings.metrics.watch_requests(leases)
+            settings.metrics.passes.watch_requests(leases)
         leader = leadership.lead(leases, election)
     registry = build_registry(settings)
     try:

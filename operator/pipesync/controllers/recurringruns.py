@@ -35,7 +35,7 @@ def _instant(text: Any) -> int | None:
 
 
 class RecurringObserver(Protocol):
-    """observe.metrics.Metrics: what a pass fired, skipped and missed."""
+    """observe.recurring_metrics.RecurringMetrics: what a pass fired, skipped and missed."""
 
     def recurring_fired(self, lag_seconds: float) -> None: ...
 

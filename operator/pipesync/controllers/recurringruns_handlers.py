@@ -52,7 +52,9 @@ class _Finishes:
 def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
     group, version = model.GROUP, model.VERSION
     controller = recurringruns.RecurringRunController(
-        kube, observer=settings.metrics, wait_for_records=settings.records is not None
+        kube,
+        observer=settings.metrics.recurring if settings.metrics is not None else None,
+        wait_for_records=settings.records is not None,
     )
     timed = timer(settings)
     wakeups = driver.Wakeups()

@@ -23,7 +23,7 @@ class OperatorSettings:
     observers: tuple[RunObserver, ...] = ()  # metrics, the S3 mirror
     store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
     liveness_endpoint: str | None = None
-    metrics: Metrics | None = None  # reconcile timing and API request counts
+    metrics: Metrics | None = None  # each controller reaches its domain (passes, runs...)
     records: RunRecorder | None = None  # the S3 mirror (also list it in observers)
     #: A run with nothing to wake it is looked at again after this long anyway.
     resync_seconds: float = 30.0
@@ -43,5 +43,5 @@ Timer = Callable[[str], AbstractContextManager[None]]
 def timer(settings: OperatorSettings) -> Timer:
     """Wraps each reconcile pass: duration and errors by controller, when metrics are on."""
     if settings.metrics is not None:
-        return settings.metrics.reconcile
+        return settings.metrics.passes.reconcile
     return lambda _controller: contextlib.nullcontext()

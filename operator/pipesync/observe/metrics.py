@@ -7,9 +7,12 @@ Each domain keeps its series and its rules in its own module:
 - recurring_metrics: RecurringRun fires, skips, misses and schedule lag;
 - gitsource_metrics: GitSource syncs, their results, lag and current revision;
 - webhook_metrics: requests to the push webhook receiver.
-`Metrics` builds them all on one registry, in one order (the exposition's), and is the
-one object the wiring hands around: the controllers, the S3 mirror and the webhook
-receiver call it, and it passes each call to its domain.
+`Metrics` builds them all on one registry, in one order (the exposition's), and forwards
+nothing: the wiring hands each caller its domain (`runs` to the Run controller's
+observers, `passes` to the reconcile timer and the request counters, `mirror` to the S3
+mirror, `recurring` to the RecurringRun controller, `git_sources` to the GitSource
+handlers, `webhooks` to the push receiver), so a new series is its domain module and
+its call site.
 
 Semantics across restarts (the operator may be SIGKILLed at any moment): counters count
 what this process observed, in base units, and start at zero in a new process
@@ -26,9 +29,7 @@ Labels are the pipeline, phase, pool, namespace or controller: never the run
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 
@@ -41,11 +42,10 @@ from pipesync.observe import (
     run_metrics,
     webhook_metrics,
 )
-from pipesync.observe.passes import PassReportLike
 
 
 class Metrics:
-    """Implements RunObserver; one instance per operator process, on its own registry."""
+    """The domain collectors on one registry; one instance per operator process."""
 
     def __init__(
         self,
@@ -74,68 +74,3 @@ class Metrics:
         # process_resident_memory_bytes, process_cpu_seconds_total...: the dashboards' memory.
         ProcessCollector(registry=r)
         self.webhooks = webhook_metrics.WebhookMetrics(r)
-
-    # --- runs and tasks ------------------------------------------------------------------
-
-    def run_pass(self, report: PassReportLike) -> None:
-        """RunObserver: must not raise (it runs inside the controller's pass)."""
-        self.runs.run_pass(report)
-
-    def pipeline_seen(self, namespace: str, pipeline: str) -> None:
-        """A Pipeline exists: its run and task series start at 0 now."""
-        self.runs.pipeline_seen(namespace, pipeline)
-
-    # --- controller passes and API calls -------------------------------------------------
-
-    def reconcile(self, controller: str) -> AbstractContextManager[None]:
-        """Times one reconcile pass of `controller`; counts it as an error if it raises."""
-        return self.passes.reconcile(controller)
-
-    def watch_requests(self, source: pass_metrics.RequestCounts) -> None:
-        """Expose `source.requests` as pipesync_kubernetes_requests_total, read at scrape."""
-        self.passes.watch_requests(source)
-
-    # --- the S3 mirror -------------------------------------------------------------------
-
-    def mirror_failed(self) -> None:
-        self.mirror.mirror_failed()
-
-    def set_mirror_backlog(self, records: int) -> None:
-        self.mirror.set_mirror_backlog(records)
-
-    # --- RecurringRuns (observed by controllers/recurringruns.py) ------------------------
-
-    def recurring_fired(self, lag_seconds: float) -> None:
-        self.recurring.recurring_fired(lag_seconds)
-
-    def recurring_skipped(self, reason: str, count: int) -> None:
-        self.recurring.recurring_skipped(reason, count)
-
-    def recurring_missed(self, reason: str, count: int) -> None:
-        self.recurring.recurring_missed(reason, count)
-
-    # --- GitSources (observed by controllers/gitsources_handlers.py) ---------------------
-
-    def git_sync(
-        self,
-        namespace: str,
-        name: str,
-        report: gitsource_metrics.GitSyncReport,
-        seconds: float | None = None,
-    ) -> None:
-        """One sync attempt of a GitSource (not called for passes that did nothing)."""
-        self.git_sources.git_sync(namespace, name, report, seconds)
-
-    def git_source_seen(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """The source's sync starts: its series say again what its stored status says."""
-        self.git_sources.git_source_seen(namespace, name, status)
-
-    def git_source_deleted(self, namespace: str, name: str) -> None:
-        """Drops the source's series that describe a current state."""
-        self.git_sources.git_source_deleted(namespace, name)
-
-    # --- push webhook receiver (gitops/webhooks.py reports through this callback) --------
-
-    def count_webhooks(self, results: Iterable[str] = ()) -> Callable[[str], None]:
-        """The receiver's `on_result` callback; the counter is created on first use."""
-        return self.webhooks.count_webhooks(results)

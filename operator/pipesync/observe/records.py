@@ -86,7 +86,7 @@ class KubeLike(Protocol):
 
 
 class MirrorMetrics(Protocol):
-    """pipesync.observe.metrics.Metrics: failed writes and the queue's length."""
+    """pipesync.observe.mirror_metrics.MirrorMetrics: failed writes and the queue's length."""
 
     def mirror_failed(self) -> None: ...
 
