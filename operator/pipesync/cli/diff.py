@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import git
 
+from pipesync.cli import flags
 from pipesync.gitops import diff
 from pipesync.gitops.diff import ChangeSet, FieldChange, PipelineChange, ScheduleView
 from pipesync.gitops.snapshot import SnapshotError, read_snapshot
@@ -25,9 +26,11 @@ EXIT_SAME, EXIT_CHANGED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_VALUE = 160
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: flags.Subcommands) -> None:
+    parser = flags.add_command(
+        subparsers,
         "diff",
+        run,
         help="what merging one revision into another would change (pipelines, schedules, ...)",
         description="Compare the pipesync resources of two revisions of a repository: "
         "pipelines (task by task), schedules with their next fire times, experiments, "
@@ -49,7 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--format", choices=("text", "markdown", "json"), default="text", help="output format"
     )
-    parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:
