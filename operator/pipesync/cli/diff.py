@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable
+from typing import Protocol
 
 import git
 
@@ -125,6 +126,20 @@ def _view(view: ScheduleView | None) -> str:
 # --- text ------------------------------------------------------------------------------
 
 
+class _FileChange(Protocol):
+    """What every changed resource of a ChangeSet has (pipelines, schedules, experiments,
+    runs are separate dataclasses): the text format heads each the same way."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def change(self) -> str: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def fields(self) -> tuple[FieldChange, ...]: ...
+
+
 def text(changes: ChangeSet) -> str:
     lines = [
         f"pipesync diff {changes.base.ref} ({_short(changes.base.commit)}) -> "
@@ -139,25 +154,25 @@ def text(changes: ChangeSet) -> str:
         for f in items:
             lines.append(f"{indent}{f.field}: {_value(f.before)} -> {_value(f.after)}")
 
+    def resource(kind: str, item: _FileChange, after: str = "") -> None:
+        lines.append(f"{kind} {item.name} {item.change} ({item.file}){after}")
+        fields(item.fields, "  ")
+
     for p in changes.pipelines:
-        lines.append(f"pipeline {p.name} {p.change} ({p.file})")
-        fields(p.fields, "  ")
+        resource("pipeline", p)
         for t in p.tasks:
             lines.append(f"  task {t.name}{' (onExit)' if t.on_exit else ''} {t.change}")
             fields(t.fields, "    ")
     for s in changes.schedules:
-        lines.append(f"schedule {s.name} {s.change} ({s.file}), pipeline {s.pipeline}")
-        fields(s.fields, "  ")
+        resource("schedule", s, f", pipeline {s.pipeline}")
         if s.before is not None:
             lines.append(f"  before: {_view(s.before)}")
         if s.after is not None:
             lines.append(f"  after:  {_view(s.after)}")
     for e in changes.experiments:
-        lines.append(f"experiment {e.name} {e.change} ({e.file})")
-        fields(e.fields, "  ")
+        resource("experiment", e)
     for r in changes.runs:
-        lines.append(f"run {r.name} {r.change} ({r.file}), pipeline {r.pipeline}")
-        fields(r.fields, "  ")
+        resource("run", r, f", pipeline {r.pipeline}")
     for start in changes.starts:
         lines.append(f"would start: {_start(start)}")
     for problem in changes.problems:
