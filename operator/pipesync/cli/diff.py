@@ -13,13 +13,20 @@ import json
 import re
 import sys
 from collections.abc import Iterable
-from typing import Protocol
 
 import git
 
 from pipesync.cli import flags
 from pipesync.gitops import diff
-from pipesync.gitops.diff import ChangeSet, FieldChange, PipelineChange, ScheduleView
+from pipesync.gitops.diff import (
+    ChangeSet,
+    FieldChange,
+    PipelineChange,
+    ResourceChange,
+    RunChange,
+    ScheduleChange,
+    ScheduleView,
+)
 from pipesync.gitops.snapshot import SnapshotError, read_snapshot
 
 EXIT_SAME, EXIT_CHANGED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
@@ -126,18 +133,9 @@ def _view(view: ScheduleView | None) -> str:
 # --- text ------------------------------------------------------------------------------
 
 
-class _FileChange(Protocol):
-    """What every changed resource of a ChangeSet has (pipelines, schedules, experiments,
-    runs are separate dataclasses): the text format heads each the same way."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def change(self) -> str: ...
-    @property
-    def file(self) -> str: ...
-    @property
-    def fields(self) -> tuple[FieldChange, ...]: ...
+#: The changed resources of a ChangeSet (separate dataclasses with the same name, change,
+#: file and fields), each headed the same way in the text format.
+_FileChange = PipelineChange | ScheduleChange | ResourceChange | RunChange
 
 
 def text(changes: ChangeSet) -> str:
