@@ -16,8 +16,17 @@ from collections.abc import Iterable
 
 import git
 
+from pipesync.cli import flags
 from pipesync.gitops import diff
-from pipesync.gitops.diff import ChangeSet, FieldChange, PipelineChange, ScheduleView
+from pipesync.gitops.diff import (
+    ChangeSet,
+    FieldChange,
+    PipelineChange,
+    ResourceChange,
+    RunChange,
+    ScheduleChange,
+    ScheduleView,
+)
 from pipesync.gitops.snapshot import SnapshotError, read_snapshot
 
 EXIT_SAME, EXIT_CHANGED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
@@ -25,9 +34,11 @@ EXIT_SAME, EXIT_CHANGED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_VALUE = 160
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: flags.Subcommands) -> None:
+    parser = flags.add_command(
+        subparsers,
         "diff",
+        run,
         help="what merging one revision into another would change (pipelines, schedules, ...)",
         description="Compare the pipesync resources of two revisions of a repository: "
         "pipelines (task by task), schedules with their next fire times, experiments, "
@@ -49,7 +60,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--format", choices=("text", "markdown", "json"), default="text", help="output format"
     )
-    parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:
@@ -123,6 +133,11 @@ def _view(view: ScheduleView | None) -> str:
 # --- text ------------------------------------------------------------------------------
 
 
+#: The changed resources of a ChangeSet (separate dataclasses with the same name, change,
+#: file and fields), each headed the same way in the text format.
+_FileChange = PipelineChange | ScheduleChange | ResourceChange | RunChange
+
+
 def text(changes: ChangeSet) -> str:
     lines = [
         f"pipesync diff {changes.base.ref} ({_short(changes.base.commit)}) -> "
@@ -137,25 +152,25 @@ def text(changes: ChangeSet) -> str:
         for f in items:
             lines.append(f"{indent}{f.field}: {_value(f.before)} -> {_value(f.after)}")
 
+    def resource(kind: str, item: _FileChange, after: str = "") -> None:
+        lines.append(f"{kind} {item.name} {item.change} ({item.file}){after}")
+        fields(item.fields, "  ")
+
     for p in changes.pipelines:
-        lines.append(f"pipeline {p.name} {p.change} ({p.file})")
-        fields(p.fields, "  ")
+        resource("pipeline", p)
         for t in p.tasks:
             lines.append(f"  task {t.name}{' (onExit)' if t.on_exit else ''} {t.change}")
             fields(t.fields, "    ")
     for s in changes.schedules:
-        lines.append(f"schedule {s.name} {s.change} ({s.file}), pipeline {s.pipeline}")
-        fields(s.fields, "  ")
+        resource("schedule", s, f", pipeline {s.pipeline}")
         if s.before is not None:
             lines.append(f"  before: {_view(s.before)}")
         if s.after is not None:
             lines.append(f"  after:  {_view(s.after)}")
     for e in changes.experiments:
-        lines.append(f"experiment {e.name} {e.change} ({e.file})")
-        fields(e.fields, "  ")
+        resource("experiment", e)
     for r in changes.runs:
-        lines.append(f"run {r.name} {r.change} ({r.file}), pipeline {r.pipeline}")
-        fields(r.fields, "  ")
+        resource("run", r, f", pipeline {r.pipeline}")
     for start in changes.starts:
         lines.append(f"would start: {_start(start)}")
     for problem in changes.problems:

@@ -18,16 +18,18 @@ from typing import Any
 
 from pipesync.api import runstatus
 from pipesync.api.runstatus import RunRecord
-from pipesync.cli import s3options
+from pipesync.cli import flags, s3options
 from pipesync.runtime import archive, storage
 from pipesync.runtime.archive import StoredRecord
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: flags.Subcommands) -> None:
+    parser = flags.add_command(
+        subparsers,
         "history",
+        run,
         help="list past runs from their S3 records (also runs no longer in the cluster)",
         description="List runs from the records the operator writes to S3, newest first, "
         "or with --local from the records of `pipesync run` in a work directory. "
@@ -55,7 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "./.pipesync) instead of S3",
     )
     s3options.add_arguments(parser)
-    parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:

@@ -11,63 +11,66 @@ from pathlib import Path
 import yaml
 
 from pipesync import __version__
-from pipesync.cli import s3options
+from pipesync.cli import flags, s3options
 from pipesync.engine import limits
 from pipesync.runtime import placement, pods, podstate, taskpolicy
 
 DEFAULT_IMAGE = f"ghcr.io/pipesync/pipesync:{__version__}"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: flags.Subcommands) -> None:
     env = os.environ.get
-    parser = subparsers.add_parser(
+    parser = flags.add_command(
+        subparsers,
         "operator",
+        run,
         help="run the controllers (kopf) against the current kubeconfig",
         description="Run the pipesync controllers in the foreground. They use the "
         "in-cluster service account, or KUBECONFIG / ~/.kube/config outside a cluster. "
         "Every flag has an environment variable (in brackets) for charts and containers.",
     )
-    parser.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=[],
-        metavar="NS",
-        help="watch only this namespace (repeat for more; default: all namespaces)",
+    flags.add_namespaces_argument(
+        parser, help="watch only this namespace (repeat for more; default: all namespaces)"
     )
     parser.add_argument(
         "--liveness",
         metavar="URL",
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--image",
-        default=env("PIPESYNC_IMAGE", DEFAULT_IMAGE),
-        help="the operator image, also used for the artifact init and sidecar containers "
-        "[PIPESYNC_IMAGE]",
+        "PIPESYNC_IMAGE",
+        default=DEFAULT_IMAGE,
+        help="the operator image, also used for the artifact init and sidecar containers",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--agent-command",
-        default=env("PIPESYNC_AGENT_COMMAND", "pipesync"),
-        help="how task pods call the agent in that image [PIPESYNC_AGENT_COMMAND]",
+        "PIPESYNC_AGENT_COMMAND",
+        default="pipesync",
+        help="how task pods call the agent in that image",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--default-task-image",
-        default=env("PIPESYNC_DEFAULT_TASK_IMAGE"),
-        help="image for tasks that name none [PIPESYNC_DEFAULT_TASK_IMAGE]",
+        "PIPESYNC_DEFAULT_TASK_IMAGE",
+        help="image for tasks that name none",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--pools",
+        "PIPESYNC_POOLS",
         metavar="FILE",
-        default=env("PIPESYNC_POOLS"),
-        help="YAML file mapping pool names to placement [PIPESYNC_POOLS]",
+        help="YAML file mapping pool names to placement",
     )
     s3options.add_arguments(parser)
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--s3-credentials-secret",
-        default=env("PIPESYNC_S3_CREDENTIALS_SECRET"),
+        "PIPESYNC_S3_CREDENTIALS_SECRET",
         help="Secret (in each run's namespace) with AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY for task pods [PIPESYNC_S3_CREDENTIALS_SECRET]",
+        "AWS_SECRET_ACCESS_KEY for task pods",
     )
     parser.add_argument(
         "--s3-credentials-from-env",
@@ -75,14 +78,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="put this process's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY into task pods "
         "as plain values (local stacks and tests only)",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--metrics-address",
-        default=env("PIPESYNC_METRICS_ADDRESS", "0.0.0.0:8080"),
+        "PIPESYNC_METRICS_ADDRESS",
+        default="0.0.0.0:8080",
         metavar="HOST:PORT",
         help="serve /metrics (Prometheus), /healthz and the push webhook (/hooks/) here; "
-        "'off' serves nothing "
-        "[PIPESYNC_METRICS_ADDRESS]",
+        "'off' serves nothing",
     )
+    # On by default, so its variable turns it off (0, false, no), unlike the switches below.
     parser.add_argument(
         "--ui",
         action=argparse.BooleanOptionalAction,
@@ -90,13 +95,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="serve the web UI at /ui/ on the metrics address (visitors log in with a "
         "Kubernetes token; default on) [PIPESYNC_UI]",
     )
-    parser.add_argument(
+    flags.add_env_switch(
+        parser,
         "--leader-election",
-        action="store_true",
-        default=env("PIPESYNC_LEADER_ELECTION", "") in ("1", "true"),
+        "PIPESYNC_LEADER_ELECTION",
         help="run as one of several replicas: only the holder of a coordination.k8s.io "
-        "Lease drives resources, the others wait as standbys [PIPESYNC_LEADER_ELECTION]",
+        "Lease drives resources, the others wait as standbys",
     )
+    # Two variables, the second set by the chart from the downward API.
     parser.add_argument(
         "--leader-election-namespace",
         metavar="NS",
@@ -104,33 +110,35 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="namespace of the Lease (default: the pod's namespace) "
         "[PIPESYNC_LEADER_ELECTION_NAMESPACE, POD_NAMESPACE]",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--leader-election-lease",
+        "PIPESYNC_LEADER_ELECTION_LEASE",
+        default="pipesync-operator",
         metavar="NAME",
-        default=env("PIPESYNC_LEADER_ELECTION_LEASE", "pipesync-operator"),
-        help="name of the Lease [PIPESYNC_LEADER_ELECTION_LEASE]",
+        help="name of the Lease",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--allowed-service-accounts",
+        "PIPESYNC_ALLOWED_SERVICE_ACCOUNTS",
         metavar="PATTERNS",
-        default=env("PIPESYNC_ALLOWED_SERVICE_ACCOUNTS"),
         help="comma-separated glob patterns of the ServiceAccounts task pods may run as; "
-        "a run asking for another fails (default: any; '' allows none) "
-        "[PIPESYNC_ALLOWED_SERVICE_ACCOUNTS]",
+        "a run asking for another fails (default: any; '' allows none)",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--allowed-secrets",
+        "PIPESYNC_ALLOWED_SECRETS",
         metavar="PATTERNS",
-        default=env("PIPESYNC_ALLOWED_SECRETS"),
         help="comma-separated glob patterns of the Secrets tasks may read (env, volumes); "
-        "a run using another fails (default: any; '' allows none) [PIPESYNC_ALLOWED_SECRETS]",
+        "a run using another fails (default: any; '' allows none)",
     )
-    parser.add_argument(
+    flags.add_env_switch(
+        parser,
         "--allow-control-plane-tolerations",
-        action="store_true",
-        default=env("PIPESYNC_ALLOW_CONTROL_PLANE_TOLERATIONS", "") in ("1", "true"),
-        help="let tasks tolerate the control-plane taints (default: a run whose task "
-        "does fails) [PIPESYNC_ALLOW_CONTROL_PLANE_TOLERATIONS]",
+        "PIPESYNC_ALLOW_CONTROL_PLANE_TOLERATIONS",
+        help="let tasks tolerate the control-plane taints (default: a run whose task does fails)",
     )
     defaults = limits.DEFAULT
     for flag, variable, default, text in (
@@ -153,14 +161,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "task pods one reconcile pass of a run creates (the rest follow at once)",
         ),
     ):
-        parser.add_argument(
+        flags.add_env_argument(
+            parser,
             flag,
+            variable,
+            default=str(default),
             type=_positive,
-            default=env(variable, str(default)),
             metavar="N",
-            help=f"most {text}; a larger forEach fails its task (default {default}) [{variable}]",
+            help=f"most {text}; a larger forEach fails its task (default {default})",
         )
-    parser.set_defaults(command=run)
 
 
 def _patterns(text: str | None) -> tuple[str, ...] | None:

@@ -21,7 +21,7 @@ from rich.text import Text
 from pipesync.api import conventions, durations, model, runstatus
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
-from pipesync.cli import progress, sources
+from pipesync.cli import flags, progress, sources
 from pipesync.engine import checks, compiler, params, planner
 from pipesync.engine.state import RunPhase
 from pipesync.runtime.local import LocalRun
@@ -35,9 +35,11 @@ class _Usage(Exception):
     pass
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: flags.Subcommands) -> None:
+    parser = flags.add_command(
+        subparsers,
         "run",
+        run,
         help="run one pipeline locally, tasks as subprocesses",
         description="Run a pipeline on this machine: tasks run as subprocesses in the current "
         "environment (images are ignored), in the repository's directory, with outputs, "
@@ -73,7 +75,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--plain", action="store_true", help="plain progress lines even on a terminal"
     )
-    parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:

@@ -4,30 +4,32 @@ they describe (one set of names and environment variables for operator, history 
 from __future__ import annotations
 
 import argparse
-import os
 
+from pipesync.cli import flags
 from pipesync.runtime import storage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--s3-bucket",
-        default=env("PIPESYNC_S3_BUCKET", "pipesync"),
-        help="bucket for artifacts and run records [PIPESYNC_S3_BUCKET]",
+        "PIPESYNC_S3_BUCKET",
+        default="pipesync",
+        help="bucket for artifacts and run records",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--s3-endpoint",
-        default=env("PIPESYNC_S3_ENDPOINT"),
-        help="S3 endpoint URL; unset for AWS [PIPESYNC_S3_ENDPOINT]",
+        "PIPESYNC_S3_ENDPOINT",
+        help="S3 endpoint URL; unset for AWS",
     )
-    parser.add_argument(
-        "--s3-region", default=env("PIPESYNC_S3_REGION", "us-east-1"), help="[PIPESYNC_S3_REGION]"
-    )
-    parser.add_argument(
+    flags.add_env_argument(parser, "--s3-region", "PIPESYNC_S3_REGION", default="us-east-1")
+    flags.add_env_argument(
+        parser,
         "--s3-prefix",
-        default=env("PIPESYNC_S3_PREFIX", ""),
-        help="key prefix before <namespace>/runs/... [PIPESYNC_S3_PREFIX]",
+        "PIPESYNC_S3_PREFIX",
+        default="",
+        help="key prefix before <namespace>/runs/...",
     )
 
 

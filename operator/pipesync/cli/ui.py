@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import socket
 import sys
 import time
@@ -23,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipesync.cli import s3options
+from pipesync.cli import flags, s3options
 from pipesync.runtime import storage
 
 if TYPE_CHECKING:
@@ -33,26 +32,26 @@ if TYPE_CHECKING:
 DEFAULT_ADDRESS = "127.0.0.1:8090"
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: flags.Subcommands) -> None:
+    parser = flags.add_command(
+        subparsers,
         "ui",
+        run,
         help="serve the web UI (experiments, runs, DAGs, logs, artifacts) on this machine",
         description="Serve the read-only web UI against the current kubeconfig. Logs of "
         "finished tasks, artifacts and archived runs are read from S3 (credentials from "
         "the environment, as for boto3).",
     )
-    parser.add_argument(
+    flags.add_env_argument(
+        parser,
         "--address",
-        default=os.environ.get("PIPESYNC_UI_ADDRESS", DEFAULT_ADDRESS),
+        "PIPESYNC_UI_ADDRESS",
+        default=DEFAULT_ADDRESS,
         metavar="HOST:PORT",
-        help=f"listen here (default {DEFAULT_ADDRESS}) [PIPESYNC_UI_ADDRESS]",
+        help=f"listen here (default {DEFAULT_ADDRESS})",
     )
-    parser.add_argument(
-        "-n",
-        "--namespace",
-        action="append",
-        default=[],
-        metavar="NS",
+    flags.add_namespaces_argument(
+        parser,
         help="offer only this namespace (repeat for more; default: every namespace you can "
         "list runs in)",
     )
@@ -77,7 +76,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "runs of namespace local (offer it with -n local)",
     )
     s3options.add_arguments(parser)
-    parser.set_defaults(command=run)
 
 
 def build(

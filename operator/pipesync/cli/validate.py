@@ -8,15 +8,17 @@ import json
 import sys
 
 from pipesync.api.diagnostics import Diagnostic, has_errors, has_internal
-from pipesync.cli import sources
+from pipesync.cli import flags, sources
 from pipesync.engine import checks
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+def add_parser(subparsers: flags.Subcommands) -> None:
+    parser = flags.add_command(
+        subparsers,
         "validate",
+        run,
         help="check pipeline repository files against the schemas and the engine's rules",
         description="Check files or directories. Each error is printed as "
         "file:line:col: message. Exit 0 when valid, 1 when invalid, 2 on usage errors, "
@@ -29,7 +31,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="text",
         help="text (default), json, or github (workflow annotations)",
     )
-    parser.set_defaults(command=run)
 
 
 def run(options: argparse.Namespace) -> int:
