@@ -185,16 +185,17 @@ class KubeClient(Kube):
         self, plural: str, namespace: str, body: Mapping[str, Any], *, force: bool = True
     ) -> dict[str, Any]:
         """Server-side apply under the `pipesync` field manager; returns the object."""
-        result: dict[str, Any] = self._patch_object(
+        _, applied = self._patch_object(
             "apply",
             plural,
             namespace,
             body["metadata"]["name"],
-            body,
+            dict(body),
             content_type="application/apply-patch+yaml",
             field_manager=FIELD_MANAGER,
             force=force,
         )
+        result: dict[str, Any] = applied
         return result
 
     def patch_object(
@@ -202,7 +203,12 @@ class KubeClient(Kube):
     ) -> None:
         """A JSON merge patch of a pipesync object (e.g. spec.cancel, a label)."""
         self._patch_object(
-            "patch", plural, namespace, name, patch, content_type="application/merge-patch+json"
+            "patch",
+            plural,
+            namespace,
+            name,
+            dict(patch),
+            content_type="application/merge-patch+json",
         )
 
     def _patch_object(
@@ -211,13 +217,17 @@ class KubeClient(Kube):
         plural: str,
         namespace: str,
         name: str,
-        body: Mapping[str, Any],
+        body: dict[str, Any] | list[dict[str, Any]],
         *,
         content_type: str,
+        refused: Container[int] = (),
         **options: Any,
-    ) -> Any:
-        # One PATCH endpoint, two meanings: the content type says server-side apply or merge.
-        return self._call(
+    ) -> tuple[bool, Any]:
+        """One PATCH endpoint, three meanings: the content type says server-side apply,
+        JSON merge patch or JSON patch. (True, the object), or (False, None) when the API
+        server answers one of the `refused` codes (see `_call_unless`)."""
+        return self._call_unless(
+            refused,
             verb,
             self.custom.patch_namespaced_custom_object,
             model.GROUP,
@@ -225,7 +235,7 @@ class KubeClient(Kube):
             namespace,
             plural,
             name,
-            dict(body),
+            body,
             _content_type=content_type,
             **options,
         )
@@ -249,22 +259,18 @@ class KubeClient(Kube):
         """Sets an object's finalizers to `wanted` if they still are `current` (a JSON
         patch with a test, so a finalizer another controller added meanwhile is never
         dropped); False when the object is gone or its finalizers changed."""
-        patch = [
+        patch: list[dict[str, Any]] = [
             {"op": "test", "path": "/metadata/finalizers", "value": current},
             {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
         ]
-        # 422: the test operation failed (the finalizers changed meanwhile).
-        replaced, _ = self._call_unless(
-            (404, 409, 422),
+        replaced, _ = self._patch_object(
             "patch",
-            self.custom.patch_namespaced_custom_object,
-            model.GROUP,
-            model.VERSION,
-            namespace,
             plural,
+            namespace,
             name,
             patch,
-            _content_type="application/json-patch+json",
+            content_type="application/json-patch+json",
+            refused=(404, 409, 422),  # 422: the test failed (the finalizers changed meanwhile)
         )
         return replaced
 
