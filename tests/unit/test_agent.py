@@ -20,6 +20,7 @@ import pytest
 from pipesync.cli.main import main
 from pipesync.runtime import agent
 from pipesync.runtime.storage import (
+    AccessDenied,
     Backoff,
     LocalStore,
     NotFound,
@@ -334,6 +335,26 @@ def test_store_failing_beyond_patience_fails_the_agent(tmp_path: Path, paths: ag
     assert clock.sleeps == [0.5, 1, 2, 4, 8, 4.5]  # the last pause ends at the patience
     assert report.error is not None and "gave up after 20s" in report.error
     assert "connection refused" in json.loads(report.to_json())["error"]
+
+
+class RefusingStore(LocalStore):
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        raise AccessDenied("An error occurred (AccessDenied) when calling the PutObject")
+
+
+def test_refused_credentials_are_their_own_exit_code(tmp_path: Path, paths: agent.Layout) -> None:
+    # Not "unreachable": the fix is the namespace's S3 Secret or its policy, and the
+    # controller's message says so (runtime/podstate).
+    _outputs(paths)
+    code, report = agent.upload(
+        RefusingStore(tmp_path / "s"),
+        node_prefix=NODE,
+        parameters=["accuracy"],
+        artifacts=[],
+        paths=paths,
+    )
+    assert code == agent.UPLOAD_STORE_REFUSED != agent.UPLOAD_STORE_FAILED
+    assert report.error is not None and report.error.startswith("AccessDenied: ")
 
 
 def test_permanent_errors_are_not_retried(tmp_path: Path) -> None:

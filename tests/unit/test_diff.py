@@ -308,6 +308,23 @@ def test_removed_task_is_drawn_as_removed(repo: GitRepo) -> None:
     assert "-->" not in drawn
 
 
+def test_every_task_field_the_schema_declares_is_compared(repo: GitRepo) -> None:
+    # The compared fields were a hand-written list that had missed `volumes` and
+    # `ignoreUpstreamFailure`: a change to them showed as no change at all.
+    repo.write("pipelines/other.yaml", OTHER)
+    old = repo.commit()
+    changed = OTHER.replace(
+        "command: [echo]}",
+        "command: [echo], ignoreUpstreamFailure: true,"
+        " volumes: [{name: data, persistentVolumeClaim: {claimName: data}, mountPath: /d}]}",
+    )
+    repo.write("pipelines/other.yaml", changed)
+    new = repo.commit()
+    (change,) = changes_between(repo, old, new).pipelines
+    (task,) = change.tasks
+    assert [f.field for f in task.fields] == ["volumes", "ignoreUpstreamFailure"]
+
+
 def test_schedule_views() -> None:
     now = NOW
     interval = diff.schedule_view(

@@ -270,6 +270,21 @@ CASES: list[tuple[str, JSON, Phase, FailureKind | None, str]] = [
         "S3 stayed unreachable: Could not connect to the endpoint URL",
     ),
     (
+        "S3 refused the namespace's keys (another team's, or a policy that does not allow)",
+        pod_with(
+            "Failed",
+            [INIT_OK],
+            [
+                terminated("main", 0),
+                terminated("pipesync-outputs", 3, message=report(error="AccessDenied: denied")),
+            ],
+        ),
+        Phase.FAILED,
+        FailureKind.ERROR,
+        "S3 refused the task's credentials (the namespace's S3 Secret or its policy: see "
+        "docs/install.md, Tenancy): AccessDenied: denied",
+    ),
+    (
         "the sidecar crashed without a report",
         pod_with("Failed", [INIT_OK], [terminated("main", 0), terminated("pipesync-outputs", 1)]),
         Phase.FAILED,

@@ -42,3 +42,24 @@ def test_a_store_signs_with_the_keys_of_its_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "TEAMAKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "team-a-secret")
     assert _signing_key(S3Store(settings).client) == "TEAMAKEY"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        ("AccessDenied", 403, "AccessDenied"),
+        ("InvalidAccessKeyId", 403, "AccessDenied"),
+        ("SignatureDoesNotMatch", 403, "AccessDenied"),
+        ("NoSuchKey", 404, "NotFound"),
+        ("SlowDown", 503, "TransientStoreError"),
+        ("InvalidRequest", 400, "StoreError"),
+    ],
+)
+def test_a_refusal_of_the_credentials_is_its_own_error(code: str, status: int, kind: str) -> None:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    error = ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
+    assert type(S3Store._translate(error)).__name__ == kind

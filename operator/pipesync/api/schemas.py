@@ -63,6 +63,14 @@ def load(kind: str) -> dict[str, Any]:
     return copy.deepcopy(_load_cached(_canonical_kind(kind)))
 
 
+def properties(definition: str, *, leaving_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The property names of a common definition ("task", "pipelineSpec"), in the
+    schema's order: one list for every reader that walks an object's fields (`pipesync
+    diff`), so a field added to the schema is never forgotten by one of them."""
+    declared = _load_cached("common")["$defs"][definition]["properties"]
+    return tuple(name for name in declared if name not in leaving_out)
+
+
 def _is_datetime(value: object) -> bool:
     # jsonschema only checks "date-time" when the optional rfc3339-validator package is
     # installed; we check it ourselves so `pipesync validate` behaves the same everywhere.

@@ -25,13 +25,15 @@ from pipesync.engine import compiler, layout, limits, params, planner, summary
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState, Phase, RunPhase
-from pipesync.kube.protocol import PIPELINES, RUNS, Kube
+from pipesync.kube.protocol import PIPELINES, RUNS, Kube, PodRefused
 from pipesync.observe.passes import ObserverResult
 from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
 
 #: Above this many tasks, status keeps counts and unfinished or failed tasks only.
 MAX_TASKS_IN_STATUS = 200
+#: How soon a run whose pod a full ResourceQuota refused tries to create it again.
+QUOTA_RETRY_SECONDS = 10.0
 #: How soon a run waiting for an earlier Run's pinned spec to be collected looks again.
 PIN_RETRY_SECONDS = 2.0
 
@@ -126,14 +128,7 @@ class RunController:
         except _PinPending as pending:
             return PassResult(False, wake_at=now + pending.delay)
         except RunError as error:
-            failed = _failed_status(run, status, error, now)
-            self._write(run, failed)
-            results = self._tell(
-                PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began)
-            )
-            self._write_results(run, failed, results)
-            event = error.event()
-            return PassResult(True, events=() if event is None else (event,))
+            return self._fail(run, status, error, now, began)
         nodes, pods_by_key = self._observe(run, pinned.compiled, known_pods)
         started = times.instant(status.get("startedAt")) or now
         context = run_context(run, pinned, now, self.bounds)
@@ -150,9 +145,12 @@ class RunController:
         for transition in decision.transitions:
             nodes[transition.key] = transition.state
         waiting = _waiting(nodes, pods_by_key)
-        events = self._act(
-            run, pinned, decision, nodes, pods_by_key, waiting=waiting, observed=observed
-        )
+        try:
+            events = self._act(
+                run, pinned, decision, nodes, pods_by_key, waiting=waiting, observed=observed
+            )
+        except RunError as error:
+            return self._fail(run, status, error, now, began)
         new_status = summarise(
             run,
             pinned,
@@ -178,11 +176,33 @@ class RunController:
         )
         self._write_results(run, new_status, told)
         wake_at = decision.wake_at
+        if any(launch.key in waiting for launch in decision.launches):
+            # A launch a full ResourceQuota refused: try again soon, not at the resync.
+            retry = now + QUOTA_RETRY_SECONDS
+            wake_at = retry if wake_at is None else min(wake_at, retry)
         if timeout is not None and decision.finished is None:
             # The run deadline must be noticed when it passes, not at the next resync.
             deadline = started + timeout
             wake_at = deadline if wake_at is None else min(wake_at, deadline)
         return PassResult(finished=new_status["phase"] in FINISHED, wake_at=wake_at, events=events)
+
+    def _fail(
+        self,
+        run: Mapping[str, Any],
+        status: Mapping[str, Any],
+        error: RunError,
+        now: float,
+        began: float,
+    ) -> PassResult:
+        """The run ends Failed with the error's reason; one status write, one Event."""
+        failed = _failed_status(run, status, error, now)
+        self._write(run, failed)
+        results = self._tell(
+            PassReport(run, status, failed, None, {}, {}, 0, time.monotonic() - began)
+        )
+        self._write_results(run, failed, results)
+        event = error.event()
+        return PassResult(True, events=() if event is None else (event,))
 
     def _tell(self, report: PassReport) -> list[ObserverResult]:
         told = [observer.run_pass(report) for observer in self.observers]
@@ -393,12 +413,13 @@ class RunController:
         nodes: Mapping[NodeKey, NodeState],
         pods_by_key: Mapping[NodeKey, podstate.PodState],
         *,
-        waiting: Mapping[NodeKey, str],
+        waiting: dict[NodeKey, str],
         observed: Mapping[NodeKey, NodeState] | None = None,
     ) -> tuple[tuple[str, str, str], ...]:
         """Launch and stop pods; the Events to tell. `observed`: the states read from the
         pods, before the planner's transitions (a retry launched at once replaces the
-        failed attempt in `nodes`, but that failure is still news)."""
+        failed attempt in `nodes`, but that failure is still news). A launch a full
+        ResourceQuota refuses joins `waiting`; any other refused pod fails the run."""
         metadata = run["metadata"]
         info = pods.RunInfo(
             name=metadata["name"],
@@ -431,7 +452,18 @@ class RunController:
                 pipeline=pinned.compiled,
                 collected=collected,
             )
-            self.kube.create_pod(metadata["namespace"], pod)
+            try:
+                self.kube.create_pod(metadata["namespace"], pod)
+            except PodRefused as refused:
+                name = _node_name(pinned.compiled, launch.key)
+                if not refused.quota:
+                    raise RunError(
+                        "PodRefused", f"task {name}: the API server refused its pod: {refused}"
+                    ) from None
+                # A full ResourceQuota: the task waits, as for a node, and the next pass
+                # tries again (pods ending elsewhere free the quota).
+                waiting[launch.key] = refused.message
+                continue
             if launch.attempt > 1:
                 name = _node_name(pinned.compiled, launch.key)
                 events.append(("Normal", "TaskRetried", f"{name}: attempt {launch.attempt}"))

@@ -19,7 +19,7 @@ import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pipesync.api import model
+from pipesync.api import model, schemas
 from pipesync.api.documents import Resource
 from pipesync.engine import compiler, recurring
 from pipesync.gitops.snapshot import FileProblem, Snapshot
@@ -29,30 +29,10 @@ ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 INVALID = "invalid"
 FIRE_TIMES = 3
 
-#: The order fields are listed in (the ones a reviewer looks at first); others follow.
-TASK_FIELDS = (
-    "image",
-    "command",
-    "args",
-    "resources",
-    "pool",
-    "dependsOn",
-    "when",
-    "forEach",
-    "retry",
-    "timeout",
-    "env",
-    "inputs",
-    "outputs",
-    "nodeSelector",
-    "tolerations",
-    "affinity",
-    "cache",
-    "workingDir",
-    "serviceAccountName",
-    "description",
-)
-PIPELINE_FIELDS = ("description", "params", "trigger", "parallelism", "timeout", "defaults")
+#: What `pipesync diff` compares, field by field: every field the schema declares (the
+#: name identifies the task; the tasks and onExit are compared one task at a time).
+TASK_FIELDS = schemas.properties("task", leaving_out=("name",))
+PIPELINE_FIELDS = schemas.properties("pipelineSpec", leaving_out=("tasks", "onExit"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from pipesync.api import model
-from pipesync.kube.protocol import FIELD_MANAGER, Kube
+from pipesync.kube.protocol import FIELD_MANAGER, Kube, PodRefused
 
 __all__ = ["ApiException", "KubeClient", "connect"]
 
@@ -311,9 +311,16 @@ class KubeClient(Kube):
 
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> bool:
         """Creates the pod; False when it exists already (a repeated decision is harmless)."""
-        created, _ = self._call_unless(
-            _TAKEN, "create", self.core.create_namespaced_pod, namespace, dict(pod)
-        )
+        try:
+            created, _ = self._call_unless(
+                _TAKEN, "create", self.core.create_namespaced_pod, namespace, dict(pod)
+            )
+        except ApiException as error:
+            # Not an outcome to return but a failure of its own kind: the pod itself is
+            # refused (invalid, admission, quota), which no plain retry fixes.
+            if error.status in _POD_REFUSED:
+                raise PodRefused(int(error.status), _message(error)) from None
+            raise
         return created
 
     def delete_pod(self, namespace: str, name: str) -> None:
@@ -535,3 +542,19 @@ def _json(answer: tuple[bool, Any]) -> dict[str, Any] | None:
         return None
     found: dict[str, Any] = json.loads(response.data)
     return found
+
+
+#: The answers to a pod create that say the pod itself is refused (no retry makes it pass,
+#: unless a quota frees up), as opposed to the API server being unavailable.
+_POD_REFUSED = frozenset({400, 403, 422})
+
+
+def _message(error: ApiException) -> str:
+    """The API server's own message (the Status body), else the HTTP reason."""
+    try:
+        body = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return f"{error.status} {error.reason}"

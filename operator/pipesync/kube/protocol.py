@@ -17,6 +17,22 @@ RECURRING_RUNS, GIT_SOURCES = "recurringruns", "gitsources"
 FIELD_MANAGER = "pipesync"
 
 
+class PodRefused(Exception):
+    """The API server refused to create a pod (400, 403 or 422): an invalid pod, a
+    namespace's ResourceQuota or LimitRange, Pod Security Admission. Retrying the same
+    pod cannot help, except when a quota frees up (`quota`)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def quota(self) -> bool:
+        """Refused for a ResourceQuota that is full now: it may pass once pods end."""
+        return self.status == 403 and "exceeded quota" in self.message
+
+
 class Kube(Protocol):
     """The Kubernetes API as pipesync uses it. Failures other than the ones a method
     names (None or False) raise the client's ApiException (`client.ApiException`)."""
@@ -65,7 +81,9 @@ class Kube(Protocol):
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
-    def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> bool: ...
+    def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> bool:
+        """Creates the pod; False when it exists already; PodRefused when refused."""
+        ...
 
     def delete_pod(self, namespace: str, name: str) -> None: ...
 

@@ -26,7 +26,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from pipesync.engine import layout
-from pipesync.runtime.storage import Clock, ObjectStore, Sleep, StoreError, check_key
+from pipesync.runtime.storage import (
+    AccessDenied,
+    Clock,
+    ObjectStore,
+    Sleep,
+    StoreError,
+    check_key,
+)
 
 DEFAULT_ROOT = Path("/pipesync")
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -37,7 +44,8 @@ POLL_SECONDS = 0.2
 _MAX_ERROR_BYTES = 1000
 
 # Exit codes of `pipesync agent upload`: the task's own result travels in the JSON.
-UPLOAD_DONE, UPLOAD_NO_MARKER, UPLOAD_STORE_FAILED = 0, 1, 2
+#: The upload sidecar's exit codes; the controller tells them apart (runtime/podstate).
+UPLOAD_DONE, UPLOAD_NO_MARKER, UPLOAD_STORE_FAILED, UPLOAD_STORE_REFUSED = 0, 1, 2, 3
 
 
 class AgentError(Exception):
@@ -310,7 +318,8 @@ def upload(
         _upload_artifacts(store, node_prefix, artifacts, paths, report)
     except (StoreError, OSError) as error:
         report.error = f"{type(error).__name__}: {error}"
-        return UPLOAD_STORE_FAILED, report
+        refused = isinstance(error, AccessDenied)
+        return (UPLOAD_STORE_REFUSED if refused else UPLOAD_STORE_FAILED), report
     return UPLOAD_DONE, report
 
 

@@ -36,6 +36,7 @@ from pipesync.api.conventions import (
 from pipesync.api.model import API_VERSION
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import NodeKey, NodeState, Phase
+from pipesync.runtime.agent import UPLOAD_STORE_FAILED, UPLOAD_STORE_REFUSED
 from pipesync.runtime.placement import GPU_RESOURCE
 from pipesync.runtime.pods import parse_node_key
 
@@ -51,8 +52,12 @@ STUCK_REASONS = frozenset(
     }
 )
 DEFAULT_STUCK_SECONDS = 300.0
-#: The sidecar exits 2 when S3 stayed unreachable for its whole patience.
-SIDECAR_S3_FAILURE = 2
+#: What the upload sidecar's exit code says went wrong with S3.
+_SIDECAR_FAILURES: dict[int | None, str] = {
+    UPLOAD_STORE_FAILED: "S3 stayed unreachable",
+    UPLOAD_STORE_REFUSED: "S3 refused the task's credentials (the namespace's S3 Secret "
+    "or its policy: see docs/install.md, Tenancy)",
+}
 _MESSAGE_LIMIT = 500
 #: Task names are DNS-1123 labels (schemas/common.schema.json `dnsLabel`).
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -414,10 +419,8 @@ def _state(pod: PodState, now: float | None, stuck_seconds: float) -> NodeState:
     sidecar_code = sidecar_done.exit_code
     if sidecar_code != 0:
         detail = (report.error if report else "") or sidecar_done.reason
-        what = (
-            "S3 stayed unreachable"
-            if sidecar_code == SIDECAR_S3_FAILURE
-            else (f"the outputs sidecar failed with exit code {sidecar_code}")
+        what = _SIDECAR_FAILURES.get(
+            sidecar_code, f"the outputs sidecar failed with exit code {sidecar_code}"
         )
         return failed(FailureKind.ERROR, f"{what}: {detail}" if detail else what)
     if report is None or not report.readable:

@@ -42,6 +42,11 @@ class NotFound(StoreError):
     """The key does not exist."""
 
 
+class AccessDenied(StoreError):
+    """The store refused these credentials for this key (a 403): retrying cannot help, and
+    the fix is the credentials or their policy, not the network."""
+
+
 class TransientStoreError(StoreError):
     """The store could not be reached or was overloaded; the operation may succeed later."""
 
@@ -315,6 +320,11 @@ class S3Settings:
         )
 
 
+#: Error codes of a request the store refused for its credentials (unknown key, bad
+#: signature, a policy that does not allow it).
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "403"}
+)
 #: Error codes that mean "try again later". NoSuchBucket is here on purpose: an S3 server
 #: that is coming back (MinIO starting, moto replaying its journal) answers it for a
 #: moment; a bucket that really is missing costs one patience before the error surfaces.
@@ -398,6 +408,8 @@ class S3Store:
             status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
             if code in ("NoSuchKey", "404", "NotFound"):
                 return NotFound(str(error))
+            if code in _DENIED_CODES or status == 403:
+                return AccessDenied(str(error))
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
                 return TransientStoreError(str(error))
             return StoreError(str(error))
