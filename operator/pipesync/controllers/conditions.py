@@ -23,6 +23,15 @@ def set_condition(
     now: str,
 ) -> list[dict[str, Any]]:
     text = "True" if status else "False"
+    # The condition as this pass writes it; only its lastTransitionTime depends on the
+    # condition it replaces (kept when the status did not change).
+    written = {
+        "type": type,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
     result: list[dict[str, Any]] = []
     found = False
     for condition in conditions:
@@ -31,27 +40,10 @@ def set_condition(
             continue
         found = True
         changed = condition.get("status") != text
-        result.append(
-            {
-                "type": type,
-                "status": text,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now if changed else condition.get("lastTransitionTime", now),
-            }
-        )
+        since = now if changed else condition.get("lastTransitionTime", now)
+        result.append({**written, "lastTransitionTime": since})
     if not found:
-        result.append(
-            {
-                "type": type,
-                "status": text,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now,
-            }
-        )
+        result.append({**written, "lastTransitionTime": now})
     return [{k: v for k, v in c.items() if v is not None} for c in result]
 
 

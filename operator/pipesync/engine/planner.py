@@ -387,6 +387,21 @@ def _gate(step: _Pass, key: NodeKey, compiled: CompiledTask) -> bool:
     return _when(step, key, compiled, None)
 
 
+def _record_error(step: _Pass, key: NodeKey, compiled: CompiledTask, message: str) -> None:
+    """Records a task (or instance) as failed by an error in its spec or its inputs (a
+    `when` that does not evaluate, an unresolved placeholder, a bad forEach): retrying
+    cannot help, so its attempts count as used up."""
+    step.record(
+        key,
+        NodeState(
+            Phase.FAILED,
+            attempts=compiled.task.retry.limit + 1,
+            failure=FailureKind.ERROR,
+            message=message,
+        ),
+    )
+
+
 def _when(step: _Pass, key: NodeKey, compiled: CompiledTask, at: _At | None) -> bool:
     """Whether the task's `when` lets it (or one instance) run; records a skip or error."""
     if compiled.when is None:
@@ -394,15 +409,7 @@ def _when(step: _Pass, key: NodeKey, compiled: CompiledTask, at: _At | None) -> 
     try:
         go = expressions.evaluate(compiled.when, lambda ref: _value(step, ref, at))
     except (expressions.ExpressionError, _Unresolved) as error:
-        step.record(
-            key,
-            NodeState(
-                Phase.FAILED,
-                failure=FailureKind.ERROR,
-                attempts=compiled.task.retry.limit + 1,
-                message=f"when: {error}",
-            ),
-        )
+        _record_error(step, key, compiled, f"when: {error}")
         return False
     if not go:
         step.record(key, NodeState(Phase.SKIPPED, message=f"when was false: {compiled.task.when}"))
@@ -528,15 +535,7 @@ def _launch(
         values = _values(step, compiled, at)
         sources = _sources(step, compiled, at)
     except _Unresolved as error:
-        step.record(
-            key,
-            NodeState(
-                Phase.FAILED,
-                attempts=compiled.task.retry.limit + 1,
-                failure=FailureKind.ERROR,
-                message=str(error),
-            ),
-        )
+        _record_error(step, key, compiled, str(error))
         return
     step.running += 1
     state = NodeState(Phase.RUNNING, attempts=attempt)
@@ -580,15 +579,7 @@ def _plan_fan_out(step: _Pass, compiled: CompiledTask) -> None:
         return
     items = _items(step, compiled)
     if isinstance(items, str):
-        step.record(
-            key,
-            NodeState(
-                Phase.FAILED,
-                attempts=compiled.task.retry.limit + 1,
-                failure=FailureKind.ERROR,
-                message=items,
-            ),
-        )
+        _record_error(step, key, compiled, items)
         return
     if state.phase is Phase.PENDING:
         step.record(key, NodeState(Phase.RUNNING, message=f"{len(items)} items"))

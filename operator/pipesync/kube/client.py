@@ -11,7 +11,7 @@ import base64
 import collections
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from typing import Any
 
 import kubernetes
@@ -21,6 +21,11 @@ from pipesync.api import model
 from pipesync.kube.protocol import FIELD_MANAGER, Kube, PodRefused
 
 __all__ = ["ApiException", "KubeClient", "connect"]
+
+#: Answers that are outcomes, not failures: the object is not there / the name is taken
+#: (or, for a write that carries a resourceVersion, another writer came first).
+_ABSENT, _TAKEN = (404,), (409,)
+_AUTHENTICATION, _AUTHORIZATION = "authentication.k8s.io/v1", "authorization.k8s.io/v1"
 
 
 def connect(connections: int = 16) -> kubernetes.client.ApiClient:
@@ -63,47 +68,51 @@ class KubeClient(Kube):
         return result
 
     def _call_unless(
-        self, refused: int, verb: str, function: Any, *args: Any, **kwargs: Any
+        self, refused: Container[int], verb: str, function: Any, *args: Any, **kwargs: Any
     ) -> tuple[bool, Any]:
-        """(True, the result), or (False, None) when the API server answers `refused`,
-        which the caller takes as an outcome, not a failure (404: not there; 409: the
-        name is taken, or another writer came first)."""
+        """(True, the result), or (False, None) when the API server answers one of the
+        `refused` codes, which the caller takes as an outcome, not a failure (404: not
+        there; 409: the name is taken, or another writer came first)."""
         try:
             return True, self._call(verb, function, *args, **kwargs)
         except ApiException as error:
-            if error.status == refused:
+            if error.status in refused:
                 return False, None
             raise
 
     def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = self._call(
-                "get",
-                self.custom.get_namespaced_custom_object,
-                model.GROUP,
-                model.VERSION,
-                namespace,
-                plural,
-                name,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        _, found = self._call_unless(
+            _ABSENT,
+            "get",
+            self.custom.get_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            name,
+        )
+        result: dict[str, Any] | None = found
         return result
 
-    def list_objects(
-        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
-    ) -> list[dict[str, Any]]:
-        response = self._call(
+    def _listed(self, plural: str, namespace: str, **selectors: str) -> dict[str, Any]:
+        """One list request for a kind in a namespace: the whole answer (items and
+        metadata), since some callers want the list's resourceVersion too."""
+        listed: dict[str, Any] = self._call(
             "list",
             self.custom.list_namespaced_custom_object,
             model.GROUP,
             model.VERSION,
             namespace,
             plural,
-            field_selector=field_selector,
-            label_selector=label_selector,
+            **selectors,
+        )
+        return listed
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        response = self._listed(
+            plural, namespace, field_selector=field_selector, label_selector=label_selector
         )
         items: list[dict[str, Any]] = response["items"]
         return items
@@ -113,14 +122,7 @@ class KubeClient(Kube):
     ) -> tuple[list[dict[str, Any]], str]:
         """All objects of a kind in a namespace, and the list's resourceVersion: where a
         watch that follows the list starts."""
-        listed: dict[str, Any] = self._call(
-            "list",
-            self.custom.list_namespaced_custom_object,
-            model.GROUP,
-            model.VERSION,
-            namespace,
-            plural,
-        )
+        listed = self._listed(plural, namespace)
         return listed["items"], str(listed["metadata"].get("resourceVersion", ""))
 
     def watch_objects(
@@ -166,57 +168,76 @@ class KubeClient(Kube):
     def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates a pipesync object; False when one of that name exists already, so a
         repeated decision (a restart, a second replica) never makes a second one."""
-        try:
-            self._call(
-                "create",
-                self.custom.create_namespaced_custom_object,
-                model.GROUP,
-                model.VERSION,
-                namespace,
-                plural,
-                dict(body),
-                field_manager=FIELD_MANAGER,
-            )
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            raise
-        return True
+        created, _ = self._call_unless(
+            _TAKEN,
+            "create",
+            self.custom.create_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+        )
+        return created
 
     def apply_object(
         self, plural: str, namespace: str, body: Mapping[str, Any], *, force: bool = True
     ) -> dict[str, Any]:
         """Server-side apply under the `pipesync` field manager; returns the object."""
-        name = body["metadata"]["name"]
-        result: dict[str, Any] = self._call(
+        _, applied = self._patch_object(
             "apply",
-            self.custom.patch_namespaced_custom_object,
-            model.GROUP,
-            model.VERSION,
-            namespace,
             plural,
-            name,
+            namespace,
+            body["metadata"]["name"],
             dict(body),
+            content_type="application/apply-patch+yaml",
             field_manager=FIELD_MANAGER,
             force=force,
-            _content_type="application/apply-patch+yaml",
         )
+        result: dict[str, Any] = applied
         return result
 
     def patch_object(
         self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> None:
         """A JSON merge patch of a pipesync object (e.g. spec.cancel, a label)."""
-        self._call(
+        self._patch_object(
             "patch",
+            plural,
+            namespace,
+            name,
+            dict(patch),
+            content_type="application/merge-patch+json",
+        )
+
+    def _patch_object(
+        self,
+        verb: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any] | list[dict[str, Any]],
+        *,
+        content_type: str,
+        refused: Container[int] = (),
+        **options: Any,
+    ) -> tuple[bool, Any]:
+        """One PATCH endpoint, three meanings: the content type says server-side apply,
+        JSON merge patch or JSON patch. (True, the object), or (False, None) when the API
+        server answers one of the `refused` codes (see `_call_unless`)."""
+        return self._call_unless(
+            refused,
+            verb,
             self.custom.patch_namespaced_custom_object,
             model.GROUP,
             model.VERSION,
             namespace,
             plural,
             name,
-            dict(patch),
-            _content_type="application/merge-patch+json",
+            body,
+            _content_type=content_type,
+            **options,
         )
 
     def list_all_objects(self, plural: str) -> list[dict[str, Any]]:
@@ -238,55 +259,43 @@ class KubeClient(Kube):
         """Sets an object's finalizers to `wanted` if they still are `current` (a JSON
         patch with a test, so a finalizer another controller added meanwhile is never
         dropped); False when the object is gone or its finalizers changed."""
-        patch = [
+        patch: list[dict[str, Any]] = [
             {"op": "test", "path": "/metadata/finalizers", "value": current},
             {"op": "replace", "path": "/metadata/finalizers", "value": wanted},
         ]
-        try:
-            self._call(
-                "patch",
-                self.custom.patch_namespaced_custom_object,
-                model.GROUP,
-                model.VERSION,
-                namespace,
-                plural,
-                name,
-                patch,
-                _content_type="application/json-patch+json",
-            )
-        except ApiException as error:
-            if error.status in (404, 409, 422):
-                return False
-            raise
-        return True
+        replaced, _ = self._patch_object(
+            "patch",
+            plural,
+            namespace,
+            name,
+            patch,
+            content_type="application/json-patch+json",
+            refused=(404, 409, 422),  # 422: the test failed (the finalizers changed meanwhile)
+        )
+        return replaced
 
     def delete_object(self, plural: str, namespace: str, name: str) -> bool:
         """Deletes a pipesync object (background propagation); False when already gone."""
-        try:
-            self._call(
-                "delete",
-                self.custom.delete_namespaced_custom_object,
-                model.GROUP,
-                model.VERSION,
-                namespace,
-                plural,
-                name,
-                propagation_policy="Background",
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        deleted, _ = self._call_unless(
+            _ABSENT,
+            "delete",
+            self.custom.delete_namespaced_custom_object,
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            plural,
+            name,
+            propagation_policy="Background",
+        )
+        return deleted
 
     def get_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's data, decoded; None when it does not exist."""
-        try:
-            secret = self._call("get", self.core.read_namespaced_secret, name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        found, secret = self._call_unless(
+            _ABSENT, "get", self.core.read_namespaced_secret, name, namespace
+        )
+        if not found:
+            return None
         return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -303,21 +312,19 @@ class KubeClient(Kube):
     def create_pod(self, namespace: str, pod: Mapping[str, Any]) -> bool:
         """Creates the pod; False when it exists already (a repeated decision is harmless)."""
         try:
-            self._call("create", self.core.create_namespaced_pod, namespace, dict(pod))
+            created, _ = self._call_unless(
+                _TAKEN, "create", self.core.create_namespaced_pod, namespace, dict(pod)
+            )
         except ApiException as error:
-            if error.status == 409:
-                return False
+            # Not an outcome to return but a failure of its own kind: the pod itself is
+            # refused (invalid, admission, quota), which no plain retry fixes.
             if error.status in _POD_REFUSED:
                 raise PodRefused(int(error.status), _message(error)) from None
             raise
-        return True
+        return created
 
     def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            self._call("delete", self.core.delete_namespaced_pod, name, namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        self._call_unless(_ABSENT, "delete", self.core.delete_namespaced_pod, name, namespace)
 
     def patch_pod(
         self, namespace: str, name: str, patch: Mapping[str, Any], timeout: float | None = None
@@ -333,66 +340,56 @@ class KubeClient(Kube):
         )
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            result = self._call("get", self.core.read_namespaced_config_map, name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        found, result = self._call_unless(
+            _ABSENT, "get", self.core.read_namespaced_config_map, name, namespace
+        )
+        if not found:
+            return None
         data: dict[str, str] = result.data or {}
         return data
 
     def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The whole ConfigMap (metadata with its owners, and data); None when absent."""
-        try:
-            response = self._call(
+        return _json(
+            self._call_unless(
+                _ABSENT,
                 "get",
                 self.core.read_namespaced_config_map,
                 name,
                 namespace,
                 _preload_content=False,
             )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        found: dict[str, Any] = json.loads(response.data)
-        return found
+        )
 
     def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
-        try:
-            self._call(
-                "create",
-                self.core.create_namespaced_config_map,
-                namespace,
-                dict(body),
-                field_manager=FIELD_MANAGER,
-            )
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            raise
-        return True
+        created, _ = self._call_unless(
+            _TAKEN,
+            "create",
+            self.core.create_namespaced_config_map,
+            namespace,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+        )
+        return created
 
     def read_pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes | None:
         """One container's log as raw bytes (at most `limit_bytes`: programs print any
         bytes); None when the pod is gone or the container never started."""
-        try:
-            response = self._call(
-                "get",
-                self.core.read_namespaced_pod_log,
-                pod,
-                namespace,
-                container=container,
-                limit_bytes=limit_bytes,
-                _preload_content=False,
-            )
-        except ApiException as error:
-            if error.status in (400, 404):
-                return None
-            raise
+        # 400: the container has not started (or never will), so it has no log yet.
+        found, response = self._call_unless(
+            (400, 404),
+            "get",
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            limit_bytes=limit_bytes,
+            _preload_content=False,
+        )
+        if not found:
+            return None
         data: bytes = response.data
         return data
 
@@ -405,7 +402,7 @@ class KubeClient(Kube):
         """The Lease as JSON; None when it does not exist."""
         return _json(
             self._call_unless(
-                404,
+                _ABSENT,
                 "get",
                 self.coordination.read_namespaced_lease,
                 name,
@@ -446,7 +443,7 @@ class KubeClient(Kube):
     ) -> dict[str, Any] | None:
         return _json(
             self._call_unless(
-                409, verb, call, *args, _preload_content=False, _request_timeout=timeout
+                _TAKEN, verb, call, *args, _preload_content=False, _request_timeout=timeout
             )
         )
 
@@ -455,15 +452,8 @@ class KubeClient(Kube):
     def token_review(self, token: str) -> dict[str, Any] | None:
         """The user a bearer token belongs to (username, uid, groups, extra), or None when
         the API server does not accept the token."""
-        review = self._call(
-            "create",
-            self.authentication.create_token_review,
-            {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenReview",
-                "spec": {"token": token},
-            },
-        )
+        create = self.authentication.create_token_review
+        review = self._review(create, _AUTHENTICATION, "TokenReview", {"token": token})
         status = review.status
         if status is None or not status.authenticated or status.user is None:
             return None
@@ -477,10 +467,8 @@ class KubeClient(Kube):
 
     def self_subject_review(self) -> dict[str, Any]:
         """Who this client's own credentials are."""
-        review = self._call(
-            "create",
-            self.authentication.create_self_subject_review,
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        review = self._review(
+            self.authentication.create_self_subject_review, _AUTHENTICATION, "SelfSubjectReview"
         )
         info = review.status.user_info if review.status is not None else None
         return {
@@ -495,14 +483,11 @@ class KubeClient(Kube):
         (verb, group, resource, subresource, namespace, name)."""
         attrs = {key: value for key, value in attributes.items() if value}
         if user is None:
-            review = self._call(
-                "create",
+            review = self._review(
                 self.authorization.create_self_subject_access_review,
-                {
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SelfSubjectAccessReview",
-                    "spec": {"resourceAttributes": attrs},
-                },
+                _AUTHORIZATION,
+                "SelfSubjectAccessReview",
+                {"resourceAttributes": attrs},
             )
         else:
             spec: dict[str, Any] = {
@@ -514,16 +499,23 @@ class KubeClient(Kube):
                 spec["uid"] = user["uid"]
             if user.get("extra"):
                 spec["extra"] = dict(user["extra"])
-            review = self._call(
-                "create",
+            review = self._review(
                 self.authorization.create_subject_access_review,
-                {
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SubjectAccessReview",
-                    "spec": spec,
-                },
+                _AUTHORIZATION,
+                "SubjectAccessReview",
+                spec,
             )
         return bool(review.status is not None and review.status.allowed)
+
+    def _review(
+        self, create: Any, api_version: str, kind: str, spec: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Creates a review (the API server answers it in the returned object's status and
+        stores nothing); the client's model of the answer."""
+        body: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+        if spec is not None:
+            body["spec"] = dict(spec)
+        return self._call("create", create, body)
 
     def list_namespaces(self) -> list[str]:
         listed = self._call("list", self.core.list_namespace)
