@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
+import pytest
+
 from pipesync.api import conventions
-from pipesync.controllers import runs
+from pipesync.controllers import errors, runs
 from pipesync.engine import planner
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeState, Phase, RunPhase
@@ -282,3 +285,101 @@ def test_every_failed_attempt_is_told_once_also_when_its_retry_starts_at_once() 
         ("TaskRetried", "a: attempt 2"),
         ("TaskFailed", "a: exit 2"),
     ]
+
+
+# --- a re-run's pin, handed over by the UI ------------------------------------------------
+
+ORIGINAL_SPEC = {"tasks": [{"name": "a", "command": ["original"]}]}
+CHANGED_SPEC = {"tasks": [{"name": "a", "command": ["changed"]}]}
+CREATED_AT = 1_000.0  # RERUN's creationTimestamp, 1970-01-01T00:16:40Z
+RERUN = {
+    "metadata": {
+        "name": "r-rerun",
+        "namespace": "ns",
+        "uid": "u-rerun",
+        "creationTimestamp": "1970-01-01T00:16:40Z",
+        "annotations": {
+            conventions.ANNOTATION_RERUN_OF: "r",
+            conventions.ANNOTATION_PIN_HANDOVER: "ui",
+        },
+    },
+    "spec": {"pipelineRef": {"name": "p"}},
+}
+
+
+class PinKube(UnusedKube):
+    """A pipeline `p` (already changed since the original ran) and ConfigMaps in memory."""
+
+    def __init__(self) -> None:
+        self.config_maps: dict[str, dict[str, Any]] = {}
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"name": name}, "spec": CHANGED_SPEC} if name == "p" else None
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.config_maps.get(name)
+
+    def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        if name in self.config_maps:
+            return False
+        self.config_maps[name] = dict(body)
+        return True
+
+
+def pin_map(owner_uid: str | None, spec: Mapping[str, Any]) -> dict[str, Any]:
+    owners = [
+        {"apiVersion": "pipesync.io/v1alpha1", "kind": "Run", "uid": owner_uid, "controller": True}
+    ]
+    return {
+        "metadata": {"name": "r-rerun-pipeline", "ownerReferences": owners if owner_uid else []},
+        "data": {conventions.PINNED_SPEC_KEY: json.dumps({"spec": spec, "pipeline": {}})},
+    }
+
+
+def pin_controller(kube: PinKube) -> runs.RunController:
+    return runs.RunController(kube, pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b")))
+
+
+def command_of(pin: runs.Pinned) -> tuple[str, ...]:
+    return tuple(pin.compiled.tasks[0].task.command)
+
+
+def test_a_rerun_waits_for_the_pin_the_ui_hands_over_instead_of_pinning_first() -> None:
+    kube = PinKube()
+    controller = pin_controller(kube)
+    # The operator sees the Run before the UI wrote its ConfigMap: it must not pin the
+    # pipeline's current (changed) spec itself, it waits for the UI's.
+    with pytest.raises(errors.Waiting):
+        controller._pin(RERUN, CREATED_AT + 1)
+    assert kube.config_maps == {}
+    kube.config_maps["r-rerun-pipeline"] = pin_map("u-rerun", ORIGINAL_SPEC)
+    assert command_of(controller._pin(RERUN, CREATED_AT + 3)) == ("original",)
+
+
+def test_a_rerun_whose_pin_never_comes_is_pinned_by_the_operator_after_a_while() -> None:
+    kube = PinKube()
+    late = CREATED_AT + conventions.PIN_HANDOVER_SECONDS
+    assert command_of(pin_controller(kube)._pin(RERUN, late)) == ("changed",)
+    assert pin_owner_of(kube) == "u-rerun"
+
+
+def test_a_planted_config_map_still_cannot_pin_a_run_that_awaits_the_ui() -> None:
+    kube = PinKube()
+    kube.config_maps["r-rerun-pipeline"] = pin_map(None, ORIGINAL_SPEC)
+    with pytest.raises(runs.RunError) as refused:
+        pin_controller(kube)._pin(RERUN, CREATED_AT + 1)
+    assert refused.value.reason == "PinConflict"
+    kube.config_maps["r-rerun-pipeline"] = pin_map("u-other", ORIGINAL_SPEC)
+    with pytest.raises(errors.Waiting):  # an earlier Run's: waited out, never taken
+        pin_controller(kube)._pin(RERUN, CREATED_AT + 1)
+
+
+def test_a_run_without_the_handover_annotation_is_pinned_at_once() -> None:
+    kube = PinKube()
+    plain = {**RERUN, "metadata": {**RERUN["metadata"], "annotations": {}}}
+    assert command_of(pin_controller(kube)._pin(plain, CREATED_AT + 1)) == ("changed",)
+
+
+def pin_owner_of(kube: PinKube) -> str | None:
+    return runs.pin_owner(kube.config_maps["r-rerun-pipeline"])

@@ -478,6 +478,55 @@ def test_the_worker_thread_catches_up_after_an_outage(tmp_path: Path) -> None:
         recorder.stop(flush_seconds=0)
 
 
+class WatchedStore(FlakyStore):
+    """A FlakyStore that notes the recorder's backlog while each write is in flight."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.recorder: RunRecorder | None = None
+        self.backlog_during_write: list[int] = []
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        assert self.recorder is not None
+        self.backlog_during_write.append(self.recorder.backlog())
+        super().put_bytes(key, data)
+
+
+class WatchingHooks(Hooks):
+    """Hooks that note the recorder's backlog when a failed write is reported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorder: RunRecorder | None = None
+        self.backlog_at_failure: list[int] = []
+
+    def mirror_failed(self) -> None:
+        assert self.recorder is not None
+        self.backlog_at_failure.append(self.recorder.backlog())
+        super().mirror_failed()
+
+
+def test_a_write_in_flight_still_counts_in_the_backlog(tmp_path: Path) -> None:
+    # The worker takes a job out of the queue before writing it: were it no longer
+    # counted, backlog() would say "caught up" while the write is still going on.
+    store, hooks, clock = WatchedStore(tmp_path), WatchingHooks(), Clock()
+    recorder = RunRecorder(store, read_pod=podstate.read_pod, metrics=hooks, clock=clock)
+    store.recorder = hooks.recorder = recorder
+    recorder.kube = FakeKube()
+    recorder.run_pass(report("Running", "Succeeded"))
+    store.down = True
+    recorder.step()
+    assert hooks.backlog_at_failure == [1]  # a failure is reported with its job back
+    assert recorder.backlog() == 1
+    store.down = False
+    clock.now += 60
+    recorder.step()
+    assert store.backlog_during_write == [1, 1]  # both tries: in flight, still to do
+    assert recorder.backlog() == 0
+    assert hooks.backlog[-1] == 0
+    assert store.read(RECORD)["status"]["phase"] == "Succeeded"
+
+
 # --- pipesync history ---------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pipesync.api import conventions
 from pipesync.engine import planner
 from pipesync.runtime import storage
 from pipesync.runtime.local import LocalRun
@@ -388,6 +389,12 @@ def test_a_rerun_names_the_original_version_and_carries_its_pin() -> None:
     body = views.rerun_body(original, "r1-rerun-1", pinned)
     assert body["spec"]["pipelineRef"] == {"name": "train", "version": "abc123def456"}
     assert body["spec"]["params"] == {"lr": 0.1}
+    # the UI writes the pin just after the Run: the annotation makes the operator wait
+    # for it rather than pin the pipeline's current version first
+    assert body["metadata"]["annotations"] == {
+        conventions.ANNOTATION_RERUN_OF: "r1",
+        conventions.ANNOTATION_PIN_HANDOVER: "ui",
+    }
     created = {"metadata": {"name": "r1-rerun-1", "uid": "u-2"}}
     config_map = views.rerun_pin(created, pinned)
     assert config_map["metadata"]["name"] == "r1-rerun-1-pipeline"
@@ -397,6 +404,7 @@ def test_a_rerun_names_the_original_version_and_carries_its_pin() -> None:
     # without a pin, the version still comes from the original's status
     body = views.rerun_body(original, "r1-rerun-2")
     assert body["spec"]["pipelineRef"]["version"] == "abc123def456"
+    assert conventions.ANNOTATION_PIN_HANDOVER not in body["metadata"]["annotations"]
 
 
 def test_a_local_run_shows_from_its_work_directory_like_an_archived_cluster_run(

@@ -66,6 +66,13 @@ ANNOTATION_RECURRING_RUN = "pipesync.io/recurring-run"
 ANNOTATION_SCHEDULED = "pipesync.io/scheduled-time"
 #: On Runs the UI re-ran: the original.
 ANNOTATION_RERUN_OF = "pipesync.io/rerun-of"
+#: On Runs the UI re-ran with the original's pin: the UI writes the pinned-spec ConfigMap
+#: just after the Run (it must own it), so the operator waits for it a little
+#: (PIN_HANDOVER_SECONDS) instead of pinning the reference's current version itself.
+ANNOTATION_PIN_HANDOVER = "pipesync.io/pin-handover"
+#: How long after its creation a Run with ANNOTATION_PIN_HANDOVER waits for its pin; then
+#: the operator pins it itself (the UI died between its two writes).
+PIN_HANDOVER_SECONDS = 30.0
 #: On GitSources: set it (any new value, e.g. a timestamp) to force a sync now; the value
 #: handled last is echoed in status.lastHandledReconcileAt. A forced sync re-applies
 #: every object, which also undoes edits made to them in the cluster.

@@ -45,6 +45,20 @@ class _PinPending(errors.Waiting):
         super().__init__("PinPending", message, delay=PIN_RETRY_SECONDS)
 
 
+def _await_handover(run: Mapping[str, Any], config_name: str, now: float) -> None:
+    """A re-run the UI pins with its original's spec (ANNOTATION_PIN_HANDOVER): the UI
+    creates the Run first (the ConfigMap must name the Run's uid as its owner), so a pass
+    between its two writes would pin the reference's current version instead. Wait for
+    the UI's ConfigMap a little; the owner check still decides whether it is this Run's."""
+    metadata = run["metadata"]
+    if conventions.ANNOTATION_PIN_HANDOVER not in (metadata.get("annotations") or {}):
+        return
+    created = times.instant(metadata.get("creationTimestamp"))
+    if created is None or now - created >= conventions.PIN_HANDOVER_SECONDS:
+        return  # the UI did not hand a pin over in time: pin it as any other run
+    raise _PinPending(f"ConfigMap {config_name} is still being written by the UI")
+
+
 class RunError(errors.Stalled):
     """A run that cannot proceed (bad reference or parameters): it fails with the reason."""
 
@@ -124,7 +138,7 @@ class RunController:
             return PassResult(finished=True)
         began = time.monotonic()
         try:
-            pinned = self._pin(run)
+            pinned = self._pin(run, now)
         except _PinPending as pending:
             return PassResult(False, wake_at=now + pending.delay)
         except RunError as error:
@@ -231,7 +245,7 @@ class RunController:
 
     # --- steps -------------------------------------------------------------------------
 
-    def _pin(self, run: Mapping[str, Any]) -> Pinned:
+    def _pin(self, run: Mapping[str, Any], now: float) -> Pinned:
         """The pipeline spec this run keeps for life, stored once in a ConfigMap it owns."""
         metadata = run["metadata"]
         uid = metadata["uid"]
@@ -241,6 +255,7 @@ class RunController:
         config_name = conventions.pinned_config_name(name)
         stored = self._pinned_config(run, config_name)
         if stored is None:
+            _await_handover(run, config_name, now)
             spec, pipeline = self._resolve_spec(run)
             self.kube.create_config_map(
                 namespace,

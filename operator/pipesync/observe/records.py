@@ -153,6 +153,9 @@ class RunRecorder:
         #: run uid -> URI of its final record, written and not yet handed back
         self._recorded: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._pending: collections.OrderedDict[str, _Job] = collections.OrderedDict()
+        #: key -> the job the worker is trying now: taken out of _pending, still backlog
+        #: until its write and its hook are done (else "caught up" comes before the write)
+        self._in_flight: dict[str, _Job] = {}
         #: key -> sha256 of what this process wrote last (bounded: oldest forgotten first)
         self._written: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._logged: dict[str, set[str]] = {}  # run uid -> pod uids whose log is queued
@@ -188,8 +191,10 @@ class RunRecorder:
             self._thread = None
 
     def backlog(self) -> int:
+        """Objects not yet written: waiting ones and the ones being written now (one
+        count per key: a newer job may wait while an older one for its key is tried)."""
         with self._lock:
-            return len(self._pending)
+            return len(self._pending.keys() | self._in_flight.keys())
 
     def uri(self, key: str) -> str:
         full = f"{self.prefix}/{key}" if self.prefix else key
@@ -340,8 +345,14 @@ class RunRecorder:
             due = [job for job in self._pending.values() if job.due <= now]
             for job in due:
                 del self._pending[job.key]
+                self._in_flight[job.key] = job
         for job in due:
-            self._attempt(job, now)
+            try:
+                self._attempt(job, now)
+            finally:
+                with self._lock:
+                    # Only now: a failed job is back in _pending, a written one's hook ran.
+                    del self._in_flight[job.key]
         self._report_backlog()
         with self._lock:
             return min((job.due for job in self._pending.values()), default=None)
@@ -373,11 +384,12 @@ class RunRecorder:
                 job.due - now,
                 error,
             )
-            if self.metrics is not None:
-                self.metrics.mirror_failed()
             with self._lock:
                 # A newer job for the same key replaced this one meanwhile: it wins.
                 self._pending.setdefault(job.key, job)
+            # After the job is back: whoever hears of the failure sees it still waiting.
+            if self.metrics is not None:
+                self.metrics.mirror_failed()
 
     def _hold_or_drop(self, job: _Job) -> None:
         """Keeps a failed log's bytes for the retry (its pod may be deleted meanwhile)

@@ -264,12 +264,16 @@ def rerun_body(
     ran = (pinned or {}).get("pipeline") or (run.get("status") or {}).get("pipeline") or {}
     if "pipelineRef" in body and ran.get("version"):
         body["pipelineRef"] = {**body["pipelineRef"], "version": _text(ran["version"])}
+    annotations = {conventions.ANNOTATION_RERUN_OF: _text(_meta(run).get("name"))}
+    if pinned is not None:
+        # rerun_pin follows the Run: the operator waits for it instead of pinning first
+        annotations[conventions.ANNOTATION_PIN_HANDOVER] = "ui"
     return {
         "apiVersion": f"{model.GROUP}/{model.VERSION}",
         "kind": "Run",
         "metadata": {
             "name": new_name,
-            "annotations": {conventions.ANNOTATION_RERUN_OF: _text(_meta(run).get("name"))},
+            "annotations": annotations,
         },
         "spec": body,
     }
