@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pipesync.engine import context as runcontext
 from pipesync.engine import planner
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
@@ -354,7 +355,7 @@ tasks:
 def built_context(pipeline_yaml: str, **given: Any) -> planner.RunContext:
     """The context engine.planner.run_context builds for a run of this pipeline."""
     spec = compile_yaml(pipeline_yaml + "tasks: [{name: a, command: [x]}]").spec
-    return planner.run_context(spec, {}, name="r", namespace="n", created_at=1.0, **given)
+    return runcontext.run_context(spec, {}, name="r", namespace="n", created_at=1.0, **given)
 
 
 def test_one_run_context_builder_takes_the_smaller_of_the_pipeline_and_executor_caps() -> None:
@@ -424,7 +425,7 @@ def test_one_pass_starts_at_most_the_launch_limit_and_asks_to_be_called_again() 
         + str(list(range(50)))
         + "}}]"
     )
-    context = planner.RunContext("r", "n", {}, bounds=planner.Limits(launches=20))
+    context = planner.RunContext("r", "n", {}, bounds=runcontext.Limits(launches=20))
     decision = planner.plan(compiled, {}, context, 7.0)
     assert len(decision.launches) == 20
     assert decision.wake_at == 7.0

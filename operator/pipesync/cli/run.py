@@ -22,7 +22,8 @@ from pipesync.api import conventions, durations, model, runstatus
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
 from pipesync.cli import flags, progress, sources
-from pipesync.engine import checks, compiler, params, planner
+from pipesync.engine import checks, compiler, params
+from pipesync.engine import context as runcontext
 from pipesync.engine.state import RunPhase
 from pipesync.runtime.local import LocalRun
 
@@ -245,14 +246,14 @@ def _context(
     values: dict[str, Any],
     name: str,
     run_resource: Resource | None,
-) -> planner.RunContext:
+) -> runcontext.RunContext:
     """The run as the planner sees it (engine.planner.run_context, as the operator builds
     it): --timeout, else the Run document's timeout, else the pipeline's."""
     timeout = options.timeout
     if timeout is None and run_resource is not None:
         timeout = run_resource.spec.get("timeout")
     try:
-        return planner.run_context(
+        return runcontext.run_context(
             spec,
             values,
             name=name,

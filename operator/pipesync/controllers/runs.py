@@ -22,6 +22,7 @@ from pipesync.api.times import timestamp
 from pipesync.controllers import errors
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
 from pipesync.engine import compiler, layout, limits, params, planner, summary
+from pipesync.engine import context as runcontext
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState, Phase, RunPhase
@@ -764,12 +765,12 @@ def _failed_status(
 
 def run_context(
     run: Mapping[str, Any], pinned: Pinned, now: float, bounds: limits.Limits = limits.DEFAULT
-) -> planner.RunContext:
+) -> runcontext.RunContext:
     """What the planner is told about the run: names, params, the pipeline's parallelism,
     its times (the scheduled one when a RecurringRun made it) and its timeout."""
     metadata = run["metadata"]
     annotations = metadata.get("annotations") or {}
-    return planner.run_context(
+    return runcontext.run_context(
         pinned.compiled.spec,
         pinned.params,
         name=metadata["name"],

@@ -15,64 +15,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pipesync.api import durations, times
-from pipesync.api.model import PipelineSpec
 from pipesync.engine import expressions, limits, retries, templating
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
-from pipesync.engine.limits import Limits
+from pipesync.engine.context import RUN_PLACEHOLDERS, RunContext
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import PENDING, TASK, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import Ref, RefKind
 
 _DONE = frozenset({Phase.SUCCEEDED, Phase.SKIPPED, Phase.OMITTED, Phase.CANCELLED})
 _BROKEN = frozenset({Phase.FAILED, Phase.OMITTED, Phase.CANCELLED})
-
-
-@dataclasses.dataclass(frozen=True)
-class RunContext:
-    """What is fixed for the whole run."""
-
-    name: str
-    namespace: str
-    params: Mapping[str, Any]  # typed values (see engine.params.resolve)
-    max_running: int | None = None  # run-wide cap on running task instances
-    created_at: float = 0.0  # when the run was created (epoch seconds)
-    scheduled_at: float | None = None  # the time a RecurringRun made it for, if it did
-    bounds: Limits = limits.DEFAULT  # sizes of forEach and of one pass
-    #: Seconds the whole run may take from its start; the executor watches it and tells
-    #: `plan` (deadline_exceeded). None: no limit.
-    timeout_seconds: float | None = None
-
-
-def run_context(
-    spec: PipelineSpec,
-    params: Mapping[str, Any],
-    *,
-    name: str,
-    namespace: str,
-    created_at: float,
-    scheduled_at: float | None = None,
-    max_running: int | None = None,
-    timeout: str | None = None,
-    bounds: Limits = limits.DEFAULT,
-) -> RunContext:
-    """The one way both executors (the operator and `pipesync run`) describe a run to the
-    planner, so a field such as the pipeline's `parallelism` cannot be honoured by one and
-    forgotten by the other. `max_running`: the executor's own cap (`pipesync run
-    --parallelism`); the smaller of it and the pipeline's applies. `timeout`: the run's
-    own limit as written (a Run's spec.timeout, or `pipesync run --timeout`), else the
-    pipeline's spec.timeout applies; ValueError when it is not a duration."""
-    caps = [cap for cap in (spec.parallelism, max_running) if cap is not None]
-    return RunContext(
-        name,
-        namespace,
-        params,
-        max_running=min(caps) if caps else None,
-        created_at=created_at,
-        scheduled_at=scheduled_at,
-        bounds=bounds,
-        timeout_seconds=durations.parse(timeout) if timeout else spec.timeout_seconds,
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -752,16 +703,10 @@ def _value(step: _Pass, ref: Ref, at: _At | None) -> str:
     if ref.kind is RefKind.PARAM:
         return templating.render_value(step.context.params[ref.name])
     if ref.kind is RefKind.RUN:
-        if ref.name == "name":
-            return step.context.name
-        if ref.name == "namespace":
-            return step.context.namespace
-        if ref.name == "createdAt":
-            return times.timestamp(step.context.created_at)
-        if ref.name == "scheduledAt":
-            scheduled = step.context.scheduled_at
-            return times.timestamp(step.context.created_at if scheduled is None else scheduled)
-        raise _Unresolved(f"{ref} is only known in onExit")
+        read = RUN_PLACEHOLDERS[ref.name]
+        if read is None:
+            raise _Unresolved(f"{ref} is only known in onExit")
+        return read(step.context)
     if ref.kind is RefKind.TASK_PARAMETER and ref.alternatives:
         for choice in ref.alternatives:
             state = _producer_state(step, step.pipeline.task(choice.task).index, at)

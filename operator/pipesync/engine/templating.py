@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pipesync.engine.context import RUN_PLACEHOLDERS
+
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
@@ -25,7 +27,8 @@ class RefKind(enum.Enum):
     OUTPUT_PARAMETER = "output-parameter"  # {{outputs.parameters.P}}
 
 
-RUN_FIELDS = ("name", "namespace", "status", "createdAt", "scheduledAt")
+#: The `{{run.NAME}}` placeholders there are (engine.context reads their values).
+RUN_FIELDS = tuple(RUN_PLACEHOLDERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +119,8 @@ def parse_ref(text: str) -> Ref:
         if kind is not None:
             return Ref(kind, ident(parts[2]), text=body)
     raise TemplateError(
-        f"unknown placeholder {{{{{body}}}}}: expected params.NAME, item, run.name, "
-        "run.namespace, run.status, run.createdAt, run.scheduledAt, task.uid, "
+        f"unknown placeholder {{{{{body}}}}}: expected params.NAME, item, "
+        f"{', '.join(f'run.{name}' for name in RUN_FIELDS)}, task.uid, "
         "tasks.TASK.outputs.parameters.NAME, "
         "tasks.TASK.outputs.artifacts.NAME, inputs.artifacts.NAME, "
         "outputs.artifacts.NAME or outputs.parameters.NAME"

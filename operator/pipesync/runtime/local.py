@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pipesync.api import durations, runstatus, times
 from pipesync.api.runstatus import NodeDetail
+from pipesync.engine import context as runcontext
 from pipesync.engine import layout, planner, summary
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
@@ -64,7 +65,7 @@ class LocalRun:
     def __init__(
         self,
         pipeline: CompiledPipeline,
-        context: planner.RunContext,
+        context: runcontext.RunContext,
         *,
         repo_root: Path,
         workdir: Path,
