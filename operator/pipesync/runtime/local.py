@@ -18,12 +18,12 @@ from typing import Any, Protocol
 
 from pipesync.api import durations, runstatus, times
 from pipesync.api.runstatus import NodeDetail
+from pipesync.engine import attempt, layout, planner, summary
 from pipesync.engine import context as runcontext
-from pipesync.engine import layout, planner, summary
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
-from pipesync.engine.templating import Ref, RefKind
+from pipesync.engine.templating import RefKind
 from pipesync.runtime.processes import ProcessResult, TaskProcess
 
 #: Output parameters are small values; bigger results belong in artifacts.
@@ -285,38 +285,24 @@ class LocalRun:
     def _render(
         self, launch: planner.Launch, node_dir: Path
     ) -> tuple[list[str], dict[str, str], Path]:
-        compiled = launch.task
+        def path_of(kind: RefKind, name: str) -> str:
+            if kind is RefKind.INPUT_ARTIFACT:
+                return str(self._input_path(launch, name))
+            folder = "artifacts" if kind is RefKind.OUTPUT_ARTIFACT else "parameters"
+            return str(node_dir / "outputs" / folder / name)
 
-        def resolve(ref: Ref) -> str:
-            if ref.kind is RefKind.OUTPUT_ARTIFACT:
-                return str(node_dir / "outputs" / "artifacts" / ref.name)
-            if ref.kind is RefKind.OUTPUT_PARAMETER:
-                return str(node_dir / "outputs" / "parameters" / ref.name)
-            if ref.kind is RefKind.INPUT_ARTIFACT:
-                return str(self._input_path(launch, ref.name))
-            return launch.resolve(ref)
-
-        argv = [template.render(resolve) for template in compiled.argv]
+        ran = attempt.program(
+            launch, run=self.context.name, namespace=self.context.namespace, path_of=path_of
+        )
         env = dict(os.environ)
         # `python` in a task means the interpreter pipesync runs on, with its packages.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        env.update({name: template.render(resolve) for name, template in compiled.env})
-        env.update(
-            {
-                "PIPESYNC_RUN": self.context.name,
-                "PIPESYNC_NAMESPACE": self.context.namespace,
-                "PIPESYNC_TASK": compiled.name,
-                "PIPESYNC_ATTEMPT": str(launch.attempt),
-            }
-        )
-        if launch.has_item:
-            env["PIPESYNC_ITEM_INDEX"] = str(launch.key[1])
-        cwd = self.repo_root / (compiled.task.working_dir or ".")
-        cwd = cwd.resolve()
+        env.update(ran.env)
+        cwd = (self.repo_root / (ran.working_dir or ".")).resolve()
         if not cwd.is_relative_to(self.repo_root):
-            raise _RenderError(f"workingDir {compiled.task.working_dir!r} leaves the repository")
+            raise _RenderError(f"workingDir {ran.working_dir!r} leaves the repository")
         cwd.mkdir(parents=True, exist_ok=True)
-        return argv, env, cwd
+        return list(ran.argv), env, cwd
 
     def _input_path(self, launch: planner.Launch, name: str) -> Path:
         compiled = launch.task

@@ -29,11 +29,11 @@ from typing import Any
 
 from pipesync.api import conventions
 from pipesync.api.model import API_VERSION, Resources, Task
-from pipesync.engine import layout
+from pipesync.engine import attempt, layout
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.planner import Launch
 from pipesync.engine.state import TASK, NodeKey
-from pipesync.engine.templating import Ref, RefKind
+from pipesync.engine.templating import RefKind
 from pipesync.runtime import placement, taskpolicy
 from pipesync.runtime.placement import PoolSettings
 
@@ -406,33 +406,25 @@ def _s3_env(s3: S3Settings) -> list[dict[str, Any]]:
     return env
 
 
+#: Where in the pod's volume the files a placeholder names are.
+_FILE_DIRS = {
+    RefKind.OUTPUT_ARTIFACT: "outputs/artifacts",
+    RefKind.OUTPUT_PARAMETER: "outputs/parameters",
+    RefKind.INPUT_ARTIFACT: "inputs",
+}
+
+
 def _main_container(
     launch: Launch, run: RunInfo, settings: PodSettings, image: str, mount: str
 ) -> dict[str, Any]:
     compiled = launch.task
     task = compiled.task
 
-    def resolve(ref: Ref) -> str:
-        if ref.kind is RefKind.OUTPUT_ARTIFACT:
-            return f"{mount}/outputs/artifacts/{ref.name}"
-        if ref.kind is RefKind.OUTPUT_PARAMETER:
-            return f"{mount}/outputs/parameters/{ref.name}"
-        if ref.kind is RefKind.INPUT_ARTIFACT:
-            return f"{mount}/inputs/{ref.name}"
-        return launch.resolve(ref)
+    def path_of(kind: RefKind, name: str) -> str:
+        return f"{mount}/{_FILE_DIRS[kind]}/{name}"
 
-    argv = [template.render(resolve) for template in compiled.argv]
-    env = {name: template.render(resolve) for name, template in compiled.env}
-    env.update(
-        {
-            "PIPESYNC_RUN": run.name,
-            "PIPESYNC_NAMESPACE": run.namespace,
-            "PIPESYNC_TASK": compiled.name,
-            "PIPESYNC_ATTEMPT": str(launch.attempt),
-        }
-    )
-    if launch.has_item:
-        env["PIPESYNC_ITEM_INDEX"] = str(launch.key[1])
+    ran = attempt.program(launch, run=run.name, namespace=run.namespace, path_of=path_of)
+    argv, env = list(ran.argv), ran.env
     container: dict[str, Any] = {
         "name": conventions.MAIN_CONTAINER,
         "image": image,
@@ -458,7 +450,7 @@ def _main_container(
         # Without a workspace the image's own working directory stays: Kubernetes needs an
         # absolute workingDir, and a relative one has nothing to be relative to.
         container["workingDir"] = workspace_directory(
-            mount, run.workspace.directory, task.working_dir or ""
+            mount, run.workspace.directory, ran.working_dir
         )
     return container
 
