@@ -27,10 +27,10 @@ from tests.e2e.fixtures.operator import operator_command
 from tests.e2e.fixtures.processes import free_port
 from tests.e2e.fixtures.s3 import S3Server
 from tests.e2e.fixtures.s3iam import ADMIN, Keys, iam_s3, s3_client
+from tests.e2e.test_operator_runs import pods_of, run_document, wait_finished
 
 SECRET = "pipesync-s3"
 OTHER_TEAM = "team-other"
-FINISHED = {"Succeeded", "Failed", "Cancelled"}
 
 FLOW = """
 apiVersion: pipesync.io/v1alpha1
@@ -87,7 +87,7 @@ def test_task_pods_use_their_namespaces_keys_under_the_documented_policy(
     solo_namespace: str,
     tenancy: tuple[S3Server, dict[str, Keys], KillableOperator],
 ) -> None:
-    server, keys, operator = tenancy
+    server, keys, _ = tenancy
     namespace = solo_namespace
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FLOW)
     cluster.kubectl(
@@ -95,7 +95,7 @@ def test_task_pods_use_their_namespaces_keys_under_the_documented_policy(
     )
 
     put_secret(cluster, namespace, keys[namespace])
-    own = run_to_the_end(cluster, namespace, "own-keys", operator)
+    own = run_to_the_end(cluster, namespace, "own-keys")
     assert own["status"]["phase"] == "Succeeded", json.dumps(own["status"], indent=1)
     team = s3_client(server, keys[namespace])
     artifact = f"{namespace}/runs/own-keys/prepare/outputs/artifacts/data"
@@ -105,7 +105,9 @@ def test_task_pods_use_their_namespaces_keys_under_the_documented_policy(
     admin = s3_client(server, keys[ADMIN])
     wait_until(lambda: exists(admin, server.bucket, record), f"{record} written")
     # No pod carries a key itself: each reads its namespace's Secret.
-    for pod in run_pods(cluster, namespace, "own-keys"):
+    own_pods = pods_of(cluster, namespace, "own-keys")
+    assert own_pods, "no pods of own-keys"
+    for pod in own_pods:
         for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             for variable in container.get("env", []):
                 if variable["name"].startswith("AWS_"):
@@ -114,7 +116,7 @@ def test_task_pods_use_their_namespaces_keys_under_the_documented_policy(
 
     # Another team's keys in this namespace's Secret may not write under its prefix.
     put_secret(cluster, namespace, keys[OTHER_TEAM])
-    foreign = run_to_the_end(cluster, namespace, "other-keys", operator)
+    foreign = run_to_the_end(cluster, namespace, "other-keys")
     assert foreign["status"]["phase"] == "Failed", json.dumps(foreign["status"], indent=1)
     assert "S3 refused the task's credentials" in json.dumps(foreign["status"])
     denied = f"{namespace}/runs/other-keys/prepare/outputs/artifacts/data"
@@ -133,35 +135,9 @@ def put_secret(cluster: Cluster, namespace: str, keys: Keys) -> None:
     cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
 
 
-def run_to_the_end(
-    cluster: Cluster, namespace: str, name: str, operator: KillableOperator, timeout: float = 180
-) -> dict[str, Any]:
-    run = {
-        "apiVersion": "pipesync.io/v1alpha1",
-        "kind": "Run",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"pipelineRef": {"name": "flow"}},
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(run))
-    deadline = time.monotonic() + timeout
-    found: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        found = json.loads(
-            cluster.kubectl("get", "run", name, "-n", namespace, "-o", "json").stdout
-        )
-        if (found.get("status") or {}).get("phase") in FINISHED:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{name} did not finish: {found.get('status')}\n{operator.log()}")
-
-
-def run_pods(cluster: Cluster, namespace: str, run: str) -> list[dict[str, Any]]:
-    listed = cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l", f"pipesync.io/run={run}", "-o", "json"
-    )
-    pods: list[dict[str, Any]] = json.loads(listed.stdout)["items"]
-    assert pods, f"no pods of {run}"
-    return pods
+def run_to_the_end(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=run_document(name, "flow"))
+    return wait_finished(cluster, namespace, name, timeout=180)
 
 
 def exists(client: Any, bucket: str, key: str) -> bool:
