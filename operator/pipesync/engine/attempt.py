@@ -14,10 +14,8 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from pipesync.engine.planner import Launch
-from pipesync.engine.templating import Ref, RefKind
+from pipesync.engine.templating import FILE_KINDS, Ref, RefKind
 
-#: Placeholders that name a file, whose path only the executor knows.
-FILE_KINDS = frozenset({RefKind.INPUT_ARTIFACT, RefKind.OUTPUT_ARTIFACT, RefKind.OUTPUT_PARAMETER})
 #: Where an executor keeps the file a placeholder names: (kind, name) -> its path.
 PathOf = Callable[[RefKind, str], str]
 

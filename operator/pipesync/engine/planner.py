@@ -730,14 +730,9 @@ def _value(step: _Pass, ref: Ref, at: _At | None) -> str:
     raise _Unresolved(f"{ref} is a path, resolved by the executor")
 
 
-_PATH_KINDS = frozenset(
-    {
-        RefKind.INPUT_ARTIFACT,
-        RefKind.OUTPUT_ARTIFACT,
-        RefKind.OUTPUT_PARAMETER,
-        RefKind.TASK_ARTIFACT,
-    }
-)
+#: Placeholders the planner leaves to the executor: the files of the attempt, and a task
+#: artifact (a path too, wherever the executor keeps it).
+_PATH_KINDS = templating.FILE_KINDS | {RefKind.TASK_ARTIFACT}
 
 
 def _producer_state(step: _Pass, producer: int, at: _At | None) -> NodeState:

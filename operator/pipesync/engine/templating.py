@@ -27,6 +27,8 @@ class RefKind(enum.Enum):
     OUTPUT_PARAMETER = "output-parameter"  # {{outputs.parameters.P}}
 
 
+#: Placeholders that name a file of the attempt, whose path only the executor knows.
+FILE_KINDS = frozenset({RefKind.INPUT_ARTIFACT, RefKind.OUTPUT_ARTIFACT, RefKind.OUTPUT_PARAMETER})
 #: The `{{run.NAME}}` placeholders there are (engine.context reads their values).
 RUN_FIELDS = tuple(RUN_PLACEHOLDERS)
 
