@@ -53,7 +53,6 @@ from pipesync.observe.passes import ObserverResult, PassReportLike, PinnedLike, 
 
 _log = logging.getLogger(__name__)
 
-RECORD_KIND = "RunRecord"
 #: A log longer than this (per container) is cut: the record is history, not a log store.
 LOG_LIMIT_BYTES = 16 * 1024 * 1024
 #: Logs kept in memory across retries while S3 is away, in all; beyond, logs are read
