@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import random
 import subprocess
 import sys
@@ -134,6 +135,44 @@ def _pipesync() -> str:
     return str(Path(sys.executable).parent / "pipesync")
 
 
+def _runners(folder: Path, count: int) -> tuple[Callable[[], None], ...]:
+    """What is timed: the CLI, its start-up, validate in-process with and without workers."""
+
+    def cli() -> None:
+        done = subprocess.run(
+            [_pipesync(), "validate", str(folder)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"validate failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+
+    def startup() -> None:
+        subprocess.run([_pipesync(), "--version"], capture_output=True, check=True)
+
+    from pipesync.cli.main import main  # noqa: PLC0415 - timed import is not the point
+
+    def in_process() -> None:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["validate", str(folder)])
+        if code != 0:
+            raise RuntimeError(f"validate in-process failed ({code}): {out.getvalue()[-2000:]}")
+
+    from pipesync.cli import sources  # noqa: PLC0415
+
+    def one_process() -> None:
+        # The same validation without worker processes: what parallelism gains.
+        threshold = sources.PARALLEL_FROM_FILES
+        sources.PARALLEL_FROM_FILES = count + 1
+        try:
+            in_process()
+        finally:
+            sources.PARALLEL_FROM_FILES = threshold
+
+    return cli, startup, in_process, one_process
+
+
 def measure(quick: bool, log: Callable[[str], None]) -> Section:
     count = 100 if quick else 1000
     repeats = 1 if quick else 2  # a full pass is tens of seconds on a small machine
@@ -146,35 +185,16 @@ def measure(quick: bool, log: Callable[[str], None]) -> Section:
         tasks = sum(p.read_text().count("\n  - name: step-") for p in paths)
         log(f"generated {count} pipeline files ({size / 1024:.0f} KiB, {tasks} tasks) in {folder}")
 
-        def cli() -> None:
-            done = subprocess.run(
-                [_pipesync(), "validate", str(folder)], capture_output=True, text=True, check=False
-            )
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"validate failed ({done.returncode}): {done.stdout[-2000:]}"
-                    f"{done.stderr[-2000:]}"
-                )
-
-        def startup() -> None:
-            subprocess.run([_pipesync(), "--version"], capture_output=True, check=True)
-
-        from pipesync.cli.main import main  # noqa: PLC0415 - timed import is not the point
-
-        def in_process() -> None:
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = main(["validate", str(folder)])
-            if code != 0:
-                raise RuntimeError(f"validate in-process failed ({code}): {out.getvalue()[-2000:]}")
-
+        cli, startup, in_process, one_process = _runners(folder, count)
         in_process()  # warm-up: first-use costs (schema compilation, lazy imports)
         cli_time = timed(cli, repeats)
         start_time = timed(startup, repeats + 2)
         inproc_time = timed(in_process, repeats)
+        serial_time = timed(one_process, repeats)
         log(f"`pipesync validate DIR` subprocess: {cli_time.describe()}")
         log(f"`pipesync --version` subprocess (start-up): {start_time.describe()}")
         log(f"main(['validate', DIR]) in-process: {inproc_time.describe()}")
+        log(f"main(['validate', DIR]) in one process: {serial_time.describe()}")
         base_time, c_base_time, c_compose_time = _baselines(paths, repeats, log)
 
         cli_rate = count / cli_time.best
@@ -219,6 +239,16 @@ def measure(quick: bool, log: Callable[[str], None]) -> Section:
         figures.append(
             Figure(
                 "validate",
+                f"baseline: the same in one process (no workers), {count} files",
+                count / serial_time.best,
+                "files/s",
+                note=f"workers are {serial_time.best / inproc_time.best:.2f}x faster on "
+                f"{os.cpu_count()} CPUs; {serial_time.describe()}",
+            )
+        )
+        figures.append(
+            Figure(
+                "validate",
                 "baseline: yaml.safe_load_all of the same files",
                 count / base_time.best,
                 "files/s",
@@ -245,8 +275,9 @@ def measure(quick: bool, log: Callable[[str], None]) -> Section:
             )
         )
         if not met:
-            section.profiles["in-process `pipesync validate` (cProfile)"] = hotspots(
-                in_process, only="pipesync/"
+            # Profiled in one process: a profile of the parent only shows it waiting.
+            section.profiles["`pipesync validate` in one process (cProfile)"] = hotspots(
+                one_process, only="pipesync/"
             )
         figures.append(
             Figure(

@@ -926,3 +926,47 @@ def test_a_literal_matrix_over_the_instance_limit_is_a_located_error(
     line, col, message = only_error(cli, path)
     assert (line, col) == (11, 11), (line, col, message)  # the matrix, under `matrix:`
     assert "300 x 300 x 300" in message and "10000" in message
+
+
+def _many_files(root: Path, count: int) -> None:
+    """`count` files, every tenth broken in its own way, with cross-file references (a
+    Run names a Pipeline of another file; a duplicate name lies in another chunk)."""
+    for number in range(count):
+        name = f"p{number}" if number != count - 1 else "p0"  # the last one duplicates p0
+        body = HEAD.replace("name: p\n", f"name: {name}\n") + (
+            "  tasks:\n"
+            "    - name: a\n"
+            "      image: busybox\n"
+            '      command: ["echo", "{{tasks.nope.outputs.parameters.x}}"]\n'
+            if number % 10 == 3
+            else "  tasks:\n    - name: a\n      image: busybox\n      command: [true]\n"
+        )
+        if number % 10 == 7:
+            body = body + "  : [broken\n"  # a YAML syntax error
+        if number % 10 == 5:
+            body += (
+                "---\napiVersion: pipesync.io/v1alpha1\nkind: Run\nmetadata:\n"
+                f"  name: r{number}\nspec:\n  pipelineRef: {{name: p{count - number}}}\n"
+                "  params: {unknown: 1}\n"
+            )
+        (root / f"f{number:04d}.yaml").write_text(body)
+
+
+def test_many_files_are_validated_in_workers_with_the_output_of_one_process(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = sources.PARALLEL_FROM_FILES + 60  # more than one chunk per worker
+    _many_files(tmp_path, count)
+    in_workers = cli("validate", tmp_path)
+    monkeypatch.setattr(sources, "PARALLEL_FROM_FILES", count + 1)
+    in_one_process = cli("validate", tmp_path)
+    assert_no_traceback(in_workers)
+    assert in_workers.code == in_one_process.code == 1
+    rows = located(in_workers)
+    assert rows == located(in_one_process)
+    messages = " ".join(row[3] for row in rows)
+    # every kind of problem is there: per-file syntax and DAG errors, and cross-file ones
+    assert "YAML syntax error" in messages
+    assert "names an unknown task 'nope'" in messages
+    assert any(row[0].endswith(f"f{count - 1:04d}.yaml") for row in rows)  # duplicate p0
+    assert sum("unknown" in row[3] and "param" in row[3] for row in rows) >= count // 10

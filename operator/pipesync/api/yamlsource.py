@@ -55,6 +55,16 @@ class SourceDocument:
             probe = probe[:-1]
         return self.values.get((), self.start)
 
+    def shallow(self, depth: int) -> SourceDocument:
+        """The same document with the positions of values at most `depth` levels deep
+        only (a deeper one is located at its nearest kept ancestor): what is left to
+        locate once its own checks are done is small to send to another process."""
+        return dataclasses.replace(
+            self,
+            values={path: mark for path, mark in self.values.items() if len(path) <= depth},
+            keys={path: mark for path, mark in self.keys.items() if len(path) <= depth},
+        )
+
     def diagnostic(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
         mark = self.mark(path, key=key)
         return Diagnostic(self.file, mark.line, mark.column, message)

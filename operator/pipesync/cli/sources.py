@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
+import multiprocessing
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from pipesync.api import documents, yamlsource
 from pipesync.api.diagnostics import Diagnostic
-from pipesync.engine import loading
+from pipesync.engine import checks, loading
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _SKIPPED_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".pipesync"}
@@ -111,3 +114,60 @@ def load_all(
             resources.extend(loaded)
             problems.extend(found)
     return resources, problems
+
+
+#: Below this many files one process is faster than starting workers and sending
+#: their results back.
+PARALLEL_FROM_FILES = 200
+#: Files per task sent to a worker: large enough that pickling the results is cheap
+#: next to parsing, small enough to spread a repository over the workers.
+_CHUNK_FILES = 50
+
+Checked = tuple[list[documents.Resource], list[Diagnostic], dict[int, checks.Checked]]
+
+
+def load_checked(paths: Sequence[Path], roots: Iterable[Path] = ()) -> Checked:
+    """`load_all`, plus each Pipeline's own checks (`checks.check_pipelines`), in
+    worker processes when there are many files: parsing and compiling are per file and
+    CPU-bound, so a 2-core machine validates a large repository in about half the time.
+    The result is the same, in the same order, as one process would give."""
+    trees = list(roots)
+    workers = min(os.cpu_count() or 1, 8)
+    if len(paths) < PARALLEL_FROM_FILES or workers < 2 or "fork" not in _START_METHODS:
+        return _load_chunk((list(paths), trees))
+    chunks = [
+        (list(paths[i : i + _CHUNK_FILES]), trees) for i in range(0, len(paths), _CHUNK_FILES)
+    ]
+    resources: list[documents.Resource] = []
+    problems: list[Diagnostic] = []
+    checked: dict[int, checks.Checked] = {}
+    # fork: the workers start with pipesync already imported (a spawn costs ~0.2 s each)
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for loaded, found, own in pool.map(_load_chunk, chunks):
+            offset = len(resources)
+            checked.update({offset + position: result for position, result in own.items()})
+            resources.extend(loaded)
+            problems.extend(found)
+    return resources, problems, checked
+
+
+_START_METHODS = multiprocessing.get_all_start_methods()
+
+
+#: How deep a checked Pipeline's positions stay when sent back from a worker: its
+#: cross-document checks only locate its name (`metadata.name`).
+_SENT_DEPTH = 2
+
+
+def _load_chunk(chunk: tuple[list[Path], list[Path]]) -> Checked:
+    paths, roots = chunk
+    resources, problems = load_all(paths, roots)
+    checked = checks.check_pipelines(resources)
+    # A Pipeline's own problems are located above; the rest of its positions would only
+    # make the results several times larger to send and read back in the parent.
+    sent = [
+        dataclasses.replace(r, source=r.source.shallow(_SENT_DEPTH)) if i in checked else r
+        for i, r in enumerate(resources)
+    ]
+    return sent, problems, checked

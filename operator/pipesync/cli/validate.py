@@ -39,8 +39,9 @@ def run(options: argparse.Namespace) -> int:
     except sources.UsageError as error:
         print(f"pipesync validate: {error}", file=sys.stderr)
         return EXIT_USAGE
-    resources, problems = sources.load_all(files, sources.directories(options.paths))
-    problems.extend(checks.check(resources, now=datetime.datetime.now(datetime.UTC)))
+    resources, problems, checked = sources.load_checked(files, sources.directories(options.paths))
+    now = datetime.datetime.now(datetime.UTC)
+    problems.extend(checks.check(resources, now=now, checked=checked))
     problems.sort()
     _print(problems, options.format)
     errors = sum(1 for problem in problems if problem.severity.value == "error")

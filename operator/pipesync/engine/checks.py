@@ -18,20 +18,30 @@ from pipesync.engine.compiler import CompiledPipeline, Matrix
 _REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def check(resources: Sequence[Resource], now: datetime | None = None) -> list[Diagnostic]:
+#: One Pipeline document's own checks: its spec when it compiled, and its problems.
+Checked = tuple[model.PipelineSpec | None, list[Diagnostic]]
+
+
+def check(
+    resources: Sequence[Resource],
+    now: datetime | None = None,
+    *,
+    checked: Mapping[int, Checked] | None = None,
+) -> list[Diagnostic]:
     """Problems across one set of documents (a repository, or the files given); `now`
-    is where the fire times a warning shows start (a fixed reference when not given)."""
+    is where the fire times a warning shows start (a fixed reference when not given).
+    `checked` holds what `check_pipelines` already found for these resources (by
+    position), e.g. in worker processes, so each pipeline is compiled once."""
     problems: list[Diagnostic] = []
     problems.extend(_duplicates(resources))
     pipelines = {r.name: r for r in resources if r.kind is model.Kind.PIPELINE}
     experiments = {r.name for r in resources if r.kind is model.Kind.EXPERIMENT}
+    own = check_pipelines(resources) if checked is None else checked
     specs: dict[str, model.PipelineSpec] = {}
-    for resource in resources:
-        if resource.kind is model.Kind.PIPELINE:
-            spec, found = _pipeline_guarded(resource)
-            problems.extend(found)
-            if spec is not None:
-                specs[resource.name] = spec
+    for position, (spec, found) in sorted(own.items()):
+        problems.extend(found)
+        if spec is not None:
+            specs[resources[position].name] = spec
     for resource in resources:
         if resource.kind in (model.Kind.RUN, model.Kind.RECURRING_RUN):
             problems.extend(
@@ -40,6 +50,16 @@ def check(resources: Sequence[Resource], now: datetime | None = None) -> list[Di
         if resource.kind is model.Kind.RECURRING_RUN:
             problems.extend(_guarded(resource, lambda r: _schedule_problems(r, now or _REFERENCE)))
     return problems
+
+
+def check_pipelines(resources: Sequence[Resource]) -> dict[int, Checked]:
+    """Each Pipeline's own checks, by its position in `resources`: they need no other
+    document, so they may run apart (in parallel) from `check`'s cross-document ones."""
+    return {
+        position: _pipeline_guarded(resource)
+        for position, resource in enumerate(resources)
+        if resource.kind is model.Kind.PIPELINE
+    }
 
 
 def _guarded(
@@ -55,7 +75,7 @@ def _guarded(
         return [dataclasses.replace(problem, line=start.line, column=start.column)]
 
 
-def _pipeline_guarded(resource: Resource) -> tuple[model.PipelineSpec | None, list[Diagnostic]]:
+def _pipeline_guarded(resource: Resource) -> Checked:
     found: list[model.PipelineSpec | None] = [None]
 
     def check_one(r: Resource) -> list[Diagnostic]:
