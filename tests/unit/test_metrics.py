@@ -16,13 +16,16 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from pipesync.controllers import runs
+from pipesync.api import times
+from pipesync.controllers import recurringruns, runs
 from pipesync.controllers.gitsources import SyncReport
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS
 from pipesync.observe import endpoint
 from pipesync.observe.metrics import Metrics
 from pipesync.runtime import podstate
+from tests.unit.kubefakes import MemoryKube
 from tests.unit.pipelines import compile_yaml
 
 PIPELINE = "tasks: [{name: prep, command: [x]}, {name: train, command: [x], dependsOn: [prep]}]"
@@ -374,6 +377,40 @@ def test_mirror_hooks_and_build_info(metrics: Metrics) -> None:
     assert value(metrics, "pipesync_s3_mirror_failures_total") == 2
     assert value(metrics, "pipesync_s3_mirror_backlog") == 7
     assert value(metrics, "pipesync_build_info", version="9.9.9") == 1
+
+
+class _RecurringKube(MemoryKube):
+    """MemoryKube with the Run listing and cancel patch the RecurringRun controller uses."""
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        return [body for (p, n, _), body in self.objects.items() if (p, n) == (plural, namespace)]
+
+
+def test_recurring_passes_count_fires_with_their_lag_misses_and_skips(metrics: Metrics) -> None:
+    """The RecurringRun controller tells metrics.recurring each pass through its report."""
+    created = 1_000_000
+    kube = _RecurringKube()
+    kube.objects[(PIPELINES, "ml", "digits")] = {"metadata": {"name": "digits"}}
+    kube.objects[(RECURRING_RUNS, "ml", "nightly")] = {
+        "metadata": {"name": "nightly", "namespace": "ml", "uid": "u1", "generation": 1,
+                     "creationTimestamp": times.timestamp(created)},
+        "spec": {"pipelineRef": {"name": "digits"}, "schedule": {"interval": "1m"}},
+    }  # fmt: skip
+    clock = Clock()
+    clock.now = created + 185.0
+    controller = recurringruns.RecurringRunController(kube, observer=metrics.recurring, clock=clock)
+    # Three times due (60, 120, 180 s): catch-up Latest fires the newest 5 s late.
+    assert len(controller.reconcile("ml", "nightly").started) == 1
+    assert value(metrics, "pipesync_recurring_fires_total") == 1
+    assert value(metrics, "pipesync_recurring_schedule_lag_seconds_sum") == 5.0
+    assert value(metrics, "pipesync_recurring_missed_total", reason="CatchupLatest") == 2
+    # The next time comes while that Run is active: Forbid skips it.
+    clock.now = created + 250.0
+    assert controller.reconcile("ml", "nightly").started == ()
+    assert value(metrics, "pipesync_recurring_fires_total") == 1
+    assert value(metrics, "pipesync_recurring_skips_total", reason="ConcurrencyForbid") == 1
 
 
 def test_no_series_is_labelled_by_run_and_the_global_registry_stays_untouched(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from pipesync.api import reports
 from pipesync.controllers.gitsources import SyncReport
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import NodeState, Phase
@@ -125,10 +126,15 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     metrics.mirror.set_mirror_backlog(4)
 
     # RecurringRuns.
-    metrics.recurring.recurring_fired(0.3)
-    metrics.recurring.recurring_fired(12.0)
-    metrics.recurring.recurring_skipped("ConcurrencyForbid", 2)
-    metrics.recurring.recurring_missed("DeadlineExceeded", 1)
+    metrics.recurring.observe(
+        reports.RecurringPass(
+            "ml",
+            "nightly",
+            fired_lags=(0.3, 12.0),
+            skipped={"ConcurrencyForbid": 2},
+            missed={"DeadlineExceeded": 1},
+        )
+    )
 
     # GitSources: one restored from its status, synced, failing, another deleted.
     metrics.git_sources.git_source_seen(

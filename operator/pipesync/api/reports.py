@@ -1,0 +1,34 @@
+"""What each controller pass or event tells its observers (the metrics): frozen facts.
+
+Why here: the producer (a controller, the webhook receiver, the S3 mirror) and the
+observer (observe's domain collectors) sit in layers that may not import each other, or
+in adapters that must stay independent; both import the model. Each producer fills one
+report per pass or event with what it already knows (outcomes, counts, durations) and
+hands it to its observer's one method, `observe(report)`. So a new series over facts a
+report already carries is a change to its metrics module alone; only a new fact touches
+the producer too. No I/O and no clock here: a report is the pass's own account.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurringPass:
+    """One pass of the RecurringRun controller that decided its scheduled times
+    (controllers/recurringruns.py; not sent for a pass over a schedule it cannot read)."""
+
+    namespace: str
+    name: str
+    #: For each Run this pass created: seconds from its scheduled time to its creation.
+    fired_lags: tuple[float, ...] = ()
+    #: Scheduled times due on time but not started, by reason (engine.recurring.SKIP_REASONS).
+    skipped: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Scheduled times too late to start, by reason (engine.recurring.MISS_REASONS).
+    missed: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Active Runs this pass cancelled to make room (concurrency Replace).
+    cancelled: int = 0
+    #: The Ready reason the pass wrote (Scheduled, Suspended, Ended, PipelineNotFound).
+    ready_reason: str = ""
