@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from pipesync.api import times
+from pipesync.api import reports, times
 from pipesync.controllers import recurringruns, runs
-from pipesync.controllers.gitsources import SyncReport
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS
@@ -478,8 +477,8 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
     metrics = Metrics(CollectorRegistry(), clock=clock)
     source = {"namespace": "ml", "name": "repo"}
     now = clock.now
-    applied = SyncReport("Succeeded", "main@sha1:aaa", 3, 1, 2, 0, now - 4.0)
-    metrics.git_sources.git_sync("ml", "repo", applied, 0.7)
+    applied = reports.SyncReport("Succeeded", "main@sha1:aaa", 3, 1, 2, 0, now - 4.0)
+    metrics.git_sources.observe(reports.GitSourceSynced("ml", "repo", applied, 0.7))
     assert (
         metrics.registry.get_sample_value(
             "pipesync_gitsource_syncs_total", {**source, "result": "Succeeded"}
@@ -506,8 +505,8 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
     info = {**source, "revision": "main@sha1:aaa", "ready": "true"}
     assert metrics.registry.get_sample_value("pipesync_gitsource_info", info) == 1
 
-    failed = SyncReport("FetchFailed", "")
-    metrics.git_sources.git_sync("ml", "repo", failed, 0.1)
+    failed = reports.SyncReport("FetchFailed", "")
+    metrics.git_sources.observe(reports.GitSourceSynced("ml", "repo", failed, 0.1))
     errors = {**source, "reason": "FetchFailed"}
     assert metrics.registry.get_sample_value("pipesync_gitsource_sync_errors_total", errors) == 1
     # One info series per source: the revision stays, readiness flips.
@@ -523,7 +522,7 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
         == now
     )
 
-    metrics.git_sources.git_source_deleted("ml", "repo")
+    metrics.git_sources.observe(reports.GitSourceDeleted("ml", "repo"))
     assert (
         metrics.registry.get_sample_value("pipesync_gitsource_info", {**info, "ready": "false"})
         is None
@@ -615,7 +614,7 @@ def synced_status(**extra: Any) -> dict[str, Any]:
 def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> None:
     metrics = Metrics(CollectorRegistry())
     source = {"namespace": "ml", "name": "repo"}
-    metrics.git_sources.git_source_seen("ml", "repo", synced_status())
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "repo", synced_status()))
     info = {**source, "revision": "main@sha1:bbb", "ready": "true"}
     assert value(metrics, "pipesync_gitsource_info", **info) == 1
     assert value(metrics, "pipesync_gitsource_invalid_files", **source) == 1
@@ -630,7 +629,9 @@ def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> Non
     )
     assert value(metrics, "pipesync_gitsource_objects_applied_total", **source) == 0
     # a later sync replaces the restored info series, it does not add a second one
-    metrics.git_sources.git_sync("ml", "repo", SyncReport("FetchFailed", ""))
+    metrics.git_sources.observe(
+        reports.GitSourceSynced("ml", "repo", reports.SyncReport("FetchFailed", ""))
+    )
     assert value(metrics, "pipesync_gitsource_info", **info) is None
     assert value(metrics, "pipesync_gitsource_info", **{**info, "ready": "false"}) == 1
 
@@ -639,7 +640,7 @@ def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
     metrics = Metrics(CollectorRegistry())
     status = synced_status(lastAttemptedRevision="main@sha1:ccc")
     status["conditions"][0].update(reason="ApplyFailed")
-    metrics.git_sources.git_source_seen("ml", "repo", status)
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "repo", status))
     source = {"namespace": "ml", "name": "repo"}
     assert value(metrics, "pipesync_gitsource_info", **source, revision="main@sha1:ccc",
                  ready="false") == 1  # fmt: skip
@@ -652,7 +653,7 @@ def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
 
 def test_a_source_never_synced_has_counters_but_no_gauges() -> None:
     metrics = Metrics(CollectorRegistry())
-    metrics.git_sources.git_source_seen("ml", "new", {})
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "new", {}))
     source = {"namespace": "ml", "name": "new"}
     assert value(metrics, "pipesync_gitsource_syncs_total", **source, result="Succeeded") == 0
     assert value(metrics, "pipesync_gitsource_last_success_timestamp_seconds", **source) is None

@@ -22,7 +22,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pipesync.api import reports
-from pipesync.controllers.gitsources import SyncReport
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import NodeState, Phase
 from pipesync.observe.metrics import Metrics
@@ -137,7 +136,7 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     )
 
     # GitSources: one restored from its status, synced, failing, another deleted.
-    metrics.git_sources.git_source_seen(
+    metrics.git_sources.observe(reports.GitSourceSeen(
         "ml",
         "repo",
         {
@@ -149,16 +148,22 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
             ],
             "errors": [{"file": "a.yaml", "message": "bad"}],
         },
-    )  # fmt: skip
-    metrics.git_sources.git_sync(
-        "ml", "repo", SyncReport("Succeeded", "main@sha1:bbb", 3, 1, 2, 0, 996.0), 0.7
+    ))  # fmt: skip
+    metrics.git_sources.observe(
+        reports.GitSourceSynced(
+            "ml", "repo", reports.SyncReport("Succeeded", "main@sha1:bbb", 3, 1, 2, 0, 996.0), 0.7
+        )
     )
-    metrics.git_sources.git_sync("ml", "repo", SyncReport("FetchFailed", ""), 0.1)
-    metrics.git_sources.git_source_seen("ml", "old", {})
-    metrics.git_sources.git_sync(
-        "ml", "old", SyncReport("Succeeded", "main@sha1:ccc", 1, 0, 0, 0, 999.0)
+    metrics.git_sources.observe(
+        reports.GitSourceSynced("ml", "repo", reports.SyncReport("FetchFailed", ""), 0.1)
     )
-    metrics.git_sources.git_source_deleted("ml", "old")
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "old", {}))
+    metrics.git_sources.observe(
+        reports.GitSourceSynced(
+            "ml", "old", reports.SyncReport("Succeeded", "main@sha1:ccc", 1, 0, 0, 0, 999.0)
+        )
+    )
+    metrics.git_sources.observe(reports.GitSourceDeleted("ml", "old"))
 
     # The push webhook receiver.
     count = metrics.webhooks.count_webhooks(("accepted", "unauthorized"))

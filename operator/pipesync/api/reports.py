@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,3 +33,50 @@ class RecurringPass:
     cancelled: int = 0
     #: The Ready reason the pass wrote (Scheduled, Suspended, Ended, PipelineNotFound).
     ready_reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncReport:
+    """What one sync attempt of a GitSource did (controllers/gitsources.py): absent when
+    a pass had nothing to do."""
+
+    result: str  # the Ready reason: Succeeded, InvalidFiles, FetchFailed, ...
+    revision: str  # as attempted ('' when the fetch failed)
+    applied: int = 0
+    created: int = 0
+    pruned: int = 0
+    invalid_files: int = 0
+    committed_at: float | None = None  # the commit's time (sync lag = applied - this)
+
+
+@dataclasses.dataclass(frozen=True)
+class GitSourceSeen:
+    """A GitSource's sync starts (operator start, resync or a new source), with the
+    status stored in the cluster then (controllers/gitsources_handlers.py)."""
+
+    namespace: str
+    name: str
+    status: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class GitSourceSynced:
+    """One sync attempt of a GitSource (none for passes that did nothing)."""
+
+    namespace: str
+    name: str
+    sync: SyncReport
+    #: How long the pass took, from its start to its result.
+    seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GitSourceDeleted:
+    """The GitSource is gone: its sync stops."""
+
+    namespace: str
+    name: str
+
+
+#: What the GitSource handlers tell their observer, one report per event.
+GitSourceEvent: TypeAlias = GitSourceSeen | GitSourceSynced | GitSourceDeleted
