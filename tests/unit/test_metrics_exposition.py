@@ -166,10 +166,10 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     metrics.git_sources.observe(reports.GitSourceDeleted("ml", "old"))
 
     # The push webhook receiver.
-    count = metrics.webhooks.count_webhooks(("accepted", "unauthorized"))
-    count("accepted")
-    count("accepted")
-    count("not-found")
+    receiver = metrics.webhooks.receiving(("accepted", "unauthorized"))
+    receiver.observe(reports.WebhookRequest("accepted", 202))
+    receiver.observe(reports.WebhookRequest("accepted", 202))
+    receiver.observe(reports.WebhookRequest("not-found", 404))
     return metrics
 
 

@@ -80,3 +80,11 @@ class GitSourceDeleted:
 
 #: What the GitSource handlers tell their observer, one report per event.
 GitSourceEvent: TypeAlias = GitSourceSeen | GitSourceSynced | GitSourceDeleted
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookRequest:
+    """One request to the push webhook receiver (gitops/webhooks.py)."""
+
+    result: str  # gitops.webhooks.RESULTS: triggered, ignored, unauthorized, ...
+    status: int  # the HTTP status code it was answered with
