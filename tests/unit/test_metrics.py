@@ -370,9 +370,9 @@ def test_api_requests_are_read_from_the_kube_adapter_at_scrape_time(metrics: Met
 
 
 def test_mirror_hooks_and_build_info(metrics: Metrics) -> None:
-    metrics.mirror.mirror_failed()
-    metrics.mirror.mirror_failed()
-    metrics.mirror.set_mirror_backlog(7)
+    metrics.mirror.observe(reports.MirrorWriteFailed("runs/a.json", 1, is_log=False))
+    metrics.mirror.observe(reports.MirrorWriteFailed("runs/a.json", 2, is_log=False))
+    metrics.mirror.observe(reports.MirrorBacklog(7))
     assert value(metrics, "pipesync_s3_mirror_failures_total") == 2
     assert value(metrics, "pipesync_s3_mirror_backlog") == 7
     assert value(metrics, "pipesync_build_info", version="9.9.9") == 1

@@ -121,8 +121,8 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     kube.requests[("patch", 409)] += 1
 
     # The S3 mirror.
-    metrics.mirror.mirror_failed()
-    metrics.mirror.set_mirror_backlog(4)
+    metrics.mirror.observe(reports.MirrorWriteFailed("runs/a.json", 1, is_log=False))
+    metrics.mirror.observe(reports.MirrorBacklog(4))
 
     # RecurringRuns.
     metrics.recurring.observe(

@@ -88,3 +88,24 @@ class WebhookRequest:
 
     result: str  # gitops.webhooks.RESULTS: triggered, ignored, unauthorized, ...
     status: int  # the HTTP status code it was answered with
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorWriteFailed:
+    """An attempt of the S3 mirror (observe/records.py) to write one key failed; the job
+    is back in the queue, to be retried after its backoff."""
+
+    key: str
+    failures: int  # this job's failed attempts so far
+    is_log: bool  # a task's log, not a run record
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorBacklog:
+    """The S3 mirror's queue after it changed: jobs waiting or in flight."""
+
+    records: int
+
+
+#: What the S3 mirror tells its observer, one report per event.
+MirrorEvent: TypeAlias = MirrorWriteFailed | MirrorBacklog
