@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipesync.api import conventions
+from pipesync.api import conventions, reports
 from pipesync.controllers import driver, errors, gitsources
 from pipesync.kube.protocol import GIT_SOURCES
 from pipesync.runtime.storage import LocalStore
@@ -242,7 +242,7 @@ def test_each_attempt_reports_what_it_did(repo: GitRepo, kube: MemoryKube, tmp_p
     controller, _ = make_controller(kube, tmp_path)
     report = controller.reconcile("ns", "src").report
     assert report is not None and report.committed_at is not None
-    assert report == gitsources.SyncReport(
+    assert report == reports.SyncReport(
         "InvalidFiles", f"main@sha1:{sha}", 1, 1, 0, 1, report.committed_at
     )
     assert abs(report.committed_at - time.time()) < 3600

@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from pipesync.controllers import runs
-from pipesync.controllers.gitsources import SyncReport
+from pipesync.api import reports, times
+from pipesync.controllers import recurringruns, runs
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS
 from pipesync.observe import endpoint
 from pipesync.observe.metrics import Metrics
 from pipesync.runtime import podstate
+from tests.unit.kubefakes import MemoryKube
 from tests.unit.pipelines import compile_yaml
 
 PIPELINE = "tasks: [{name: prep, command: [x]}, {name: train, command: [x], dependsOn: [prep]}]"
@@ -368,12 +370,46 @@ def test_api_requests_are_read_from_the_kube_adapter_at_scrape_time(metrics: Met
 
 
 def test_mirror_hooks_and_build_info(metrics: Metrics) -> None:
-    metrics.mirror.mirror_failed()
-    metrics.mirror.mirror_failed()
-    metrics.mirror.set_mirror_backlog(7)
+    metrics.mirror.observe(reports.MirrorWriteFailed("runs/a.json", 1, is_log=False))
+    metrics.mirror.observe(reports.MirrorWriteFailed("runs/a.json", 2, is_log=False))
+    metrics.mirror.observe(reports.MirrorBacklog(7))
     assert value(metrics, "pipesync_s3_mirror_failures_total") == 2
     assert value(metrics, "pipesync_s3_mirror_backlog") == 7
     assert value(metrics, "pipesync_build_info", version="9.9.9") == 1
+
+
+class _RecurringKube(MemoryKube):
+    """MemoryKube with the Run listing and cancel patch the RecurringRun controller uses."""
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        return [body for (p, n, _), body in self.objects.items() if (p, n) == (plural, namespace)]
+
+
+def test_recurring_passes_count_fires_with_their_lag_misses_and_skips(metrics: Metrics) -> None:
+    """The RecurringRun controller tells metrics.recurring each pass through its report."""
+    created = 1_000_000
+    kube = _RecurringKube()
+    kube.objects[(PIPELINES, "ml", "digits")] = {"metadata": {"name": "digits"}}
+    kube.objects[(RECURRING_RUNS, "ml", "nightly")] = {
+        "metadata": {"name": "nightly", "namespace": "ml", "uid": "u1", "generation": 1,
+                     "creationTimestamp": times.timestamp(created)},
+        "spec": {"pipelineRef": {"name": "digits"}, "schedule": {"interval": "1m"}},
+    }  # fmt: skip
+    clock = Clock()
+    clock.now = created + 185.0
+    controller = recurringruns.RecurringRunController(kube, observer=metrics.recurring, clock=clock)
+    # Three times due (60, 120, 180 s): catch-up Latest fires the newest 5 s late.
+    assert len(controller.reconcile("ml", "nightly").started) == 1
+    assert value(metrics, "pipesync_recurring_fires_total") == 1
+    assert value(metrics, "pipesync_recurring_schedule_lag_seconds_sum") == 5.0
+    assert value(metrics, "pipesync_recurring_missed_total", reason="CatchupLatest") == 2
+    # The next time comes while that Run is active: Forbid skips it.
+    clock.now = created + 250.0
+    assert controller.reconcile("ml", "nightly").started == ()
+    assert value(metrics, "pipesync_recurring_fires_total") == 1
+    assert value(metrics, "pipesync_recurring_skips_total", reason="ConcurrencyForbid") == 1
 
 
 def test_no_series_is_labelled_by_run_and_the_global_registry_stays_untouched(
@@ -441,8 +477,8 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
     metrics = Metrics(CollectorRegistry(), clock=clock)
     source = {"namespace": "ml", "name": "repo"}
     now = clock.now
-    applied = SyncReport("Succeeded", "main@sha1:aaa", 3, 1, 2, 0, now - 4.0)
-    metrics.git_sources.git_sync("ml", "repo", applied, 0.7)
+    applied = reports.SyncReport("Succeeded", "main@sha1:aaa", 3, 1, 2, 0, now - 4.0)
+    metrics.git_sources.observe(reports.GitSourceSynced("ml", "repo", applied, 0.7))
     assert (
         metrics.registry.get_sample_value(
             "pipesync_gitsource_syncs_total", {**source, "result": "Succeeded"}
@@ -469,8 +505,8 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
     info = {**source, "revision": "main@sha1:aaa", "ready": "true"}
     assert metrics.registry.get_sample_value("pipesync_gitsource_info", info) == 1
 
-    failed = SyncReport("FetchFailed", "")
-    metrics.git_sources.git_sync("ml", "repo", failed, 0.1)
+    failed = reports.SyncReport("FetchFailed", "")
+    metrics.git_sources.observe(reports.GitSourceSynced("ml", "repo", failed, 0.1))
     errors = {**source, "reason": "FetchFailed"}
     assert metrics.registry.get_sample_value("pipesync_gitsource_sync_errors_total", errors) == 1
     # One info series per source: the revision stays, readiness flips.
@@ -486,7 +522,7 @@ def test_git_syncs_count_results_lag_objects_and_keep_one_info_series() -> None:
         == now
     )
 
-    metrics.git_sources.git_source_deleted("ml", "repo")
+    metrics.git_sources.observe(reports.GitSourceDeleted("ml", "repo"))
     assert (
         metrics.registry.get_sample_value("pipesync_gitsource_info", {**info, "ready": "false"})
         is None
@@ -578,7 +614,7 @@ def synced_status(**extra: Any) -> dict[str, Any]:
 def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> None:
     metrics = Metrics(CollectorRegistry())
     source = {"namespace": "ml", "name": "repo"}
-    metrics.git_sources.git_source_seen("ml", "repo", synced_status())
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "repo", synced_status()))
     info = {**source, "revision": "main@sha1:bbb", "ready": "true"}
     assert value(metrics, "pipesync_gitsource_info", **info) == 1
     assert value(metrics, "pipesync_gitsource_invalid_files", **source) == 1
@@ -593,7 +629,9 @@ def test_a_restarted_operator_restores_a_sources_gauges_from_its_status() -> Non
     )
     assert value(metrics, "pipesync_gitsource_objects_applied_total", **source) == 0
     # a later sync replaces the restored info series, it does not add a second one
-    metrics.git_sources.git_sync("ml", "repo", SyncReport("FetchFailed", ""))
+    metrics.git_sources.observe(
+        reports.GitSourceSynced("ml", "repo", reports.SyncReport("FetchFailed", ""))
+    )
     assert value(metrics, "pipesync_gitsource_info", **info) is None
     assert value(metrics, "pipesync_gitsource_info", **{**info, "ready": "false"}) == 1
 
@@ -602,7 +640,7 @@ def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
     metrics = Metrics(CollectorRegistry())
     status = synced_status(lastAttemptedRevision="main@sha1:ccc")
     status["conditions"][0].update(reason="ApplyFailed")
-    metrics.git_sources.git_source_seen("ml", "repo", status)
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "repo", status))
     source = {"namespace": "ml", "name": "repo"}
     assert value(metrics, "pipesync_gitsource_info", **source, revision="main@sha1:ccc",
                  ready="false") == 1  # fmt: skip
@@ -615,7 +653,7 @@ def test_a_source_whose_last_attempt_failed_is_restored_as_not_ready() -> None:
 
 def test_a_source_never_synced_has_counters_but_no_gauges() -> None:
     metrics = Metrics(CollectorRegistry())
-    metrics.git_sources.git_source_seen("ml", "new", {})
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "new", {}))
     source = {"namespace": "ml", "name": "new"}
     assert value(metrics, "pipesync_gitsource_syncs_total", **source, result="Succeeded") == 0
     assert value(metrics, "pipesync_gitsource_last_success_timestamp_seconds", **source) is None

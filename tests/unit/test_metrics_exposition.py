@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from pipesync.controllers.gitsources import SyncReport
+from pipesync.api import reports
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import NodeState, Phase
 from pipesync.observe.metrics import Metrics
@@ -121,17 +121,22 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     kube.requests[("patch", 409)] += 1
 
     # The S3 mirror.
-    metrics.mirror.mirror_failed()
-    metrics.mirror.set_mirror_backlog(4)
+    metrics.mirror.observe(reports.MirrorWriteFailed("runs/a.json", 1, is_log=False))
+    metrics.mirror.observe(reports.MirrorBacklog(4))
 
     # RecurringRuns.
-    metrics.recurring.recurring_fired(0.3)
-    metrics.recurring.recurring_fired(12.0)
-    metrics.recurring.recurring_skipped("ConcurrencyForbid", 2)
-    metrics.recurring.recurring_missed("DeadlineExceeded", 1)
+    metrics.recurring.observe(
+        reports.RecurringPass(
+            "ml",
+            "nightly",
+            fired_lags=(0.3, 12.0),
+            skipped={"ConcurrencyForbid": 2},
+            missed={"DeadlineExceeded": 1},
+        )
+    )
 
     # GitSources: one restored from its status, synced, failing, another deleted.
-    metrics.git_sources.git_source_seen(
+    metrics.git_sources.observe(reports.GitSourceSeen(
         "ml",
         "repo",
         {
@@ -143,22 +148,28 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
             ],
             "errors": [{"file": "a.yaml", "message": "bad"}],
         },
-    )  # fmt: skip
-    metrics.git_sources.git_sync(
-        "ml", "repo", SyncReport("Succeeded", "main@sha1:bbb", 3, 1, 2, 0, 996.0), 0.7
+    ))  # fmt: skip
+    metrics.git_sources.observe(
+        reports.GitSourceSynced(
+            "ml", "repo", reports.SyncReport("Succeeded", "main@sha1:bbb", 3, 1, 2, 0, 996.0), 0.7
+        )
     )
-    metrics.git_sources.git_sync("ml", "repo", SyncReport("FetchFailed", ""), 0.1)
-    metrics.git_sources.git_source_seen("ml", "old", {})
-    metrics.git_sources.git_sync(
-        "ml", "old", SyncReport("Succeeded", "main@sha1:ccc", 1, 0, 0, 0, 999.0)
+    metrics.git_sources.observe(
+        reports.GitSourceSynced("ml", "repo", reports.SyncReport("FetchFailed", ""), 0.1)
     )
-    metrics.git_sources.git_source_deleted("ml", "old")
+    metrics.git_sources.observe(reports.GitSourceSeen("ml", "old", {}))
+    metrics.git_sources.observe(
+        reports.GitSourceSynced(
+            "ml", "old", reports.SyncReport("Succeeded", "main@sha1:ccc", 1, 0, 0, 0, 999.0)
+        )
+    )
+    metrics.git_sources.observe(reports.GitSourceDeleted("ml", "old"))
 
     # The push webhook receiver.
-    count = metrics.webhooks.count_webhooks(("accepted", "unauthorized"))
-    count("accepted")
-    count("accepted")
-    count("not-found")
+    receiver = metrics.webhooks.receiving(("accepted", "unauthorized"))
+    receiver.observe(reports.WebhookRequest("accepted", 202))
+    receiver.observe(reports.WebhookRequest("accepted", 202))
+    receiver.observe(reports.WebhookRequest("not-found", 404))
     return metrics
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pipesync.api import reports
 from pipesync.cli import history
 from pipesync.controllers import runs
 from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
@@ -92,11 +93,14 @@ class Hooks:
         self.failures = 0
         self.backlog: list[int] = []
 
+    def observe(self, event: reports.MirrorEvent) -> None:
+        if isinstance(event, reports.MirrorWriteFailed):
+            self.mirror_failed()
+        else:
+            self.backlog.append(event.records)
+
     def mirror_failed(self) -> None:
         self.failures += 1
-
-    def set_mirror_backlog(self, records: int) -> None:
-        self.backlog.append(records)
 
 
 class Clock:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from pipesync.api import reports
 from pipesync.gitops import webhooks
 from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
 from pipesync.observe import endpoint
@@ -31,6 +32,13 @@ from pipesync.observe.metrics import Metrics
 
 SECRET = b"s3cret-token"
 URL = "https://git.example.com/ml/pipelines.git"
+
+
+class Results(list[str]):
+    """The receiver's observer: the result of each request, in order."""
+
+    def observe(self, report: reports.WebhookRequest) -> None:
+        self.append(report.result)
 
 
 class Source:
@@ -41,8 +49,8 @@ class Source:
         self.triggers.publish(WebhookTarget("ml", "repo", URL, branch, secret))
         self.loop = asyncio.new_event_loop()
         self.event = self.loop.run_until_complete(self._event())
-        self.results: list[str] = []
-        self.app = webhooks.WebhookApp(self.triggers, on_result=self.results.append)
+        self.results = Results()
+        self.app = webhooks.WebhookApp(self.triggers, observer=self.results)
 
     async def _event(self) -> asyncio.Event:
         return self.triggers.event("ml", "repo")
@@ -392,7 +400,7 @@ def test_served_on_the_metrics_port_and_counted(source: Source) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     app = webhooks.WebhookApp(
-        source.triggers, on_result=metrics.webhooks.count_webhooks(webhooks.RESULTS)
+        source.triggers, observer=metrics.webhooks.receiving(webhooks.RESULTS)
     )
     server = endpoint.serve(registry, "127.0.0.1:0", routes={webhooks.PREFIX: app})
     port = server.server_address[1]

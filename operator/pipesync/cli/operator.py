@@ -265,7 +265,7 @@ def run(options: argparse.Namespace) -> int:
     if options.metrics_address != "off":
         observed = metrics.Metrics()
         hooks = webhooks.WebhookApp(
-            sync_triggers, on_result=observed.webhooks.count_webhooks(webhooks.RESULTS)
+            sync_triggers, observer=observed.webhooks.receiving(webhooks.RESULTS)
         )
         routes: dict[str, endpoint.WsgiApp] = {webhooks.PREFIX: hooks}
         if options.ui:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipesync.api import conventions, durations, model
+from pipesync.api import conventions, durations, model, reports
 from pipesync.api.times import timestamp
 from pipesync.controllers import errors
 from pipesync.controllers.conditions import Health, same_status, set_condition
@@ -61,24 +61,11 @@ _SETTLED = frozenset({"Succeeded", "InvalidFiles", "MassDeletionRefused", "Inval
 
 
 @dataclasses.dataclass(frozen=True)
-class SyncReport:
-    """What a sync attempt did, for metrics: absent when a pass had nothing to do."""
-
-    result: str  # the Ready reason: Succeeded, InvalidFiles, FetchFailed, ...
-    revision: str  # as attempted ('' when the fetch failed)
-    applied: int = 0
-    created: int = 0
-    pruned: int = 0
-    invalid_files: int = 0
-    committed_at: float | None = None  # the commit's time (sync lag = applied - this)
-
-
-@dataclasses.dataclass(frozen=True)
 class PassResult:
     wait_seconds: float | None  # until the next poll; None: the source is gone
     events: list[tuple[str, str, str]]  # (type, reason, message) for the GitSource
     writes: int = 0  # API writes this pass made (objects and status)
-    report: SyncReport | None = None
+    report: reports.SyncReport | None = None  # what a sync attempt did, for metrics
     #: What the pass failed on (its status says so): the driver retries a Transient one.
     failure: errors.PassError | None = None
 
@@ -139,7 +126,7 @@ class _Pass:
         self.url = str(self.spec.get("url", ""))
         self.events: list[tuple[str, str, str]] = []
         self.writes = 0
-        self.report: SyncReport | None = None
+        self.report: reports.SyncReport | None = None
         self.interval = DEFAULT_INTERVAL_SECONDS
         with contextlib.suppress(ValueError):  # the CRD schema checks it already
             self.interval = max(durations.parse(str(self.spec.get("interval", "1m"))), 1.0)
@@ -266,7 +253,7 @@ class _Pass:
         if history:
             self.events.append(("Warning", "HistoryRewritten", history.strip("; ")))
         self._write(status)
-        self.report = SyncReport(
+        self.report = reports.SyncReport(
             _condition(status, "Ready").get("reason", ""),
             revision,
             counts["applied"],
@@ -467,7 +454,7 @@ class _Pass:
         if not same_status(status, self.status):
             self.events.append(("Warning", reason, message[: errors.MAX_EVENT_MESSAGE]))
         self._write(status)
-        self.report = SyncReport(reason, str(base.get("lastAttemptedRevision") or ""))
+        self.report = reports.SyncReport(reason, str(base.get("lastAttemptedRevision") or ""))
         return dataclasses.replace(self._result(self.interval), failure=error)
 
     def _conditions(

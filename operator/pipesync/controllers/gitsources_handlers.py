@@ -14,20 +14,25 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
-from pipesync.api import conventions, model
+from pipesync.api import conventions, model, reports
 from pipesync.controllers import driver, gitsources
 from pipesync.controllers.settings import OperatorSettings, timer
 from pipesync.kube.protocol import Kube
-from pipesync.observe.gitsource_metrics import GitSourceMetrics
 from pipesync.runtime import pods
 
 _log = logging.getLogger(__name__)
 
 GIT_WORKERS = 4
+
+
+class GitSourceObserver(Protocol):
+    """observe.gitsource_metrics.GitSourceMetrics: told each event of a source."""
+
+    def observe(self, event: reports.GitSourceEvent) -> None: ...
 
 
 def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings) -> None:
@@ -46,7 +51,9 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
     passes = concurrent.futures.ThreadPoolExecutor(
         max_workers=GIT_WORKERS, thread_name_prefix="gitsource-pass"
     )
-    metrics = settings.metrics.git_sources if settings.metrics is not None else None
+    metrics: GitSourceObserver | None = (
+        settings.metrics.git_sources if settings.metrics is not None else None
+    )
     own_events: dict[tuple[str, str], asyncio.Event] = {}
     # What each source's last seen event carried: only a change of these wakes it (our
     # own status writes must not).
@@ -67,14 +74,14 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
         name, namespace, body = kwargs["name"], kwargs["namespace"], kwargs["body"]
         loop = asyncio.get_running_loop()
         if metrics is not None:  # its gauges from the stored status, not at the next commit
-            metrics.git_source_seen(namespace, name, body.get("status") or {})
+            metrics.observe(reports.GitSourceSeen(namespace, name, body.get("status") or {}))
 
         async def run_pass(_trigger: driver.Trigger) -> driver.Next:
             started = time.monotonic()
             result = await loop.run_in_executor(passes, reconcile, namespace, name)
             if result.wait_seconds is None:
                 if metrics is not None:
-                    metrics.git_source_deleted(namespace, name)
+                    metrics.observe(reports.GitSourceDeleted(namespace, name))
                 return driver.Next(done=True)
             for kind, reason, message in result.events:
                 kopf.event(body, type=kind, reason=reason, message=message)
@@ -111,14 +118,14 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSett
 
 
 def _report(
-    metrics: GitSourceMetrics | None,
+    metrics: GitSourceObserver | None,
     namespace: str,
     name: str,
-    report: gitsources.SyncReport,
+    report: reports.SyncReport,
     seconds: float,
 ) -> None:
     if metrics is not None:
-        metrics.git_sync(namespace, name, report, seconds)
+        metrics.observe(reports.GitSourceSynced(namespace, name, report, seconds))
     _log.info(
         "git source %s/%s: %s %s (%d applied, %d runs created, %d pruned, %d invalid files)",
         namespace, name, report.result, report.revision or "-",

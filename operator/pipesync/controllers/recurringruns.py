@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import conventions, model, times
+from pipesync.api import conventions, model, reports, times
 from pipesync.controllers import conditions, errors
 from pipesync.engine import recurring, state
 from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS, RUNS, Kube
@@ -35,13 +35,9 @@ def _instant(text: Any) -> int | None:
 
 
 class RecurringObserver(Protocol):
-    """observe.recurring_metrics.RecurringMetrics: what a pass fired, skipped and missed."""
+    """observe.recurring_metrics.RecurringMetrics: told once per pass what it did."""
 
-    def recurring_fired(self, lag_seconds: float) -> None: ...
-
-    def recurring_skipped(self, reason: str, count: int) -> None: ...
-
-    def recurring_missed(self, reason: str, count: int) -> None: ...
+    def observe(self, report: reports.RecurringPass) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,27 +120,40 @@ class RecurringRunController:
             self.kube.patch_object(RUNS, namespace, victim, {"spec": {"cancel": True}})
             events.append(("Normal", "Replacing", f"cancelling run {victim}: a newer one is due"))
         started: list[str] = []
-        for scheduled in decision.start:
-            run = self._run_body(body, scheduled)
-            if self.kube.create_object(RUNS, namespace, run):
-                started.append(run["metadata"]["name"])
-                if self.observer is not None:
-                    self.observer.recurring_fired(max(self.clock() - scheduled, 0.0))
-            events.append(
-                ("Normal", "RunStarted", f"run {run['metadata']['name']} for {_iso(scheduled)}")
-            )
+        lags: list[float] = []  # of each Run created: its scheduled time to its creation
+        try:
+            for scheduled in decision.start:
+                run = self._run_body(body, scheduled)
+                if self.kube.create_object(RUNS, namespace, run):
+                    started.append(run["metadata"]["name"])
+                    lags.append(max(self.clock() - scheduled, 0.0))
+                events.append(
+                    ("Normal", "RunStarted", f"run {run['metadata']['name']} for {_iso(scheduled)}")
+                )
+        except Exception:
+            # The Runs created before the failure fired; the next pass finds them as
+            # already fired (never counted again) and re-decides the rest.
+            self._observe(reports.RecurringPass(namespace, name, fired_lags=tuple(lags)))
+            raise
         events.extend(_tally_events(decision))
-        if self.observer is not None:
-            for reason, count in decision.skipped.items():
-                self.observer.recurring_skipped(reason, count)
-            for reason, count in decision.missed.items():
-                self.observer.recurring_missed(reason, count)
+        ready = _readiness(pipeline if missing else None, parsed, decision)
+        self._observe(
+            reports.RecurringPass(
+                namespace,
+                name,
+                fired_lags=tuple(lags),
+                skipped=dict(decision.skipped),
+                missed=dict(decision.missed),
+                cancelled=len(decision.cancel),
+                ready_reason=ready[1],
+            )
+        )
         own = self._with_started(own, body, decision)
         self._apply_history(namespace, spec.get("history") or {}, own)
         desired = self._status(
             status,
             generation,
-            ready=_readiness(pipeline if missing else None, parsed, decision),
+            ready=ready,
             next_time=None if parsed.suspend else decision.next_time,
             own=own,
             decision=decision,
@@ -152,6 +161,10 @@ class RecurringRunController:
         self._write(namespace, name, status, desired)
         wake = decision.next_time
         return PassResult(None if wake is None else float(wake), events, tuple(started))
+
+    def _observe(self, report: reports.RecurringPass) -> None:
+        if self.observer is not None:
+            self.observer.observe(report)
 
     # --- reading ------------------------------------------------------------------------
 

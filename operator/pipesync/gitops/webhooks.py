@@ -23,8 +23,8 @@ receiver does not tell a caller without the secret which sources exist; the body
 
 A WSGI application with no dependency on the controllers or on metrics: it reads the
 controller's published targets through `gitops.triggers.SyncTriggers` and reports each
-request's result through a callback (observe.metrics counts them; gitops may not import
-observe, they are siblings).
+request as an `api.reports.WebhookRequest` to its observer (observe.webhook_metrics
+counts them; gitops may not import observe, they are siblings).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from pipesync.api import reports
 from pipesync.gitops.triggers import WebhookTarget
 
 #: Push payloads of a few commits are a few KiB; GitHub's largest are far below this.
@@ -151,6 +152,12 @@ def normalise_url(url: str) -> str:
     return f"{host}/{path.strip('/')}".lower()
 
 
+class WebhookObserver(Protocol):
+    """observe.webhook_metrics.WebhookMetrics: told each request the receiver answered."""
+
+    def observe(self, report: reports.WebhookRequest) -> None: ...
+
+
 class WebhookApp:
     """WSGI app for `POST /hooks/<namespace>/<name>`; mount it at PREFIX."""
 
@@ -158,19 +165,19 @@ class WebhookApp:
         self,
         triggers: Targets,
         *,
-        on_result: Callable[[str], None] | None = None,
+        observer: WebhookObserver | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         deliveries: Deliveries | None = None,
     ) -> None:
         self.triggers = triggers
-        self.on_result = on_result
+        self.observer = observer
         self.max_body_bytes = max_body_bytes
         self.deliveries = deliveries or Deliveries()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         status, result, body, headers = self.handle(environ)
-        if self.on_result is not None:
-            self.on_result(result)
+        if self.observer is not None:
+            self.observer.observe(reports.WebhookRequest(result, status.value))
         payload = json.dumps(body, sort_keys=True).encode() + b"\n"
         start_response(
             f"{status.value} {status.phrase}",

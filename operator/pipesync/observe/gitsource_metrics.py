@@ -1,7 +1,9 @@
 """GitSource metrics: sync attempts, their results, duration and lag, objects applied and
-pruned, and each source's current revision (observed by controllers/gitsources_handlers.py).
+pruned, and each source's current revision, derived from the `api.reports.GitSourceEvent`
+controllers/gitsources_handlers.py reports for each event of a source (a new series over
+their facts is this module alone).
 
-A source's gauges are restored from its status when its sync starts (`git_source_seen`:
+A source's gauges are restored from its status when its sync starts (`GitSourceSeen`:
 operator start, resync or a new source), not at its next commit, and its counters start
 at 0 then, so the first sync result after a restart is an increase Prometheus can see.
 """
@@ -12,11 +14,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from pipesync.api import times
+from pipesync.api import reports, times
 
 _log = logging.getLogger(__name__)
 
@@ -29,27 +31,9 @@ GIT_COMMON_RESULTS = ("Succeeded", "InvalidFiles", "FetchFailed", "FetchTimeout"
 SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
-class GitSyncReport(Protocol):
-    """pipesync.controllers.gitsources.SyncReport: what one sync attempt did."""
-
-    @property
-    def result(self) -> str: ...
-    @property
-    def revision(self) -> str: ...
-    @property
-    def applied(self) -> int: ...
-    @property
-    def created(self) -> int: ...
-    @property
-    def pruned(self) -> int: ...
-    @property
-    def invalid_files(self) -> int: ...
-    @property
-    def committed_at(self) -> float | None: ...
-
-
 class GitSourceMetrics:
-    """The series of every GitSource, labelled by its namespace and name."""
+    """The series of every GitSource, labelled by its namespace and name; implements
+    pipesync.controllers.gitsources_handlers.GitSourceObserver."""
 
     def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -116,10 +100,19 @@ class GitSourceMetrics:
         )
         self._git_info_labels: dict[tuple[str, str], tuple[str, str]] = {}
 
-    def git_sync(
-        self, namespace: str, name: str, report: GitSyncReport, seconds: float | None = None
+    def observe(self, event: reports.GitSourceEvent) -> None:
+        """One event of a GitSource: its sync starts, one sync attempt, it is gone."""
+        if isinstance(event, reports.GitSourceSeen):
+            self._seen(event.namespace, event.name, event.status)
+        elif isinstance(event, reports.GitSourceSynced):
+            self._synced(event.namespace, event.name, event.sync, event.seconds)
+        else:
+            self._deleted(event.namespace, event.name)
+
+    def _synced(
+        self, namespace: str, name: str, report: reports.SyncReport, seconds: float | None
     ) -> None:
-        """One sync attempt of a GitSource (not called for passes that did nothing)."""
+        """One sync attempt of a GitSource (not reported for passes that did nothing)."""
         applied = report.committed_at is not None
         if seconds is not None:
             self.git_sync_duration.labels(namespace, name).observe(seconds)
@@ -140,16 +133,16 @@ class GitSourceMetrics:
         revision = report.revision or (before[0] if before else "")
         self._set_git_info(namespace, name, revision, "true" if applied else "false")
 
-    def git_source_seen(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def _seen(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """The source's sync starts (operator start, resync or a new source): its counters
         start at 0 and its gauges say again what its stored status says, instead of
         nothing until its next commit. Must not raise: it runs in the source's sync."""
         try:
-            self._git_source_seen(namespace, name, status)
+            self._read_status(namespace, name, status)
         except Exception:  # a metrics bug must never stop a sync
             _log.exception("metrics: could not read the status of %s/%s", namespace, name)
 
-    def _git_source_seen(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    def _read_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         ready = _git_condition(status, "Ready")
         reason = str(ready.get("reason") or "")
         for result in (*GIT_COMMON_RESULTS, *([reason] if reason else [])):
@@ -164,7 +157,7 @@ class GitSourceMetrics:
         attempted = str(status.get("lastAttemptedRevision") or applied)
         if not attempted:
             return  # never synced: no revision to report yet
-        # The last attempt applied its revision: the info series' "ready" as git_sync sets it.
+        # The last attempt applied its revision: the info series' "ready" as _synced sets it.
         current = reason in GIT_APPLIED and attempted == applied
         if applied:
             # Reconciling turns False at the end of each sync that got as far as applying,
@@ -186,7 +179,7 @@ class GitSourceMetrics:
             self._git_info_labels[(namespace, name)] = (revision, ready)
         self.git_info.labels(namespace, name, revision, ready).set(1)
 
-    def git_source_deleted(self, namespace: str, name: str) -> None:
+    def _deleted(self, namespace: str, name: str) -> None:
         """Drops the source's series that describe a current state."""
         with self._lock:
             before = self._git_info_labels.pop((namespace, name), None)

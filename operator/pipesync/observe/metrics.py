@@ -11,8 +11,9 @@ Each domain keeps its series and its rules in its own module:
 nothing: the wiring hands each caller its domain (`runs` to the Run controller's
 observers, `passes` to the reconcile timer and the request counters, `mirror` to the S3
 mirror, `recurring` to the RecurringRun controller, `git_sources` to the GitSource
-handlers, `webhooks` to the push receiver), so a new series is its domain module and
-its call site.
+handlers, `webhooks` to the push receiver). Each caller hands its domain one report per
+pass or event (api.reports, or a Run pass's PassReport) through `observe(report)`, so a
+new series over facts a report carries is its domain module alone.
 
 Semantics across restarts (the operator may be SIGKILLed at any moment): counters count
 what this process observed, in base units, and start at zero in a new process

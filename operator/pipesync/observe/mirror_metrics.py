@@ -1,13 +1,16 @@
-"""S3 mirror metrics: failed record writes and the queue's length (observe/records.py
-reports them through its MirrorMetrics protocol)."""
+"""S3 mirror metrics: failed record writes and the queue's length, derived from the
+`api.reports.MirrorEvent` observe/records.py reports for each (a new series over their
+facts is this module alone)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from pipesync.api import reports
+
 
 class MirrorMetrics:
-    """Implements pipesync.observe.records.MirrorMetrics."""
+    """Implements pipesync.observe.records.MirrorObserver."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.mirror_failures = Counter(
@@ -21,8 +24,9 @@ class MirrorMetrics:
             registry=registry,
         )
 
-    def mirror_failed(self) -> None:
-        self.mirror_failures.inc()
-
-    def set_mirror_backlog(self, records: int) -> None:
-        self.mirror_backlog.set(records)
+    def observe(self, event: reports.MirrorEvent) -> None:
+        """A failed write, or the queue's length after it changed."""
+        if isinstance(event, reports.MirrorWriteFailed):
+            self.mirror_failures.inc()
+        else:
+            self.mirror_backlog.set(event.records)

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from pipesync.api import runstatus, times
+from pipesync.api import reports, runstatus, times
 from pipesync.api.conventions import (
     INPUTS_CONTAINER,
     LABEL_RUN,
@@ -84,12 +84,11 @@ class KubeLike(Protocol):
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
 
-class MirrorMetrics(Protocol):
-    """pipesync.observe.mirror_metrics.MirrorMetrics: failed writes and the queue's length."""
+class MirrorObserver(Protocol):
+    """pipesync.observe.mirror_metrics.MirrorMetrics: told each failed write and the
+    queue's length."""
 
-    def mirror_failed(self) -> None: ...
-
-    def set_mirror_backlog(self, records: int) -> None: ...
+    def observe(self, event: reports.MirrorEvent) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +133,7 @@ class RunRecorder:
         read_pod: PodReader,
         bucket: str = "",
         prefix: str = "",
-        metrics: MirrorMetrics | None = None,
+        metrics: MirrorObserver | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -388,7 +387,9 @@ class RunRecorder:
                 self._pending.setdefault(job.key, job)
             # After the job is back: whoever hears of the failure sees it still waiting.
             if self.metrics is not None:
-                self.metrics.mirror_failed()
+                self.metrics.observe(
+                    reports.MirrorWriteFailed(job.key, job.failures, is_log=job.is_log)
+                )
 
     def _hold_or_drop(self, job: _Job) -> None:
         """Keeps a failed log's bytes for the retry (its pod may be deleted meanwhile)
@@ -435,7 +436,7 @@ class RunRecorder:
     def _report_backlog(self) -> None:
         if self.metrics is not None:
             try:
-                self.metrics.set_mirror_backlog(self.backlog())
+                self.metrics.observe(reports.MirrorBacklog(self.backlog()))
             except Exception:
                 _log.exception("s3 mirror: metrics callback failed")
 

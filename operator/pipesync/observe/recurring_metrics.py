@@ -1,5 +1,6 @@
 """RecurringRun metrics: scheduled times that fired, were skipped or were missed, and how
-late each fire was (observed by controllers/recurringruns.py).
+late each fire was, derived from the `api.reports.RecurringPass` each pass of
+controllers/recurringruns.py reports (a new series over its facts is this module alone).
 
 Every skip and miss reason the engine knows starts at 0 with the process, so the first
 one after a start is an increase Prometheus can see.
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from pipesync.api import reports
 from pipesync.engine import recurring
 
 SCHEDULE_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
 class RecurringMetrics:
-    """Implements pipesync.controllers.recurringruns' metrics protocol."""
+    """Implements pipesync.controllers.recurringruns.RecurringObserver."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.recurring_fires = Counter(
@@ -48,12 +50,12 @@ class RecurringMetrics:
             registry=registry,
         )
 
-    def recurring_fired(self, lag_seconds: float) -> None:
-        self.recurring_fires.inc()
-        self.recurring_lag.observe(lag_seconds)
-
-    def recurring_skipped(self, reason: str, count: int) -> None:
-        self.recurring_skips.labels(reason).inc(count)
-
-    def recurring_missed(self, reason: str, count: int) -> None:
-        self.recurring_misses.labels(reason).inc(count)
+    def observe(self, report: reports.RecurringPass) -> None:
+        """One pass of the RecurringRun controller: what it fired, skipped and missed."""
+        for lag_seconds in report.fired_lags:
+            self.recurring_fires.inc()
+            self.recurring_lag.observe(lag_seconds)
+        for reason, count in report.skipped.items():
+            self.recurring_skips.labels(reason).inc(count)
+        for reason, count in report.missed.items():
+            self.recurring_misses.labels(reason).inc(count)
