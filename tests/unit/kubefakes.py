@@ -308,3 +308,12 @@ class FinalizerKube(UnusedKube):
             return False
         metadata["finalizers"] = list(wanted)
         return True
+
+
+class RecurringKube(MemoryKube):
+    """MemoryKube with the Run listing and cancel patch the RecurringRun controller uses."""
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        return [body for (p, n, _), body in self.objects.items() if (p, n) == (plural, namespace)]

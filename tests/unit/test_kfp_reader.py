@@ -457,3 +457,16 @@ def test_a_nested_loop_over_an_outer_tasks_output_is_refused(tmp_path: Path) -> 
     assert body is None
     assert len(problems) == 1
     assert "the items of a nested ParallelFor come from the enclosing loop's tasks" in problems[0]
+
+
+def test_caching_options_map_onto_the_task_cache(tmp_path: Path) -> None:
+    @dsl.pipeline(name="caching")
+    def pipeline() -> None:
+        say(text="on")
+        flip().set_caching_options(False)
+
+    body, problems = translate(compile_to(pipeline, tmp_path / "p.yaml"))
+    assert problems == [] and body is not None
+    tasks = by_name(body)
+    assert tasks["say"]["cache"] == {"enabled": True, "paths": []}  # code is in the command
+    assert "cache" not in tasks["flip"]

@@ -811,3 +811,27 @@ def test_collected_of_a_nested_loop_inside_the_outer_loop(cli: Cli, tmp_path: Pa
         "11,21",
         "12,22",
     ]
+
+
+def test_kfp_caching_options_decide_what_the_second_run_reuses(cli: Cli, tmp_path: Path) -> None:
+    @dsl.pipeline(name="cached")
+    def pipeline(n: int = 3) -> None:
+        made = make_dataset(n=n)  # the SDK's default: caching on
+        read_dataset(data=made.outputs["data"]).set_caching_options(False)
+
+    code, first = run(cli, tmp_path, pipeline)
+    assert code == 0
+    assert {name: row["phase"] for name, row in tasks(first).items()} == {
+        "make-dataset": "Succeeded",
+        "read-dataset": "Succeeded",
+    }
+    code, second = run(cli, tmp_path, pipeline)
+    assert code == 0
+    rows = tasks(second)
+    assert rows["make-dataset"]["phase"] == "Cached"
+    assert rows["make-dataset"]["cachedFrom"] == {"run": "r", "task": "make-dataset"}
+    assert rows["read-dataset"]["phase"] == "Succeeded"  # set_caching_options(False)
+    assert rows["read-dataset"]["outputs"] == tasks(first)["read-dataset"]["outputs"]
+    # another parameter value is another key
+    code, third = run(cli, tmp_path, pipeline, "n=4")
+    assert code == 0 and tasks(third)["make-dataset"]["phase"] == "Succeeded"

@@ -24,7 +24,7 @@ from pipesync.kube.protocol import PIPELINES, RECURRING_RUNS
 from pipesync.observe import endpoint
 from pipesync.observe.metrics import Metrics
 from pipesync.runtime import podstate
-from tests.unit.kubefakes import MemoryKube
+from tests.unit.kubefakes import RecurringKube
 from tests.unit.pipelines import compile_yaml
 
 PIPELINE = "tasks: [{name: prep, command: [x]}, {name: train, command: [x], dependsOn: [prep]}]"
@@ -378,19 +378,10 @@ def test_mirror_hooks_and_build_info(metrics: Metrics) -> None:
     assert value(metrics, "pipesync_build_info", version="9.9.9") == 1
 
 
-class _RecurringKube(MemoryKube):
-    """MemoryKube with the Run listing and cancel patch the RecurringRun controller uses."""
-
-    def list_objects(
-        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
-    ) -> list[dict[str, Any]]:
-        return [body for (p, n, _), body in self.objects.items() if (p, n) == (plural, namespace)]
-
-
 def test_recurring_passes_count_fires_with_their_lag_misses_and_skips(metrics: Metrics) -> None:
     """The RecurringRun controller tells metrics.recurring each pass through its report."""
     created = 1_000_000
-    kube = _RecurringKube()
+    kube = RecurringKube()
     kube.objects[(PIPELINES, "ml", "digits")] = {"metadata": {"name": "digits"}}
     kube.objects[(RECURRING_RUNS, "ml", "nightly")] = {
         "metadata": {"name": "nightly", "namespace": "ml", "uid": "u1", "generation": 1,

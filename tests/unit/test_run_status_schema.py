@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 
-from pipesync.api import conventions, runstatus, schemas
+from pipesync.api import conventions, model, runstatus, schemas
 from pipesync.controllers import runs
+from pipesync.engine import compiler
+from pipesync.engine.context import RunContext
 from pipesync.kube.protocol import PIPELINES, RUNS
 from pipesync.observe import records
-from pipesync.runtime import pods, podstate
+from pipesync.runtime import cachestore, pods, podstate
+from pipesync.runtime.local import LocalRun
 from pipesync.runtime.storage import LocalStore
 
 PIPELINE_SPEC = {
@@ -260,9 +263,50 @@ def _written(value: Any, where: str) -> Iterator[str]:
             yield from _written(child, path)
 
 
-def test_every_status_property_the_schema_declares_is_written_by_some_pass() -> None:
+def local_statuses(workdir: Path) -> list[dict[str, Any]]:
+    """The statuses the other writer, the local executor, puts in its run records: a run
+    whose task succeeds, then one the task cache serves."""
+    spec = {
+        "tasks": [
+            {
+                "name": "a",
+                "command": ["sh", "-c", "echo 1 > $0", "{{outputs.parameters.v}}"],
+                "outputs": {"parameters": ["v"]},
+                "cache": {"enabled": True, "paths": []},
+            }
+        ]
+    }
+    compiled, problems = compiler.compile_pipeline(model.pipeline_spec_from_spec(spec))
+    assert compiled is not None, problems
+    store = cachestore.LocalCacheStore(workdir, runstatus.LOCAL_NAMESPACE)
+    found = []
+    for name in ("ran", "cached"):
+        context = RunContext(name, runstatus.LOCAL_NAMESPACE, {})
+        local = LocalRun(
+            compiled,
+            context,
+            repo_root=workdir,
+            workdir=workdir,
+            cache=cachestore.LocalCache(store, lambda paths: ""),
+        )
+        local.execute()
+        found.append(local.record().status.to_json())
+    assert found[1]["tasks"]["a"]["phase"] == "Cached"
+    return found
+
+
+def test_the_local_executors_statuses_are_valid_against_the_schema(tmp_path: Path) -> None:
+    for status in local_statuses(tmp_path):
+        run = {**new_run(), "status": status}
+        assert [e.message for e in schemas.validator("Run").iter_errors(run)] == []
+
+
+def test_every_status_property_the_schema_declares_is_written_by_some_pass(
+    tmp_path: Path,
+) -> None:
     declared = set(_declared(schemas.load("Run")["properties"]["status"], "status"))
-    written = {path for status in STATUSES for path in _written(status, "status")}
+    writers = [*STATUSES, *local_statuses(tmp_path)]
+    written = {path for status in writers for path in _written(status, "status")}
     assert declared - written == set()
     assert written - declared <= {"status/tasks/*/outputs/v"}  # a free-form map's keys
 

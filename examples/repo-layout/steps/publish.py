@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -19,7 +20,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, type=Path, help="the model from train.py")
     parser.add_argument("--accuracy", required=True, type=float, help="the evaluated accuracy")
-    parser.add_argument("--run", default="local", help="name of the run publishing the model")
+    parser.add_argument(
+        "--run",
+        default=os.environ.get("PIPESYNC_RUN", "local"),
+        help="name of the run publishing the model (default: the run pipesync says it is)",
+    )
     parser.add_argument("--published-out", required=True, type=Path, help="where to copy the model")
     parser.add_argument(
         "--manifest-out", required=True, type=Path, help="where to write the manifest"

@@ -25,6 +25,10 @@ _PATTERN_HINTS = {
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$": "a DNS-1123 "
     "subdomain: lowercase letters, digits, '-' and '.'",
     "^([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+$": "a duration such as 30s, 5m, 1h30m or 2d",
+    "^([^/.][^/]*|\\.[^/.][^/]*|\\.\\.[^/]+)(/([^/.][^/]*|\\.[^/.][^/]*|\\.\\.[^/]+))*$": (
+        "a path inside the repository, relative to its root, such as steps/train.py "
+        "(no leading '/', no empty, '.' or '..' part)"
+    ),
     "^\\{\\{tasks\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.outputs\\.artifacts\\.[A-Za-z_]"
     "[A-Za-z0-9_-]*(\\|tasks\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.outputs\\.artifacts\\."
     "[A-Za-z_][A-Za-z0-9_-]*)*\\}\\}$": "an artifact reference: expected "

@@ -92,8 +92,22 @@ class InputArtifact:
 
 @dataclasses.dataclass(frozen=True)
 class Cache:
+    """A task's cache settings (schemas/common.schema.json `cache`)."""
+
     enabled: bool = False
-    max_age_seconds: float | None = None
+    max_age_seconds: float | None = None  # None: a result of any age may be reused
+    #: The repository paths that are the task's code: None, the whole tree; (), none
+    #: (its code is all in its image and command, as a KFP component's).
+    paths: tuple[str, ...] | None = None
+    salt: str = ""
+
+
+class CacheMode(enum.StrEnum):
+    """How one run uses the cache (a Run's or RecurringRun's `spec.cache`)."""
+
+    ENABLED = "Enabled"  # reuse and store results of tasks whose cache is enabled
+    DISABLED = "Disabled"  # neither read nor write
+    REFRESH = "Refresh"  # run everything, rewrite the entries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +321,12 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         node_selector=node_selector,
         tolerations=tuple(data.get("tolerations") or ()),
         affinity=data.get("affinity"),
-        cache=Cache(bool(cache.get("enabled", False)), _seconds(cache.get("maxAge"))),
+        cache=Cache(
+            bool(cache.get("enabled", False)),
+            _seconds(cache.get("maxAge")),
+            None if cache.get("paths") is None else tuple(cache["paths"]),
+            str(cache.get("salt", "")),
+        ),
         service_account_name=data.get("serviceAccountName"),
         env_refs=env_refs,
         volumes=tuple(_volume(v) for v in data.get("volumes", ())),

@@ -66,6 +66,7 @@ def _shared_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         "exit_code": _integer(data, "exitCode"),
         "message": _text(data, "message"),
         "outputs": _strings(data.get("outputs")),
+        "cached_from": _strings(data.get("cachedFrom")),
     }
 
 
@@ -106,6 +107,7 @@ class TaskCounts(InstanceCounts):
 
     pending: int = 0
     skipped: int = 0
+    cached: int = 0  # of the succeeded ones, those the task cache served
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,8 @@ class TaskStatus:
     message: str = ""
     outputs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     instances: InstanceCounts | None = None  # forEach tasks only
+    #: A Cached task: {"run": ..., "task": ...}, whose results it reused.
+    cached_from: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"phase": self.phase, "attempts": self.attempts}
@@ -131,6 +135,7 @@ class TaskStatus:
             "finishedAt": self.finished_at,
             "message": self.message,
             "outputs": dict(self.outputs),
+            "cachedFrom": dict(self.cached_from),
         }
         data.update({key: value for key, value in optional.items() if value})
         if self.exit_code is not None:
@@ -247,12 +252,14 @@ class NodeDetail:
     on_exit: bool = False
     index: int | None = None  # a forEach instance's item index
     instances: tuple[NodeDetail, ...] | None = None  # a forEach task's instances
+    cached_from: Mapping[str, str] = dataclasses.field(default_factory=dict)  # as TaskStatus
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"phase": self.phase, "attempts": self.attempts}
         optional: dict[str, Any] = {
             "message": self.message,
             "outputs": dict(self.outputs),
+            "cachedFrom": dict(self.cached_from),
             "failure": self.failure,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,

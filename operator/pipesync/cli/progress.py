@@ -23,6 +23,7 @@ _STYLES = {
     Phase.PENDING: "dim",
     Phase.RUNNING: "cyan",
     Phase.SUCCEEDED: "green",
+    Phase.CACHED: "blue",
     Phase.FAILED: "red",
     Phase.SKIPPED: "yellow",
     Phase.OMITTED: "magenta",
@@ -172,7 +173,7 @@ def _visible_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in rows
         if "[" not in row["task"]
         or instances[row["task"].partition("[")[0]] <= _MAX_INSTANCE_ROWS
-        or row["phase"] != Phase.SUCCEEDED.value
+        or row["phase"] not in (Phase.SUCCEEDED.value, Phase.CACHED.value)
     ]
 
 

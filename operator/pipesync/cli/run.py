@@ -25,6 +25,8 @@ from pipesync.cli import flags, progress, sources
 from pipesync.engine import checks, compiler, params
 from pipesync.engine import context as runcontext
 from pipesync.engine.state import RunPhase
+from pipesync.gitops import codeids
+from pipesync.runtime import cachestore
 from pipesync.runtime.local import LocalRun
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -75,6 +77,21 @@ def add_parser(subparsers: flags.Subcommands) -> None:
     parser.add_argument("--timeout", metavar="DURATION", help="stop the run after this long")
     parser.add_argument(
         "--plain", action="store_true", help="plain progress lines even on a terminal"
+    )
+    caching = parser.add_mutually_exclusive_group()
+    caching.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_const",
+        const=model.CacheMode.DISABLED.value,
+        help="neither reuse nor store cached task results",
+    )
+    caching.add_argument(
+        "--refresh",
+        dest="cache",
+        action="store_const",
+        const=model.CacheMode.REFRESH.value,
+        help="run every task, and store the results of those whose cache is enabled",
     )
 
 
@@ -150,6 +167,10 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
         workdir=workdir,
         timeout=context.timeout_seconds,
         pipeline_name=pipeline_resource.name if pipeline_resource is not None else "",
+        cache=cachestore.LocalCache(
+            cachestore.LocalCacheStore(workdir.resolve(), context.namespace),
+            codeids.WorkingTree(root, exclude=[workdir]).digest,
+        ),
     )
 
 
@@ -252,6 +273,9 @@ def _context(
     timeout = options.timeout
     if timeout is None and run_resource is not None:
         timeout = run_resource.spec.get("timeout")
+    cache = options.cache
+    if cache is None and run_resource is not None:
+        cache = run_resource.spec.get("cache")
     try:
         return runcontext.run_context(
             spec,
@@ -261,6 +285,7 @@ def _context(
             created_at=time.time(),
             max_running=options.parallelism,
             timeout=timeout,
+            cache=cache,
         )
     except ValueError as error:
         where = "--timeout" if options.timeout is not None else "spec.timeout"

@@ -221,6 +221,8 @@ class RecurringRunController:
             run_spec["params"] = dict(spec["params"])
         if spec.get("runTimeout"):
             run_spec["timeout"] = spec["runTimeout"]
+        if spec.get("cache"):
+            run_spec["cache"] = spec["cache"]
         return {
             "apiVersion": f"{model.GROUP}/{model.VERSION}",
             "kind": "Run",

@@ -693,6 +693,7 @@ def _task_summary(
         message=state.message[:500],
         outputs=runstatus.small_outputs(state.outputs),
         instances=summary.instance_counts(task, nodes),
+        cached_from={} if state.cached_from is None else state.cached_from.to_json(),
     )
 
 
@@ -778,6 +779,7 @@ def run_context(
         created_at=times.instant(metadata.get("creationTimestamp")) or now,
         scheduled_at=times.instant(annotations.get(conventions.ANNOTATION_SCHEDULED)),
         timeout=run.get("spec", {}).get("timeout"),
+        cache=run.get("spec", {}).get("cache"),
         bounds=bounds,
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipesync.api import durations, times
-from pipesync.api.model import PipelineSpec
+from pipesync.api.model import CacheMode, PipelineSpec
 from pipesync.engine import limits
 from pipesync.engine.limits import Limits
 
@@ -31,6 +31,8 @@ class RunContext:
     #: Seconds the whole run may take from its start; the executor watches it and tells
     #: `plan` (deadline_exceeded). None: no limit.
     timeout_seconds: float | None = None
+    #: How the run uses the task cache (its spec.cache; `pipesync run --no-cache`).
+    cache_mode: CacheMode = CacheMode.ENABLED
 
 
 def run_context(
@@ -43,6 +45,7 @@ def run_context(
     scheduled_at: float | None = None,
     max_running: int | None = None,
     timeout: str | None = None,
+    cache: str | None = None,
     bounds: Limits = limits.DEFAULT,
 ) -> RunContext:
     """The one way both executors (the operator and `pipesync run`) describe a run to the
@@ -50,7 +53,8 @@ def run_context(
     forgotten by the other. `max_running`: the executor's own cap (`pipesync run
     --parallelism`); the smaller of it and the pipeline's applies. `timeout`: the run's
     own limit as written (a Run's spec.timeout, or `pipesync run --timeout`), else the
-    pipeline's spec.timeout applies; ValueError when it is not a duration."""
+    pipeline's spec.timeout applies; ValueError when it is not a duration. `cache`: the
+    run's spec.cache as written (Enabled when unset)."""
     caps = [cap for cap in (spec.parallelism, max_running) if cap is not None]
     return RunContext(
         name,
@@ -61,6 +65,7 @@ def run_context(
         scheduled_at=scheduled_at,
         bounds=bounds,
         timeout_seconds=durations.parse(timeout) if timeout else spec.timeout_seconds,
+        cache_mode=CacheMode(cache) if cache else CacheMode.ENABLED,
     )
 
 

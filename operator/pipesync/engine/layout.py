@@ -5,9 +5,10 @@
     <namespace>/runs/<run>/<task>[/<instance>]/outputs/artifacts/<name>
     <namespace>/runs/<run>/<task>[/<instance>]/logs/attempt-<n>.log
     <namespace>/sources/<gitsource>/<commit>.tar.gz   (the repository tree at a commit)
+    <namespace>/cache/<key>.json                      (a task cache entry: engine.cache)
 
-Every part is a validated name (DNS-1123 or identifier) or an integer, so no key can
-climb out of its prefix.
+Every part is a validated name (DNS-1123 or identifier), an integer or a hex digest, so
+no key can climb out of its prefix.
 """
 
 from __future__ import annotations
@@ -42,3 +43,11 @@ def source_archive_key(namespace: str, source: str, commit: str) -> str:
     """The tar.gz of a GitSource's repository tree at a commit: task pods unpack it as
     their working directory, so they need no git credentials."""
     return f"{namespace}/sources/{source}/{commit}.tar.gz"
+
+
+def cache_entry_key(namespace: str, key: str) -> str:
+    """A task cache entry; `key` is engine.cache.cache_key's hex digest. The namespace's
+    own prefix: one namespace's runs never read another's results."""
+    if not key or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError(f"not a cache key: {key!r}")
+    return f"{namespace}/cache/{key}.json"

@@ -19,10 +19,18 @@ from pipesync.engine import expressions, limits, retries, templating
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask, InputBinding, Matrix
 from pipesync.engine.context import RUN_PLACEHOLDERS, RunContext
 from pipesync.engine.retries import FailureKind
-from pipesync.engine.state import PENDING, TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.engine.state import (
+    PENDING,
+    SUCCESSFUL,
+    TASK,
+    NodeKey,
+    NodeState,
+    Phase,
+    RunPhase,
+)
 from pipesync.engine.templating import Ref, RefKind
 
-_DONE = frozenset({Phase.SUCCEEDED, Phase.SKIPPED, Phase.OMITTED, Phase.CANCELLED})
+_DONE = SUCCESSFUL | {Phase.SKIPPED, Phase.OMITTED, Phase.CANCELLED}
 _BROKEN = frozenset({Phase.FAILED, Phase.OMITTED, Phase.CANCELLED})
 
 
@@ -710,7 +718,7 @@ def _value(step: _Pass, ref: Ref, at: _At | None) -> str:
     if ref.kind is RefKind.TASK_PARAMETER and ref.alternatives:
         for choice in ref.alternatives:
             state = _producer_state(step, step.pipeline.task(choice.task).index, at)
-            if state.phase is Phase.SUCCEEDED and choice.name in state.outputs:
+            if state.phase in SUCCESSFUL and choice.name in state.outputs:
                 return state.outputs[choice.name]
         raise _Unresolved(f"{ref}: none of these tasks produced its output")
     if ref.kind is RefKind.TASK_PARAMETER:
@@ -750,7 +758,7 @@ def _sources(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, t
         if not binding.alternatives:
             continue
         for producer, artifact in binding.alternatives:
-            if _producer_state(step, producer, at).phase is Phase.SUCCEEDED:
+            if _producer_state(step, producer, at).phase in SUCCESSFUL:
                 chosen[binding.name] = (producer, artifact)
                 break
         else:

@@ -13,6 +13,7 @@ class Phase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
+    CACHED = "Cached"  # succeeded earlier: its outputs come from the cache, nothing ran
     FAILED = "Failed"
     SKIPPED = "Skipped"  # `when` was false, or outputs it reads were never produced
     OMITTED = "Omitted"  # an upstream task failed, so this one never ran
@@ -34,6 +35,10 @@ FINISHED: frozenset[str] = frozenset(
 )
 
 
+#: The phases whose outputs downstream tasks read: the task ran, or its cache served it.
+SUCCESSFUL: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.CACHED})
+
+
 #: (task index, instance index); instance -1 is the task itself (and a forEach's aggregate).
 NodeKey = tuple[int, int]
 TASK = -1
@@ -47,6 +52,18 @@ class NodeState:
     outputs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     failure: FailureKind | None = None
     message: str = ""
+    #: Cached only: the run and the task (or instance) whose results were reused.
+    cached_from: CacheSource | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSource:
+    run: str
+    task: str  # as the source run's status names it: "train", "sweep[3]"
+
+    def to_json(self) -> dict[str, str]:
+        """As status and the record write it (`cachedFrom`)."""
+        return {"run": self.run, "task": self.task}
 
 
 PENDING = NodeState()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pipesync.api import runstatus
 from pipesync.engine import planner
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
-from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
+from pipesync.engine.state import SUCCESSFUL, TASK, NodeKey, NodeState, Phase
 
 
 def count_bucket(task: CompiledTask, state: NodeState | None) -> str:
@@ -26,6 +26,7 @@ def count_bucket(task: CompiledTask, state: NodeState | None) -> str:
         Phase.PENDING: "pending",
         Phase.RUNNING: "running",
         Phase.SUCCEEDED: "succeeded",
+        Phase.CACHED: "succeeded",  # it did succeed, in an earlier run
         Phase.SKIPPED: "skipped",
         Phase.OMITTED: "skipped",
         Phase.CANCELLED: "skipped",
@@ -37,9 +38,12 @@ def task_counts(
 ) -> runstatus.TaskCounts:
     """How many tasks (onExit not counted) are in each phase."""
     counts = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "skipped": 0}
+    cached = 0
     for task in compiled.tasks:
-        counts[count_bucket(task, nodes.get((task.index, TASK)))] += 1
-    return runstatus.TaskCounts(total=len(compiled.tasks), **counts)
+        state = nodes.get((task.index, TASK))
+        counts[count_bucket(task, state)] += 1
+        cached += state is not None and state.phase is Phase.CACHED
+    return runstatus.TaskCounts(total=len(compiled.tasks), cached=cached, **counts)
 
 
 def progress(counts: runstatus.TaskCounts) -> str:
@@ -56,7 +60,7 @@ def instance_counts(
     members = [s for (index, i), s in nodes.items() if index == task.index and i != TASK]
     return runstatus.InstanceCounts(
         total=len(members),
-        succeeded=sum(1 for s in members if s.phase is Phase.SUCCEEDED),
+        succeeded=sum(1 for s in members if s.phase in SUCCESSFUL),
         failed=sum(1 for s in members if s.phase is Phase.FAILED),
         running=sum(1 for s in members if s.phase is Phase.RUNNING),
     )

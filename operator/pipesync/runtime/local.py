@@ -4,6 +4,7 @@ like the S3 keys (see `pipesync.engine.layout`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,11 +20,13 @@ from typing import Any, Protocol
 from pipesync.api import durations, runstatus, times
 from pipesync.api.runstatus import NodeDetail
 from pipesync.engine import attempt, layout, planner, summary
+from pipesync.engine import cache as taskcache
 from pipesync.engine import context as runcontext
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
-from pipesync.engine.state import TASK, NodeKey, NodeState, Phase, RunPhase
+from pipesync.engine.state import TASK, CacheSource, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import RefKind
+from pipesync.runtime import cachestore
 from pipesync.runtime.processes import ProcessResult, TaskProcess
 
 #: Output parameters are small values; bigger results belong in artifacts.
@@ -57,6 +60,7 @@ class _Finished:
     result: ProcessResult
     outputs: Mapping[str, str]
     problem: str  # a missing output turns success into failure
+    cached: taskcache.CacheEntry | None = None  # served from this entry: nothing ran
 
 
 class LocalRun:
@@ -73,8 +77,11 @@ class LocalRun:
         reporter: Reporter | None = None,
         poll_seconds: float = 0.2,
         pipeline_name: str = "",
+        cache: cachestore.LocalCache | None = None,
     ) -> None:
-        """`pipeline_name`: the Pipeline the run's record names (empty: an inline spec)."""
+        """`pipeline_name`: the Pipeline the run's record names (empty: an inline spec);
+        `cache`: where tasks whose cache is enabled are looked up and stored (None: no
+        caching)."""
         self.pipeline = pipeline
         self.pipeline_name = pipeline_name
         self.context = context
@@ -90,6 +97,8 @@ class LocalRun:
         self._cancel = threading.Event()
         self._done: queue.Queue[_Finished] = queue.Queue()
         self._running: dict[NodeKey, TaskProcess] = {}
+        self.cache = cache
+        self._cache_keys: dict[NodeKey, str] = {}  # of the nodes that store their results
 
     # --- public -----------------------------------------------------------------------
 
@@ -218,9 +227,11 @@ class LocalRun:
         ):
             if names:  # only what the task declares: directory calls cost per task
                 (node_dir / "outputs" / kind).mkdir(parents=True, exist_ok=True)
-        log_path = self.workdir / layout.log_key(self._node_key(key), launch.attempt)
-        record.log = log_path
         try:
+            if self._served_from_cache(launch, node_dir):
+                return
+            log_path = self.workdir / layout.log_key(self._node_key(key), launch.attempt)
+            record.log = log_path
             argv, env, cwd = self._render(launch, node_dir)
         except _RenderError as error:
             self._done.put(
@@ -278,7 +289,86 @@ class LocalRun:
                 failure=result.failure or FailureKind.FAILED,
                 message=finished.problem or result.message,
             )
+        if finished.cached is not None:
+            entry = finished.cached
+            state = NodeState(
+                Phase.CACHED,
+                finished_at=result.finished_at,
+                outputs=dict(entry.outputs),
+                message=f"cached: run {entry.run}, task {entry.task}",
+                cached_from=CacheSource(entry.run, entry.task),
+            )
+        elif state.phase is Phase.SUCCEEDED:
+            self._store_in_cache(finished, record)
         self._set(finished.key, state)
+
+    # --- the cache --------------------------------------------------------------------
+
+    def _served_from_cache(self, launch: planner.Launch, node_dir: Path) -> bool:
+        """Looks the attempt up in the cache (when its task caches): on a hit, its
+        artifacts are put in place and its end is queued as Cached. Remembers the key
+        of an attempt that runs, to store its results if it succeeds."""
+        compiled = launch.task
+        mode = self.context.cache_mode
+        if self.cache is None or not taskcache.applies(compiled, mode):
+            return False
+        inputs = {}
+        for binding in compiled.inputs:
+            path = self._input_path(launch, binding.name)
+            inputs[binding.name] = cachestore.digest(path)
+        paths = compiled.task.cache.paths
+        key = taskcache.cache_key(
+            launch, input_digests=inputs, code_digest=self.cache.code_digest(paths)
+        )
+        self._cache_keys[launch.key] = key
+        if not taskcache.looks_up(compiled, mode):
+            return False
+        store = self.cache.store
+        entry = store.get(key)
+        now = time.time()
+        max_age = compiled.task.cache.max_age_seconds
+        if not taskcache.serves(entry, launch, key, now, max_age) or entry is None:
+            return False
+        wanted = compiled.task.output_artifacts
+        if not all(store.intact(entry.artifacts[name]) for name in wanted):
+            return False  # an artifact is gone or changed: a miss, the task runs
+        for name in wanted:
+            source = store.path(entry.artifacts[name])
+            assert source is not None  # noqa: S101 - intact() found it
+            cachestore.restore(source, node_dir / "outputs" / "artifacts" / name)
+        del self._cache_keys[launch.key]
+        result = ProcessResult(None, None, "", now, now)
+        self._done.put(_Finished(launch.key, launch, result, {}, "", cached=entry))
+        return True
+
+    def _store_in_cache(self, finished: _Finished, record: NodeRecord) -> None:
+        key = self._cache_keys.pop(finished.key, None)
+        if self.cache is None or key is None:
+            return
+        node_dir = self._node_dir(finished.key)
+        task = finished.launch.task.task
+        store = self.cache.store
+        started = record.started_at or finished.result.finished_at
+        try:
+            artifacts = {
+                name: store.keep(node_dir / "outputs" / "artifacts" / name)
+                for name in task.output_artifacts
+            }
+        except OSError:  # a full disk: the run goes on, the next one runs this task again
+            return
+        with contextlib.suppress(OSError):
+            store.put(
+                taskcache.CacheEntry(
+                    key=key,
+                    created_at=finished.result.finished_at,
+                    run=self.context.name,
+                    task=self.task_name(finished.key),
+                    outputs=dict(finished.outputs),
+                    artifacts=artifacts,
+                    duration_seconds=max(finished.result.finished_at - started, 0.0),
+                    gpus=task.resources.gpu,
+                )
+            )
 
     # --- rendering --------------------------------------------------------------------
 
@@ -456,6 +546,7 @@ class LocalRun:
             message=state.message[:500],
             outputs=runstatus.small_outputs(state.outputs),
             instances=summary.instance_counts(task, nodes),
+            cached_from={} if state.cached_from is None else state.cached_from.to_json(),
         )
 
     def _task_detail(self, task: CompiledTask) -> NodeDetail:
@@ -488,6 +579,7 @@ class LocalRun:
             finished_at=_stamp(state.finished_at),
             exit_code=record.exit_code,
             log="" if record.log is None else str(record.log),
+            cached_from={} if state.cached_from is None else state.cached_from.to_json(),
         )
 
 

@@ -60,6 +60,7 @@ def container_task(
     if not exit_task:
         place_task(reading, body, context, target)
     _retry(reading, body, task, path, target)
+    _cache(body, task)
     _resources(reading, body, container, cpath)
     platform.apply(reading, body, label, target)
     if exit_task:
@@ -215,6 +216,13 @@ def _retry(
         retry["factor"] = max(1.0, float(policy["backoffFactor"]))
     body["retry"] = retry
     reading.place((*target, "retry"), (*path, "retryPolicy"))
+
+
+def _cache(body: dict[str, Any], task: Mapping[str, Any]) -> None:
+    """KFP caches a task when its `cachingOptions.enableCache` is true (the SDK writes it
+    unless `set_caching_options(False)`); its code is its image and its command."""
+    if mapping(task.get("cachingOptions")).get("enableCache") is True:
+        body["cache"] = {"enabled": True, "paths": []}
 
 
 def _resources(

@@ -1,0 +1,157 @@
+"""The task cache's rules: when a task uses it, its key, its entries and when an entry may
+serve. Both executors follow them, so a task cached on a laptop and in the cluster is
+keyed the same way; they differ only in where entries and artifacts are kept (a work
+directory, S3 under the namespace's prefix: `engine.layout.cache_entry_key`).
+
+The key is a sha256 over what decides a task's results, in canonical JSON:
+  the image; the argv and env as rendered for the attempt, with the attempt's own files
+  left symbolic (they differ per run, what is in them is the task's business) and
+  without the per-run PIPESYNC_* variables; env from Secrets and ConfigMaps by name and
+  key (not their values, which pipesync must not read); volumes as declared; the
+  working directory; the content digest of each input artifact; the task's code (a
+  digest of the repository paths in `cache.paths` at the run's commit, or of the whole
+  tree); the declared outputs; `cache.salt`. Not in it: resources, placement, retry,
+  timeout, description: they change how or where a task runs, not what it computes.
+
+Pure: the executors compute digests and read and write entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pipesync.api.model import CacheMode
+from pipesync.engine import attempt
+from pipesync.engine.compiler import CompiledTask
+from pipesync.engine.planner import Launch
+from pipesync.engine.templating import RefKind
+
+#: Changes when what goes into a key changes, so older entries stop matching.
+KEY_FORMAT = "pipesync-cache/1"
+
+#: What pipesync tells every attempt that differs per run or per attempt, not per input.
+_PER_RUN_ENV = frozenset({"PIPESYNC_RUN", "PIPESYNC_NAMESPACE", "PIPESYNC_ATTEMPT"})
+
+
+def applies(task: CompiledTask, mode: CacheMode) -> bool:
+    """Whether the run reads or writes the cache for this task: its cache is enabled
+    and the run does not disable it. onExit is never cached: it reports on this run."""
+    return task.task.cache.enabled and not task.is_exit and mode is not CacheMode.DISABLED
+
+
+def looks_up(task: CompiledTask, mode: CacheMode) -> bool:
+    """Whether an entry may serve this task (Refresh runs it and rewrites the entry)."""
+    return applies(task, mode) and mode is CacheMode.ENABLED
+
+
+def cache_key(launch: Launch, *, input_digests: Mapping[str, str], code_digest: str) -> str:
+    """The key of one task attempt's results (see the module's docstring). `input_digests`:
+    each input artifact's content digest by input name; `code_digest`: the digest of the
+    task's code (`cache.paths`) at the run's commit, "" when `paths` is empty."""
+    task = launch.task.task
+
+    def symbolic(kind: RefKind, name: str) -> str:
+        return f"<{kind.value}:{name}>"
+
+    program = attempt.program(launch, run="", namespace="", path_of=symbolic)
+    material: dict[str, Any] = {
+        "format": KEY_FORMAT,
+        "image": task.image or "",
+        "argv": list(program.argv),
+        "env": sorted((k, v) for k, v in program.env.items() if k not in _PER_RUN_ENV),
+        "envFrom": sorted([r.name, r.kind, r.source, r.key, r.optional] for r in task.env_refs),
+        "volumes": [
+            [v.name, v.mount_path, v.read_only, v.kind, dict(v.source)] for v in task.volumes
+        ],
+        "workingDir": program.working_dir,
+        "inputs": sorted(input_digests.items()),
+        "code": code_digest,
+        "outputs": [list(task.output_parameters), list(task.output_artifacts)],
+        "salt": task.cache.salt,
+    }
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredArtifact:
+    key: str  # where the artifact is, relative to the store's root (an S3 key)
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """`<namespace>/cache/<key>.json`: what a succeeded task produced, to serve the next
+    task with the same key."""
+
+    key: str
+    created_at: float  # when the source task finished (epoch seconds)
+    run: str  # the source run
+    task: str  # the source task or instance, as its run names it
+    outputs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    artifacts: Mapping[str, StoredArtifact] = dataclasses.field(default_factory=dict)
+    duration_seconds: float = 0.0  # how long the source task ran
+    gpus: int = 0  # what it held while it ran (GPU-seconds saved = duration x gpus)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": KEY_FORMAT,
+            "key": self.key,
+            "createdAt": self.created_at,
+            "run": self.run,
+            "task": self.task,
+            "outputs": dict(self.outputs),
+            "artifacts": {
+                name: {"key": a.key, "sha256": a.sha256} for name, a in self.artifacts.items()
+            },
+            "durationSeconds": self.duration_seconds,
+            "gpus": self.gpus,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CacheEntry | None:
+        """None for anything that is not an entry of this format (a miss, not an error:
+        a store is shared by versions of pipesync and by whoever can write to it)."""
+        try:
+            if not isinstance(data, Mapping) or data.get("format") != KEY_FORMAT:
+                return None
+            artifacts = {
+                str(name): StoredArtifact(str(a["key"]), str(a["sha256"]))
+                for name, a in dict(data.get("artifacts") or {}).items()
+            }
+            created = float(data["createdAt"])
+            if not math.isfinite(created):
+                return None
+            return cls(
+                key=str(data["key"]),
+                created_at=created,
+                run=str(data["run"]),
+                task=str(data["task"]),
+                outputs={str(k): str(v) for k, v in dict(data.get("outputs") or {}).items()},
+                artifacts=artifacts,
+                duration_seconds=float(data.get("durationSeconds") or 0.0),
+                gpus=int(data.get("gpus") or 0),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+def serves(
+    entry: CacheEntry | None, launch: Launch, key: str, now: float, max_age: float | None
+) -> bool:
+    """Whether `entry` may serve `launch`: it is the entry of this key, no older than the
+    task's `cache.maxAge`, and holds every output the task declares (artifact objects and
+    their digests are the executor's to check)."""
+    if entry is None or entry.key != key:
+        return False
+    if max_age is not None and now - entry.created_at > max_age:
+        return False
+    task = launch.task.task
+    return set(task.output_parameters) <= set(entry.outputs) and set(task.output_artifacts) <= set(
+        entry.artifacts
+    )
