@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -22,12 +23,12 @@ from pipesync.api import conventions, durations, model, runstatus
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
 from pipesync.cli import flags, progress, sources
-from pipesync.engine import checks, compiler, params
+from pipesync.engine import checks, compiler, loading, params, resume
 from pipesync.engine import context as runcontext
 from pipesync.engine.state import RunPhase
 from pipesync.gitops import codeids
 from pipesync.runtime import cachestore
-from pipesync.runtime.local import LocalRun
+from pipesync.runtime.local import LocalRun, Reuse
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -49,7 +50,13 @@ def add_parser(subparsers: flags.Subcommands) -> None:
         "artifacts and logs under the work directory. Exit 0 when the run succeeded, "
         "1 when it failed or was cancelled, 2 on usage errors or invalid files.",
     )
-    parser.add_argument("file", metavar="FILE", help="a file with a Pipeline (or a Run)")
+    parser.add_argument("file", metavar="FILE", nargs="?", help="a file with a Pipeline (or a Run)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="retry an earlier local run from failure: its pipeline and parameters, its "
+        "succeeded tasks reused, the rest run (instead of FILE)",
+    )
     parser.add_argument(
         "-p",
         "--param",
@@ -135,6 +142,10 @@ def run(options: argparse.Namespace) -> int:
 def _prepare(options: argparse.Namespace) -> LocalRun:
     if options.parallelism < 1:
         raise _Usage("--parallelism must be at least 1")
+    if (options.file is None) == (options.resume is None):
+        raise _Usage("give FILE, or --resume RUN_DIR (not both)")
+    if options.resume is not None:
+        return _resumed(options)
     path = Path(options.file)
     if path.is_dir():
         raise _Usage(f"{options.file} is a directory; give the file that holds the pipeline")
@@ -167,10 +178,71 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
         workdir=workdir,
         timeout=context.timeout_seconds,
         pipeline_name=pipeline_resource.name if pipeline_resource is not None else "",
-        cache=cachestore.LocalCache(
-            cachestore.LocalCacheStore(workdir.resolve(), context.namespace),
-            codeids.WorkingTree(root, exclude=[workdir]).digest,
-        ),
+        pipeline_spec=spec_data,
+        cache=_cache(context, root, workdir),
+    )
+
+
+def _cache(context: runcontext.RunContext, root: Path, workdir: Path) -> cachestore.LocalCache:
+    return cachestore.LocalCache(
+        cachestore.LocalCacheStore(workdir.resolve(), context.namespace),
+        codeids.WorkingTree(root, exclude=[workdir]).digest,
+    )
+
+
+def _resumed(options: argparse.Namespace) -> LocalRun:
+    """A retry of the run in RUN_DIR: the pipeline spec and parameters its record holds,
+    its succeeded tasks and instances reused (engine.resume), the rest run again."""
+    run_dir = Path(options.resume)
+    record_file = run_dir / "run.json"
+    try:
+        data = json.loads(record_file.read_text())
+    except (OSError, ValueError) as error:
+        raise _Usage(f"--resume {run_dir}: no readable run record ({error})") from None
+    record = runstatus.RunRecord.from_json(data) if isinstance(data, dict) else None
+    spec_data = (record.pipeline or {}).get("spec") if record is not None else None
+    if record is None or not isinstance(spec_data, dict):
+        raise _Usage(
+            f"--resume {run_dir}: its run.json holds no pipeline spec (runs before this "
+            "release kept none): run the pipeline's file again instead"
+        )
+    pipeline_name = str((record.pipeline or {}).get("name") or "")
+    document = {
+        "apiVersion": model.API_VERSION,
+        "kind": "Pipeline",
+        "metadata": {"name": pipeline_name or "resumed"},
+        "spec": spec_data,
+    }
+    resources, problems = loading.load(json.dumps(document).encode(), str(record_file))
+    if has_errors(problems) or len(resources) != 1:
+        raise _Usage("\n".join(p.format() for p in sorted(problems)) or "not a pipeline")
+    spec, found = checks.pipeline_problems(resources[0], spec_data, ("spec",))
+    if spec is None:
+        raise _Usage("\n".join(p.format() for p in found))
+    compiled, _ = compiler.compile_pipeline(spec)
+    assert compiled is not None  # noqa: S101 - pipeline_problems compiled it already
+    values, wrong = params.resolve(spec.params, dict(resume.params_of(record)))
+    if wrong:
+        raise _Usage(f"--resume {run_dir}: " + "; ".join(wrong))
+    # <workdir>/<namespace>/runs/<run>: the same work directory, unless told otherwise
+    workdir = Path(options.workdir) if options.workdir else run_dir.resolve().parents[2]
+    root = Path(options.root) if options.root else repository_root(Path.cwd() / "run.json")
+    name = options.run_name or conventions.local_run_name(
+        pipeline_name or None, time.time(), secrets.token_hex(2)
+    )
+    if not _NAME.match(name) or len(name) > 63 or name == record.name:
+        raise _Usage(f"run name {name!r} is not a DNS-1123 label other than the original's")
+    context = _context(options, spec, values, name, None)
+    return LocalRun(
+        compiled,
+        context,
+        repo_root=root,
+        workdir=workdir,
+        timeout=context.timeout_seconds,
+        pipeline_name=pipeline_name,
+        pipeline_spec=spec_data,
+        cache=_cache(context, root, workdir),
+        reuse=Reuse(run_dir.resolve(), resume.reused_nodes(compiled, record), record.name),
     )
 
 

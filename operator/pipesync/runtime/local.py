@@ -54,6 +54,16 @@ class NodeRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class Reuse:
+    """An earlier run's nodes a retry of it starts with (engine.resume.reused_nodes),
+    and that run's folder, where their artifacts are."""
+
+    run_dir: Path
+    nodes: Mapping[NodeKey, NodeState]
+    run: str  # the earlier run's name (the record's spec.retryOf)
+
+
+@dataclasses.dataclass(frozen=True)
 class _Finished:
     key: NodeKey
     launch: planner.Launch
@@ -77,13 +87,19 @@ class LocalRun:
         reporter: Reporter | None = None,
         poll_seconds: float = 0.2,
         pipeline_name: str = "",
+        pipeline_spec: Mapping[str, Any] | None = None,
         cache: cachestore.LocalCache | None = None,
+        reuse: Reuse | None = None,
     ) -> None:
-        """`pipeline_name`: the Pipeline the run's record names (empty: an inline spec);
+        """`pipeline_name`: the Pipeline the run's record names (empty: an inline spec),
+        `pipeline_spec` its spec as written (kept in the record, so a retry from failure
+        runs exactly it);
         `cache`: where tasks whose cache is enabled are looked up and stored (None: no
-        caching)."""
+        caching); `reuse`: the nodes of an earlier run this one starts with (a retry
+        from failure)."""
         self.pipeline = pipeline
         self.pipeline_name = pipeline_name
+        self.pipeline_spec = pipeline_spec
         self.context = context
         self.repo_root = repo_root.resolve()
         self.workdir = workdir.resolve()
@@ -98,6 +114,7 @@ class LocalRun:
         self._done: queue.Queue[_Finished] = queue.Queue()
         self._running: dict[NodeKey, TaskProcess] = {}
         self.cache = cache
+        self.reuse = reuse
         self._cache_keys: dict[NodeKey, str] = {}  # of the nodes that store their results
 
     # --- public -----------------------------------------------------------------------
@@ -131,6 +148,8 @@ class LocalRun:
         # A reused run name starts clean: stale outputs must never feed a new run.
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
+        if self.reuse is not None:
+            self._take_over(self.reuse)
         try:
             self._loop()
         finally:
@@ -301,6 +320,22 @@ class LocalRun:
         elif state.phase is Phase.SUCCEEDED:
             self._store_in_cache(finished, record)
         self._set(finished.key, state)
+
+    # --- retry from failure -----------------------------------------------------------
+
+    def _take_over(self, reuse: Reuse) -> None:
+        """Starts from the reused nodes, with their artifacts linked into this run."""
+        for key, state in reuse.nodes.items():
+            index, instance = key
+            source = reuse.run_dir / self._compiled(index).name
+            if instance != TASK:
+                source = source / str(instance)
+            artifacts = source / "outputs" / "artifacts"
+            if artifacts.is_dir():
+                target = self._node_dir(key) / "outputs" / "artifacts"
+                for item in artifacts.iterdir():
+                    cachestore.restore(item, target / item.name)
+            self.records[key] = NodeRecord(state=state)
 
     # --- the cache --------------------------------------------------------------------
 
@@ -487,6 +522,8 @@ class LocalRun:
         spec: dict[str, Any] = {"params": dict(self.context.params)}
         if self.pipeline_name:
             spec["pipelineRef"] = {"name": self.pipeline_name}
+        if self.reuse is not None:
+            spec["retryOf"] = {"name": self.reuse.run}
         status = runstatus.RunStatus(
             phase=RunPhase.RUNNING.value if outcome is None else outcome.phase.value,
             conditions=() if outcome is None else (self._outcome_condition(outcome, finished),),
@@ -514,7 +551,9 @@ class LocalRun:
             },
             spec=spec,
             status=status,
-            pipeline=pipeline,
+            pipeline=pipeline
+            if self.pipeline_spec is None
+            else {**pipeline, "spec": dict(self.pipeline_spec)},
             tasks={task.name: self._task_detail(task) for task in everything},
         )
 
