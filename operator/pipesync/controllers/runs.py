@@ -549,6 +549,7 @@ def summarise(
         "succeeded": 0,
         "failed": 0,
         "skipped": 0,
+        "cached": 0,
     }
     tasks: dict[str, runstatus.TaskStatus] = {}
     for task in compiled.tasks:
@@ -570,15 +571,12 @@ def summarise(
                 task_status, phase=Phase.PENDING.value, message=reason
             )
         counts[bucket] += 1
+        counts["cached"] += state is not None and state.phase is Phase.CACHED
         tasks[task.name] = task_status
     task_counts = runstatus.TaskCounts(**counts)
     truncated = previous.tasks_truncated
     if len(tasks) > MAX_TASKS_IN_STATUS:
-        tasks = {
-            name: kept
-            for name, kept in tasks.items()
-            if kept.phase not in (Phase.SUCCEEDED.value, Phase.SKIPPED.value)
-        }
+        tasks = {name: kept for name, kept in tasks.items() if kept.phase not in _SETTLED}
         tasks = dict(list(tasks.items())[:MAX_TASKS_IN_STATUS])
         truncated = True
     finished_at = previous.finished_at
@@ -782,6 +780,10 @@ def run_context(
         cache=run.get("spec", {}).get("cache"),
         bounds=bounds,
     )
+
+
+#: Task phases a truncated status leaves out first: nothing about them needs attention.
+_SETTLED = frozenset({Phase.SUCCEEDED.value, Phase.CACHED.value, Phase.SKIPPED.value})
 
 
 def _collected(
