@@ -17,6 +17,7 @@ from tests.unit.localrecords import task_rows
 
 EXAMPLE = PROJECT / "examples" / "repo-layout"
 TASKS = ("prepare", "train", "evaluate", "publish")
+LAST_OUTPUT = [""]  # what the latest `run_digits` printed
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,7 @@ def run_digits(cli: Cli, repo: Path, name: str, *flags: str) -> dict[str, Any]:
     )
     assert result.code == 0, result.text
     assert "Traceback" not in result.text
+    LAST_OUTPUT[0] = result.text
     record = json.loads((repo.parent / "work" / "local" / "runs" / name / "run.json").read_text())
     assert record["status"]["phase"] == "Succeeded"
     return record
@@ -71,6 +73,10 @@ def test_the_second_run_of_digits_runs_nothing_and_reads_as_cached(cli: Cli, rep
     second = run_digits(cli, repo, "second")
     # onExit is never cached: it reports on this run
     assert phases(second) == dict.fromkeys(TASKS, "Cached") | {"notify": "Succeeded"}
+    # a task the cache serves is never shown Running: nothing runs
+    lines = LAST_OUTPUT[0].splitlines()
+    assert not [line for line in lines if "Running" in line and "notify" not in line]
+    assert any("prepare Cached: from run first, task prepare" in line for line in lines)
     rows = task_rows(second)
     for task in TASKS:
         assert rows[task]["cachedFrom"] == {"run": "first", "task": task}

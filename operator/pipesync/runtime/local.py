@@ -188,14 +188,18 @@ class LocalRun:
                 cancel=self._cancel.is_set(),
                 deadline_exceeded=deadline is not None and now >= deadline,
             )
+            # A launch the cache serves is never shown Running: nothing runs.
+            served = {launch.key for launch in decision.launches if self._served(launch)}
             for transition in decision.transitions:
-                self._set(transition.key, transition.state)
+                if transition.key not in served:
+                    self._set(transition.key, transition.state)
             for key in decision.stop:
                 process = self._running.get(key)
                 if process is not None:
                     process.stop()
             for launch in decision.launches:
-                self._start(launch)
+                if launch.key not in served:
+                    self._start(launch)
             if decision.finished is not None and not self._running:
                 self.outcome = decision.finished
                 return
@@ -246,11 +250,9 @@ class LocalRun:
         ):
             if names:  # only what the task declares: directory calls cost per task
                 (node_dir / "outputs" / kind).mkdir(parents=True, exist_ok=True)
+        log_path = self.workdir / layout.log_key(self._node_key(key), launch.attempt)
+        record.log = log_path
         try:
-            if self._served_from_cache(launch, node_dir):
-                return
-            log_path = self.workdir / layout.log_key(self._node_key(key), launch.attempt)
-            record.log = log_path
             argv, env, cwd = self._render(launch, node_dir)
         except _RenderError as error:
             self._done.put(
@@ -314,7 +316,7 @@ class LocalRun:
                 Phase.CACHED,
                 finished_at=result.finished_at,
                 outputs=dict(entry.outputs),
-                message=f"cached: run {entry.run}, task {entry.task}",
+                message=f"from run {entry.run}, task {entry.task}",
                 cached_from=CacheSource(entry.run, entry.task),
             )
         elif state.phase is Phase.SUCCEEDED:
@@ -339,10 +341,11 @@ class LocalRun:
 
     # --- the cache --------------------------------------------------------------------
 
-    def _served_from_cache(self, launch: planner.Launch, node_dir: Path) -> bool:
+    def _served(self, launch: planner.Launch) -> bool:
         """Looks the attempt up in the cache (when its task caches): on a hit, its
         artifacts are put in place and its end is queued as Cached. Remembers the key
         of an attempt that runs, to store its results if it succeeds."""
+        node_dir = self._node_dir(launch.key)
         compiled = launch.task
         mode = self.context.cache_mode
         if self.cache is None or not taskcache.applies(compiled, mode):
