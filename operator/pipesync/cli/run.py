@@ -171,22 +171,34 @@ def _prepare(options: argparse.Namespace) -> LocalRun:
     if not _NAME.match(name) or len(name) > 63:
         raise _Usage(f"run name {name!r} is not a DNS-1123 label")
     context = _context(options, spec, values, name, run_resource)
+    pipeline_name = pipeline_resource.name if pipeline_resource is not None else ""
+    return _local_run(compiled, context, root, workdir, (pipeline_name, spec_data))
+
+
+def _local_run(  # noqa: PLR0917 - what a run is made of, named once
+    compiled: compiler.CompiledPipeline,
+    context: runcontext.RunContext,
+    root: Path,
+    workdir: Path,
+    pipeline: tuple[str, dict[str, Any]],
+    reuse: Reuse | None = None,
+) -> LocalRun:
+    """The run, with the work directory's task cache and the code of the tree at root."""
+    name, spec_data = pipeline
+    cache = cachestore.LocalCache(
+        cachestore.LocalCacheStore(workdir.resolve(), context.namespace),
+        codeids.WorkingTree(root, exclude=[workdir]).digest,
+    )
     return LocalRun(
         compiled,
         context,
         repo_root=root,
         workdir=workdir,
         timeout=context.timeout_seconds,
-        pipeline_name=pipeline_resource.name if pipeline_resource is not None else "",
+        pipeline_name=name,
         pipeline_spec=spec_data,
-        cache=_cache(context, root, workdir),
-    )
-
-
-def _cache(context: runcontext.RunContext, root: Path, workdir: Path) -> cachestore.LocalCache:
-    return cachestore.LocalCache(
-        cachestore.LocalCacheStore(workdir.resolve(), context.namespace),
-        codeids.WorkingTree(root, exclude=[workdir]).digest,
+        cache=cache,
+        reuse=reuse,
     )
 
 
@@ -233,17 +245,8 @@ def _resumed(options: argparse.Namespace) -> LocalRun:
     if not _NAME.match(name) or len(name) > 63 or name == record.name:
         raise _Usage(f"run name {name!r} is not a DNS-1123 label other than the original's")
     context = _context(options, spec, values, name, None)
-    return LocalRun(
-        compiled,
-        context,
-        repo_root=root,
-        workdir=workdir,
-        timeout=context.timeout_seconds,
-        pipeline_name=pipeline_name,
-        pipeline_spec=spec_data,
-        cache=_cache(context, root, workdir),
-        reuse=Reuse(run_dir.resolve(), resume.reused_nodes(compiled, record), record.name),
-    )
+    reuse = Reuse(run_dir.resolve(), resume.reused_nodes(compiled, record), record.name)
+    return _local_run(compiled, context, root, workdir, (pipeline_name, spec_data), reuse)
 
 
 def repository_root(file: Path) -> Path:

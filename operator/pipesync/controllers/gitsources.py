@@ -41,7 +41,7 @@ from pipesync.kube.protocol import (
     RUNS,
     Kube,
 )
-from pipesync.runtime.agent import file_sha256
+from pipesync.runtime.digests import file_sha256
 from pipesync.runtime.storage import ObjectStore, StoreError
 
 _log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ are tested against a `LocalStore` with a fake clock.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import stat
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from pipesync.engine import layout
+from pipesync.runtime.digests import file_sha256
 from pipesync.runtime.storage import (
     AccessDenied,
     Clock,
@@ -169,15 +169,6 @@ def unpack_workspace(store: ObjectStore, key: str, paths: Layout, sha256: str = 
     for directory, _subdirectories, _files in os.walk(paths.workspace):
         os.chmod(directory, 0o777)  # noqa: S103 - a pod-private emptyDir
     return len(members)
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks (archives can be large)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def prepare_outputs(paths: Layout) -> None:

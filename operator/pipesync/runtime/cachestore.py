@@ -12,7 +12,6 @@ or none.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import secrets
@@ -22,30 +21,7 @@ from pathlib import Path
 
 from pipesync.engine import layout
 from pipesync.engine.cache import CacheEntry, StoredArtifact
-
-_CHUNK = 1 << 20
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file, or of a directory (each file's relative path and digest, in
-    order); "" when nothing is there. Links are followed (collected forEach artifacts
-    are folders of links)."""
-    if path.is_file():
-        sha = hashlib.sha256()
-        with path.open("rb") as stream:
-            while chunk := stream.read(_CHUNK):
-                sha.update(chunk)
-        return sha.hexdigest()
-    if not path.is_dir():
-        return ""
-    sha = hashlib.sha256(b"dir\0")
-    for folder, dirs, files in os.walk(path, followlinks=True):
-        dirs.sort()
-        for name in sorted(files):
-            file = Path(folder, name)
-            sha.update(file.relative_to(path).as_posix().encode() + b"\0")
-            sha.update(digest(file).encode() + b"\0")
-    return sha.hexdigest()
+from pipesync.runtime.digests import content_digest
 
 
 class LocalCacheStore:
@@ -66,7 +42,7 @@ class LocalCacheStore:
     def intact(self, stored: StoredArtifact) -> bool:
         """Whether the artifact is still there with the content it was stored with."""
         path = self.path(stored)
-        return path is not None and digest(path) == stored.sha256
+        return path is not None and content_digest(path) == stored.sha256
 
     def path(self, stored: StoredArtifact) -> Path | None:
         """Where a stored artifact is; None for a key outside this store's blobs."""
@@ -76,7 +52,7 @@ class LocalCacheStore:
 
     def keep(self, source: Path) -> StoredArtifact:
         """Keep a task's output artifact as a blob; its stored form."""
-        sha = digest(source)
+        sha = content_digest(source)
         blobs = self._blobs()
         target = blobs / sha
         if not target.exists():

@@ -26,7 +26,7 @@ from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, CacheSource, NodeKey, NodeState, Phase, RunPhase
 from pipesync.engine.templating import RefKind
-from pipesync.runtime import cachestore
+from pipesync.runtime import cachestore, digests
 from pipesync.runtime.processes import ProcessResult, TaskProcess
 
 #: Output parameters are small values; bigger results belong in artifacts.
@@ -353,7 +353,7 @@ class LocalRun:
         inputs = {}
         for binding in compiled.inputs:
             path = self._input_path(launch, binding.name)
-            inputs[binding.name] = cachestore.digest(path)
+            inputs[binding.name] = digests.content_digest(path)
         paths = compiled.task.cache.paths
         key = taskcache.cache_key(
             launch, input_digests=inputs, code_digest=self.cache.code_digest(paths)
