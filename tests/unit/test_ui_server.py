@@ -279,6 +279,45 @@ def test_what_a_view_reads_besides_its_objects_is_read_only_where_the_person_may
     assert code == 200 and body["items"] == []  # may not list runs there
 
 
+def _path(view: views.View) -> str:
+    """The path of a view's endpoint for the objects _resources() holds."""
+    first = {"experiments": "e1", "pipelines": "p1", "recurringruns": "nightly"}
+    name = first.get(view.kind, "repo")
+    return f"namespaces/ml/{view.kind}" + (f"/{name}" if view.verb == "get" else "")
+
+
+@pytest.mark.parametrize("view", views.VIEWS, ids=[view.name for view in views.VIEWS])
+def test_every_view_answers_only_a_person_who_may_use_its_verb_on_its_kind(
+    view: views.View,
+) -> None:
+    kube, runs = _resources()
+    needed = (view.verb, view.kind, "ml")
+    code, body = _get_json(_resource_app(kube, runs, EVERYTHING - {needed}), _path(view))
+    assert code == 403
+    assert body["error"] == f"alice may not {view.verb} {view.kind} in namespace ml"
+    assert sum(kube.requests.values()) == 0  # refused before anything was read
+    assert _get_json(_resource_app(kube, runs, {needed}), _path(view))[0] == 200
+
+
+def test_a_view_entry_alone_is_an_endpoint_with_its_access_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def described(found: dict[str, Any], reads: views.Reads) -> dict[str, Any]:
+        return {"name": found["metadata"]["name"], "runs": len(reads.of("runs"))}
+
+    added = views.View("experiments-detail", "experiments", "get", described, reads=("runs",))
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, added))
+    kube, runs = _resources()
+    path = "namespaces/ml/experiments/e1"
+    ui = _resource_app(kube, runs, EVERYTHING)
+    assert _get_json(ui, path) == (200, {"name": "e1", "runs": 3})
+    only = {("get", "experiments", "ml")}
+    assert _get_json(_resource_app(kube, runs, only), path) == (200, {"name": "e1", "runs": 0})
+    code, body = _get_json(_resource_app(kube, runs, EVERYTHING - only), path)
+    assert code == 403 and body["error"] == "alice may not get experiments in namespace ml"
+    assert _get_json(ui, "namespaces/ml/experiments/no")[0] == 404
+
+
 # --- Host and Origin ------------------------------------------------------------------
 
 
