@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -316,6 +317,32 @@ def test_a_view_entry_alone_is_an_endpoint_with_its_access_check(
     code, body = _get_json(_resource_app(kube, runs, EVERYTHING - only), path)
     assert code == 403 and body["error"] == "alice may not get experiments in namespace ml"
     assert _get_json(ui, "namespaces/ml/experiments/no")[0] == 404
+
+
+STATIC = Path(app.__file__).with_name("static")
+# One entry of pages.js's page table: page("route", drawFunction, "Nav label");
+PAGE_ENTRY = re.compile(r'^page\("([\w-]+)", (\w+)(?:, "([^"]+)")?\);$', re.MULTILINE)
+
+
+def test_the_page_table_keeps_the_navigation_and_has_a_page_for_every_view() -> None:
+    pages_js = (STATIC / "pages.js").read_text()
+    table = [(route, draw, nav) for route, draw, nav in PAGE_ENTRY.findall(pages_js)]
+    routes = [route for route, _, _ in table]
+    assert len(routes) == len(set(routes)) == pages_js.count("\npage(")
+    for _, draw, _ in table:
+        assert f"export async function {draw}(ctx)" in pages_js
+    # the navigation's links, in this order, as before the table moved to pages.js
+    assert [(route, nav) for route, _, nav in table if nav] == [
+        ("experiments", "Experiments"),
+        ("runs", "Runs"),
+        ("pipelines", "Pipelines"),
+        ("recurringruns", "Recurring runs"),
+        ("gitsources", "Git sources"),
+    ]
+    assert {view.name for view in views.VIEWS} <= set(routes)
+    # app.js names no page: its routes and links come from the table
+    app_js = (STATIC / "app.js").read_text()
+    assert set(re.findall(r"\bpages\.(?!js\b)(\w+)", app_js)) == {"PAGES", "login", "showError"}
 
 
 # --- Host and Origin ------------------------------------------------------------------
