@@ -164,7 +164,7 @@ def test_a_viewer_sees_the_digits_run_its_dag_confusion_matrix_and_a_comparison(
     assert page.locator('[data-testid="runs-table"]').count() == 1
     assert page.locator('[data-testid="run-row"][data-run="digits-slow"]').count() == 1
     screenshot(page, "02-runs")
-    # the navigation (built from app.js's page table): after the namespace select, one
+    # the navigation (built from pages.js's page table): after the namespace select, one
     # link per top-level page in this order, each to its page here, the current one active
     assert page.locator("#nav > *").first.get_attribute("data-testid") == "namespace-select"
     links = page.locator("#nav a[data-page]")

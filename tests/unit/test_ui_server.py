@@ -1,6 +1,7 @@
 """The web UI's server side without a cluster: request bodies are bounded before a byte is
 read, the HTTP endpoint serves a bounded number of requests and drops slow clients,
 artifacts and logs leave in chunks, a flood of junk tokens cannot push out good ones, the
+resource endpoints answer their views after the person's access is checked, the
 kubeconfig mode accepts only its own Host, and `pipesync ui` / `pipesync operator` say in
 one line why they cannot start."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,12 +22,15 @@ from typing import Any
 import kubernetes
 import pytest
 
+from pipesync.api import conventions
 from pipesync.engine import layout
 from pipesync.kube.client import KubeClient
 from pipesync.observe import endpoint
 from pipesync.runtime import storage
-from pipesync.ui import app, auth, sessions, sources
+from pipesync.ui import app, auth, resourceroutes, sessions, sources, views
+from tests.unit.kubefakes import MemoryKube
 from tests.unit.test_ui_logic import FakeReviews
+from tests.unit.test_ui_sources import LiveRuns
 
 PIPESYNC = Path(sys.executable).with_name("pipesync")
 
@@ -132,6 +137,212 @@ def test_artifacts_and_s3_logs_leave_in_chunks(tmp_path: Path) -> None:
     )
     view = json.loads(b"".join(chunks))
     assert code == 200 and view["viewer"] == "binary" and view["size"] is None
+
+
+# --- the resource endpoints -----------------------------------------------------------
+
+NOW = 1_800_000_000.0
+
+
+class ListingKube(MemoryKube):
+    """MemoryKube that also lists a namespace's objects, counting the lists per kind."""
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        self.requests[f"list {plural}"] += 1
+        return [
+            obj
+            for (kind, ns, _), obj in sorted(self.objects.items())
+            if (kind, ns) == (plural, namespace)
+        ]
+
+
+def _object(name: str, **fields: Any) -> dict[str, Any]:
+    metadata = {"name": name, "namespace": "ml", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    return {"metadata": metadata, **fields}
+
+
+def _resources() -> tuple[ListingKube, LiveRuns]:
+    kube = ListingKube()
+    version = {"id": "v1", "commit": "a" * 40, "source": "repo"}
+    objects = {
+        "experiments": [_object("e1", spec={"description": "first"}), _object("e2")],
+        "pipelines": [_object("p1", spec={"tasks": [{"name": "a", "command": ["x"]}]},
+                              status={"latestVersion": "v1", "versions": [version]})],
+        "recurringruns": [_object("nightly", spec={"schedule": {"cron": "0 3 * * *"},
+                                                   "pipelineRef": {"name": "p1"}})],
+        "gitsources": [_object("repo", spec={"url": "https://u:pw@github.com/acme/ml.git"})],
+    }  # fmt: skip
+    objects["pipelines"][0]["metadata"]["annotations"] = {conventions.ANNOTATION_FILE: "p.yaml"}
+    for plural, items in objects.items():
+        for item in items:
+            kube.objects[(plural, "ml", item["metadata"]["name"])] = item
+    nightly = {conventions.LABEL_RECURRING_RUN: "nightly"}
+    runs = LiveRuns(
+        {**_object("r1", spec={"experimentRef": {"name": "e1"}}), "status": {}},
+        {"metadata": {"name": "r2", "namespace": "ml", "labels": nightly,
+                      "creationTimestamp": "2026-01-02T00:00:00Z"},
+         "spec": {"experimentRef": {"name": "e1"}}},
+        {"metadata": {"name": "r3", "namespace": "ml", "labels": nightly,
+                      "creationTimestamp": "2026-01-03T00:00:00Z"}, "spec": {}},
+    )  # fmt: skip
+    return kube, runs
+
+
+def _resource_app(
+    kube: ListingKube, runs: LiveRuns, allowed: set[tuple[str, str, str]]
+) -> app.UiApp:
+    reviews = FakeReviews()
+    reviews.allowed = set(allowed)
+    ui = app.UiApp(kube, auth.Authenticator(reviews, "token"), None, ["ml"], lambda: NOW)
+    # The runs from an in-memory live source instead of the cluster's watch.
+    routes = resourceroutes.ResourceRoutes(
+        kube, ui.sessions, sources.RunSources([runs]), ["ml"], lambda: NOW
+    )
+    ui.routes = [*ui.sessions.routes(), *routes.routes()]
+    return ui
+
+
+def _get_json(ui: app.UiApp, path: str) -> tuple[int, Any]:
+    code, body = call(ui, "GET", f"/ui/api/{path}", HTTP_AUTHORIZATION="Bearer good")
+    return code, json.loads(b"".join(body))
+
+
+EVERYTHING = {
+    (verb, plural, "ml")
+    for verb in ("list", "get")
+    for plural in ("runs", "experiments", "pipelines", "recurringruns", "gitsources")
+}
+
+
+def test_each_resource_endpoint_answers_the_view_of_its_objects() -> None:
+    kube, runs = _resources()
+    ui = _resource_app(kube, runs, EVERYTHING)
+    rows = runs.rows("ml")
+
+    def get(plural: str, name: str) -> dict[str, Any]:
+        return kube.objects[(plural, "ml", name)]
+
+    expected = {
+        "namespaces": {"items": [{"name": "ml"}]},
+        "namespaces/ml/experiments": {"items": [
+            views.experiment_row(get("experiments", "e1"), 2),
+            views.experiment_row(get("experiments", "e2"), 0),
+        ]},
+        "namespaces/ml/pipelines": {"items": [views.pipeline_row(get("pipelines", "p1"))]},
+        "namespaces/ml/pipelines/p1": views.pipeline_detail(
+            get("pipelines", "p1"), {"repo": "https://u:pw@github.com/acme/ml.git"}
+        ),
+        "namespaces/ml/recurringruns": {"items": [
+            views.recurring_row(get("recurringruns", "nightly"))
+        ]},
+        "namespaces/ml/recurringruns/nightly": views.recurring_detail(
+            get("recurringruns", "nightly"),
+            views.filter_rows([r for r in rows if r["recurringRun"] == "nightly"]),
+            NOW,
+        ),
+        "namespaces/ml/gitsources": {"items": [views.gitsource_row(get("gitsources", "repo"))]},
+        "namespaces/ml/gitsources/repo": views.gitsource_detail(get("gitsources", "repo")),
+    }  # fmt: skip
+    for path, body in expected.items():
+        assert _get_json(ui, path) == (200, json.loads(json.dumps(body))), path
+    detail = expected["namespaces/ml/pipelines/p1"]
+    assert detail["versions"][0]["fileUrl"] == f"https://github.com/acme/ml/blob/{'a' * 40}/p.yaml"
+    history = expected["namespaces/ml/recurringruns/nightly"]["history"]
+    assert [row["name"] for row in history] == ["r3", "r2"]  # newest first
+    for path in ("namespaces/ml/pipelines/nope", "namespaces/ml/gitsources/nope"):
+        code, body = _get_json(ui, path)
+        assert code == 404 and "nope not found in namespace ml" in body["error"]
+    assert _get_json(ui, "namespaces/ml/recurringruns/Bad_Name")[0] == 400
+    assert call(ui, "POST", "/ui/api/namespaces/ml/pipelines", HTTP_X_PIPESYNC_REQUEST="1",
+                HTTP_AUTHORIZATION="Bearer good")[0] == 405  # fmt: skip
+
+
+def test_what_a_view_reads_besides_its_objects_is_read_only_where_the_person_may_list_it() -> None:
+    kube, runs = _resources()
+    own = {
+        ("list", "experiments", "ml"),
+        ("get", "pipelines", "ml"),
+        ("get", "recurringruns", "ml"),
+    }
+    ui = _resource_app(kube, runs, own)
+    code, body = _get_json(ui, "namespaces/ml/experiments")
+    assert code == 200 and [row["runs"] for row in body["items"]] == [0, 0]  # no run counts
+    code, body = _get_json(ui, "namespaces/ml/pipelines/p1")
+    assert code == 200 and body["versions"][0]["fileUrl"] is None  # no git source links
+    assert kube.requests["list gitsources"] == 0
+    code, body = _get_json(ui, "namespaces/ml/recurringruns/nightly")
+    assert code == 200 and body["history"] == [] and len(body["nextFireTimes"]) == 5
+    code, body = _get_json(ui, "namespaces/ml/pipelines")
+    assert code == 403 and body["error"] == "alice may not list pipelines in namespace ml"
+    code, body = _get_json(ui, "namespaces")
+    assert code == 200 and body["items"] == []  # may not list runs there
+
+
+def _path(view: views.View) -> str:
+    """The path of a view's endpoint for the objects _resources() holds."""
+    first = {"experiments": "e1", "pipelines": "p1", "recurringruns": "nightly"}
+    name = first.get(view.kind, "repo")
+    return f"namespaces/ml/{view.kind}" + (f"/{name}" if view.verb == "get" else "")
+
+
+@pytest.mark.parametrize("view", views.VIEWS, ids=[view.name for view in views.VIEWS])
+def test_every_view_answers_only_a_person_who_may_use_its_verb_on_its_kind(
+    view: views.View,
+) -> None:
+    kube, runs = _resources()
+    needed = (view.verb, view.kind, "ml")
+    code, body = _get_json(_resource_app(kube, runs, EVERYTHING - {needed}), _path(view))
+    assert code == 403
+    assert body["error"] == f"alice may not {view.verb} {view.kind} in namespace ml"
+    assert sum(kube.requests.values()) == 0  # refused before anything was read
+    assert _get_json(_resource_app(kube, runs, {needed}), _path(view))[0] == 200
+
+
+def test_a_view_entry_alone_is_an_endpoint_with_its_access_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def described(found: dict[str, Any], reads: views.Reads) -> dict[str, Any]:
+        return {"name": found["metadata"]["name"], "runs": len(reads.of("runs"))}
+
+    added = views.View("experiments-detail", "experiments", "get", described, reads=("runs",))
+    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, added))
+    kube, runs = _resources()
+    path = "namespaces/ml/experiments/e1"
+    ui = _resource_app(kube, runs, EVERYTHING)
+    assert _get_json(ui, path) == (200, {"name": "e1", "runs": 3})
+    only = {("get", "experiments", "ml")}
+    assert _get_json(_resource_app(kube, runs, only), path) == (200, {"name": "e1", "runs": 0})
+    code, body = _get_json(_resource_app(kube, runs, EVERYTHING - only), path)
+    assert code == 403 and body["error"] == "alice may not get experiments in namespace ml"
+    assert _get_json(ui, "namespaces/ml/experiments/no")[0] == 404
+
+
+STATIC = Path(app.__file__).with_name("static")
+# One entry of pages.js's page table: page("route", drawFunction, "Nav label");
+PAGE_ENTRY = re.compile(r'^page\("([\w-]+)", (\w+)(?:, "([^"]+)")?\);$', re.MULTILINE)
+
+
+def test_the_page_table_keeps_the_navigation_and_has_a_page_for_every_view() -> None:
+    pages_js = (STATIC / "pages.js").read_text()
+    table = [(route, draw, nav) for route, draw, nav in PAGE_ENTRY.findall(pages_js)]
+    routes = [route for route, _, _ in table]
+    assert len(routes) == len(set(routes)) == pages_js.count("\npage(")
+    for _, draw, _ in table:
+        assert f"export async function {draw}(ctx)" in pages_js
+    # the navigation's links, in this order, as before the table moved to pages.js
+    assert [(route, nav) for route, _, nav in table if nav] == [
+        ("experiments", "Experiments"),
+        ("runs", "Runs"),
+        ("pipelines", "Pipelines"),
+        ("recurringruns", "Recurring runs"),
+        ("gitsources", "Git sources"),
+    ]
+    assert {view.name for view in views.VIEWS} <= set(routes)
+    # app.js names no page: its routes and links come from the table
+    app_js = (STATIC / "app.js").read_text()
+    assert set(re.findall(r"\bpages\.(?!js\b)(\w+)", app_js)) == {"PAGES", "login", "showError"}
 
 
 # --- Host and Origin ------------------------------------------------------------------

@@ -1,5 +1,11 @@
-"""The endpoints of everything but runs: namespaces, experiments, pipelines, recurring
-runs and git sources, read from the cluster after the person's access is checked."""
+"""The endpoints of everything but runs: the namespaces, and one route per entry of
+`views.VIEWS` (experiments, pipelines, recurring runs, git sources), each read from the
+cluster after the person's access is checked.
+
+Why generic: a view is an entry in the table, never a route written here, so every view
+gets the same checks (its verb on its kind in the namespace before anything is read, and
+`list` on each kind it reads besides, or that part is left out) and the same path shapes.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,6 @@ from pipesync.ui.sources import RunSources
 _NAMESPACE = r"^namespaces/([^/]+)/"
 #: An endpoint: (request, person, path groups...) -> answer.
 Handler = Callable[..., Response]
-#: (person, namespace, name, object) -> what the page shows of one object.
-Detail = Callable[[Principal, str, str, Mapping[str, Any]], dict[str, Any]]
 
 
 class ResourceRoutes:
@@ -38,23 +42,20 @@ class ResourceRoutes:
         self.clock = clock
 
     def routes(self) -> list[Route]:
-        routes = [
-            Route("GET", re.compile(r"^namespaces$"), self.namespaces),
-            Route("GET", re.compile(_NAMESPACE + "experiments$"), self.experiments),
-        ]
-        # The kinds shown as a list of rows and one object each; the path is the plural.
-        shown: list[tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]], Detail]] = [
-            (kube.PIPELINES, views.pipeline_row, self._pipeline),
-            (kube.RECURRING_RUNS, views.recurring_row, self._recurring_run),
-            (kube.GIT_SOURCES, views.gitsource_row, self._git_source),
-        ]
-        for plural, row, detail in shown:
-            under = _NAMESPACE + plural
-            routes += [
-                Route("GET", re.compile(under + "$"), self._lister(plural, row)),
-                Route("GET", re.compile(under + "/([^/]+)$"), self._getter(plural, detail)),
-            ]
+        routes = [Route("GET", re.compile(r"^namespaces$"), self.namespaces)]
+        for view in views.VIEWS:
+            routes.append(self.route(view))
         return routes
+
+    def route(self, view: views.View) -> Route:
+        """The endpoint of one view: its path is the kind's plural (and, to get one
+        object, its name), and it answers only a person who may `view.verb` the kind."""
+        under = _NAMESPACE + re.escape(view.kind)
+        if view.verb == "list":
+            return Route("GET", re.compile(under + "$"), self._lister(view))
+        if view.verb == "get":
+            return Route("GET", re.compile(under + "/([^/]+)$"), self._getter(view))
+        raise ValueError(f"view {view.name}: no route for verb {view.verb!r}")
 
     def namespaces(self, environ: Mapping[str, Any], principal: Principal) -> Response:
         plain = self.watched and not any(set(p) & set("*?[,!") for p in self.watched)
@@ -70,75 +71,49 @@ class ResourceRoutes:
         ]
         return json_response(200, {"items": visible})
 
-    def _listed(self, principal: Principal, ns: str, plural: str) -> list[dict[str, Any]]:
+    def _listed(self, principal: Principal, ns: str, view: views.View) -> list[dict[str, Any]]:
         inputs.name(ns, "namespace")
-        self.sessions.require(principal, Access("list", plural, ns))
-        return self.kube.list_objects(plural, ns)
+        self.sessions.require(principal, Access(view.verb, view.kind, ns))
+        return self.kube.list_objects(view.kind, ns)
 
-    def _got(self, principal: Principal, ns: str, plural: str, name: str) -> dict[str, Any]:
+    def _got(self, principal: Principal, ns: str, view: views.View, name: str) -> dict[str, Any]:
         inputs.name(ns, "namespace")
         inputs.name(name, "name")
-        self.sessions.require(principal, Access("get", plural, ns))
-        found = self.kube.get_object(plural, ns, name)
+        self.sessions.require(principal, Access(view.verb, view.kind, ns))
+        found = self.kube.get_object(view.kind, ns, name)
         if found is None:
-            raise HttpError(404, f"{plural} {name} not found in namespace {ns}")
+            raise HttpError(404, f"{view.kind} {name} not found in namespace {ns}")
         return found
 
-    def experiments(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
-        items = self._listed(principal, ns, kube.EXPERIMENTS)
-        counts: dict[str, int] = {}
-        if self.sessions.allowed(principal, Access("list", kube.RUNS, ns)):
-            for row in self.sources.live_rows(ns):
-                counts[row["experiment"]] = counts.get(row["experiment"], 0) + 1
-        rows = [views.experiment_row(e, counts.get(e["metadata"]["name"], 0)) for e in items]
-        return json_response(200, {"items": rows})
+    def _reads(self, principal: Principal, ns: str, view: views.View) -> views.Reads:
+        """The kinds the view reads besides its own that the person may list there: the
+        runs as their rows from the live sources, any other kind from the cluster."""
+        kinds: dict[str, list[dict[str, Any]]] = {}
+        for kind in view.reads:
+            if self.sessions.allowed(principal, Access("list", kind, ns)):
+                kinds[kind] = (
+                    self.sources.live_rows(ns)
+                    if kind == kube.RUNS
+                    else self.kube.list_objects(kind, ns)
+                )
+        return views.Reads(self.clock(), kinds)
 
-    def _lister(self, plural: str, row: Callable[[Mapping[str, Any]], dict[str, Any]]) -> Handler:
-        """The handler that lists one kind: each object as its `row`."""
+    def _lister(self, view: views.View) -> Handler:
+        """The handler that lists the view's kind in a namespace."""
 
         def handler(environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
-            items = self._listed(principal, ns, plural)
-            return json_response(200, {"items": [row(item) for item in items]})
+            items = self._listed(principal, ns, view)
+            return json_response(200, view.to_view(items, self._reads(principal, ns, view)))
 
         return handler
 
-    def _getter(self, plural: str, detail: Detail) -> Handler:
-        """The handler that shows one object of a kind, as its `detail` makes it."""
+    def _getter(self, view: views.View) -> Handler:
+        """The handler that shows one object of the view's kind."""
 
         def handler(
             environ: Mapping[str, Any], principal: Principal, ns: str, name: str
         ) -> Response:
-            found = self._got(principal, ns, plural, name)
-            return json_response(200, detail(principal, ns, name, found))
+            found = self._got(principal, ns, view, name)
+            return json_response(200, view.to_view(found, self._reads(principal, ns, view)))
 
         return handler
-
-    def _pipeline(
-        self, principal: Principal, ns: str, name: str, found: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """With the repository URL of each GitSource, for links to the pipeline's files
-        (none when the person may not list the namespace's git sources)."""
-        repositories: dict[str, str] = {}
-        if self.sessions.allowed(principal, Access("list", kube.GIT_SOURCES, ns)):
-            for source in self.kube.list_objects(kube.GIT_SOURCES, ns):
-                repositories[source["metadata"]["name"]] = str(
-                    (source.get("spec") or {}).get("url") or ""
-                )
-        return views.pipeline_detail(found, repositories)
-
-    def _recurring_run(
-        self, principal: Principal, ns: str, name: str, found: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """With the Runs it started, newest first (none when the person may not list the
-        namespace's runs), and its next fire times."""
-        history: list[Mapping[str, Any]] = []
-        if self.sessions.allowed(principal, Access("list", kube.RUNS, ns)):
-            rows = self.sources.live_rows(ns)
-            history = views.filter_rows([r for r in rows if r["recurringRun"] == name])
-        return views.recurring_detail(found, history, self.clock())
-
-    @staticmethod
-    def _git_source(
-        principal: Principal, ns: str, name: str, found: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        return views.gitsource_detail(found)

@@ -2,19 +2,23 @@
 
 The shapes are the UI's JSON contract (docs/ui.md): one place decides what a row of the
 runs list or a task of the run page holds, so the server and the tests agree on it.
+`VIEWS` is the table of the endpoints of everything but runs: each entry is a kind, the
+verb the person needs on it, and its view; `resourceroutes` makes its route and check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 from pipesync.api import conventions, model, runstatus, times
 from pipesync.engine import compiler, recurring, state
+from pipesync.kube import protocol as kube
 from pipesync.ui import graph
 
 
@@ -548,3 +552,96 @@ def gitsource_detail(source: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "lastAttemptedRevision": _text(status.get("lastAttemptedRevision")),
     }
+
+
+# --- the views of the other resources, as a table --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Reads:
+    """What a view is made of besides its own objects. `kinds`: for each kind its View
+    reads that the person may list in the namespace, that kind's objects there (runs:
+    their rows, `run_row`, from the live run sources); a kind they may not list is absent,
+    and the view shows less (no counts, links or history) instead of failing. `now`: the
+    clock, for times to come."""
+
+    now: float
+    kinds: Mapping[str, Sequence[Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
+
+    def of(self, kind: str) -> Sequence[Mapping[str, Any]]:
+        return self.kinds.get(kind, ())
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """One endpoint of the JSON API and what it answers, once the person may `verb` the
+    `kind` in the namespace. Verb "list": `GET namespaces/<ns>/<kind>` answers
+    `to_view(the objects, reads)`; verb "get": `GET namespaces/<ns>/<kind>/<name>`
+    answers `to_view(the object, reads)` (404 when there is none). `reads`: the other
+    kinds it shows something of (see Reads). `name`: the page that draws it (pages.js)."""
+
+    name: str
+    kind: str
+    verb: Literal["list", "get"]
+    to_view: Callable[[Any, Reads], dict[str, Any]]
+    reads: tuple[str, ...] = ()
+
+
+Row = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _rows(row: Row) -> Callable[[Sequence[Mapping[str, Any]], Reads], dict[str, Any]]:
+    """The view of a list that shows each object as its `row`, and nothing else."""
+
+    def view(items: Sequence[Mapping[str, Any]], reads: Reads) -> dict[str, Any]:
+        return {"items": [row(item) for item in items]}
+
+    return view
+
+
+def _alone(detail: Row) -> Callable[[Mapping[str, Any], Reads], dict[str, Any]]:
+    """The view of one object that shows it alone."""
+
+    def view(found: Mapping[str, Any], reads: Reads) -> dict[str, Any]:
+        return detail(found)
+
+    return view
+
+
+def experiments_view(items: Sequence[Mapping[str, Any]], reads: Reads) -> dict[str, Any]:
+    """Each experiment with the number of live runs in it (0 without the runs)."""
+    counts: dict[str, int] = {}
+    for row in reads.of(kube.RUNS):
+        counts[row["experiment"]] = counts.get(row["experiment"], 0) + 1
+    return {"items": [experiment_row(e, counts.get(e["metadata"]["name"], 0)) for e in items]}
+
+
+def pipeline_view(found: Mapping[str, Any], reads: Reads) -> dict[str, Any]:
+    """With the repository URL of each GitSource, for links to the pipeline's files
+    (none without the namespace's git sources)."""
+    repositories = {
+        source["metadata"]["name"]: str((source.get("spec") or {}).get("url") or "")
+        for source in reads.of(kube.GIT_SOURCES)
+    }
+    return pipeline_detail(found, repositories)
+
+
+def recurring_view(found: Mapping[str, Any], reads: Reads) -> dict[str, Any]:
+    """With the Runs it started, newest first (none without the runs), and its next
+    fire times."""
+    name = _meta(found).get("name")
+    history = filter_rows([row for row in reads.of(kube.RUNS) if row["recurringRun"] == name])
+    return recurring_detail(found, history, reads.now)
+
+
+#: The endpoints of everything but runs, in the order their routes are tried; a new
+#: view is an entry here and its page in static/pages.js.
+VIEWS: tuple[View, ...] = (
+    View("experiments", kube.EXPERIMENTS, "list", experiments_view, reads=(kube.RUNS,)),
+    View("pipelines", kube.PIPELINES, "list", _rows(pipeline_row)),
+    View("pipelines-detail", kube.PIPELINES, "get", pipeline_view, reads=(kube.GIT_SOURCES,)),
+    View("recurringruns", kube.RECURRING_RUNS, "list", _rows(recurring_row)),
+    View("recurringruns-detail", kube.RECURRING_RUNS, "get", recurring_view, reads=(kube.RUNS,)),
+    View("gitsources", kube.GIT_SOURCES, "list", _rows(gitsource_row)),
+    View("gitsources-detail", kube.GIT_SOURCES, "get", _alone(gitsource_detail)),
+)

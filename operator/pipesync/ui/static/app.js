@@ -4,27 +4,14 @@ import { clear, h } from "./dom.js";
 import * as pages from "./pages.js";
 import { parseRoute, routeFor } from "./util.js";
 
-// The page table: each route's page, and for a top-level page the label of its link in
-// the navigation, which is built from this table (in this order) so a new view is one
-// entry here, not also a link written by hand in index.html.
-const PAGES = {
-  experiments: { draw: pages.experiments, nav: "Experiments" },
-  runs: { draw: pages.runs, nav: "Runs" },
-  "runs-detail": { draw: pages.runDetail },
-  compare: { draw: pages.compare },
-  pipelines: { draw: pages.pipelines, nav: "Pipelines" },
-  "pipelines-detail": { draw: pages.pipelineDetail },
-  recurringruns: { draw: pages.recurringRuns, nav: "Recurring runs" },
-  "recurringruns-detail": { draw: pages.recurringDetail },
-  gitsources: { draw: pages.gitSources, nav: "Git sources" },
-  "gitsources-detail": { draw: pages.gitSourceDetail },
-};
+// The pages and the navigation come from pages.js's page table (PAGES, in its order).
+const PAGES = new Map(pages.PAGES.map((entry) => [entry.route, entry]));
 const POLL_MS = 2000;
 
 const mainBox = document.getElementById("main");
 const nav = document.getElementById("nav");
 // After the namespace select: the links' href and active state are set at each render.
-for (const [name, { nav: label }] of Object.entries(PAGES)) {
+for (const { route: name, nav: label } of pages.PAGES) {
   if (label) nav.append(h("a", { testid: `nav-${name}`, "data-page": name }, label));
 }
 const namespaceSelect = document.getElementById("namespace");
@@ -97,7 +84,7 @@ async function render() {
     anchor.href = routeFor(route.namespace, anchor.dataset.page);
     anchor.classList.toggle("active", route.page.startsWith(anchor.dataset.page));
   }
-  const page = PAGES[route.page]?.draw;
+  const page = PAGES.get(route.page)?.draw;
   if (!page) { pages.showError(main, "No such page."); return; }
   const ctx = {
     main, namespace: route.namespace, route,

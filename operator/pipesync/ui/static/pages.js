@@ -1,5 +1,5 @@
 // One function per page: each fetches what it shows and renders into `main`.
-// `ctx` = { main, namespace, route, poll(fn) } from app.js.
+// `ctx` = { main, namespace, route, poll(fn), onLeave(fn) } from app.js.
 import { ApiError, ns, request, text } from "./api.js";
 import { drawDag, sameShape } from "./dag.js";
 import { clear, h, link, phase, table } from "./dom.js";
@@ -7,6 +7,16 @@ import { RUN_PHASES, ago, formatValue, routeFor, shortCommit } from "./util.js";
 import { viewer } from "./viewers.js";
 
 const PAGE_SIZE = 100;
+
+// The page table, in the navigation's order: each page's route (the <page> of
+// #/ns/<namespace>/<page>), the function that draws it, and for a top-level page the
+// label of its navigation link. app.js builds its routes and the navigation from it, so a
+// new page is its function and its `page(...)` line here, nothing in app.js or index.html.
+export const PAGES = [];
+
+function page(route, draw, nav) {
+  PAGES.push({ route, draw, nav });
+}
 
 export function showError(main, error) {
   const message = error instanceof ApiError ? error.message : String(error);
@@ -47,8 +57,24 @@ export function login(ctx, done) {
   ctx.main.append(form);
 }
 
+// --- experiments ----------------------------------------------------------------------------
+
+page("experiments", experiments, "Experiments");
+export async function experiments(ctx) {
+  const { main, namespace } = ctx;
+  const data = await request(`${ns(namespace)}/experiments`);
+  main.append(h("h1", null, "Experiments"));
+  if (!data.items.length) { main.append(empty("No experiments in this namespace.")); return; }
+  main.append(table("experiments-table", ["name", "description", "runs", "last run"], data.items.map((e) =>
+    h("tr", { testid: "experiment-row", "data-experiment": e.name },
+      h("td", null, link(routeFor(namespace, "runs", null, { experiment: e.name }), e.name)),
+      h("td", null, e.description), h("td", null, String(e.runs)),
+      h("td", null, e.lastRun ? link(routeFor(namespace, "runs", e.lastRun), e.lastRun) : "")))));
+}
+
 // --- runs ---------------------------------------------------------------------------------
 
+page("runs", runs, "Runs");
 export async function runs(ctx) {
   const { main, namespace, route } = ctx;
   const filters = { pipeline: "", experiment: "", phase: "", commit: "", q: "", archived: "", offset: "0", ...route.params };
@@ -113,6 +139,7 @@ export async function runs(ctx) {
 
 // --- one run ----------------------------------------------------------------------------------
 
+page("runs-detail", runDetail);
 export async function runDetail(ctx) {
   const { main, namespace, route } = ctx;
   const name = route.name;
@@ -251,6 +278,7 @@ export async function runDetail(ctx) {
 
 // --- compare -----------------------------------------------------------------------------------
 
+page("compare", compare);
 export async function compare(ctx) {
   const { main, namespace, route } = ctx;
   const data = await request(`${ns(namespace)}/compare?runs=${encodeURIComponent(route.params.runs || "")}`);
@@ -269,20 +297,9 @@ export async function compare(ctx) {
   section("Outputs", data.outputs);
 }
 
-// --- experiments, pipelines, recurring runs, git sources ------------------------------------
+// --- pipelines, recurring runs, git sources ---------------------------------------------------
 
-export async function experiments(ctx) {
-  const { main, namespace } = ctx;
-  const data = await request(`${ns(namespace)}/experiments`);
-  main.append(h("h1", null, "Experiments"));
-  if (!data.items.length) { main.append(empty("No experiments in this namespace.")); return; }
-  main.append(table("experiments-table", ["name", "description", "runs", "last run"], data.items.map((e) =>
-    h("tr", { testid: "experiment-row", "data-experiment": e.name },
-      h("td", null, link(routeFor(namespace, "runs", null, { experiment: e.name }), e.name)),
-      h("td", null, e.description), h("td", null, String(e.runs)),
-      h("td", null, e.lastRun ? link(routeFor(namespace, "runs", e.lastRun), e.lastRun) : "")))));
-}
-
+page("pipelines", pipelines, "Pipelines");
 export async function pipelines(ctx) {
   const { main, namespace } = ctx;
   const data = await request(`${ns(namespace)}/pipelines`);
@@ -295,6 +312,7 @@ export async function pipelines(ctx) {
       h("td", null, String(p.versions)), h("td", null, String(p.taskCount)), h("td", null, p.source)))));
 }
 
+page("pipelines-detail", pipelineDetail);
 export async function pipelineDetail(ctx) {
   const { main, namespace, route } = ctx;
   const data = await request(`${ns(namespace)}/pipelines/${encodeURIComponent(route.name)}`);
@@ -312,6 +330,7 @@ export async function pipelineDetail(ctx) {
         h("td", null, link(routeFor(namespace, "runs", null, { pipeline: data.pipeline.name }), "runs")))))));
 }
 
+page("recurringruns", recurringRuns, "Recurring runs");
 export async function recurringRuns(ctx) {
   const { main, namespace } = ctx;
   const data = await request(`${ns(namespace)}/recurringruns`);
@@ -325,6 +344,7 @@ export async function recurringRuns(ctx) {
       h("td", null, r.nextScheduleTime), h("td", null, String(r.active))))));
 }
 
+page("recurringruns-detail", recurringDetail);
 export async function recurringDetail(ctx) {
   const { main, namespace, route } = ctx;
   const data = await request(`${ns(namespace)}/recurringruns/${encodeURIComponent(route.name)}`);
@@ -341,6 +361,7 @@ export async function recurringDetail(ctx) {
         h("td", null, ago(run.startedAt)), h("td", null, run.duration)))) : empty("No runs yet."));
 }
 
+page("gitsources", gitSources, "Git sources");
 export async function gitSources(ctx) {
   const { main, namespace } = ctx;
   const data = await request(`${ns(namespace)}/gitsources`);
@@ -353,6 +374,7 @@ export async function gitSources(ctx) {
       h("td", { title: g.message }, g.ready ? "yes" : `no (${g.reason})`), h("td", null, String(g.errors))))));
 }
 
+page("gitsources-detail", gitSourceDetail);
 export async function gitSourceDetail(ctx) {
   const { main, namespace, route } = ctx;
   const data = await request(`${ns(namespace)}/gitsources/${encodeURIComponent(route.name)}`);
