@@ -163,6 +163,35 @@ def test_an_archived_run_takes_its_tasks_from_the_record() -> None:
     assert detail["graph"]["nodes"][0]["id"] == "a"
 
 
+def test_a_cached_task_names_its_source_and_cached_instances_count_as_succeeded() -> None:
+    record = {
+        "metadata": {"name": "again", "namespace": "ns"},
+        "spec": {"pipelineRef": {"name": "digits"}},
+        "status": {"phase": "Succeeded"},
+        "tasks": {
+            "prep": {"phase": "Cached", "cachedFrom": {"run": "first", "task": "prep"}},
+            "each": {
+                "phase": "Succeeded",
+                "instances": [
+                    {
+                        "phase": "Cached",
+                        "index": 0,
+                        "cachedFrom": {"run": "first", "task": "each[0]"},
+                    },
+                    {"phase": "Succeeded", "index": 1},
+                    {"phase": "Failed", "index": 2},
+                ],
+            },
+        },
+    }
+    detail = views.run_detail(views.record_as_run(record), None, record, archived=True)
+    assert detail["tasks"]["prep"]["phase"] == "Cached"
+    assert detail["tasks"]["prep"]["cachedFrom"] == {"run": "first", "task": "prep"}
+    assert detail["tasks"]["each"]["cachedFrom"] is None
+    each = next(n for n in detail["graph"]["nodes"] if n["id"] == "each")
+    assert each["forEach"]["succeeded"] == 2 and each["forEach"]["failed"] == 1
+
+
 def test_compare_marks_only_what_differs() -> None:
     rows = [{"params": {"lr": "0.1", "epochs": "20"}}, {"params": {"lr": "0.3", "epochs": "20"}}]
     result = views.compare(rows, [{"t.acc": "0.9"}, {"t.acc": "0.9"}], [{"m": 1.0}, {}])

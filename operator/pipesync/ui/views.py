@@ -193,7 +193,8 @@ def run_detail(
         if counts is None and instances:
             counts = {
                 "total": len(instances),
-                "succeeded": sum(i["phase"] == "Succeeded" for i in instances),
+                # a cached instance succeeded too, in the run it came from
+                "succeeded": sum(i["phase"] in ("Succeeded", "Cached") for i in instances),
                 "failed": sum(i["phase"] == "Failed" for i in instances),
                 "running": sum(i["phase"] == "Running" for i in instances),
             }
@@ -219,6 +220,8 @@ def run_detail(
             "outputs": {"parameters": outputs, "artifacts": artifacts},
             "instances": instances,
             "logs": _logs(phase, attempts, instances),
+            # a Cached task: the run and task its results came from (the page links it)
+            "cachedFrom": dict(summary.cached_from or detail.cached_from) or None,
         }
         nodes.append(
             {
