@@ -179,3 +179,8 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     """`sha256:<hex>` of a spec's canonical JSON: a Pipeline's version is digest[7:19]
     (the Pipeline controller and the GitSource sync must agree on it)."""
     return "sha256:" + hashlib.sha256(canonical_json(spec)).hexdigest()
+
+
+#: Folders of a working tree that are neither pipeline files nor a task's code: git's own,
+#: environments and caches, and `pipesync run`'s default work directory.
+NOT_SOURCE_DIRS = frozenset({".git", ".venv", "node_modules", "__pycache__", ".pipesync"})

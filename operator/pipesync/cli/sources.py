@@ -10,12 +10,11 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from pipesync.api import documents, yamlsource
+from pipesync.api import conventions, documents, yamlsource
 from pipesync.api.diagnostics import Diagnostic
 from pipesync.engine import checks, loading
 
 YAML_SUFFIXES = (".yaml", ".yml")
-_SKIPPED_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".pipesync"}
 
 
 class UsageError(Exception):
@@ -38,7 +37,9 @@ def discover(paths: Iterable[str]) -> list[Path]:
 
 def _walk(root: Path) -> Iterator[Path]:
     for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if d not in _SKIPPED_DIRS and not d.startswith("."))
+        subdirs[:] = sorted(
+            d for d in subdirs if d not in conventions.NOT_SOURCE_DIRS and not d.startswith(".")
+        )
         for name in files:
             if name.endswith(YAML_SUFFIXES):
                 yield Path(directory) / name

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from pipesync.api import conventions
 from pipesync.api.model import CacheMode
 from pipesync.engine import attempt
 from pipesync.engine.compiler import CompiledTask
@@ -74,8 +74,7 @@ def cache_key(launch: Launch, *, input_digests: Mapping[str, str], code_digest: 
         "outputs": [list(task.output_parameters), list(task.output_artifacts)],
         "salt": task.cache.salt,
     }
-    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(conventions.canonical_json(material)).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,6 @@ repository the files' contents are hashed instead.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -20,15 +19,15 @@ from pathlib import Path
 
 import git
 
+from pipesync.api import conventions
+
 #: What a path that does not exist contributes (a task may declare a file it creates).
 MISSING = "missing"
-_SKIPPED_DIRS = frozenset({".git", ".venv", "node_modules", "__pycache__", ".pipesync"})
 
 
 def combine(ids: Sequence[tuple[str, str]]) -> str:
     """One digest of (path, id) pairs, in the order given (`cache.paths` as written)."""
-    text = json.dumps([list(pair) for pair in ids], separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(conventions.canonical_json([list(pair) for pair in ids])).hexdigest()
 
 
 def commit_code_digest(repo: git.Repo, commit: str, paths: Sequence[str] | None) -> str:
@@ -133,7 +132,9 @@ def _files(target: Path, exclude: Sequence[Path]) -> Iterator[Path]:
         return
     for folder, dirs, files in os.walk(target):
         dirs[:] = sorted(
-            d for d in dirs if d not in _SKIPPED_DIRS and Path(folder, d) not in exclude
+            d
+            for d in dirs
+            if d not in conventions.NOT_SOURCE_DIRS and Path(folder, d) not in exclude
         )
         for name in sorted(files):
             yield Path(folder) / name
