@@ -23,8 +23,12 @@ def record_key(namespace: str, run: str) -> str:
 
 
 def node_prefix(namespace: str, run: str, task: str, instance: int | None = None) -> str:
-    base = f"{run_prefix(namespace, run)}/{task}"
-    return base if instance is None else f"{base}/{instance}"
+    return f"{run_prefix(namespace, run)}/{node_path(task, instance)}"
+
+
+def node_path(task: str, instance: int | None = None) -> str:
+    """A task's or forEach instance's folder inside its run's."""
+    return task if instance is None else f"{task}/{instance}"
 
 
 def output_parameter_key(node: str, name: str) -> str:

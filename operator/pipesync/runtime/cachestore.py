@@ -50,9 +50,9 @@ class LocalCacheStore:
         path = (self.root / stored.key).resolve()
         return path if path.parent == blobs.resolve() else None
 
-    def keep(self, source: Path) -> StoredArtifact:
-        """Keep a task's output artifact as a blob; its stored form."""
-        sha = content_digest(source)
+    def keep(self, source: Path, sha: str) -> StoredArtifact:
+        """Keep a task's output artifact, whose content digest is `sha`, as a blob; its
+        stored form."""
         blobs = self._blobs()
         target = blobs / sha
         if not target.exists():

@@ -116,6 +116,7 @@ class LocalRun:
         self.cache = cache
         self.reuse = reuse
         self._cache_keys: dict[NodeKey, str] = {}  # of the nodes that store their results
+        self._digests: dict[Path, str] = {}  # see _digest
 
     # --- public -----------------------------------------------------------------------
 
@@ -329,10 +330,9 @@ class LocalRun:
         """Starts from the reused nodes, with their artifacts linked into this run."""
         for key, state in reuse.nodes.items():
             index, instance = key
-            source = reuse.run_dir / self._compiled(index).name
-            if instance != TASK:
-                source = source / str(instance)
-            artifacts = source / "outputs" / "artifacts"
+            name = self._compiled(index).name
+            node = layout.node_path(name, None if instance == TASK else instance)
+            artifacts = reuse.run_dir / node / "outputs" / "artifacts"
             if artifacts.is_dir():
                 target = self._node_dir(key) / "outputs" / "artifacts"
                 for item in artifacts.iterdir():
@@ -345,39 +345,52 @@ class LocalRun:
         """Looks the attempt up in the cache (when its task caches): on a hit, its
         artifacts are put in place and its end is queued as Cached. Remembers the key
         of an attempt that runs, to store its results if it succeeds."""
-        node_dir = self._node_dir(launch.key)
         compiled = launch.task
         mode = self.context.cache_mode
         if self.cache is None or not taskcache.applies(compiled, mode):
             return False
-        inputs = {}
-        for binding in compiled.inputs:
-            path = self._input_path(launch, binding.name)
-            inputs[binding.name] = digests.content_digest(path)
-        paths = compiled.task.cache.paths
-        key = taskcache.cache_key(
-            launch, input_digests=inputs, code_digest=self.cache.code_digest(paths)
-        )
-        self._cache_keys[launch.key] = key
-        if not taskcache.looks_up(compiled, mode):
+        inputs = {
+            binding.name: self._digest(self._input_path(launch, binding.name))
+            for binding in compiled.inputs
+        }
+        code = self.cache.code_digest(compiled.task.cache.paths)
+        key = taskcache.cache_key(launch, input_digests=inputs, code_digest=code)
+        entry = self._hit(launch, key) if taskcache.looks_up(compiled, mode) else None
+        if entry is None:
+            self._cache_keys[launch.key] = key
             return False
-        store = self.cache.store
-        entry = store.get(key)
+        outputs = self._node_dir(launch.key) / "outputs" / "artifacts"
+        for name in compiled.task.output_artifacts:
+            stored = entry.artifacts[name]
+            source = self.cache.store.path(stored)
+            assert source is not None  # noqa: S101 - _hit found it intact
+            cachestore.restore(source, outputs / name)
+            self._digests[outputs / name] = stored.sha256
         now = time.time()
-        max_age = compiled.task.cache.max_age_seconds
-        if not taskcache.serves(entry, launch, key, now, max_age) or entry is None:
-            return False
-        wanted = compiled.task.output_artifacts
-        if not all(store.intact(entry.artifacts[name]) for name in wanted):
-            return False  # an artifact is gone or changed: a miss, the task runs
-        for name in wanted:
-            source = store.path(entry.artifacts[name])
-            assert source is not None  # noqa: S101 - intact() found it
-            cachestore.restore(source, node_dir / "outputs" / "artifacts" / name)
-        del self._cache_keys[launch.key]
         result = ProcessResult(None, None, "", now, now)
         self._done.put(_Finished(launch.key, launch, result, {}, "", cached=entry))
         return True
+
+    def _hit(self, launch: planner.Launch, key: str) -> taskcache.CacheEntry | None:
+        """The entry that serves `key`: fresh, complete, with every artifact intact (one
+        gone or changed is a miss: the task runs)."""
+        assert self.cache is not None  # noqa: S101 - only asked when caching
+        store = self.cache.store
+        entry = store.get(key)
+        task = launch.task.task
+        if entry is None or not taskcache.serves(
+            entry, launch, key, time.time(), task.cache.max_age_seconds
+        ):
+            return None
+        intact = all(store.intact(entry.artifacts[name]) for name in task.output_artifacts)
+        return entry if intact else None
+
+    def _digest(self, path: Path) -> str:
+        """An artifact's content digest, read once per run: a finished task's outputs do
+        not change, and each is digested when stored and again by every reader."""
+        if path not in self._digests:
+            self._digests[path] = digests.content_digest(path)
+        return self._digests[path]
 
     def _store_in_cache(self, finished: _Finished, record: NodeRecord) -> None:
         key = self._cache_keys.pop(finished.key, None)
@@ -388,10 +401,10 @@ class LocalRun:
         store = self.cache.store
         started = record.started_at or finished.result.finished_at
         try:
-            artifacts = {
-                name: store.keep(node_dir / "outputs" / "artifacts" / name)
-                for name in task.output_artifacts
-            }
+            artifacts = {}
+            for name in task.output_artifacts:
+                path = node_dir / "outputs" / "artifacts" / name
+                artifacts[name] = store.keep(path, self._digest(path))
         except OSError:  # a full disk: the run goes on, the next one runs this task again
             return
         with contextlib.suppress(OSError):
