@@ -19,6 +19,7 @@ import pytest
 
 from pipesync.cli.main import main
 from pipesync.runtime import agent
+from pipesync.runtime.digests import content_digest
 from pipesync.runtime.storage import (
     AccessDenied,
     Backoff,
@@ -167,12 +168,19 @@ def test_upload_after_success(store: LocalStore, paths: agent.Layout) -> None:
         sleep=clock.sleep,
     )
     assert code == agent.UPLOAD_DONE
+    artifacts = paths.outputs / "artifacts"
     assert json.loads(report.to_json()) == {
         "exitCode": 0,
         "parameters": {"accuracy": "0.94"},
         "missing": [],
         "uploaded": 4,
         "truncated": False,
+        # What it uploaded, digested as the local executor digests the same files: the
+        # cache keys a consumer on these whichever executor produced them.
+        "digests": {
+            "model": content_digest(artifacts / "model"),
+            "plots": content_digest(artifacts / "plots"),
+        },
     }
     assert store.list_prefix(f"{NODE}/") == [
         f"{NODE}/outputs/artifacts/model",
@@ -624,3 +632,15 @@ def test_the_archive_the_operator_recorded_is_unpacked(store: LocalStore, tmp_pa
     paths = agent.Layout(tmp_path / "pod")
     assert agent.unpack_workspace(store, "k.tar.gz", paths, agent.file_sha256(archive)) == 1
     assert (paths.workspace / "steps/train.py").read_bytes() == b"print('ok')\n"
+
+
+def test_the_termination_message_drops_digests_before_it_overflows() -> None:
+    """Hundreds of artifacts: the digests cannot all fit the 4 KiB message, so none are
+    sent (a consumer without its input's digest is not cached) and the message stays
+    readable JSON under the limit."""
+    many = {f"artifact-{i}": "a" * 64 for i in range(200)}
+    text = agent.UploadReport(exit_code=0, uploaded=200, digests=many).to_json()
+    assert len(text.encode()) < agent.TERMINATION_LIMIT
+    assert "digests" not in json.loads(text)
+    few = agent.UploadReport(exit_code=0, uploaded=2, digests={"m": "b" * 64})
+    assert json.loads(few.to_json())["digests"] == {"m": "b" * 64}

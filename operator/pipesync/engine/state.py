@@ -54,6 +54,10 @@ class NodeState:
     message: str = ""
     #: Cached only: the run and the task (or instance) whose results were reused.
     cached_from: CacheSource | None = None
+    #: Succeeded or Cached: each output artifact's content digest (runtime.digests), by
+    #: name, as the pod agent or the cache entry reports it; the cache keys consumers on
+    #: them. An artifact missing here has no known digest.
+    digests: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

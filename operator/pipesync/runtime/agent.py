@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from pipesync.engine import layout
-from pipesync.runtime.digests import file_sha256
+from pipesync.runtime.digests import file_sha256, stream_sha256, tree_digest
 from pipesync.runtime.storage import (
     AccessDenied,
     Clock,
@@ -195,6 +195,9 @@ class UploadReport:
     uploaded: int = 0
     truncated: bool = False
     error: str | None = None
+    #: each uploaded artifact's content digest (runtime.digests), by name: the task cache
+    #: keys its consumers on them
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return termination_message(self)
@@ -203,7 +206,9 @@ class UploadReport:
 def termination_message(report: UploadReport) -> str:
     """The report as JSON that fits a termination message: parameter values are kept in
     declared order while the whole stays under PARAMETER_BUDGET bytes; a value is never
-    cut, only left out (then `truncated` is true and the controller reads it from S3)."""
+    cut, only left out (then `truncated` is true and the controller reads it from S3).
+    Artifact digests come before parameters; if even they do not fit (dozens of
+    artifacts), all are left out, and the task's consumers are not cached."""
 
     def render(parameters: dict[str, str], missing: list[str], error: str | None) -> str:
         body: dict[str, Any] = {
@@ -213,6 +218,8 @@ def termination_message(report: UploadReport) -> str:
             "uploaded": report.uploaded,
             "truncated": truncated,
         }
+        if digests:
+            body["digests"] = digests
         if refused:
             body["refused"] = refused
         if error is not None:
@@ -225,6 +232,9 @@ def termination_message(report: UploadReport) -> str:
     truncated = report.truncated
     missing = list(report.missing)
     refused = list(report.refused)
+    digests = dict(report.digests)
+    if len(render({}, missing, error).encode()) >= PARAMETER_BUDGET:
+        digests = {}
     kept: dict[str, str] = {}
     for name, value in report.parameters.items():
         candidate = {**kept, name: value}
@@ -420,6 +430,7 @@ def _upload_artifacts(
                     report.refused.append(f"artifacts/{name}")
                     continue
                 with stream:
+                    report.digests[name] = stream_sha256(stream)
                     store.put_stream(key, stream)
                 report.uploaded += 1
                 continue
@@ -427,18 +438,28 @@ def _upload_artifacts(
             if subdirectory is None:
                 report.refused.append(f"artifacts/{name}")
                 continue
+            files: list[tuple[str, str]] = []
             try:
-                _upload_tree(store, key, f"artifacts/{name}", subdirectory, report)
+                _upload_tree(store, key, f"artifacts/{name}", subdirectory, report, files)
             finally:
                 os.close(subdirectory)
+            report.digests[name] = tree_digest(files)
     finally:
         if directory is not None:
             os.close(directory)
 
 
 def _upload_tree(
-    store: ObjectStore, key: str, shown: str, directory: int, report: UploadReport
+    store: ObjectStore,
+    key: str,
+    shown: str,
+    directory: int,
+    report: UploadReport,
+    files: list[tuple[str, str]],
+    relative: str = "",
 ) -> None:
+    """Uploads a directory artifact; `files` collects (path inside it, digest) of each
+    file uploaded, for its digest."""
     with os.scandir(directory) as scan:
         entries = sorted(scan, key=lambda entry: entry.name)
     for entry in entries:
@@ -454,7 +475,15 @@ def _upload_tree(
                 report.refused.append(child_shown)
                 continue
             try:
-                _upload_tree(store, child_key, child_shown, subdirectory, report)
+                _upload_tree(
+                    store,
+                    child_key,
+                    child_shown,
+                    subdirectory,
+                    report,
+                    files,
+                    f"{relative}{entry.name}/",
+                )
             finally:
                 os.close(subdirectory)
             continue
@@ -463,6 +492,7 @@ def _upload_tree(
             report.refused.append(child_shown)
             continue
         with stream:
+            files.append((f"{relative}{entry.name}", stream_sha256(stream)))
             store.put_stream(child_key, stream)
         report.uploaded += 1
 

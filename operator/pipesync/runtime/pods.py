@@ -29,7 +29,7 @@ from typing import Any
 
 from pipesync.api import conventions
 from pipesync.api.model import API_VERSION, Resources, Task
-from pipesync.engine import attempt, layout
+from pipesync.engine import attempt, inputs, layout
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.planner import Launch
 from pipesync.engine.state import TASK, NodeKey
@@ -313,37 +313,20 @@ def _inputs_container(
         args += ["--workspace", run.workspace.archive_key]
         if run.workspace.sha256:
             args += ["--workspace-sha256", run.workspace.sha256]
-    for binding in launch.task.inputs:
-        producer_index, artifact = launch.source(binding)
-        producer = pipeline.tasks[producer_index]
-        target = f"{mount}/inputs/{binding.name}"
+    try:
+        read = inputs.input_sources(launch, pipeline, collected)
+    except inputs.MissingInstances as missing:
+        raise PodBuildError(str(missing)) from None
+    for each in read:
+        target = f"{mount}/inputs/{each.binding.name}"
         # onExit runs whatever happened, so its producers may never have written anything.
-        optional = binding.optional or launch.task.is_exit
-        if producer.index in launch.positions:  # a paired forEach instance's own artifact
-            position = launch.positions[producer.index]
-            sources = [(node_prefix(settings.s3, run, producer.name, position), target)]
-        elif producer.index in launch.slices:  # the instances nested under this one
-            under = launch.slices[producer.index]
-            first = under[0] if under else 0
-            sources = [
-                (node_prefix(settings.s3, run, producer.name, i), f"{target}/{i - first}")
-                for i in under
-            ]
-        elif producer.fan_out:
-            instances = (collected or {}).get(producer.index)
-            if instances is None:
-                raise PodBuildError(
-                    f"task {launch.task.name!r} reads artifact {artifact!r} of forEach "
-                    f"task {producer.name!r}: its instances are needed"
-                )
-            sources = [
-                (node_prefix(settings.s3, run, producer.name, i), f"{target}/{i}")
-                for i in instances
-            ]
-        else:
-            sources = [(node_prefix(settings.s3, run, producer.name, None), target)]
-        for node, path in sources:
-            key = layout.output_artifact_key(node, artifact)
+        optional = each.binding.optional or launch.task.is_exit
+        for source in each.sources:
+            index, instance = source.node
+            position = None if instance == TASK else instance
+            node = node_prefix(settings.s3, run, pipeline.tasks[index].name, position)
+            key = layout.output_artifact_key(node, source.artifact)
+            path = f"{target}/{source.inside}" if source.inside else target
             args += ["--get", f"{key}={path}"]
             if optional:
                 args += ["--optional", key]

@@ -61,6 +61,7 @@ _SIDECAR_FAILURES: dict[int | None, str] = {
 _MESSAGE_LIMIT = 500
 #: Task names are DNS-1123 labels (schemas/common.schema.json `dnsLabel`).
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _POD_ENDED = frozenset({"Succeeded", "Failed"})
 
 JSON = Mapping[str, Any]
@@ -77,6 +78,7 @@ class SidecarReport:
     truncated: bool = False  # parameters did not fit: read them from S3
     error: str = ""
     readable: bool = True  # False: the message was not the agent's JSON
+    digests: Mapping[str, str] = dataclasses.field(default_factory=dict)  # by artifact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,8 +273,14 @@ def sidecar_report(pod: JSON | PodState) -> SidecarReport | None:
     if not isinstance(data, Mapping):
         return SidecarReport(error=_short(text), readable=False)
     parameters = data.get("parameters") or {}
+    digests = data.get("digests")
     code = data.get("exitCode")
     return SidecarReport(
+        digests={
+            str(k): v for k, v in digests.items() if isinstance(v, str) and _SHA256.match(v)
+        }
+        if isinstance(digests, Mapping)
+        else {},
         exit_code=code if isinstance(code, int) else None,
         parameters={str(k): str(v) for k, v in parameters.items()}
         if isinstance(parameters, Mapping)
@@ -440,6 +448,7 @@ def _state(pod: PodState, now: float | None, stuck_seconds: float) -> NodeState:
         finished_at=finished_at,
         outputs=dict(report.parameters),
         message=message,
+        digests=dict(report.digests),
     )
 
 

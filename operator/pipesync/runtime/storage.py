@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, TypeVar
 
+from pipesync.runtime.digests import file_sha256
+
 T = TypeVar("T")
 
 Clock = Callable[[], float]
@@ -82,6 +84,19 @@ class ObjectStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key that starts with `prefix`; return how many were deleted."""
+        ...
+
+    def content_tags(self, key: str) -> dict[str, str]:
+        """The object at `key` and the objects under `key/` (a file or a directory
+        artifact): each one's path below `key` ("" for `key` itself) and the store's tag
+        of its content (S3's ETag, a digest on disk), which changes whenever the object
+        is written with other content. One listing, no download: the task cache checks
+        an artifact it would serve against the tags it saw when it stored it."""
+        ...
+
+    def copy(self, source: str, target: str) -> None:
+        """Copy one object inside the store (server-side in S3: no bytes pass through
+        the caller)."""
         ...
 
 
@@ -179,6 +194,20 @@ class RetryingStore:
 
     def delete_prefix(self, prefix: str) -> int:
         return self.retry(f"delete {prefix}", lambda: self.inner.delete_prefix(prefix))
+
+    def content_tags(self, key: str) -> dict[str, str]:
+        return self.retry(f"list {key}", lambda: self.inner.content_tags(key))
+
+    def copy(self, source: str, target: str) -> None:
+        self.retry(f"copy {source}", lambda: self.inner.copy(source, target))
+
+
+def _below(key: str, found: str) -> str | None:
+    """`found`'s path below `key`: "" for `key` itself, None for a key that merely
+    starts with the same letters (`model2` is not under `model`)."""
+    if found == key:
+        return ""
+    return found[len(key) + 1 :] if found.startswith(f"{key}/") else None
 
 
 def _file_chunks(opened: BinaryIO) -> Iterator[bytes]:
@@ -290,6 +319,19 @@ class LocalStore:
         for key in keys:
             self._path(key).unlink(missing_ok=True)
         return len(keys)
+
+    def content_tags(self, key: str) -> dict[str, str]:
+        return {
+            _below(key, found): file_sha256(self._path(found))
+            for found in self.list_prefix(key)
+            if _below(key, found) is not None
+        }
+
+    def copy(self, source: str, target: str) -> None:
+        origin = self._path(source)
+        if not origin.is_file():
+            raise NotFound(source)
+        self._write(target, lambda temporary: shutil.copyfile(origin, temporary))
 
 
 # --------------------------------------------------------------------------- S3
@@ -517,6 +559,37 @@ class S3Store:
             return sorted(keys)
 
         return self._call(f"list {full}", listing)
+
+    def content_tags(self, key: str) -> dict[str, str]:
+        full = self._key(key)
+
+        def listing() -> dict[str, str]:
+            tags: dict[str, str] = {}
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=full):
+                for item in page.get("Contents", []):
+                    below = _below(full, item["Key"])
+                    if below is not None:
+                        tags[below] = str(item.get("ETag", "")).strip('"')
+            return tags
+
+        return self._call(f"list {full}", listing)
+
+    def copy(self, source: str, target: str) -> None:
+        origin, full = self._key(source), self._key(target)
+
+        def copied() -> None:
+            from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
+
+            # The managed copy: one CopyObject, or a multipart copy past 5 GiB.
+            self.client.copy(
+                {"Bucket": self.settings.bucket, "Key": origin},
+                self.settings.bucket,
+                full,
+                Config=TransferConfig(use_threads=False),
+            )
+
+        self._call(f"copy {origin}", copied)
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list_prefix(prefix)
