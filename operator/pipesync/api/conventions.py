@@ -54,6 +54,9 @@ ANNOTATION_SOURCE_PATH = "pipesync.io/source-path"
 #: On Pipelines: the sha256 of the repository archive the GitSource uploaded for the
 #: commit; task pods refuse an archive that differs (someone replaced the key).
 ANNOTATION_ARCHIVE_DIGEST = "pipesync.io/archive-sha256"
+#: On Pipelines: the digest of each `cache.paths` its cached tasks declare at the commit
+#: (JSON, by engine.cache.code_paths_key); runs pin it and key tasks on their code.
+ANNOTATION_CODE_DIGESTS = "pipesync.io/code-digests"
 #: On Pipelines read from a KFP file: the format ("kfp-ir") and KFP's own pipeline name
 #: (the Pipeline's name is that name made a DNS label).
 ANNOTATION_FORMAT = "pipesync.io/format"
@@ -81,6 +84,9 @@ ANNOTATION_RECONCILE_AT = "pipesync.io/reconcile-at"
 ANNOTATION_NODE_KEY = "pipesync.io/node-key"
 #: On task pods: the S3 key prefix of the node's outputs.
 ANNOTATION_NODE_PREFIX = "pipesync.io/node-prefix"
+#: On task pods whose task caches: the attempt's cache key (engine.cache), under which
+#: the operator stores its results once it succeeds.
+ANNOTATION_CACHE_KEY = "pipesync.io/cache-key"
 #: The operator's finalizer on Runs.
 FINALIZER = "pipesync.io/operator"
 

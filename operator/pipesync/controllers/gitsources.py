@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from pipesync.api.times import timestamp
 from pipesync.controllers import errors
 from pipesync.controllers.conditions import Health, same_status, set_condition
 from pipesync.engine import layout
-from pipesync.gitops import fetch, snapshot, sync
+from pipesync.gitops import codeids, fetch, snapshot, sync
 from pipesync.gitops.triggers import SyncTriggers, WebhookTarget
 from pipesync.kube.client import ApiException
 from pipesync.kube.protocol import (
@@ -216,6 +217,7 @@ class _Pass:
             )
         try:
             _stamp_archive_digest(plan, self._upload_archive(fetched))
+            _stamp_code_digests(plan, fetched, normalised)
             inventory, issues, counts = self._apply(plan, read, previous)
         except errors.Transient as error:
             return self._failed(base, error)
@@ -501,6 +503,23 @@ def _stamp_archive_digest(plan: sync.Plan, digest: str) -> None:
     for item in plan.apply:
         if item.kind == "Pipeline":
             item.body["metadata"]["annotations"][conventions.ANNOTATION_ARCHIVE_DIGEST] = digest
+
+
+def _stamp_code_digests(plan: sync.Plan, fetched: fetch.Fetched, path: str) -> None:
+    """Record on every Pipeline applied at this commit the digests of the code its cached
+    tasks declare (`cache.paths`, relative to the source's path): runs pin them and key
+    their tasks on them (a Pipeline without them caches nothing that reads the tree)."""
+    for item in plan.apply:
+        if item.kind != "Pipeline":
+            continue
+        digests = codeids.pipeline_code_digests(
+            fetched.repo, fetched.commit, item.body.get("spec") or {}, path
+        )
+        if digests:
+            annotations = item.body["metadata"]["annotations"]
+            annotations[conventions.ANNOTATION_CODE_DIGESTS] = json.dumps(
+                digests, sort_keys=True, separators=(",", ":")
+            )
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

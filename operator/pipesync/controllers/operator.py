@@ -22,6 +22,7 @@ from pipesync.controllers import (
     leadership,
     pipelines,
     recurringruns_handlers,
+    runcache,
     runs,
     teardown,
 )
@@ -31,7 +32,7 @@ from pipesync.kube.client import KubeClient, connect
 from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
 from pipesync.observe.records import RunRecorder
 from pipesync.observe.run_metrics import RunMetrics
-from pipesync.runtime import podstate
+from pipesync.runtime import cachestore, podstate
 
 
 def _finished(body: Mapping[str, Any], **_: Any) -> bool:
@@ -157,8 +158,15 @@ def _register_runs(
     registry: kopf.OperatorRegistry, kube: Kube, settings: OperatorSettings
 ) -> runs.RunController:
     group, version = model.GROUP, model.VERSION
+    cache = (
+        None
+        if settings.store is None
+        else runcache.RunCache(
+            cachestore.ObjectCacheStore(settings.store, settings.pods.s3.prefix), settings.pods
+        )
+    )
     controller = runs.RunController(
-        kube, settings.pods, settings.observers, settings.store, settings.limits
+        kube, settings.pods, settings.observers, settings.store, settings.limits, cache=cache
     )
     wakeups = driver.Wakeups()
     timed = timer(settings)

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 from pipesync.api import conventions, documents, durations, model, runstatus, times
 from pipesync.api.times import timestamp
-from pipesync.controllers import errors
+from pipesync.controllers import errors, runcache
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
-from pipesync.engine import compiler, layout, limits, params, planner, summary
+from pipesync.engine import compiler, inputs, layout, limits, params, planner, summary
 from pipesync.engine import context as runcontext
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
@@ -76,6 +76,8 @@ class Pinned:
     compiled: CompiledPipeline
     params: dict[str, Any]
     pipeline: dict[str, str]
+    #: the code digests of its `cache.paths` at the pinned commit (runcache.RunCode)
+    code: runcache.RunCode = runcache.NO_CODE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +111,12 @@ class RunController:
         observers: tuple[RunObserver, ...] = (),
         store: ObjectStore | None = None,
         bounds: limits.Limits = limits.DEFAULT,
+        *,
+        cache: runcache.RunCache | None = None,
     ) -> None:
+        """`cache`: the task cache in S3 (None: every task runs, whatever it declares)."""
         self.kube = kube
+        self.cache = cache
         self.bounds = bounds
         self.settings = settings
         self.observers = observers
@@ -135,6 +141,8 @@ class RunController:
             return PassResult(finished=True)
         status = dict(run.get("status") or {})
         if status.get("phase") in FINISHED:
+            if self.cache is not None:
+                self.cache.forget(run["metadata"]["uid"])
             self._record_finished(run, status)
             return PassResult(finished=True)
         began = time.monotonic()
@@ -148,12 +156,13 @@ class RunController:
         started = times.instant(status.get("startedAt")) or now
         context = run_context(run, pinned, now, self.bounds)
         timeout = context.timeout_seconds
-        decision = planner.plan(
-            pinned.compiled,
+        self._recall_cache(run, pinned, nodes, pods_by_key)
+        decision, cached = self._plan(
+            run,
+            pinned,
             nodes,
             context,
-            now,
-            cancel=bool(run.get("spec", {}).get("cancel")),
+            now=now,
             deadline_exceeded=timeout is not None and now >= started + timeout,
         )
         observed = dict(nodes)
@@ -162,7 +171,14 @@ class RunController:
         waiting = _waiting(nodes, pods_by_key)
         try:
             events = self._act(
-                run, pinned, decision, nodes, pods_by_key, waiting=waiting, observed=observed
+                run,
+                pinned,
+                decision,
+                nodes,
+                pods_by_key,
+                waiting=waiting,
+                observed=observed,
+                cached=cached,
             )
         except RunError as error:
             return self._fail(run, status, error, now, began)
@@ -246,6 +262,66 @@ class RunController:
 
     # --- steps -------------------------------------------------------------------------
 
+    def _recall_cache(
+        self,
+        run: Mapping[str, Any],
+        pinned: Pinned,
+        nodes: dict[NodeKey, NodeState],
+        pods_by_key: Mapping[NodeKey, podstate.PodState],
+    ) -> None:
+        """The nodes the cache served in earlier passes join the observed ones (they have
+        no pod), and tasks that succeeded since are stored in the cache."""
+        if self.cache is None:
+            return
+        for key, state in self.cache.served(run).items():
+            nodes.setdefault(key, state)
+        self.cache.store_results(run, pinned.compiled, nodes, pods_by_key)
+
+    def _plan(
+        self,
+        run: Mapping[str, Any],
+        pinned: Pinned,
+        nodes: dict[NodeKey, NodeState],
+        context: runcontext.RunContext,
+        *,
+        now: float,
+        deadline_exceeded: bool,
+    ) -> tuple[planner.Decision, runcache.Lookup]:
+        """The planner's decision, after the cache served what it could of its launches:
+        a served task ends at once, so what it unblocks is planned and looked up in the
+        same pass (a fully cached run finishes in one pass, with one status write)."""
+
+        def plan() -> planner.Decision:
+            return planner.plan(
+                pinned.compiled,
+                nodes,
+                context,
+                now,
+                cancel=bool(run.get("spec", {}).get("cancel")),
+                deadline_exceeded=deadline_exceeded,
+            )
+
+        decision = plan()
+        cached = runcache.Lookup()
+        while self.cache is not None and decision.launches:
+            found = self.cache.look_up(
+                run,
+                pinned.compiled,
+                decision.launches,
+                nodes,
+                code=pinned.code,
+                context=context,
+                now=now,
+            )
+            cached.keys.update(found.keys)
+            cached.misses += found.misses
+            if not found.hits or not self.cache.remember(run, found.hits):
+                break
+            cached.hits.update(found.hits)
+            nodes.update({key: hit.state for key, hit in found.hits.items()})
+            decision = plan()
+        return decision, cached
+
     def _pin(self, run: Mapping[str, Any], now: float) -> Pinned:
         """The pipeline spec this run keeps for life, stored once in a ConfigMap it owns."""
         metadata = run["metadata"]
@@ -257,7 +333,7 @@ class RunController:
         stored = self._pinned_config(run, config_name)
         if stored is None:
             _await_handover(run, config_name, now)
-            spec, pipeline = self._resolve_spec(run)
+            spec, pipeline, digests = self._resolve_spec(run)
             self.kube.create_config_map(
                 namespace,
                 {
@@ -271,7 +347,7 @@ class RunController:
                     },
                     "data": {
                         conventions.PINNED_SPEC_KEY: json.dumps(
-                            {"spec": spec, "pipeline": pipeline}
+                            {"spec": spec, "pipeline": pipeline, "code": digests}
                         )
                     },
                 },
@@ -295,7 +371,12 @@ class RunController:
         )
         if refused:
             raise RunError("NotAllowed", "; ".join(refused[:3]))
-        pinned = Pinned(compiled, values, saved["pipeline"])
+        pipeline = saved["pipeline"]
+        code = runcache.RunCode(
+            in_tree=bool(pipeline.get("source") and pipeline.get("commit")),
+            digests=runcache.code_digests(saved.get("code")),
+        )
+        pinned = Pinned(compiled, values, pipeline, code)
         self._pinned[uid] = pinned
         return pinned
 
@@ -321,12 +402,16 @@ class RunController:
             "(no Run owns it): delete it, or give the Run another name",
         )
 
-    def _resolve_spec(self, run: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _resolve_spec(
+        self, run: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        """The spec to pin, the version it is, and the code digests of its cache paths."""
         spec = run["spec"]
         if "pipelineSpec" in spec:
             inline: dict[str, Any] = spec["pipelineSpec"]
             digest = conventions.spec_digest(inline)
-            return inline, {"name": "", "version": digest[7:19], "digest": digest, "commit": ""}
+            pinned = {"name": "", "version": digest[7:19], "digest": digest, "commit": ""}
+            return inline, pinned, {}
         reference = spec["pipelineRef"]
         found = self.kube.get_object(PIPELINES, run["metadata"]["namespace"], reference["name"])
         if found is None:
@@ -340,15 +425,19 @@ class RunController:
                 f"pipeline {reference['name']!r} is at version {version}, not {wanted}",
             )
         annotations = found["metadata"].get("annotations") or {}
-        return found["spec"], {
-            "name": reference["name"],
-            "version": version,
-            "digest": digest,
-            "commit": annotations.get(conventions.ANNOTATION_COMMIT, ""),
-            "source": annotations.get(conventions.ANNOTATION_SOURCE, ""),
-            "path": annotations.get(conventions.ANNOTATION_SOURCE_PATH, ""),
-            "archiveSha256": annotations.get(conventions.ANNOTATION_ARCHIVE_DIGEST, ""),
-        }
+        return (
+            found["spec"],
+            {
+                "name": reference["name"],
+                "version": version,
+                "digest": digest,
+                "commit": annotations.get(conventions.ANNOTATION_COMMIT, ""),
+                "source": annotations.get(conventions.ANNOTATION_SOURCE, ""),
+                "path": annotations.get(conventions.ANNOTATION_SOURCE_PATH, ""),
+                "archiveSha256": annotations.get(conventions.ANNOTATION_ARCHIVE_DIGEST, ""),
+            },
+            runcache.code_digests(annotations.get(conventions.ANNOTATION_CODE_DIGESTS)),
+        )
 
     def _observe(
         self,
@@ -387,7 +476,7 @@ class RunController:
                     message="stopped: the run was cancelled or timed out",
                 )
             if state.phase is Phase.SUCCEEDED:
-                task = _task_at(compiled, key)
+                task = compiled.at(key)
                 node = pods.node_prefix(
                     self.settings.s3,
                     pods.RunInfo(metadata["name"], metadata["namespace"], metadata["uid"]),
@@ -431,11 +520,14 @@ class RunController:
         *,
         waiting: dict[NodeKey, str],
         observed: Mapping[NodeKey, NodeState] | None = None,
+        cached: runcache.Lookup | None = None,
     ) -> tuple[tuple[str, str, str], ...]:
         """Launch and stop pods; the Events to tell. `observed`: the states read from the
         pods, before the planner's transitions (a retry launched at once replaces the
         failed attempt in `nodes`, but that failure is still news). A launch a full
-        ResourceQuota refuses joins `waiting`; any other refused pod fails the run."""
+        ResourceQuota refuses joins `waiting`; any other refused pod fails the run.
+        `cached`: what the cache served this pass, and the keys of launches that run."""
+        cached = cached or runcache.Lookup()
         metadata = run["metadata"]
         info = pods.RunInfo(
             name=metadata["name"],
@@ -446,11 +538,11 @@ class RunController:
             workspace=_workspace(self.settings, metadata["namespace"], pinned.pipeline),
             service_account=run["spec"].get("serviceAccountName"),
         )
-        collected = _collected(pinned.compiled, nodes)
+        collected = inputs.collected_instances(pinned.compiled, nodes)
         events: list[tuple[str, str, str]] = []
         reported = (run.get("status") or {}).get("tasks") or {}
         for key, state in _failures(nodes, observed or {}).items():
-            name = _node_name(pinned.compiled, key)
+            name = pinned.compiled.node_name(key)
             before = reported.get(name) or {}
             # An event per failed attempt, not per pass: status remembers what was told,
             # or has moved on to a later attempt (a pod watch lagging behind a retry).
@@ -460,6 +552,8 @@ class RunController:
             ):
                 continue
             events.append(("Warning", "TaskFailed", f"{name}: {state.message}"[:1000]))
+        if cached.hits:
+            events.append(("Normal", "TasksCached", _cached_message(pinned.compiled, cached)))
         for launch in decision.launches:
             pod = pods.build_pod(
                 launch,
@@ -467,11 +561,12 @@ class RunController:
                 settings=self.settings,
                 pipeline=pinned.compiled,
                 collected=collected,
+                cache_key=cached.keys.get(launch.key, ""),
             )
             try:
                 self.kube.create_pod(metadata["namespace"], pod)
             except PodRefused as refused:
-                name = _node_name(pinned.compiled, launch.key)
+                name = pinned.compiled.node_name(launch.key)
                 if not refused.quota:
                     raise RunError(
                         "PodRefused", f"task {name}: the API server refused its pod: {refused}"
@@ -481,14 +576,14 @@ class RunController:
                 waiting[launch.key] = refused.message
                 continue
             if launch.attempt > 1:
-                name = _node_name(pinned.compiled, launch.key)
+                name = pinned.compiled.node_name(launch.key)
                 events.append(("Normal", "TaskRetried", f"{name}: attempt {launch.attempt}"))
         for key in decision.stop:
             stopping = pods_by_key.get(key)
             if stopping is not None:
                 self.kube.delete_pod(metadata["namespace"], stopping.name)
         for key, reason in waiting.items():
-            name = _node_name(pinned.compiled, key)
+            name = pinned.compiled.node_name(key)
             before = reported.get(name) or {}
             # Once per pod: the status written last pass already says it waits (a changed
             # count of free nodes in the scheduler's message is no news).
@@ -651,7 +746,7 @@ def _waiting_message(compiled: CompiledPipeline, waiting: Mapping[NodeKey, str])
         return ""
     key = min(waiting)
     more = len(waiting) - 1
-    text = f"task {_node_name(compiled, key)} cannot be scheduled: {waiting[key]}"
+    text = f"task {compiled.node_name(key)} cannot be scheduled: {waiting[key]}"
     return text + (f" (and {more} more task(s))" if more else "")
 
 
@@ -786,33 +881,14 @@ def run_context(
 _SETTLED = frozenset({Phase.SUCCEEDED.value, Phase.CACHED.value, Phase.SKIPPED.value})
 
 
-def _collected(
-    compiled: CompiledPipeline, nodes: Mapping[NodeKey, NodeState]
-) -> dict[int, list[int]]:
-    """Per forEach task, its instances that ran (a skipped one has no artifacts)."""
-    found: dict[int, list[int]] = {}
-    for (index, instance), state in nodes.items():
-        if instance != TASK and index < len(compiled.tasks) and compiled.tasks[index].fan_out:
-            listed = found.setdefault(index, [])
-            if state.phase is not Phase.SKIPPED:
-                listed.append(instance)
-    for listed in found.values():
-        listed.sort()
-    return found
-
-
-def _task_at(compiled: CompiledPipeline, key: NodeKey) -> compiler.CompiledTask:
-    index = key[0]
-    if index < len(compiled.tasks):
-        return compiled.tasks[index]
-    if compiled.on_exit is None:
-        raise KeyError(key)
-    return compiled.on_exit
-
-
-def _node_name(compiled: CompiledPipeline, key: NodeKey) -> str:
-    name = _task_at(compiled, key).name
-    return name if key[1] == TASK else f"{name}[{key[1]}]"
+def _cached_message(compiled: CompiledPipeline, cached: runcache.Lookup) -> str:
+    """One Event for the tasks a pass took from the cache: which, and whose results."""
+    shown = [
+        f"{compiled.node_name(key)} (from {hit.entry.run}/{hit.entry.task})"
+        for key, hit in sorted(cached.hits.items())
+    ]
+    text = f"{len(shown)} task(s) served from the cache: " + ", ".join(shown)
+    return text if len(text) <= 1000 else text[:997] + "..."
 
 
 def _workspace(

@@ -21,7 +21,8 @@ class OperatorSettings:
     pods: pods.PodSettings
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     observers: tuple[RunObserver, ...] = ()  # metrics, the S3 mirror
-    store: ObjectStore | None = None  # S3, for outputs too big for a pod's report
+    #: S3: outputs too big for a pod's report, and the task cache
+    store: ObjectStore | None = None
     liveness_endpoint: str | None = None
     metrics: Metrics | None = None  # each controller reaches its domain (passes, runs...)
     records: RunRecorder | None = None  # the S3 mirror (also list it in observers)

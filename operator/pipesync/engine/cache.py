@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipesync.api import conventions
 from pipesync.api.model import CacheMode
 from pipesync.engine import attempt
 from pipesync.engine.compiler import CompiledTask
+from pipesync.engine.inputs import InputSources
 from pipesync.engine.planner import Launch
+from pipesync.engine.state import SUCCESSFUL, NodeKey, NodeState
 from pipesync.engine.templating import RefKind
 
 #: Changes when what goes into a key changes, so older entries stop matching.
@@ -81,6 +84,43 @@ def cache_key(launch: Launch, *, input_digests: Mapping[str, str], code_digest: 
 class StoredArtifact:
     key: str  # where the artifact is, relative to the store's root (an S3 key)
     sha256: str
+    #: The store's tags of its objects when stored (`ObjectStore.content_tags`, digested):
+    #: an object rewritten or gone since changes them. "" in the local store, which
+    #: checks the content digest itself.
+    tags: str = ""
+
+
+def code_paths_key(paths: Sequence[str] | None) -> str:
+    """How a task's `cache.paths` is named where code digests are kept by paths (the
+    Pipeline annotation a GitSource writes): "*" for the whole tree."""
+    return "*" if paths is None else json.dumps(sorted(paths), separators=(",", ":"))
+
+
+def input_digests(
+    read: Sequence[InputSources], nodes: Mapping[NodeKey, NodeState]
+) -> dict[str, str] | None:
+    """Each input artifact's digest from its producers' states (engine.inputs says which
+    nodes it reads); None when a producer that succeeded reported no digest, so the task
+    cannot be keyed. A producer that did not succeed (an optional input never written)
+    counts as absent. An input of several artifacts is digested over their digests."""
+    found: dict[str, str] = {}
+    for each in read:
+        parts: list[tuple[str, str]] = []
+        for source in each.sources:
+            state = nodes.get(source.node)
+            if state is None or state.phase not in SUCCESSFUL:
+                parts.append((source.inside, ""))
+                continue
+            digest = state.digests.get(source.artifact)
+            if digest is None:
+                return None
+            parts.append((source.inside, digest))
+        if len(parts) == 1 and not parts[0][0]:
+            found[each.binding.name] = parts[0][1]
+        else:
+            material = conventions.canonical_json(sorted(parts))
+            found[each.binding.name] = hashlib.sha256(material).hexdigest()
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +146,8 @@ class CacheEntry:
             "task": self.task,
             "outputs": dict(self.outputs),
             "artifacts": {
-                name: {"key": a.key, "sha256": a.sha256} for name, a in self.artifacts.items()
+                name: {"key": a.key, "sha256": a.sha256, "tags": a.tags}
+                for name, a in self.artifacts.items()
             },
             "durationSeconds": self.duration_seconds,
             "gpus": self.gpus,
@@ -120,7 +161,7 @@ class CacheEntry:
             if not isinstance(data, Mapping) or data.get("format") != KEY_FORMAT:
                 return None
             artifacts = {
-                str(name): StoredArtifact(str(a["key"]), str(a["sha256"]))
+                str(name): StoredArtifact(str(a["key"]), str(a["sha256"]), str(a.get("tags") or ""))
                 for name, a in dict(data.get("artifacts") or {}).items()
             }
             created = float(data["createdAt"])

@@ -95,6 +95,20 @@ class CompiledPipeline:
     def task(self, name: str) -> CompiledTask:
         return self.tasks[self.positions[name]]
 
+    def at(self, key: tuple[int, int]) -> CompiledTask:
+        """The task a node key names (an index past the tasks is onExit)."""
+        index = key[0]
+        if index < len(self.tasks):
+            return self.tasks[index]
+        if self.on_exit is None:
+            raise KeyError(key)
+        return self.on_exit
+
+    def node_name(self, key: tuple[int, int]) -> str:
+        """A node as status, Events and records name it: "train", "sweep[3]"."""
+        name = self.at(key).name
+        return name if key[1] < 0 else f"{name}[{key[1]}]"
+
 
 @dataclasses.dataclass
 class _Group:

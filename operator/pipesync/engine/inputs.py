@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from pipesync.engine.compiler import CompiledPipeline, InputBinding
 from pipesync.engine.planner import Launch
-from pipesync.engine.state import TASK, NodeKey
+from pipesync.engine.state import TASK, NodeKey, NodeState, Phase
 
 
 class MissingInstances(Exception):
@@ -62,4 +62,20 @@ def input_sources(
         else:
             sources = [Source((index, TASK), artifact, "")]
         found.append(InputSources(binding, tuple(sources)))
+    return found
+
+
+def collected_instances(
+    pipeline: CompiledPipeline, nodes: Mapping[NodeKey, NodeState]
+) -> dict[int, list[int]]:
+    """Per forEach task, its instances that ran (a skipped one has no artifacts): what
+    an input collecting its artifacts reads."""
+    found: dict[int, list[int]] = {}
+    for (index, instance), state in nodes.items():
+        if instance != TASK and index < len(pipeline.tasks) and pipeline.tasks[index].fan_out:
+            listed = found.setdefault(index, [])
+            if state.phase is not Phase.SKIPPED:
+                listed.append(instance)
+    for listed in found.values():
+        listed.sort()
     return found

@@ -1,6 +1,7 @@
 """Where a run's records, outputs and logs live: one key layout for S3 and local disks.
 
     <namespace>/runs/<run>/run.json
+    <namespace>/runs/<run>/cached.json               (the tasks the cache served the run)
     <namespace>/runs/<run>/<task>[/<instance>]/outputs/parameters/<name>
     <namespace>/runs/<run>/<task>[/<instance>]/outputs/artifacts/<name>
     <namespace>/runs/<run>/<task>[/<instance>]/logs/attempt-<n>.log
@@ -20,6 +21,12 @@ def run_prefix(namespace: str, run: str) -> str:
 
 def record_key(namespace: str, run: str) -> str:
     return f"{run_prefix(namespace, run)}/run.json"
+
+
+def cached_nodes_key(namespace: str, run: str) -> str:
+    """Which of a run's tasks the operator served from the task cache, with what: they
+    have no pod to remember them by (task names are DNS labels: never `cached.json`)."""
+    return f"{run_prefix(namespace, run)}/cached.json"
 
 
 def node_prefix(namespace: str, run: str, task: str, instance: int | None = None) -> str:

@@ -14,12 +14,14 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import git
 
-from pipesync.api import conventions
+from pipesync.api import conventions, model
+from pipesync.engine.cache import code_paths_key
 
 #: What a path that does not exist contributes (a task may declare a file it creates).
 MISSING = "missing"
@@ -30,9 +32,36 @@ def combine(ids: Sequence[tuple[str, str]]) -> str:
     return hashlib.sha256(conventions.canonical_json([list(pair) for pair in ids])).hexdigest()
 
 
-def commit_code_digest(repo: git.Repo, commit: str, paths: Sequence[str] | None) -> str:
-    """The digest of `paths` (None: the whole tree) at `commit` of `repo`."""
-    return _digest(repo, repo.commit(commit).tree.hexsha, "", paths)
+def commit_code_digest(
+    repo: git.Repo, commit: str, paths: Sequence[str] | None, prefix: str = ""
+) -> str:
+    """The digest of `paths` (None: the whole tree) at `commit` of `repo`, relative to the
+    folder `prefix` (a GitSource's path, where its tasks start, as `pipesync run` takes
+    the folder holding pipelines/); "" for no paths."""
+    if paths is not None and not paths:
+        return ""
+    folder = prefix.strip("/")
+    return _digest(repo, repo.commit(commit).tree.hexsha, "" if folder == "." else folder, paths)
+
+
+def pipeline_code_digests(
+    repo: git.Repo, commit: str, spec: Mapping[str, Any], prefix: str = ""
+) -> dict[str, str]:
+    """The code digest of each `cache.paths` a pipeline's cached tasks declare, by
+    `engine.cache.code_paths_key`: what the GitSource records on the Pipeline for the
+    commit, so the operator keys tasks on their code without a checkout of its own."""
+    try:
+        parsed = model.pipeline_spec_from_spec(spec)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}  # not a valid pipeline: its runs fail before any task is keyed
+    found: dict[str, str] = {}
+    for task in (*parsed.tasks, *(() if parsed.on_exit is None else (parsed.on_exit,))):
+        paths = task.cache.paths
+        if task.cache.enabled and paths != ():
+            name = code_paths_key(paths)
+            if name not in found:
+                found[name] = commit_code_digest(repo, commit, paths, prefix)
+    return found
 
 
 class WorkingTree:

@@ -440,7 +440,7 @@ def _upload_artifacts(
                 continue
             files: list[tuple[str, str]] = []
             try:
-                _upload_tree(store, key, f"artifacts/{name}", subdirectory, report, files)
+                _upload_tree(store, key, f"artifacts/{name}", subdirectory, report, files=files)
             finally:
                 os.close(subdirectory)
             report.digests[name] = tree_digest(files)
@@ -455,6 +455,7 @@ def _upload_tree(
     shown: str,
     directory: int,
     report: UploadReport,
+    *,
     files: list[tuple[str, str]],
     relative: str = "",
 ) -> None:
@@ -481,8 +482,8 @@ def _upload_tree(
                     child_shown,
                     subdirectory,
                     report,
-                    files,
-                    f"{relative}{entry.name}/",
+                    files=files,
+                    relative=f"{relative}{entry.name}/",
                 )
             finally:
                 os.close(subdirectory)

@@ -1,8 +1,9 @@
-"""The task cache of `pipesync run`: entries and artifacts in the work directory, laid out
-as in S3 (`<namespace>/cache/<key>.json`, `engine.layout`), with content digests.
+"""Where task cache entries and their artifacts are kept: the work directory for
+`pipesync run` (`LocalCacheStore`), S3 for the operator (`ObjectCacheStore`), both laid
+out as `<namespace>/cache/<key>.json` (`engine.layout`).
 
-Artifacts an entry serves are kept by their digest (`<namespace>/cache/blobs/<sha256>`,
-hard links where the file system allows), so an entry outlives the run that made it (a
+Locally, artifacts an entry serves are kept by their digest (`<namespace>/cache/blobs/
+<sha256>`, hard links where the file system allows), so an entry outlives the run that made it (a
 Run file run again under its own name starts clean) and two runs storing the same key
 or the same content at once write the same bytes under the same names. Every write goes
 to a unique temporary name first and is renamed into place: a reader sees a whole entry
@@ -12,16 +13,19 @@ or none.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from pipesync.api import conventions
 from pipesync.engine import layout
 from pipesync.engine.cache import CacheEntry, StoredArtifact
 from pipesync.runtime.digests import content_digest
+from pipesync.runtime.storage import NotFound, ObjectStore
 
 
 class LocalCacheStore:
@@ -112,3 +116,72 @@ class LocalCache:
 
     store: LocalCacheStore
     code_digest: Callable[[Sequence[str] | None], str]
+
+
+#: An entry is a few KiB; anything bigger under a cache key was not written by pipesync
+#: (whoever can write the namespace's prefix can put anything there): read as a miss.
+MAX_ENTRY_BYTES = 1 << 20
+
+
+class ObjectCacheStore:
+    """The operator's task cache in S3: entries at `<prefix>/<namespace>/cache/<key>.json`,
+    artifacts where their source run's tasks wrote them, checked by the store's content
+    tags (no download) and copied server-side into the run they serve."""
+
+    def __init__(self, store: ObjectStore, prefix: str = "") -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def get(self, namespace: str, key: str) -> CacheEntry | None:
+        """The entry of `key`; None when there is none or it is not pipesync's (too big,
+        not JSON, another format). Store failures other than NotFound propagate."""
+        data = bytearray()
+        try:
+            for chunk in self.store.get_chunks(self._full(layout.cache_entry_key(namespace, key))):
+                data += chunk
+                if len(data) > MAX_ENTRY_BYTES:
+                    return None
+        except NotFound:
+            return None
+        try:
+            return CacheEntry.from_json(json.loads(bytes(data)))
+        except ValueError:
+            return None
+
+    def put(self, namespace: str, entry: CacheEntry) -> None:
+        """One object written whole: two runs storing the same key at once leave one
+        complete entry or the other, never a mix."""
+        body = json.dumps(entry.to_json(), sort_keys=True).encode()
+        self.store.put_bytes(self._full(layout.cache_entry_key(namespace, entry.key)), body)
+
+    def stored(self, key: str, sha256: str) -> StoredArtifact:
+        """An artifact a succeeded task wrote at `key`, as an entry keeps it."""
+        return StoredArtifact(key, sha256, tags_digest(self.store.content_tags(key)))
+
+    def intact(self, namespace: str, stored: StoredArtifact) -> bool:
+        """Whether an artifact an entry names may serve this namespace: it lies in the
+        namespace's own runs (an entry is data anyone with write access to the prefix
+        could forge, and the operator can read every namespace's keys) and its objects
+        are all still there, unchanged since it was stored."""
+        runs = self._full(f"{namespace}/runs/")
+        if not stored.key.startswith(runs) or not stored.tags:
+            return False
+        tags = self.store.content_tags(stored.key)
+        return bool(tags) and tags_digest(tags) == stored.tags
+
+    def copy(self, stored: StoredArtifact, target: str) -> None:
+        """Copies the artifact's objects to `target` (the serving run's own key), so the
+        run keeps its results whatever happens to the source run's."""
+        for below in sorted(self.store.content_tags(stored.key)):
+            suffix = f"/{below}" if below else ""
+            self.store.copy(f"{stored.key}{suffix}", f"{target}{suffix}")
+
+
+def tags_digest(tags: Mapping[str, str]) -> str:
+    """One digest for an artifact's objects and their content tags; "" for none."""
+    if not tags:
+        return ""
+    return hashlib.sha256(conventions.canonical_json(sorted(tags.items()))).hexdigest()

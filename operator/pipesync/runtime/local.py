@@ -139,9 +139,7 @@ class LocalRun:
         return self._cancel.is_set()
 
     def task_name(self, key: NodeKey) -> str:
-        index, instance = key
-        compiled = self._compiled(index)
-        return compiled.name if instance == TASK else f"{compiled.name}[{instance}]"
+        return self.pipeline.node_name(key)
 
     def execute(self) -> planner.Outcome:
         """Runs until finished; returns the outcome."""
@@ -492,10 +490,7 @@ class LocalRun:
         return self.workdir / self._node_key(key)
 
     def _compiled(self, index: int) -> CompiledTask:
-        if index < len(self.pipeline.tasks):
-            return self.pipeline.tasks[index]
-        assert self.pipeline.on_exit is not None  # noqa: S101 - the planner only names real nodes
-        return self.pipeline.on_exit
+        return self.pipeline.at((index, TASK))
 
     # --- the record -------------------------------------------------------------------
 

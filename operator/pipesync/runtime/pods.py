@@ -150,12 +150,14 @@ def build_pod(
     settings: PodSettings,
     pipeline: CompiledPipeline,
     collected: Mapping[int, Sequence[int]] | None = None,
+    cache_key: str = "",
 ) -> dict[str, Any]:
     """The Pod manifest for one attempt of one task or forEach instance.
 
     `pipeline` names the producers of input artifacts; `collected` gives, for each forEach
     producer a task reads artifacts from (by task index), the instances that ran (not
-    skipped), whose artifacts are collected into one directory.
+    skipped), whose artifacts are collected into one directory. `cache_key`: the
+    attempt's key when its results go into the task cache.
     """
     compiled = launch.task
     task = compiled.task
@@ -222,6 +224,7 @@ def build_pod(
             "annotations": {
                 conventions.ANNOTATION_NODE_KEY: format_node_key((index, instance)),
                 conventions.ANNOTATION_NODE_PREFIX: node,
+                **({conventions.ANNOTATION_CACHE_KEY: cache_key} if cache_key else {}),
             },
             "ownerReferences": [
                 {

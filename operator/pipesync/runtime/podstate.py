@@ -21,6 +21,7 @@ from typing import Any
 
 from pipesync.api import times
 from pipesync.api.conventions import (
+    ANNOTATION_CACHE_KEY,
     ANNOTATION_NODE_KEY,
     INPUTS_CONTAINER,
     LABEL_ATTEMPT,
@@ -127,6 +128,7 @@ class PodState:
     #: only then may the labels become an S3 key.
     names_a_node: bool
     node_key: NodeKey | None  # pipesync.io/node-key: the planner's node; None: not a task pod
+    cache_key: str  # pipesync.io/cache-key: the attempt's cache key; "" when not cached
     managed: bool  # app.kubernetes.io/managed-by is pipesync
     controller_run_uid: str  # uid of the pipesync Run controlling the pod; "" for none
     deleting: bool  # metadata.deletionTimestamp is set
@@ -212,6 +214,7 @@ def read_pod(pod: JSON) -> PodState:
         and attempt.isdigit()
         and (instance is None or str(instance).isdigit()),
         node_key=parse_node_key(str(annotations.get(ANNOTATION_NODE_KEY, ""))),
+        cache_key=_cache_key(annotations.get(ANNOTATION_CACHE_KEY)),
         managed=labels.get(LABEL_MANAGED_BY) == MANAGED_BY,
         controller_run_uid=_controller_run_uid(metadata),
         deleting=bool(metadata.get("deletionTimestamp")),
@@ -276,9 +279,7 @@ def sidecar_report(pod: JSON | PodState) -> SidecarReport | None:
     digests = data.get("digests")
     code = data.get("exitCode")
     return SidecarReport(
-        digests={
-            str(k): v for k, v in digests.items() if isinstance(v, str) and _SHA256.match(v)
-        }
+        digests={str(k): v for k, v in digests.items() if isinstance(v, str) and _SHA256.match(v)}
         if isinstance(digests, Mapping)
         else {},
         exit_code=code if isinstance(code, int) else None,
@@ -297,6 +298,10 @@ def sidecar_report(pod: JSON | PodState) -> SidecarReport | None:
 
 def _parsed(pod: JSON | PodState) -> PodState:
     return pod if isinstance(pod, PodState) else read_pod(pod)
+
+
+def _cache_key(value: Any) -> str:
+    return value if isinstance(value, str) and _SHA256.match(value) else ""
 
 
 def _number(text: Any, default: int) -> int:

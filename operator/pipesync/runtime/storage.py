@@ -321,11 +321,12 @@ class LocalStore:
         return len(keys)
 
     def content_tags(self, key: str) -> dict[str, str]:
-        return {
-            _below(key, found): file_sha256(self._path(found))
-            for found in self.list_prefix(key)
-            if _below(key, found) is not None
-        }
+        tags = {}
+        for found in self.list_prefix(key):
+            below = _below(key, found)
+            if below is not None:
+                tags[below] = file_sha256(self._path(found))
+        return tags
 
     def copy(self, source: str, target: str) -> None:
         origin = self._path(source)
