@@ -5,6 +5,7 @@ would read, and checks what the plan applies, creates, prunes, keeps and reports
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,37 @@ def test_source_path_and_ignore(repo: GitRepo) -> None:
 def test_inventory_round_trips_through_status() -> None:
     entry = sync.InventoryEntry("Pipeline", "p", "pipelines/p.yaml", "sha256:a", "sha256:b")
     assert sync.InventoryEntry.from_status(entry.to_status()) == entry
+
+
+def test_on_change_starts_a_run_when_the_code_of_its_cached_tasks_changes(
+    repo: GitRepo,
+) -> None:
+    """Code under a cached task's `cache.paths` changed, the YAML did not: what the last
+    version's run computed is not what this commit computes, so onChange starts a run
+    (same version), and the Pipeline carries the new digests for its cache keys."""
+    repo.write("pipelines/t.yaml", ON_CHANGE.format(name="t", word="v1"))
+    syncer = Syncer(repo)
+
+    def sync_with(code: dict[str, str]) -> sync.Plan:
+        commit = repo.commit()
+        snapshot = read_snapshot(repo.repo, commit, ".")
+        source = sync.Source(
+            namespace="team", name="ml-repo", path="", commit=commit, message="", code={"t": code}
+        )
+        plan = sync.plan(source, snapshot, syncer.inventory)
+        syncer.inventory = plan.inventory
+        return plan
+
+    first = sync_with({"*": "a" * 64})
+    assert len(first.create) == 1  # a new pipeline
+    annotations = first.apply[0].body["metadata"]["annotations"]
+    assert json.loads(annotations[conventions.ANNOTATION_CODE_DIGESTS]) == {"*": "a" * 64}
+    assert sync_with({"*": "a" * 64}).create == ()  # same code, same version
+    changed = sync_with({"*": "b" * 64})
+    (run,) = changed.create
+    assert (
+        run.body["spec"]["pipelineRef"]["version"]
+        == first.create[0].body["spec"]["pipelineRef"]["version"]
+    )
+    restored = sync.InventoryEntry.from_status(syncer.inventory[0].to_status())
+    assert restored.code_digest == syncer.inventory[0].code_digest != ""

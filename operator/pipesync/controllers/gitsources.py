@@ -194,6 +194,7 @@ class _Pass:
             max_delete_percent=int(safety.get("maxDeletePercent", sync.DEFAULT_MAX_DELETE_PERCENT)),
             allow_mass_deletion=bool(safety.get("allowMassDeletion", False)),
             ignore=tuple(str(p) for p in self.spec.get("ignore") or ()),
+            code=_code_digests(fetched, read, normalised),
         )
         previous = [sync.InventoryEntry.from_status(e) for e in self.status.get("inventory") or []]
         # A manual request also re-applies unchanged objects (undoes edits in the cluster).
@@ -217,7 +218,6 @@ class _Pass:
             )
         try:
             _stamp_archive_digest(plan, self._upload_archive(fetched))
-            _stamp_code_digests(plan, fetched, normalised)
             inventory, issues, counts = self._apply(plan, read, previous)
         except errors.Transient as error:
             return self._failed(base, error)
@@ -505,21 +505,21 @@ def _stamp_archive_digest(plan: sync.Plan, digest: str) -> None:
             item.body["metadata"]["annotations"][conventions.ANNOTATION_ARCHIVE_DIGEST] = digest
 
 
-def _stamp_code_digests(plan: sync.Plan, fetched: fetch.Fetched, path: str) -> None:
-    """Record on every Pipeline applied at this commit the digests of the code its cached
-    tasks declare (`cache.paths`, relative to the source's path): runs pin them and key
-    their tasks on them (a Pipeline without them caches nothing that reads the tree)."""
-    for item in plan.apply:
-        if item.kind != "Pipeline":
-            continue
-        digests = codeids.pipeline_code_digests(
-            fetched.repo, fetched.commit, item.body.get("spec") or {}, path
-        )
-        if digests:
-            annotations = item.body["metadata"]["annotations"]
-            annotations[conventions.ANNOTATION_CODE_DIGESTS] = json.dumps(
-                digests, sort_keys=True, separators=(",", ":")
+def _code_digests(
+    fetched: fetch.Fetched, read: snapshot.Snapshot, path: str
+) -> dict[str, dict[str, str]]:
+    """Per Pipeline at this commit, the digests of the code its cached tasks declare
+    (`cache.paths`, relative to the source's path): runs pin them and key their tasks on
+    them (a Pipeline without them caches nothing that reads the tree)."""
+    found = {}
+    for resource in read.resources:
+        if resource.kind is model.Kind.PIPELINE:
+            digests = codeids.pipeline_code_digests(
+                fetched.repo, fetched.commit, resource.spec, path
             )
+            if digests:
+                found[resource.name] = digests
+    return found
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -553,7 +553,6 @@ def _rejected(item: sync.Desired, read: snapshot.Snapshot, error: ApiException) 
 
 
 def _api_message(error: ApiException) -> str:
-    import json  # noqa: PLC0415 -- only on the error path
 
     try:
         return str(json.loads(error.body or "{}").get("message") or error.reason)[:500]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,19 +47,24 @@ class InventoryEntry:
     file: str
     digest: str  # of the spec: "sha256:..." (a Pipeline's version is digest[7:19])
     object_digest: str  # of everything applied but the commit (for non-Pipelines)
+    #: Pipelines: a digest of the code its cached tasks declare (`cache.paths`), "" if none
+    code_digest: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
 
     def to_status(self) -> dict[str, str]:
-        return {
+        status = {
             "kind": self.kind,
             "name": self.name,
             "file": self.file,
             "digest": self.digest,
             "objectDigest": self.object_digest,
         }
+        if self.code_digest:
+            status["codeDigest"] = self.code_digest
+        return status
 
     @classmethod
     def from_status(cls, data: Mapping[str, Any]) -> InventoryEntry:
@@ -68,6 +74,7 @@ class InventoryEntry:
             file=str(data.get("file", "")),
             digest=str(data.get("digest", "")),
             object_digest=str(data.get("objectDigest", "")),
+            code_digest=str(data.get("codeDigest", "")),
         )
 
 
@@ -101,9 +108,17 @@ class Desired:
     body: dict[str, Any]
     digest: str
     object_digest: str
+    code_digest: str = ""
 
     def entry(self) -> InventoryEntry:
-        return InventoryEntry(self.kind, self.name, self.file, self.digest, self.object_digest)
+        return InventoryEntry(
+            self.kind, self.name, self.file, self.digest, self.object_digest, self.code_digest
+        )
+
+    def code_changed(self, old: InventoryEntry) -> bool:
+        """The code its cached tasks declare changed since `old` (both knew it: the first
+        sync by a version that records code digests is no change)."""
+        return bool(old.code_digest and self.code_digest) and old.code_digest != self.code_digest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +134,9 @@ class Source:
     max_delete_percent: int = DEFAULT_MAX_DELETE_PERCENT
     allow_mass_deletion: bool = False
     ignore: tuple[str, ...] = ()
+    #: per Pipeline name, the code digests of its cached tasks' `cache.paths` at the
+    #: commit (gitops.codeids), recorded on the Pipeline for its runs' cache keys
+    code: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +241,9 @@ def plan(  # noqa: PLR0915 -- one rule after the other, each commented
         inventory.append(item.entry())
         if force or old is None or old.object_digest != item.object_digest:
             apply.append(item)
-        changed = old is None or old.digest != item.digest
+        # A new version, or new code under its tasks' cache paths: what a run of the last
+        # version computed is no longer what this commit would compute.
+        changed = old is None or old.digest != item.digest or item.code_changed(old)
         if item.kind == model.Kind.PIPELINE.value and _on_change(item.body) and changed:
             create.append(_change_run(item, source))
 
@@ -305,8 +325,14 @@ def _desired(resource: Resource, source: Source) -> Desired:
         conventions.ANNOTATION_SOURCE: source.name,
         conventions.ANNOTATION_FILE: resource.source.file,
     }
+    code = source.code.get(resource.name) if resource.kind is model.Kind.PIPELINE else None
+    code_digest = ""
     if resource.kind is model.Kind.PIPELINE:
         annotations[conventions.ANNOTATION_SOURCE_PATH] = source.path or "."
+    if code:
+        text = json.dumps(dict(code), sort_keys=True, separators=(",", ":"))
+        annotations[conventions.ANNOTATION_CODE_DIGESTS] = text
+        code_digest = conventions.spec_digest(dict(code))[:27]
     spec = dict(resource.spec)
     body: dict[str, Any] = {
         "apiVersion": model.API_VERSION,
@@ -334,6 +360,7 @@ def _desired(resource: Resource, source: Source) -> Desired:
         body,
         conventions.spec_digest(spec),
         object_digest,
+        code_digest,
     )
 
 
