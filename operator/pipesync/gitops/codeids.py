@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -30,9 +31,60 @@ def combine(ids: Sequence[tuple[str, str]]) -> str:
     return hashlib.sha256(conventions.canonical_json([list(pair) for pair in ids])).hexdigest()
 
 
-def commit_code_digest(repo: git.Repo, commit: str, paths: Sequence[str] | None) -> str:
-    """The digest of `paths` (None: the whole tree) at `commit` of `repo`."""
-    return _digest(repo, repo.commit(commit).tree.hexsha, "", paths)
+def commit_code_digest(
+    repo: git.Repo, commit: str, paths: Sequence[str] | None, *, root: str = ""
+) -> str:
+    """The digest of `paths` (None: the whole tree) at `commit` of `repo`; `paths` are
+    relative to `root`, the folder tasks run in ("": the repository's top)."""
+    return _digest(repo, repo.commit(commit).tree.hexsha, root, paths)
+
+
+class CommitChanges:
+    """What changed in a task's code from one commit to another (what
+    gitops.cacheforecast calls `CodeChanges`): () when the digests of its `cache.paths`
+    are equal at both, else the changed files under those paths, relative to `root`."""
+
+    def __init__(self, repo: git.Repo, old: str, new: str, *, root: str = "") -> None:
+        """`old`, `new`: full commit ids; `root`: as for `commit_code_digest`."""
+        self.repo, self.old, self.new, self.root = repo, old, new, root
+        self._files: tuple[str, ...] | None = None
+        self._answers: dict[tuple[str, ...] | None, tuple[str, ...]] = {}
+
+    def __call__(self, paths: tuple[str, ...] | None) -> tuple[str, ...]:
+        if paths is not None and not paths:
+            return ()  # no code: the image and the command are all of it
+        if paths not in self._answers:
+            self._answers[paths] = self._changed(paths)
+        return self._answers[paths]
+
+    def _changed(self, paths: tuple[str, ...] | None) -> tuple[str, ...]:
+        same = commit_code_digest(self.repo, self.old, paths, root=self.root) == commit_code_digest(
+            self.repo, self.new, paths, root=self.root
+        )
+        if same:
+            return ()
+        wanted = None if paths is None else [posixpath.normpath(p) for p in paths]
+        found = tuple(
+            name
+            for name in self._changed_files()
+            if wanted is None or any(w in (".", name) or name.startswith(w + "/") for w in wanted)
+        )
+        return found or (paths or (".",))  # the ids differ, yet no file is listed
+
+    def _changed_files(self) -> tuple[str, ...]:
+        """Every file that differs between the commits, relative to the root (plumbing:
+        no diff drivers or user configuration take part)."""
+        if self._files is None:
+            out = self.repo.git.diff_tree(
+                "-r", "--name-only", "--no-renames", "-z", self.old, self.new
+            )
+            prefix = f"{self.root}/" if self.root else ""
+            self._files = tuple(
+                name[len(prefix) :]
+                for name in str(out).split("\0")
+                if name and name.startswith(prefix)
+            )
+        return self._files
 
 
 class WorkingTree:
