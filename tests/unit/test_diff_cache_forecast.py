@@ -16,6 +16,7 @@ from pipesync.gitops import cacheforecast, codeids, diff
 from pipesync.gitops.snapshot import read_snapshot
 from tests.unit.conftest import Cli
 from tests.unit.gitrepos import GitRepo
+from tests.unit.test_diff import assert_markdown_is_intact
 
 PIPELINE = """\
 apiVersion: pipesync.io/v1alpha1
@@ -290,3 +291,20 @@ def test_only_code_changed_starts_no_run_and_shows_no_forecast(repo: GitRepo, cl
     repo.commit()
     result = cli("diff", "--repo", repo.root, "--from", "HEAD~1", "--to", "HEAD")
     assert (result.code, "cache forecast" in result.out) == (0, False)
+
+
+def test_a_hostile_changed_file_name_cannot_break_the_markdown_comment(repo: GitRepo) -> None:
+    old = repo.git("rev-parse", "HEAD")
+    repo.write("steps/lib/x\n\n<!-- hidden\n```|.py", "Z = 1\n")
+    new = write(repo, description="second")
+    changes = diff.compare(
+        read_snapshot(repo.repo, old),
+        read_snapshot(repo.repo, new),
+        code=codeids.CommitChanges(repo.repo, old, new),
+    )
+    markdown = cli_diff.markdown(changes)
+    assert_markdown_is_intact(markdown)
+    assert "steps/lib/x&#92;n&#92;n&#60;&#33;-- hidden&#92;n&#96;&#96;&#96;&#124;.py changed" in (
+        markdown
+    )
+    assert "steps/lib/x\\n\\n<!-- hidden\\n```|.py changed" in cli_diff.text(changes)
