@@ -326,12 +326,12 @@ def test_the_code_digests_a_gitsource_records_match_the_working_tree(tmp_path: P
     for step in ("prepare", "train", "evaluate"):
         repo.write(f"ml/steps/{step}.py", f"print('{step}')\n")
     first = repo.commit()
-    at_first = codeids.pipeline_code_digests(repo.repo, first, SPEC, "ml")
+    at_first = codeids.pipeline_code_digests(repo.repo, first, SPEC, root="ml")
     assert set(at_first) == {'["steps/prepare.py"]', '["steps/train.py"]', '["steps/evaluate.py"]'}
     local = codeids.WorkingTree(repo.root / "ml")
     assert at_first['["steps/train.py"]'] == local.digest(["steps/train.py"])
     repo.write("ml/steps/train.py", "print('train v2')\n")
     second = repo.commit()
-    at_second = codeids.pipeline_code_digests(repo.repo, second, SPEC, "ml")
+    at_second = codeids.pipeline_code_digests(repo.repo, second, SPEC, root="ml")
     changed = {paths for paths in at_first if at_first[paths] != at_second[paths]}
     assert changed == {'["steps/train.py"]'}

@@ -200,3 +200,56 @@ def test_an_entry_serves_while_fresh_and_complete() -> None:
     assert not cache.serves(None, launch, BASE, now=1000.0, max_age=None)
     assert not cache.serves(entry(outputs={}), launch, BASE, now=1000.0, max_age=None)
     assert not cache.serves(entry(artifacts={}), launch, BASE, now=1000.0, max_age=None)
+
+
+# --- the definition's part of the key (what `pipesync diff` compares) ---------------------
+
+
+def compiled_task(task: dict[str, Any]) -> compiler.CompiledTask:
+    spec = model.pipeline_spec_from_spec({"params": PARAMS, "tasks": [task]})
+    compiled, problems = compiler.compile_pipeline(spec)
+    assert compiled is not None, problems
+    return compiled.tasks[0]
+
+
+def test_the_definition_keeps_placeholders_and_ignores_how_a_task_runs() -> None:
+    definition = cache.definition(compiled_task(TASK))
+    assert definition["argv"][:4] == ["python", "steps/train.py", "--lr", "{{params.lr}}"]
+    moved = {**TASK, "resources": {"cpu": "4"}, "retry": {"limit": 5}, "description": "x"}
+    assert cache.definition(compiled_task(moved)) == definition
+    salted = {**TASK, "cache": {**TASK["cache"], "salt": "2"}}
+    assert cache.definition(compiled_task(salted)) != definition
+
+
+def test_keyed_upstream_is_the_tasks_whose_outputs_enter_the_key() -> None:
+    spec = model.pipeline_spec_from_spec(
+        {
+            "tasks": [
+                {
+                    "name": "a",
+                    "image": "i",
+                    "command": ["x", "{{outputs.artifacts.d}}"],
+                    "outputs": {"artifacts": ["d"]},
+                },
+                {
+                    "name": "b",
+                    "image": "i",
+                    "command": ["x", "{{outputs.parameters.p}}"],
+                    "outputs": {"parameters": ["p"]},
+                },
+                {"name": "c", "image": "i", "command": ["x"], "outputs": {"parameters": ["q"]}},
+                {"name": "gate", "image": "i", "command": ["x"]},
+                {
+                    "name": "t",
+                    "image": "i",
+                    "command": ["x", "{{inputs.artifacts.d}}", "{{tasks.b.outputs.parameters.p}}"],
+                    "inputs": {"artifacts": {"d": {"from": "{{tasks.a.outputs.artifacts.d}}"}}},
+                    "when": "{{tasks.c.outputs.parameters.q}} == 1",
+                    "dependsOn": ["gate"],
+                },
+            ]
+        }
+    )
+    pipeline, problems = compiler.compile_pipeline(spec)
+    assert pipeline is not None, problems
+    assert cache.keyed_upstream(pipeline, pipeline.task("t")) == ("a", "b")

@@ -259,7 +259,14 @@ def test_json_is_stable_and_complete(repo: GitRepo, cli: Cli) -> None:
         "pipeline": "train",
         "run": "again",
         "file": "runs/again.yaml",
+        "cacheForecast": None,  # a Run file's params and cache are its own: no forecast
     }
+    forecast = data["starts"][1]["cacheForecast"]  # the onChange run's
+    assert [(t["name"], t["outcome"]) for t in forecast["tasks"]] == [
+        ("prepare", "runs"),
+        ("fit", "runs"),
+        ("report", "runs"),
+    ]
     assert data["problems"][0]["file"] == "experiments/broken.yaml"
     (schedule,) = data["schedules"]
     assert len(schedule["after"]["next"]) == 3

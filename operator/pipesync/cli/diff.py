@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import git
 
 from pipesync.cli import flags
-from pipesync.gitops import diff
+from pipesync.gitops import cacheforecast, codeids, diff
 from pipesync.gitops.diff import (
     ChangeSet,
     FieldChange,
@@ -27,7 +27,7 @@ from pipesync.gitops.diff import (
     ScheduleChange,
     ScheduleView,
 )
-from pipesync.gitops.snapshot import SnapshotError, read_snapshot
+from pipesync.gitops.snapshot import Snapshot, SnapshotError, normalise_path, read_snapshot
 
 EXIT_SAME, EXIT_CHANGED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 #: Longer values are cut in text and Markdown (JSON has them whole).
@@ -72,19 +72,20 @@ def run(options: argparse.Namespace) -> int:
         with repo:
             old = read_snapshot(repo, options.base, options.path)
             new = read_snapshot(repo, options.head, options.path)
+            # The tasks' cache.paths are relative to the folder they run in, --path.
+            code = codeids.CommitChanges(
+                repo, old.commit, new.commit, root=normalise_path(options.path)
+            )
+            changes = _compare(old, new, options, code)
     except SnapshotError as error:
         print(f"pipesync diff: {error}", file=sys.stderr)
         return EXIT_ERROR
     except git.GitError as error:
         print(f"pipesync diff: cannot read {options.repo}: {error}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        changes = diff.compare(old, new, base_ref=options.base, head_ref=options.head)
-    except Exception as error:  # a bug: one line and its own exit code
-        detail = " ".join(str(error).split())[:200]
+    except _InternalError as error:
         print(
-            f"pipesync diff: internal error (a bug in pipesync; please report it): "
-            f"{type(error).__name__}: {detail}",
+            f"pipesync diff: internal error (a bug in pipesync; please report it): {error}",
             file=sys.stderr,
         )
         return EXIT_INTERNAL
@@ -95,6 +96,23 @@ def run(options: argparse.Namespace) -> int:
     else:
         print(text(changes))
     return EXIT_CHANGED if changes.changed else EXIT_SAME
+
+
+class _InternalError(Exception):
+    """A bug in pipesync, as one line: its type and message."""
+
+
+def _compare(
+    old: Snapshot, new: Snapshot, options: argparse.Namespace, code: codeids.CommitChanges
+) -> ChangeSet:
+    """diff.compare; git errors (reading the code) pass, anything else is a bug."""
+    try:
+        return diff.compare(old, new, base_ref=options.base, head_ref=options.head, code=code)
+    except git.GitError:
+        raise
+    except Exception as error:  # a bug: one line and its own exit code
+        detail = " ".join(str(error).split())[:200]
+        raise _InternalError(f"{type(error).__name__}: {detail}") from error
 
 
 # --- shared wording --------------------------------------------------------------------
@@ -173,6 +191,9 @@ def text(changes: ChangeSet) -> str:
         resource("run", r, f", pipeline {r.pipeline}")
     for start in changes.starts:
         lines.append(f"would start: {_start(start)}")
+        if start.forecast is not None:
+            lines.append(f"  {_forecast_header(start.forecast)}")
+            lines += [f"    {_task_forecast(t)}" for t in start.forecast.tasks]
     for problem in changes.problems:
         lines.append(problem.format())
     # Names and values come from the pushed branch: a control character (an ANSI escape,
@@ -185,6 +206,21 @@ def _start(start: diff.Start) -> str:
     if start.run is not None:
         return f"run {start.run} of pipeline {start.pipeline} ({start.file})"
     return f"a run of pipeline {start.pipeline} (trigger.onChange, {start.file})"
+
+
+def _forecast_header(forecast: cacheforecast.Forecast) -> str:
+    runs = len(forecast.tasks) - forecast.cached
+    return (
+        f"cache forecast, {cacheforecast.ASSUMPTION}: {runs} task(s) run, {forecast.cached} cached"
+    )
+
+
+def _task_forecast(task: cacheforecast.TaskForecast) -> str:
+    """`train: runs (steps/train.py changed)`, `prepare: cached`."""
+    shown = task.name + (" (onExit)" if task.on_exit else "")
+    if not task.reasons:
+        return f"{shown}: {task.outcome}"
+    return f"{shown}: {task.outcome} ({'; '.join(r.text for r in task.reasons)})"
 
 
 # --- Markdown --------------------------------------------------------------------------
@@ -292,7 +328,11 @@ def markdown(changes: ChangeSet) -> str:
         out.append("")
     if changes.starts:
         out += ["### Runs a merge would start", ""]
-        out += [f"- {_text(_start(start))}" for start in changes.starts]
+        for start in changes.starts:
+            out.append(f"- {_text(_start(start))}")
+            if start.forecast is not None:
+                out.append(f"  - {_text(_forecast_header(start.forecast))}")
+                out += [f"    - {_markdown_forecast(t)}" for t in start.forecast.tasks]
         out.append("")
     if changes.problems:
         out += ["### Validation errors in the new revision", ""]
@@ -302,6 +342,12 @@ def markdown(changes: ChangeSet) -> str:
         ]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _markdown_forecast(task: cacheforecast.TaskForecast) -> str:
+    """A task's forecast with its name as code, the reasons as escaped text."""
+    name = _code(task.name)
+    return name + _text(_task_forecast(task)[len(task.name) :])
 
 
 def _field_row(f: FieldChange) -> str:

@@ -515,7 +515,7 @@ def _code_digests(
     for resource in read.resources:
         if resource.kind is model.Kind.PIPELINE:
             digests = codeids.pipeline_code_digests(
-                fetched.repo, fetched.commit, resource.spec, path
+                fetched.repo, fetched.commit, resource.spec, root=path
             )
             if digests:
                 found[resource.name] = digests

@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipesync.api import conventions
-from pipesync.api.model import CacheMode
+from pipesync.api.model import CacheMode, Task
 from pipesync.engine import attempt
-from pipesync.engine.compiler import CompiledTask
+from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.inputs import InputSources
 from pipesync.engine.planner import Launch
 from pipesync.engine.state import SUCCESSFUL, NodeKey, NodeState
-from pipesync.engine.templating import RefKind
+from pipesync.engine.templating import Ref, RefKind
 
 #: Changes when what goes into a key changes, so older entries stop matching.
 KEY_FORMAT = "pipesync-cache/1"
@@ -56,28 +56,69 @@ def cache_key(launch: Launch, *, input_digests: Mapping[str, str], code_digest: 
     """The key of one task attempt's results (see the module's docstring). `input_digests`:
     each input artifact's content digest by input name; `code_digest`: the digest of the
     task's code (`cache.paths`) at the run's commit, "" when `paths` is empty."""
-    task = launch.task.task
 
     def symbolic(kind: RefKind, name: str) -> str:
         return f"<{kind.value}:{name}>"
 
     program = attempt.program(launch, run="", namespace="", path_of=symbolic)
+    env = {k: v for k, v in program.env.items() if k not in _PER_RUN_ENV}
     material: dict[str, Any] = {
         "format": KEY_FORMAT,
+        **_declared(launch.task.task, program.argv, env, program.working_dir),
+        "inputs": sorted(input_digests.items()),
+        "code": code_digest,
+    }
+    return hashlib.sha256(conventions.canonical_json(material)).hexdigest()
+
+
+def definition(task: CompiledTask) -> dict[str, Any]:
+    """The parts of a task's key its definition decides, as compiled: the argv and env
+    with their placeholders unrendered (what they render to is the run's: parameter
+    values, upstream outputs, see `keyed_upstream`). Two versions of a task whose
+    definitions are equal get equal keys from equal inputs and code; `pipesync diff`
+    compares them to forecast the cache (gitops.cacheforecast)."""
+    argv = tuple(t.render(str) for t in task.argv)  # a Ref's str is its placeholder
+    env = {name: t.render(str) for name, t in task.env}
+    return _declared(task.task, argv, env, task.task.working_dir or "")
+
+
+def keyed_upstream(pipeline: CompiledPipeline, task: CompiledTask) -> tuple[str, ...]:
+    """The upstream tasks whose outputs go into this task's key: the producers of its
+    input artifacts (content digests) and of the output parameters its argv and env
+    render, and the task whose output its forEach items are. A task it only waits for
+    (`dependsOn`, a `when`) does not change its key."""
+    names = [
+        pipeline.tasks[producer].name
+        for binding in task.inputs
+        for producer, _ in binding.alternatives or ((binding.producer, binding.artifact),)
+    ]
+    for template in (*task.argv, *(t for _, t in task.env)):
+        for ref in template.refs:
+            names.extend(
+                r.task for r in ref.alternatives or (ref,) if r.kind is RefKind.TASK_PARAMETER
+            )
+    if isinstance(task.items, Ref) and task.items.kind is RefKind.TASK_PARAMETER:
+        names.extend(r.task for r in task.items.alternatives or (task.items,))
+    return tuple(dict.fromkeys(names))
+
+
+def _declared(
+    task: Task, argv: Sequence[str], env: Mapping[str, str], working_dir: str
+) -> dict[str, Any]:
+    """What of the key comes from the task and its rendered program (all but the input
+    digests and the code): one list for `cache_key` and `definition`."""
+    return {
         "image": task.image or "",
-        "argv": list(program.argv),
-        "env": sorted((k, v) for k, v in program.env.items() if k not in _PER_RUN_ENV),
+        "argv": list(argv),
+        "env": sorted(env.items()),
         "envFrom": sorted([r.name, r.kind, r.source, r.key, r.optional] for r in task.env_refs),
         "volumes": [
             [v.name, v.mount_path, v.read_only, v.kind, dict(v.source)] for v in task.volumes
         ],
-        "workingDir": program.working_dir,
-        "inputs": sorted(input_digests.items()),
-        "code": code_digest,
+        "workingDir": working_dir,
         "outputs": [list(task.output_parameters), list(task.output_artifacts)],
         "salt": task.cache.salt,
     }
-    return hashlib.sha256(conventions.canonical_json(material)).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,19 +34,19 @@ def combine(ids: Sequence[tuple[str, str]]) -> str:
 
 
 def commit_code_digest(
-    repo: git.Repo, commit: str, paths: Sequence[str] | None, prefix: str = ""
+    repo: git.Repo, commit: str, paths: Sequence[str] | None, *, root: str = ""
 ) -> str:
-    """The digest of `paths` (None: the whole tree) at `commit` of `repo`, relative to the
-    folder `prefix` (a GitSource's path, where its tasks start, as `pipesync run` takes
-    the folder holding pipelines/); "" for no paths."""
+    """The digest of `paths` (None: the whole tree) at `commit` of `repo`; `paths` are
+    relative to `root`, the folder tasks run in ("": the repository's top; a GitSource's
+    path, as `pipesync run` takes the folder holding pipelines/); "" for no paths."""
     if paths is not None and not paths:
         return ""
-    folder = prefix.strip("/")
+    folder = root.strip("/")
     return _digest(repo, repo.commit(commit).tree.hexsha, "" if folder == "." else folder, paths)
 
 
 def pipeline_code_digests(
-    repo: git.Repo, commit: str, spec: Mapping[str, Any], prefix: str = ""
+    repo: git.Repo, commit: str, spec: Mapping[str, Any], *, root: str = ""
 ) -> dict[str, str]:
     """The code digest of each `cache.paths` a pipeline's cached tasks declare, by
     `engine.cache.code_paths_key`: what the GitSource records on the Pipeline for the
@@ -60,8 +61,56 @@ def pipeline_code_digests(
         if task.cache.enabled and paths != ():
             name = code_paths_key(paths)
             if name not in found:
-                found[name] = commit_code_digest(repo, commit, paths, prefix)
+                found[name] = commit_code_digest(repo, commit, paths, root=root)
     return found
+
+
+class CommitChanges:
+    """What changed in a task's code from one commit to another (what
+    gitops.cacheforecast calls `CodeChanges`): () when the digests of its `cache.paths`
+    are equal at both, else the changed files under those paths, relative to `root`."""
+
+    def __init__(self, repo: git.Repo, old: str, new: str, *, root: str = "") -> None:
+        """`old`, `new`: full commit ids; `root`: as for `commit_code_digest`."""
+        self.repo, self.old, self.new, self.root = repo, old, new, root
+        self._files: tuple[str, ...] | None = None
+        self._answers: dict[tuple[str, ...] | None, tuple[str, ...]] = {}
+
+    def __call__(self, paths: tuple[str, ...] | None) -> tuple[str, ...]:
+        if paths is not None and not paths:
+            return ()  # no code: the image and the command are all of it
+        if paths not in self._answers:
+            self._answers[paths] = self._changed(paths)
+        return self._answers[paths]
+
+    def _changed(self, paths: tuple[str, ...] | None) -> tuple[str, ...]:
+        same = commit_code_digest(self.repo, self.old, paths, root=self.root) == commit_code_digest(
+            self.repo, self.new, paths, root=self.root
+        )
+        if same:
+            return ()
+        wanted = None if paths is None else [posixpath.normpath(p) for p in paths]
+        found = tuple(
+            name
+            for name in self._changed_files()
+            if wanted is None or any(w in (".", name) or name.startswith(w + "/") for w in wanted)
+        )
+        return found or (paths or (".",))  # the ids differ, yet no file is listed
+
+    def _changed_files(self) -> tuple[str, ...]:
+        """Every file that differs between the commits, relative to the root (plumbing:
+        no diff drivers or user configuration take part)."""
+        if self._files is None:
+            out = self.repo.git.diff_tree(
+                "-r", "--name-only", "--no-renames", "-z", self.old, self.new
+            )
+            prefix = f"{self.root}/" if self.root else ""
+            self._files = tuple(
+                name[len(prefix) :]
+                for name in str(out).split("\0")
+                if name and name.startswith(prefix)
+            )
+        return self._files
 
 
 class WorkingTree:

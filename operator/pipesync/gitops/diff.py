@@ -2,8 +2,9 @@
 
 Why a structured change set (and not text): the same facts feed three renderings (text
 for terminals, Markdown for pull-request comments, JSON for scripts), and tests assert on
-facts, not on layout. Everything here is pure given the two snapshots and `now` (used for
-the next fire times of schedules); reading git is gitops.snapshot's job.
+facts, not on layout. Everything here is pure given the two snapshots, `now` (used for
+the next fire times of schedules) and what changed in the tasks' code (for the cache
+forecast, gitops.cacheforecast); reading git is gitops.snapshot's and gitops.codeids' job.
 
 Comparisons are by identity (kind and name), so moving a document to another file is no
 change. A pipeline's tasks are compared as they will run: with the pipeline's `defaults`
@@ -22,6 +23,7 @@ from typing import Any
 from pipesync.api import model, schemas
 from pipesync.api.documents import Resource
 from pipesync.engine import compiler, recurring
+from pipesync.gitops import cacheforecast
 from pipesync.gitops.snapshot import FileProblem, Snapshot
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
@@ -116,6 +118,9 @@ class Start:
     pipeline: str
     run: str | None  # its name when known (Run files); onChange names come from the commit
     file: str
+    #: Which tasks run and which the cache serves (onChange runs, when `compare` was
+    #: told what changed in the code); None otherwise.
+    forecast: cacheforecast.Forecast | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +149,7 @@ class ChangeSet:
             or self.schedules
             or self.experiments
             or self.runs
+            or self.starts  # a code-only change can start a run
             or self.new_problems
             or self.fixed_problems
         )
@@ -156,8 +162,12 @@ def compare(
     base_ref: str = "",
     head_ref: str = "",
     now: datetime.datetime | None = None,
+    code: cacheforecast.CodeChanges | None = None,
 ) -> ChangeSet:
-    """The change set from `old` to `new`; `now` anchors schedules' next fire times."""
+    """The change set from `old` to `new`; `now` anchors schedules' next fire times;
+    `code` says what changed in the tasks' code between the two commits
+    (gitops.codeids.CommitChanges), for the cache forecast of each onChange run (None:
+    no forecast)."""
     moment = now or datetime.datetime.now(datetime.UTC)
     before, after = _index(old), _index(new)
     broken = {p.file for p in new.problems}
@@ -185,10 +195,25 @@ def compare(
         Start("runs/", run.pipeline, run.name, run.file) for run in runs if run.change == ADDED
     ]
     starts.extend(
-        Start("trigger.onChange", change.name, None, change.file)
+        Start(
+            "trigger.onChange",
+            change.name,
+            None,
+            change.file,
+            None if code is None else _forecast(before, after, change.name, code),
+        )
         for change in pipelines
         if change.on_change and change.change in (ADDED, CHANGED)
     )
+    if code is not None:
+        # Same spec, new code under a cached task's paths: gitops.sync starts a run too.
+        starts.extend(
+            Start("trigger.onChange", name, None, after[key].source.file, forecast)
+            for key, name in _keys(before, after, model.Kind.PIPELINE)
+            if key in before and key in after and not _differs(before[key], after[key])
+            for forecast in (_code_forecast(before, after, name, code),)
+            if forecast is not None
+        )
     old_problems = {(p.file, p.message) for p in old.problems}
     new_problems = {(p.file, p.message) for p in new.problems}
     return ChangeSet(
@@ -375,14 +400,54 @@ def upstream_names(spec: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     `dependsOn`, output placeholders, input artifacts, `when` and `forEach` references).
     Empty when the spec does not compile: no edges rather than made-up ones (its problems
     are reported on their own)."""
-    try:
-        compiled, _ = compiler.compile_pipeline(model.pipeline_spec_from_spec(spec))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return {}
+    compiled = _compiled(spec)
     if compiled is None:
         return {}
     everything = [*compiled.tasks, *([compiled.on_exit] if compiled.on_exit else [])]
     return {t.name: tuple(compiled.tasks[i].name for i in t.upstream) for t in everything}
+
+
+def _compiled(spec: Mapping[str, Any]) -> compiler.CompiledPipeline | None:
+    """The pipeline as a run compiles it; None when it does not compile."""
+    try:
+        compiled, _ = compiler.compile_pipeline(model.pipeline_spec_from_spec(spec))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return compiled
+
+
+def _forecast(
+    before: Mapping[tuple[str, str], Resource],
+    after: Mapping[tuple[str, str], Resource],
+    name: str,
+    code: cacheforecast.CodeChanges,
+) -> cacheforecast.Forecast | None:
+    """The cache forecast of the onChange run of pipeline `name`: the Run a sync starts
+    sets no `spec.cache` (gitops.sync), so its mode is Enabled."""
+    key = (model.Kind.PIPELINE.value, name)
+    new = _compiled(after[key].spec) if key in after else None
+    if new is None:
+        return None
+    old = _compiled(before[key].spec) if key in before else None
+    return cacheforecast.forecast(old, new, code, model.CacheMode.ENABLED)
+
+
+def _code_forecast(
+    before: Mapping[tuple[str, str], Resource],
+    after: Mapping[tuple[str, str], Resource],
+    name: str,
+    code: cacheforecast.CodeChanges,
+) -> cacheforecast.Forecast | None:
+    """The forecast of the run an unchanged onChange pipeline starts because the code of
+    one of its cached tasks changed; None when it starts none."""
+    trigger = after[(model.Kind.PIPELINE.value, name)].spec.get("trigger") or {}
+    compiled = _compiled(after[(model.Kind.PIPELINE.value, name)].spec)
+    if not trigger.get("onChange") or compiled is None:
+        return None
+    cached = [t for t in compiled.tasks if t.task.cache.enabled]
+    if not any(code(t.task.cache.paths) for t in cached):
+        return None
+    return _forecast(before, after, name, code)
 
 
 # --- schedules -------------------------------------------------------------------------
@@ -534,7 +599,13 @@ def to_json(changes: ChangeSet) -> dict[str, Any]:
             for r in changes.runs
         ],
         "starts": [
-            {"reason": s.reason, "pipeline": s.pipeline, "run": s.run, "file": s.file}
+            {
+                "reason": s.reason,
+                "pipeline": s.pipeline,
+                "run": s.run,
+                "file": s.file,
+                "cacheForecast": None if s.forecast is None else s.forecast.to_json(),
+            }
             for s in changes.starts
         ],
         "problems": [
