@@ -71,7 +71,12 @@ class UnusedKube(Kube):
         _unexpected("list_objects_with_version")
 
     def watch_objects(
-        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]:
         _unexpected("watch_objects")
 
@@ -93,6 +98,9 @@ class UnusedKube(Kube):
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes | None:
         _unexpected("read_pod_log")
+
+    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
+        _unexpected("stream_pod_log")
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         _unexpected("get_config_map")
@@ -266,7 +274,12 @@ class WatchedRuns(UnusedKube):
         return copy.deepcopy(self.runs), self.version
 
     def watch_objects(
-        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]:
         self.watched_from.append(resource_version)
         if len(self.watched_from) == 1:
