@@ -19,12 +19,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipesync.cli.run import EXIT_FAILED, EXIT_SUCCEEDED, EXIT_USAGE
+from pipesync.cli import run as local_run
 from pipesync.engine.state import FINISHED, RunPhase
 
 if TYPE_CHECKING:
     from pipesync.kube.protocol import Kube
 
+#: As `pipesync run` ends: the run succeeded; failed or was cancelled; usage (here also:
+#: not found, or the cluster refused).
+EXIT_SUCCEEDED, EXIT_FAILED = local_run.EXIT_SUCCEEDED, local_run.EXIT_FAILED
+EXIT_USAGE = local_run.EXIT_USAGE
 #: `pipesync wait` / `--watch`: the run had not finished when --timeout passed.
 EXIT_TIMEOUT = 3
 #: The resource the commands name in messages and in `kubectl auth can-i`.
@@ -181,6 +185,17 @@ def get_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     if found is None:
         raise Failure(f"run {name} not found in namespace {namespace} (pipesync get runs -n ...)")
     return found
+
+
+def create_run(kube: Kube, namespace: str, body: dict[str, Any]) -> None:
+    """Creates the Run; Failure when its name is taken."""
+    name = body["metadata"]["name"]
+    with asking(kube, Doing("create", RUNS_RESOURCE, namespace)):
+        created = kube.create_object("runs", namespace, body)
+    if not created:
+        raise Failure(
+            f"a run named {name} exists already in namespace {namespace}: give --run-name"
+        )
 
 
 def follow(

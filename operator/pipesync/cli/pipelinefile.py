@@ -23,7 +23,12 @@ _LAYOUT_DIRS = ("pipelines", "runs", "experiments", "recurring-runs")
 
 
 class Usage(Exception):
-    """What is wrong with the command or its files, as the lines to print (exit 2)."""
+    """What is wrong with the command or its files, as the lines to print (exit 2).
+    `located`: the lines are `file:line:col: message` diagnostics, as validate prints."""
+
+    def __init__(self, message: str, *, located: bool = False) -> None:
+        super().__init__(message)
+        self.located = located
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +56,12 @@ def load(path: Path, wanted: str | None, root: Path) -> PipelineFile:
     resources, problems = sources.load_all([path])
     problems.extend(checks.check(resources))
     if has_errors(problems):
-        raise Usage("\n".join(p.format() for p in sorted(problems)))
+        raise Usage("\n".join(p.format() for p in sorted(problems)), located=True)
     pipeline_resource, run_resource = _select(resources, wanted, root)
     holder, spec_data, prefix = _pipeline_spec(pipeline_resource, run_resource)
     spec, found = checks.pipeline_problems(holder, spec_data, prefix)
     if spec is None:
-        raise Usage("\n".join(p.format() for p in found))
+        raise Usage("\n".join(p.format() for p in found), located=True)
     compiled, _ = compiler.compile_pipeline(spec)
     assert compiled is not None  # noqa: S101 - pipeline_problems compiled it already
     return PipelineFile(pipeline_resource, run_resource, dict(spec_data), spec, compiled)

@@ -53,14 +53,7 @@ def add_parser(subparsers: flags.Subcommands) -> None:
         help="retry an earlier local run from failure: its pipeline and parameters, its "
         "succeeded tasks reused, the rest run (instead of FILE)",
     )
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a parameter value (lists and objects as JSON); repeat for more",
-    )
+    flags.add_params_argument(parser)
     parser.add_argument("--workdir", metavar="DIR", help="work directory (default: ./.pipesync)")
     parser.add_argument("--pipeline", metavar="NAME", help="which pipeline, if FILE holds several")
     parser.add_argument(
