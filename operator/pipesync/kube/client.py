@@ -57,9 +57,11 @@ def default_namespace() -> str:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.isfile(_POD_NAMESPACE):
         with open(_POD_NAMESPACE, encoding="utf-8") as file:
             return file.read().strip() or "default"
+    # KUBECONFIG as it is now (the client reads it once, when it is imported).
+    files = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
-        _, active = kubernetes.config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
+        _, active = kubernetes.config.list_kube_config_contexts(files)  # type: ignore[no-untyped-call]
+    except (kubernetes.config.ConfigException, OSError):
         return "default"
     context = (active or {}).get("context") or {}
     return str(context.get("namespace") or "default")
