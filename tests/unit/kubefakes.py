@@ -71,7 +71,12 @@ class UnusedKube(Kube):
         _unexpected("list_objects_with_version")
 
     def watch_objects(
-        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]:
         _unexpected("watch_objects")
 
@@ -93,6 +98,9 @@ class UnusedKube(Kube):
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes | None:
         _unexpected("read_pod_log")
+
+    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
+        _unexpected("stream_pod_log")
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         _unexpected("get_config_map")
@@ -266,7 +274,12 @@ class WatchedRuns(UnusedKube):
         return copy.deepcopy(self.runs), self.version
 
     def watch_objects(
-        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]:
         self.watched_from.append(resource_version)
         if len(self.watched_from) == 1:
@@ -317,3 +330,92 @@ class RecurringKube(MemoryKube):
         self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
     ) -> list[dict[str, Any]]:
         return [body for (p, n, _), body in self.objects.items() if (p, n) == (plural, namespace)]
+
+
+class ClusterKube(UnusedKube):
+    """What the cluster commands (get, wait, logs, submit, retry) ask, in memory: Runs by
+    (namespace, name), pods with their logs, and scripted watches (each call of
+    `watch_objects` sends the next list of events, then ends as the server ends a watch).
+    `failure`, when set, is raised by every call, as an API server refusing or away."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.logs: dict[str, bytes] = {}  # pod name -> its main container's log
+        self.watches: list[list[dict[str, Any]]] = []
+        self.watched: list[tuple[str, str, int, str]] = []  # (ns, version, seconds, selector)
+        self.created: list[tuple[str, dict[str, Any]]] = []
+        self.failure: Exception | None = None
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def add_run(self, namespace: str, run: dict[str, Any]) -> None:
+        run.setdefault("metadata", {}).update(namespace=namespace)
+        self.runs[(namespace, run["metadata"]["name"])] = run
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check()
+        found = self.runs.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list_objects(
+        self, plural: str, namespace: str, field_selector: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        self._check()
+        return [copy.deepcopy(r) for (ns, _), r in self.runs.items() if ns == namespace]
+
+    def list_all_objects(self, plural: str) -> list[dict[str, Any]]:
+        self._check()
+        return [copy.deepcopy(r) for r in self.runs.values()]
+
+    def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
+        self._check()
+        name = body["metadata"]["name"]
+        if (namespace, name) in self.runs:
+            return False
+        self.created.append((namespace, copy.deepcopy(dict(body))))
+        self.add_run(namespace, copy.deepcopy(dict(body)))
+        return True
+
+    def watch_objects(
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
+    ) -> Iterator[dict[str, Any]]:
+        self._check()
+        self.watched.append((namespace, resource_version, timeout_seconds, field_selector))
+        events = self.watches.pop(0) if self.watches else []
+        for event in events:
+            body = event.get("object") or {}
+            if event.get("type") == "MODIFIED":
+                self.runs[(namespace, body["metadata"]["name"])] = copy.deepcopy(body)
+            if event.get("type") == "DELETED":
+                self.runs.pop((namespace, body["metadata"]["name"]), None)
+            yield copy.deepcopy(event)
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self._check()
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        return [
+            copy.deepcopy(pod)
+            for pod in self.pods
+            if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
+
+    def read_pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
+    ) -> bytes | None:
+        self._check()
+        return self.logs.get(pod)
+
+    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
+        self._check()
+        data = self.logs.get(pod)
+        if data is None:
+            return None
+        return iter([data[: len(data) // 2], data[len(data) // 2 :]])

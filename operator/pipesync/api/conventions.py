@@ -161,9 +161,18 @@ def triggered_run_name(pipeline: str, commit: str) -> str:
 
 def rerun_name(run: str, now: float) -> str:
     """`<run>-rerun-<yyyymmddhhmmss>` (UTC): the run name is cut to fit."""
+    return _derived_name(run, "rerun", now)
+
+
+def retry_name(run: str, now: float) -> str:
+    """`<run>-retry-<yyyymmddhhmmss>` (UTC): a retry from failure (`spec.retryOf`)."""
+    return _derived_name(run, "retry", now)
+
+
+def _derived_name(run: str, word: str, now: float) -> str:
     stamp = _stamp(now)
-    base = run[: MAX_LABEL_VALUE - len(stamp) - len("-rerun-")].rstrip("-.")
-    return f"{base}-rerun-{stamp}"
+    base = run[: MAX_LABEL_VALUE - len(stamp) - len(word) - 2].rstrip("-.")
+    return f"{base}-{word}-{stamp}"
 
 
 def local_run_name(pipeline: str | None, now: float, tail: str) -> str:

@@ -1,6 +1,7 @@
 """What several commands declare alike: the subcommand itself, the environment-backed
 flags (their variable named once, for the default and the help alike), and the flags
-more than one command takes with the same meaning (`-n/--namespace` as a repeatable list).
+more than one command takes with the same meaning (`-n/--namespace` as a repeatable
+list, `-p/--param`).
 
 One definition each, so a flag cannot read one variable while its help names another,
 and every command is wired to its function the same way (`options.command`, see main).
@@ -61,3 +62,16 @@ def add_env_switch(parser: argparse.ArgumentParser, flag: str, variable: str, *,
 def add_namespaces_argument(parser: argparse.ArgumentParser, *, help: str) -> None:
     """`-n/--namespace NS`, repeatable, into a list (empty: the command's every namespace)."""
     parser.add_argument("-n", "--namespace", action="append", default=[], metavar="NS", help=help)
+
+
+def add_params_argument(parser: argparse.ArgumentParser) -> None:
+    """`-p/--param NAME=VALUE`, repeatable, parsed later by the parameter's declared type
+    (cli.pipelinefile.given_params): `pipesync run` and `pipesync submit` alike."""
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter value (lists and objects as JSON); repeat for more",
+    )

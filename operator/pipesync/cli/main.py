@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from pipesync import __version__
-from pipesync.cli import agent, diff, history, ui, validate
+from pipesync.cli import agent, diff, get, history, logs, retry, submit, ui, validate, wait
 from pipesync.cli import operator as operator_command
 from pipesync.cli import run as run_command
 
@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_parser(subparsers)
     diff.add_parser(subparsers)
     ui.add_parser(subparsers)
+    submit.add_parser(subparsers)
+    retry.add_parser(subparsers)
+    get.add_parser(subparsers)
+    wait.add_parser(subparsers)
+    logs.add_parser(subparsers)
     return parser
 
 

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from pipesync.api import durations
 from pipesync.engine import planner
-from pipesync.engine.state import NodeKey, NodeState, Phase
+from pipesync.engine.state import NodeKey, NodeState, Phase, RunPhase
 from pipesync.runtime.local import LocalRun
 
 _STYLES = {
@@ -30,6 +30,24 @@ _STYLES = {
     Phase.CANCELLED: "magenta",
 }
 _MAX_LIVE_ROWS = 25
+#: A run's own phases, drawn as the task phases they resemble.
+_RUN_STYLES = {
+    RunPhase.PENDING: "dim",
+    RunPhase.RUNNING: "cyan",
+    RunPhase.SUCCEEDED: "green",
+    RunPhase.FAILED: "red",
+    RunPhase.CANCELLING: "magenta",
+    RunPhase.CANCELLED: "magenta",
+}
+
+
+def phase_style(phase: str) -> str:
+    """The colour of a task's or a run's phase, the same in every table pipesync draws."""
+    for styles in (_STYLES, _RUN_STYLES):
+        for known, style in styles.items():
+            if known.value == phase:
+                return style
+    return ""
 
 
 class PlainReporter:
@@ -91,35 +109,35 @@ class LiveReporter:
         with self._lock:
             if self._finished:
                 return Text("")
-            return self._table(list(self.states.values()))
+            return live_view(list(self.states.values()), time.time())
 
-    def _table(self, states: list[tuple[str, NodeState, float]]) -> Group:
-        counts: dict[Phase, int] = {}
-        for _, state, _ in states:
-            counts[state.phase] = counts.get(state.phase, 0) + 1
-        done = sum(n for phase, n in counts.items() if phase not in (Phase.RUNNING,))
-        header = Text(
-            f"{done}/{len(states)} done  "
-            + "  ".join(f"{phase.value}: {n}" for phase, n in sorted(counts.items())),
-            style="bold",
+
+def live_view(states: list[tuple[str, NodeState, float]], now: float) -> Group:
+    """The live table: counts by phase, then the running tasks and the latest changes.
+    `states`: (task name, its state, since when it is in it)."""
+    counts: dict[Phase, int] = {}
+    for _, state, _ in states:
+        counts[state.phase] = counts.get(state.phase, 0) + 1
+    done = sum(n for phase, n in counts.items() if phase not in (Phase.RUNNING,))
+    header = Text(
+        f"{done}/{len(states)} done  "
+        + "  ".join(f"{phase.value}: {n}" for phase, n in sorted(counts.items())),
+        style="bold",
+    )
+    table = Table(box=None, show_header=False, pad_edge=False)
+    # Running first, then the most recent changes: what a person watches for.
+    rows = sorted(
+        states,
+        key=lambda row: (row[1].phase is not Phase.RUNNING, -row[2]),
+    )[:_MAX_LIVE_ROWS]
+    for name, state, changed in rows:
+        table.add_row(
+            Text(state.phase.value, style=_STYLES[state.phase]),
+            Text(name),
+            Text(durations.format_seconds(now - changed) if state.phase is Phase.RUNNING else ""),
+            Text(state.message[:80], style="dim"),
         )
-        table = Table(box=None, show_header=False, pad_edge=False)
-        # Running first, then the most recent changes: what a person watches for.
-        rows = sorted(
-            states,
-            key=lambda row: (row[1].phase is not Phase.RUNNING, -row[2]),
-        )[:_MAX_LIVE_ROWS]
-        now = time.time()
-        for name, state, changed in rows:
-            table.add_row(
-                Text(state.phase.value, style=_STYLES[state.phase]),
-                Text(name),
-                Text(
-                    durations.format_seconds(now - changed) if state.phase is Phase.RUNNING else ""
-                ),
-                Text(state.message[:80], style="dim"),
-            )
-        return Group(header, table)
+    return Group(header, table)
 
 
 _COLUMNS = ("task", "state", "attempts", "duration", "outputs")
@@ -129,21 +147,32 @@ _MAX_INSTANCE_ROWS = 10
 
 def summary_table(run: LocalRun) -> Table:
     """The end-of-run table for a terminal."""
-    table = Table(title=f"run {run.context.name}", title_justify="left")
+    return rows_table(run.context.name, run.summary())
+
+
+def rows_table(run_name: str, summary: list[dict[str, Any]]) -> Table:
+    """The end-of-run table of summary rows (LocalRun.summary's shape; a cluster run's
+    rows come from its status in the same shape)."""
+    table = Table(title=f"run {run_name}", title_justify="left")
     for column in _COLUMNS:
         table.add_column(column, overflow="fold")
-    for row in _visible_rows(run.summary()):
+    for row in _visible_rows(summary):
         cells = _cells(row)
-        table.add_row(cells[0], Text(cells[1], style=_STYLES[Phase(cells[1])]), *cells[2:])
+        table.add_row(cells[0], Text(cells[1], style=phase_style(cells[1])), *cells[2:])
     return table
 
 
 def summary_text(run: LocalRun) -> str:
     """The same table as aligned plain text, for logs and pipes (and cheap to print)."""
-    rows = [_COLUMNS, *(_cells(row) for row in _visible_rows(run.summary()))]
+    return rows_text(run.context.name, run.summary())
+
+
+def rows_text(run_name: str, summary: list[dict[str, Any]]) -> str:
+    """rows_table as aligned plain text."""
+    rows = [_COLUMNS, *(_cells(row) for row in _visible_rows(summary))]
     flat = [tuple(cell.replace("\n", " ") for cell in row) for row in rows]
     widths = [max(len(row[column]) for row in flat) for column in range(len(_COLUMNS))]
-    lines = [f"run {run.context.name}"]
+    lines = [f"run {run_name}"]
     lines.extend(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in flat

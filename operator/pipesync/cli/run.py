@@ -22,7 +22,8 @@ from rich.text import Text
 from pipesync.api import conventions, durations, model, runstatus
 from pipesync.api.diagnostics import has_errors
 from pipesync.api.documents import Resource
-from pipesync.cli import flags, progress, sources
+from pipesync.cli import flags, pipelinefile, progress
+from pipesync.cli.pipelinefile import Usage
 from pipesync.engine import checks, compiler, loading, params, resume
 from pipesync.engine import context as runcontext
 from pipesync.engine.state import RunPhase
@@ -32,11 +33,6 @@ from pipesync.runtime.local import LocalRun, Reuse
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LAYOUT_DIRS = ("pipelines", "runs", "experiments", "recurring-runs")
-
-
-class _Usage(Exception):
-    pass
 
 
 def add_parser(subparsers: flags.Subcommands) -> None:
@@ -57,14 +53,7 @@ def add_parser(subparsers: flags.Subcommands) -> None:
         help="retry an earlier local run from failure: its pipeline and parameters, its "
         "succeeded tasks reused, the rest run (instead of FILE)",
     )
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a parameter value (lists and objects as JSON); repeat for more",
-    )
+    flags.add_params_argument(parser)
     parser.add_argument("--workdir", metavar="DIR", help="work directory (default: ./.pipesync)")
     parser.add_argument("--pipeline", metavar="NAME", help="which pipeline, if FILE holds several")
     parser.add_argument(
@@ -107,7 +96,7 @@ def run(options: argparse.Namespace) -> int:
     errors = Console(stderr=True, highlight=False)
     try:
         local_run = _prepare(options)
-    except _Usage as error:
+    except Usage as error:
         errors.print(f"pipesync run: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     with _reporter(console, plain=options.plain) as reporter:
@@ -141,38 +130,26 @@ def run(options: argparse.Namespace) -> int:
 
 def _prepare(options: argparse.Namespace) -> LocalRun:
     if options.parallelism < 1:
-        raise _Usage("--parallelism must be at least 1")
+        raise Usage("--parallelism must be at least 1")
     if (options.file is None) == (options.resume is None):
-        raise _Usage("give FILE, or --resume RUN_DIR (not both)")
+        raise Usage("give FILE, or --resume RUN_DIR (not both)")
     if options.resume is not None:
         return _resumed(options)
     path = Path(options.file)
-    if path.is_dir():
-        raise _Usage(f"{options.file} is a directory; give the file that holds the pipeline")
-    if not path.is_file():
-        raise _Usage(f"{options.file}: no such file")
     workdir = Path(options.workdir) if options.workdir else Path.cwd() / ".pipesync"
     if workdir.exists() and not workdir.is_dir():
-        raise _Usage(f"--workdir {workdir}: not a directory")
-    root = Path(options.root) if options.root else repository_root(path)
-    resources, problems = sources.load_all([path])
-    problems.extend(checks.check(resources))
-    if has_errors(problems):
-        raise _Usage("\n".join(p.format() for p in sorted(problems)))
-    pipeline_resource, run_resource = _select(resources, options.pipeline, root)
-    holder, spec_data, prefix = _pipeline_spec(pipeline_resource, run_resource)
-    spec, found = checks.pipeline_problems(holder, spec_data, prefix)
-    if spec is None:
-        raise _Usage("\n".join(p.format() for p in found))
-    compiled, _ = compiler.compile_pipeline(spec)
-    assert compiled is not None  # noqa: S101 - pipeline_problems compiled it already
-    values = _params(spec, run_resource, options.param)
-    name = options.run_name or _run_name(pipeline_resource, run_resource)
+        raise Usage(f"--workdir {workdir}: not a directory")
+    root = Path(options.root) if options.root else pipelinefile.repository_root(path)
+    loaded = pipelinefile.load(path, options.pipeline, root)
+    spec, run_resource = loaded.spec, loaded.run
+    given = pipelinefile.given_params(spec, run_resource, options.param)
+    values = pipelinefile.resolved_params(spec, given)
+    name = options.run_name or _run_name(loaded.pipeline, run_resource)
     if not _NAME.match(name) or len(name) > 63:
-        raise _Usage(f"run name {name!r} is not a DNS-1123 label")
+        raise Usage(f"run name {name!r} is not a DNS-1123 label")
     context = _context(options, spec, values, name, run_resource)
-    pipeline_name = pipeline_resource.name if pipeline_resource is not None else ""
-    return _local_run(compiled, context, root, workdir, (pipeline_name, spec_data))
+    pipeline = (loaded.pipeline_name, loaded.spec_data)
+    return _local_run(loaded.compiled, context, root, workdir, pipeline)
 
 
 def _local_run(  # noqa: PLR0917 - what a run is made of, named once
@@ -210,11 +187,11 @@ def _resumed(options: argparse.Namespace) -> LocalRun:
     try:
         data = json.loads(record_file.read_text())
     except (OSError, ValueError) as error:
-        raise _Usage(f"--resume {run_dir}: no readable run record ({error})") from None
+        raise Usage(f"--resume {run_dir}: no readable run record ({error})") from None
     record = runstatus.RunRecord.from_json(data) if isinstance(data, dict) else None
     spec_data = (record.pipeline or {}).get("spec") if record is not None else None
     if record is None or not isinstance(spec_data, dict):
-        raise _Usage(
+        raise Usage(
             f"--resume {run_dir}: its run.json holds no pipeline spec (runs before this "
             "release kept none): run the pipeline's file again instead"
         )
@@ -227,106 +204,30 @@ def _resumed(options: argparse.Namespace) -> LocalRun:
     }
     resources, problems = loading.load(json.dumps(document).encode(), str(record_file))
     if has_errors(problems) or len(resources) != 1:
-        raise _Usage("\n".join(p.format() for p in sorted(problems)) or "not a pipeline")
+        raise Usage("\n".join(p.format() for p in sorted(problems)) or "not a pipeline")
     spec, found = checks.pipeline_problems(resources[0], spec_data, ("spec",))
     if spec is None:
-        raise _Usage("\n".join(p.format() for p in found))
+        raise Usage("\n".join(p.format() for p in found))
     compiled, _ = compiler.compile_pipeline(spec)
     assert compiled is not None  # noqa: S101 - pipeline_problems compiled it already
     values, wrong = params.resolve(spec.params, dict(resume.params_of(record)))
     if wrong:
-        raise _Usage(f"--resume {run_dir}: " + "; ".join(wrong))
+        raise Usage(f"--resume {run_dir}: " + "; ".join(wrong))
     # <workdir>/<namespace>/runs/<run>: the same work directory, unless told otherwise
     workdir = Path(options.workdir) if options.workdir else run_dir.resolve().parents[2]
-    root = Path(options.root) if options.root else repository_root(Path.cwd() / "run.json")
+    root = (
+        Path(options.root)
+        if options.root
+        else pipelinefile.repository_root(Path.cwd() / "run.json")
+    )
     name = options.run_name or conventions.local_run_name(
         pipeline_name or None, time.time(), secrets.token_hex(2)
     )
     if not _NAME.match(name) or len(name) > 63 or name == record.name:
-        raise _Usage(f"run name {name!r} is not a DNS-1123 label other than the original's")
+        raise Usage(f"run name {name!r} is not a DNS-1123 label other than the original's")
     context = _context(options, spec, values, name, None)
     reuse = Reuse(run_dir.resolve(), resume.reused_nodes(compiled, record), record.name)
     return _local_run(compiled, context, root, workdir, (pipeline_name, spec_data), reuse)
-
-
-def repository_root(file: Path) -> Path:
-    """Where tasks run: the folder holding pipelines/ (the repository layout), else the
-    git top level, else the file's own folder."""
-    folder = file.resolve().parent
-    for candidate in (folder, *folder.parents):
-        if candidate.name in _LAYOUT_DIRS:
-            return candidate.parent
-        if (candidate / ".git").exists():
-            return candidate
-    return folder
-
-
-def _select(
-    resources: list[Resource], wanted: str | None, root: Path
-) -> tuple[Resource | None, Resource | None]:
-    pipelines = [r for r in resources if r.kind is model.Kind.PIPELINE]
-    runs = [r for r in resources if r.kind is model.Kind.RUN]
-    if wanted is not None:
-        chosen = [r for r in pipelines if r.name == wanted]
-        if not chosen:
-            names = ", ".join(r.name for r in pipelines) or "none"
-            raise _Usage(f"no pipeline {wanted!r} in the file (pipelines: {names})")
-        return chosen[0], None
-    if len(pipelines) == 1:
-        return pipelines[0], None
-    if len(pipelines) > 1:
-        names = ", ".join(r.name for r in pipelines)
-        raise _Usage(f"the file holds several pipelines ({names}); choose one with --pipeline")
-    if len(runs) == 1:
-        run_resource = runs[0]
-        if "pipelineSpec" in run_resource.spec:
-            return None, run_resource
-        return _referenced_pipeline(run_resource, root), run_resource
-    raise _Usage("the file holds no Pipeline (and not exactly one Run) to run")
-
-
-def _referenced_pipeline(run_resource: Resource, root: Path) -> Resource:
-    """A Run's pipelineRef, looked up in the repository's pipelines/ folder."""
-    name = run_resource.spec["pipelineRef"]["name"]
-    folder = root / "pipelines"
-    found, _ = sources.load_all(sources.discover([str(folder)]) if folder.is_dir() else [])
-    for resource in found:
-        if resource.kind is model.Kind.PIPELINE and resource.name == name:
-            return resource
-    raise _Usage(f"pipeline {name!r} (the Run's pipelineRef) is not in {folder}")
-
-
-def _pipeline_spec(
-    pipeline_resource: Resource | None, run_resource: Resource | None
-) -> tuple[Resource, Any, tuple[str, ...]]:
-    """The document holding the pipeline spec, the spec, and its path in that document."""
-    if pipeline_resource is not None:
-        return pipeline_resource, pipeline_resource.spec, ("spec",)
-    if run_resource is None:
-        raise _Usage("nothing to run")
-    return run_resource, run_resource.spec["pipelineSpec"], ("spec", "pipelineSpec")
-
-
-def _params(
-    spec: model.PipelineSpec, run_resource: Resource | None, given: list[str]
-) -> dict[str, Any]:
-    typed: dict[str, Any] = dict(run_resource.spec.get("params", {})) if run_resource else {}
-    declared = {param.name: param for param in spec.params}
-    for text in given:
-        name, sep, value = text.partition("=")
-        if not sep or not name:
-            raise _Usage(f"-p {text!r}: expected NAME=VALUE")
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise _Usage(f"-p {name}: the pipeline declares no such parameter (declared: {known})")
-        try:
-            typed[name] = params.coerce_text(value, declared[name].type)
-        except params.ParamError as error:
-            raise _Usage(f"-p {name}: {error}") from None
-    values, problems = params.resolve(spec.params, typed)
-    if problems:
-        raise _Usage("; ".join(problems))
-    return values
 
 
 def _run_name(pipeline_resource: Resource | None, run_resource: Resource | None) -> str:
@@ -364,7 +265,7 @@ def _context(
         )
     except ValueError as error:
         where = "--timeout" if options.timeout is not None else "spec.timeout"
-        raise _Usage(f"{where}: {error}") from None
+        raise Usage(f"{where}: {error}") from None
 
 
 @contextlib.contextmanager

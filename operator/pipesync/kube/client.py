@@ -11,6 +11,7 @@ import base64
 import collections
 import functools
 import json
+import os
 from collections.abc import Callable, Container, Iterator, Mapping
 from typing import Any
 
@@ -20,7 +21,11 @@ from kubernetes.client.exceptions import ApiException
 from pipesync.api import model
 from pipesync.kube.protocol import FIELD_MANAGER, Kube, PodRefused
 
-__all__ = ["ApiException", "KubeClient", "connect"]
+__all__ = ["ApiException", "ConfigException", "KubeClient", "connect", "default_namespace"]
+
+#: No usable credentials: not in a cluster, and no kubeconfig (or a broken one). Re-exported
+#: so that the commands tell it from an outage without importing the client.
+ConfigException = kubernetes.config.ConfigException
 
 #: Answers that are outcomes, not failures: the object is not there / the name is taken
 #: (or, for a write that carries a resourceVersion, another writer came first).
@@ -39,6 +44,27 @@ def connect(connections: int = 16) -> kubernetes.client.ApiClient:
     # throw away a TLS connection per request.
     configuration.connection_pool_maxsize = connections
     return kubernetes.client.ApiClient(configuration)
+
+
+#: Where a pod finds the namespace it runs in.
+_POD_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def default_namespace() -> str:
+    """The namespace a command means when given none, as kubectl chooses it: the pod's own
+    in a cluster (where `connect` uses the service account), else the current kubeconfig
+    context's, else `default`."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.isfile(_POD_NAMESPACE):
+        with open(_POD_NAMESPACE, encoding="utf-8") as file:
+            return file.read().strip() or "default"
+    # KUBECONFIG as it is now (the client reads it once, when it is imported).
+    files = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    try:
+        _, active = kubernetes.config.list_kube_config_contexts(files)  # type: ignore[no-untyped-call]
+    except (kubernetes.config.ConfigException, OSError):
+        return "default"
+    context = (active or {}).get("context") or {}
+    return str(context.get("namespace") or "default")
 
 
 class KubeClient(Kube):
@@ -126,11 +152,17 @@ class KubeClient(Kube):
         return listed["items"], str(listed["metadata"].get("resourceVersion", ""))
 
     def watch_objects(
-        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]:
         """The watch events (type, object as a dict) after `resource_version`, with
-        bookmarks, until the server ends the watch after `timeout_seconds`. Each opening
-        of the watch is one request, counted under the verb "watch"."""
+        bookmarks, until the server ends the watch after `timeout_seconds`; only objects
+        matching `field_selector` (`metadata.name=NAME`: one object). Each opening of the
+        watch is one request, counted under the verb "watch"."""
         listing = self.custom.list_namespaced_custom_object
 
         # The client's Watch finds the event type from the listing function's signature
@@ -148,6 +180,7 @@ class KubeClient(Kube):
             resource_version=resource_version,
             timeout_seconds=timeout_seconds,
             allow_watch_bookmarks=True,
+            **({"field_selector": field_selector} if field_selector else {}),
         )
         yield from stream
 
@@ -393,6 +426,23 @@ class KubeClient(Kube):
         data: bytes = response.data
         return data
 
+    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
+        """A container's log from its start, as the kubelet sends it, until the container
+        ends (`follow`); None when the pod is gone or the container has not started."""
+        found, response = self._call_unless(
+            (400, 404),
+            "get",
+            self.core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            follow=True,
+            _preload_content=False,
+        )
+        if not found:
+            return None
+        return _chunks(response)
+
     # --- the leader election's Lease ------------------------------------------------------
     # Raw JSON, not the client's models: MicroTime stays text, read back as written.
 
@@ -533,6 +583,18 @@ class KubeClient(Kube):
     def server_url(self) -> str:
         """Where this client sends its requests (for messages)."""
         return str(self.core.api_client.configuration.host)
+
+
+def _chunks(response: Any) -> Iterator[bytes]:
+    """The body of a streamed (`_preload_content=False`) answer as it arrives; the
+    connection is released however the reader stops."""
+    try:
+        yield from response.stream(_STREAM_CHUNK, decode_content=True)
+    finally:
+        response.release_conn()
+
+
+_STREAM_CHUNK = 64 * 1024
 
 
 def _json(answer: tuple[bool, Any]) -> dict[str, Any] | None:

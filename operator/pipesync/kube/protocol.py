@@ -74,7 +74,12 @@ class Kube(Protocol):
     ) -> tuple[list[dict[str, Any]], str]: ...
 
     def watch_objects(
-        self, plural: str, namespace: str, resource_version: str, timeout_seconds: int
+        self,
+        plural: str,
+        namespace: str,
+        resource_version: str,
+        timeout_seconds: int,
+        field_selector: str = "",
     ) -> Iterator[dict[str, Any]]: ...
 
     # --- pods, their logs, ConfigMaps and Secrets ----------------------------------------
@@ -94,6 +99,11 @@ class Kube(Protocol):
     def read_pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes | None: ...
+
+    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
+        """A container's log from its start, followed until the container ends; None when
+        the pod is gone or the container has not started."""
+        ...
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
