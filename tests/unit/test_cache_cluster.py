@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipesync.api import conventions
+from pipesync.api import conventions, runstatus
 from pipesync.controllers import runcache, runs
 from pipesync.engine import layout
 from pipesync.runtime import cachestore, pods
@@ -335,3 +335,84 @@ def test_the_code_digests_a_gitsource_records_match_the_working_tree(tmp_path: P
     at_second = codeids.pipeline_code_digests(repo.repo, second, SPEC, root="ml")
     changed = {paths for paths in at_first if at_first[paths] != at_second[paths]}
     assert changed == {'["steps/train.py"]'}
+
+
+class Retrying(Cluster):
+    """The original run and its retry in one namespace."""
+
+    def __init__(self, original: Cluster, run: dict[str, Any]) -> None:
+        super().__init__(run, original.store)
+        self.original = original
+        self.config_maps = original.config_maps  # the original's pin is there
+        self.pipeline = original.pipeline
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if name == self.original.run["metadata"]["name"]:
+            return copy.deepcopy(self.original.run)
+        return super().get_object(plural, namespace, name)
+
+
+def failed_in_train(store: LocalStore) -> Cluster:
+    """r1: prepare succeeds, train fails for good, evaluate is omitted; its record in S3."""
+    cluster = Cluster(new_run("r1", params={}), store)
+    control = controller(cluster, store)
+    control.reconcile("ns", "r1", T)
+    cluster.finish("prepare", b"r1 rows")
+    control.reconcile("ns", "r1", T + 10)
+    for pod in cluster.pods_of("train"):
+        pod["status"] = {
+            "phase": "Failed",
+            "containerStatuses": [
+                _terminated(conventions.MAIN_CONTAINER, 1),
+                _terminated(conventions.OUTPUTS_CONTAINER, 0, json.dumps({"exitCode": 1})),
+            ],
+        }
+    control.reconcile("ns", "r1", T + 20)
+    status = cluster.run["status"]
+    assert status["phase"] == "Failed", status
+    record = runstatus.RunRecord(
+        metadata={"name": "r1", "namespace": "ns"},
+        spec=cluster.run["spec"],
+        status=runstatus.RunStatus.from_json(status),
+        tasks={
+            name: runstatus.NodeDetail(phase=task["phase"], outputs=task.get("outputs") or {})
+            for name, task in status["tasks"].items()
+        },
+    )
+    store.put_bytes(layout.record_key("ns", "r1"), json.dumps(record.to_json()).encode())
+    return cluster
+
+
+def test_a_retry_reuses_the_succeeded_tasks_and_runs_the_rest(store: LocalStore) -> None:
+    original = failed_in_train(store)
+    retry = Retrying(original, new_run("r2", retryOf={"name": "r1"}, cache="Disabled"))
+    control = controller(retry, store)
+    control.reconcile("ns", "r2", T + 100)
+    # prepare is reused whatever the cache settings, with the original's bytes; train runs
+    assert phases(retry)["prepare"] == "Cached"
+    assert retry.run["status"]["tasks"]["prepare"]["cachedFrom"] == {"run": "r1", "task": "prepare"}
+    assert [p.split("-")[1] for p in retry.created] == ["train"]
+    assert store.get_bytes("ns/runs/r2/prepare/outputs/artifacts/data") == b"r1 rows"
+    retry.finish("train")
+    control.reconcile("ns", "r2", T + 110)
+    retry.finish("evaluate")
+    control.reconcile("ns", "r2", T + 120)
+    assert retry.run["status"]["phase"] == "Succeeded"
+    assert [p.split("-")[1] for p in retry.created] == ["train", "evaluate"]
+
+
+def test_a_retry_waits_for_the_record_and_refuses_a_running_original(store: LocalStore) -> None:
+    original = failed_in_train(store)
+    store.delete_prefix(layout.record_key("ns", "r1"))
+    retry = Retrying(original, new_run("r2", retryOf={"name": "r1"}))
+    result = controller(retry, store).reconcile("ns", "r2", T + 100)
+    assert not result.finished and result.wake_at is not None and retry.created == []
+    original.run["status"]["phase"] = "Running"
+    running = Retrying(original, new_run("r3", retryOf={"name": "r1"}))
+    controller(running, store).reconcile("ns", "r3", T + 100)
+    assert running.run["status"]["phase"] == "Failed"
+    (done,) = [c for c in running.run["status"]["conditions"] if c["type"] == "Succeeded"]
+    assert done["reason"] == "RetryOfNotFinished" and "has not finished" in done["message"]
+    missing = Cluster(new_run("r4", retryOf={"name": "nope"}), store)
+    controller(missing, store).reconcile("ns", "r4", T + 100)
+    assert missing.run["status"]["phase"] == "Failed"

@@ -20,8 +20,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipesync.api import runstatus
 from pipesync.engine import cache as taskcache
-from pipesync.engine import inputs, layout
+from pipesync.engine import inputs, layout, resume
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.context import RunContext
 from pipesync.engine.planner import Launch
@@ -95,6 +96,7 @@ class RunCache:
         self.store = store
         self.settings = settings
         self._served: dict[str, dict[NodeKey, NodeState]] = {}  # by run uid
+        self._recorded: set[str] = set()  # run uids whose cached.json exists
         self._missed: set[tuple[str, NodeKey, int]] = set()  # (run uid, node, attempt)
         self._stored: set[str] = set()  # pod uids whose results are in the cache
 
@@ -104,8 +106,53 @@ class RunCache:
         """The nodes the cache served this run in earlier passes."""
         uid = run["metadata"]["uid"]
         if uid not in self._served:
-            self._served[uid] = self._load(run)
+            loaded = self._load(run)
+            if loaded is not None:
+                self._recorded.add(uid)
+            self._served[uid] = loaded or {}
         return dict(self._served[uid])
+
+    def recorded(self, run: Mapping[str, Any]) -> bool:
+        """Whether the run's served nodes were written at least once (a retry writes
+        them, possibly none, before its first launch)."""
+        self.served(run)
+        return run["metadata"]["uid"] in self._recorded
+
+    def reuse(
+        self, run: Mapping[str, Any], compiled: CompiledPipeline, original: str
+    ) -> dict[NodeKey, NodeState] | None:
+        """Retry from failure: the original run's succeeded tasks and instances, read from
+        its record (engine.resume), their artifacts copied into this run's keys; None
+        while the original's record is not written yet."""
+        metadata = run["metadata"]
+        namespace = metadata["namespace"]
+        key = self._full(layout.record_key(namespace, original))
+        try:
+            data = json.loads(self.store.store.get_bytes(key))
+        except NotFound:
+            return None
+        record = runstatus.RunRecord.from_json(data) if isinstance(data, Mapping) else None
+        if record is None or record.name != original or record.namespace != namespace:
+            return {}  # not that run's record: nothing is reused, everything runs
+        nodes = resume.reused_nodes(compiled, record)
+        source = pods.RunInfo(original, namespace, "")
+        reused = {}
+        for node, state in nodes.items():
+            task = compiled.at(node)
+            position = None if node[1] == TASK else node[1]
+            before = pods.node_prefix(self.settings.s3, source, task.name, position)
+            after = self._node(run, task.name, node)
+            origins = {
+                name: layout.output_artifact_key(before, name)
+                for name in task.task.output_artifacts
+            }
+            if not all(self.store.store.content_tags(key) for key in origins.values()):
+                continue  # an artifact of it is gone: the task runs again
+            for name, origin in origins.items():
+                target = layout.output_artifact_key(after, name)
+                self.store.copy(taskcache.StoredArtifact(origin, ""), target)
+            reused[node] = state
+        return reused
 
     def look_up(
         self,
@@ -141,14 +188,16 @@ class RunCache:
         _log.debug("%s/%s: %d cache hits", namespace, metadata["name"], len(found.hits))
         return found
 
-    def remember(self, run: Mapping[str, Any], hits: Mapping[NodeKey, Hit]) -> bool:
-        """Writes the run's served nodes with `hits` added; False when S3 refused (the
-        hits are then not served: their tasks run)."""
-        if not hits:
+    def remember(
+        self, run: Mapping[str, Any], served: Mapping[NodeKey, NodeState], *, always: bool = False
+    ) -> bool:
+        """Writes the run's served nodes with `served` added (`always`: even when none
+        are); False when S3 refused (they are then not served: their tasks run)."""
+        if not served and not always:
             return True
         metadata = run["metadata"]
         uid = metadata["uid"]
-        merged = {**self.served(run), **{key: hit.state for key, hit in hits.items()}}
+        merged = {**self.served(run), **served}
         body = {
             "format": SERVED_FORMAT,
             "runUid": uid,
@@ -163,11 +212,13 @@ class RunCache:
             _log.warning("%s: the cache's served tasks not recorded: %s", metadata["name"], error)
             return False
         self._served[uid] = merged
+        self._recorded.add(uid)
         return True
 
     def forget(self, uid: str) -> None:
         """The run finished: nothing of it is looked up again."""
         self._served.pop(uid, None)
+        self._recorded.discard(uid)
         self._missed = {missed for missed in self._missed if missed[0] != uid}
 
     # --- storing --------------------------------------------------------------------------
@@ -295,18 +346,19 @@ class RunCache:
         )
         return Hit(state, entry)
 
-    def _load(self, run: Mapping[str, Any]) -> dict[NodeKey, NodeState]:
+    def _load(self, run: Mapping[str, Any]) -> dict[NodeKey, NodeState] | None:
+        """The served nodes in the run's cached.json; None when it has none."""
         metadata = run["metadata"]
         key = self._full(layout.cached_nodes_key(metadata["namespace"], metadata["name"]))
         try:
             data = json.loads(self.store.store.get_bytes(key))
         except NotFound:
-            return {}
+            return None
         except (StoreError, ValueError) as error:
             _log.warning("%s: served tasks unreadable (%s): they run", metadata["name"], error)
-            return {}
+            return None
         if not isinstance(data, Mapping) or data.get("runUid") != metadata["uid"]:
-            return {}  # an earlier Run's of the same name
+            return None  # an earlier Run's of the same name
         found = {}
         for text, item in dict(data.get("nodes") or {}).items():
             node = pods.parse_node_key(str(text))

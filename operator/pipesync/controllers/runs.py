@@ -60,6 +60,13 @@ def _await_handover(run: Mapping[str, Any], config_name: str, now: float) -> Non
     raise _PinPending(f"ConfigMap {config_name} is still being written by the UI")
 
 
+class _RetryPending(errors.Waiting):
+    """The run retried (spec.retryOf) has no record in S3 yet: the next pass looks again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("RetryPending", message, delay=PIN_RETRY_SECONDS)
+
+
 class RunError(errors.Stalled):
     """A run that cannot proceed (bad reference or parameters): it fails with the reason."""
 
@@ -78,6 +85,7 @@ class Pinned:
     pipeline: dict[str, str]
     #: the code digests of its `cache.paths` at the pinned commit (runcache.RunCode)
     code: runcache.RunCode = runcache.NO_CODE
+    retry_of: str = ""  # spec.retryOf: the run whose succeeded tasks this one reuses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +164,12 @@ class RunController:
         started = times.instant(status.get("startedAt")) or now
         context = run_context(run, pinned, now, self.bounds)
         timeout = context.timeout_seconds
-        self._recall_cache(run, pinned, nodes, pods_by_key)
+        try:
+            self._recall_cache(run, pinned, nodes, pods_by_key)
+        except _RetryPending as pending:
+            return PassResult(False, wake_at=now + pending.delay)
+        except RunError as error:
+            return self._fail(run, status, error, now, began)
         decision, cached = self._plan(
             run,
             pinned,
@@ -270,9 +283,18 @@ class RunController:
         pods_by_key: Mapping[NodeKey, podstate.PodState],
     ) -> None:
         """The nodes the cache served in earlier passes join the observed ones (they have
-        no pod), and tasks that succeeded since are stored in the cache."""
+        no pod), and tasks that succeeded since are stored in the cache. A retry's first
+        pass reuses its original's succeeded tasks first (recorded before any launch)."""
         if self.cache is None:
+            if pinned.retry_of:
+                raise RunError("RetryNeedsStore", "spec.retryOf needs the operator's S3 store")
             return
+        if pinned.retry_of and not self.cache.recorded(run):
+            reused = self.cache.reuse(run, pinned.compiled, pinned.retry_of)
+            if reused is None:
+                raise _RetryPending(f"the record of run {pinned.retry_of} is not in S3 yet")
+            if not self.cache.remember(run, reused, always=True):
+                raise _RetryPending(f"reusing the tasks of run {pinned.retry_of}: S3 refused")
         for key, state in self.cache.served(run).items():
             nodes.setdefault(key, state)
         self.cache.store_results(run, pinned.compiled, nodes, pods_by_key)
@@ -315,7 +337,8 @@ class RunController:
             )
             cached.keys.update(found.keys)
             cached.misses += found.misses
-            if not found.hits or not self.cache.remember(run, found.hits):
+            served = {key: hit.state for key, hit in found.hits.items()}
+            if not found.hits or not self.cache.remember(run, served):
                 break
             cached.hits.update(found.hits)
             nodes.update({key: hit.state for key, hit in found.hits.items()})
@@ -333,7 +356,7 @@ class RunController:
         stored = self._pinned_config(run, config_name)
         if stored is None:
             _await_handover(run, config_name, now)
-            spec, pipeline, digests = self._resolve_spec(run)
+            pin = self._resolve_pin(run)
             self.kube.create_config_map(
                 namespace,
                 {
@@ -345,11 +368,7 @@ class RunController:
                         },
                         "ownerReferences": [_owner(run)],
                     },
-                    "data": {
-                        conventions.PINNED_SPEC_KEY: json.dumps(
-                            {"spec": spec, "pipeline": pipeline, "code": digests}
-                        )
-                    },
+                    "data": {conventions.PINNED_SPEC_KEY: json.dumps(pin)},
                 },
             )
             stored = self._pinned_config(run, config_name)
@@ -363,7 +382,9 @@ class RunController:
                 f"{documents.dotted(('spec', *p.path))}: {p.message}" for p in problems[:3]
             )
             raise RunError("InvalidPipeline", f"the pipeline is invalid: {shown}")
-        values, param_problems = params.resolve(spec_model.params, run["spec"].get("params", {}))
+        # A retry runs with its original's params (pinned with it), whatever it says.
+        given = saved["params"] if "params" in saved else run["spec"].get("params", {})
+        values, param_problems = params.resolve(spec_model.params, given)
         if param_problems:
             raise RunError("InvalidParams", "; ".join(param_problems))
         refused = taskpolicy.problems(
@@ -376,7 +397,8 @@ class RunController:
             in_tree=bool(pipeline.get("source") and pipeline.get("commit")),
             digests=runcache.code_digests(saved.get("code")),
         )
-        pinned = Pinned(compiled, values, pipeline, code)
+        retry_of = str((saved.get("retryOf") or {}).get("name") or "")
+        pinned = Pinned(compiled, values, pipeline, code, retry_of)
         self._pinned[uid] = pinned
         return pinned
 
@@ -401,6 +423,41 @@ class RunController:
             f"ConfigMap {config_name} exists but was not created by pipesync for this Run "
             "(no Run owns it): delete it, or give the Run another name",
         )
+
+    def _resolve_pin(self, run: Mapping[str, Any]) -> dict[str, Any]:
+        """What the run pins: its spec, the version it is, the code digests of its cache
+        paths; a retry pins its original's, with the original's params."""
+        retry = (run["spec"].get("retryOf") or {}).get("name")
+        if retry:
+            return self._retry_pin(run, str(retry))
+        spec, pipeline, digests = self._resolve_spec(run)
+        return {"spec": spec, "pipeline": pipeline, "code": digests}
+
+    def _retry_pin(self, run: Mapping[str, Any], name: str) -> dict[str, Any]:
+        namespace = run["metadata"]["namespace"]
+        original = self.kube.get_object(RUNS, namespace, name)
+        if original is None:
+            raise RunError(
+                "RetryOfNotFound", f"spec.retryOf: run {name!r} does not exist: nothing to retry"
+            )
+        if (original.get("status") or {}).get("phase") not in FINISHED:
+            raise RunError(
+                "RetryOfNotFinished",
+                f"spec.retryOf: run {name!r} has not finished: retry it once it has",
+            )
+        found = self._pinned_config(original, conventions.pinned_config_name(name))
+        if found is None:
+            raise RunError("RetryOfNotPinned", f"spec.retryOf: run {name!r} pinned no spec")
+        saved: dict[str, Any] = json.loads(found[conventions.PINNED_SPEC_KEY])
+        wanted = (run["spec"].get("pipelineRef") or {}).get("name")
+        had = (saved.get("pipeline") or {}).get("name")
+        if wanted and had and wanted != had:
+            raise RunError(
+                "RetryOfMismatch",
+                f"spec.retryOf: run {name!r} ran pipeline {had!r}, not {wanted!r}",
+            )
+        params = saved["params"] if "params" in saved else original["spec"].get("params", {})
+        return {**saved, "params": params, "retryOf": {"name": name}}
 
     def _resolve_spec(
         self, run: Mapping[str, Any]
