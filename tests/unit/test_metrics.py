@@ -83,6 +83,7 @@ def report(
     nodes: Mapping[NodeKey, NodeState] | None = None,
     pods: Mapping[NodeKey, Mapping[str, Any]] | None = None,
     pinned: runs.Pinned | None = PINNED,
+    cache: reports.CacheReport | None = None,
 ) -> runs.PassReport:
     return runs.PassReport(
         the_run or run(),
@@ -93,6 +94,7 @@ def report(
         {key: podstate.read_pod(pod) for key, pod in (pods or {}).items()},
         0,
         0.01,
+        cache or reports.CacheReport(),
     )
 
 
@@ -652,3 +654,16 @@ def test_a_source_never_synced_has_counters_but_no_gauges() -> None:
         s for f in metrics.registry.collect() if f.name == "pipesync_gitsource_info"
         for s in f.samples
     ]  # fmt: skip
+
+
+def test_cache_hits_misses_and_gpu_seconds_saved_by_pipeline(metrics: Metrics) -> None:
+    """What the task cache did in a pass, counted by pipeline; a pass without lookups
+    leaves the series at the 0 they start at."""
+    metrics.runs.run_pass(report({}, status("Pending")))
+    assert value(metrics, "pipesync_cache_hits_total", namespace="ml", pipeline="digits") == 0
+    served = reports.CacheReport(hits=3, misses=1, gpu_seconds_saved=2 * 600.0)
+    metrics.runs.run_pass(report(status("Pending"), status("Running"), cache=served))
+    labels = {"namespace": "ml", "pipeline": "digits"}
+    assert value(metrics, "pipesync_cache_hits_total", **labels) == 3
+    assert value(metrics, "pipesync_cache_misses_total", **labels) == 1
+    assert value(metrics, "pipesync_cache_gpu_seconds_saved_total", **labels) == 1200

@@ -95,6 +95,7 @@ def scripted_metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
             the_run=run("uid-2", name="digits-2"),
             nodes={PREP: NodeState(Phase.RUNNING, 1)},
             pods={PREP: pod("q1", phase="Pending")},
+            cache=reports.CacheReport(hits=1, misses=1, gpu_seconds_saved=84.0),
         )
     )
     inline = {"metadata": {"name": "adhoc", "namespace": "lab", "uid": "uid-3"}, "spec": {}}

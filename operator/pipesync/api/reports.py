@@ -17,6 +17,16 @@ from typing import Any, TypeAlias
 
 
 @dataclasses.dataclass(frozen=True)
+class CacheReport:
+    """What the task cache did in one Run controller pass (controllers/runcache.py)."""
+
+    hits: int = 0  # launches served from an entry (no pod)
+    misses: int = 0  # launches that looked an entry up and found none to serve
+    #: For the hits: the source task's duration times the GPUs it held.
+    gpu_seconds_saved: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class RecurringPass:
     """One pass of the RecurringRun controller that decided its scheduled times
     (controllers/recurringruns.py; not sent for a pass over a schedule it cannot read)."""

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipesync.api import runstatus
+from pipesync.api import reports, runstatus
 from pipesync.engine import cache as taskcache
 from pipesync.engine import inputs, layout, resume
 from pipesync.engine.compiler import CompiledPipeline
@@ -50,6 +50,10 @@ class Lookup:
     #: launches that run: the key their results are stored under when they succeed
     keys: dict[NodeKey, str] = dataclasses.field(default_factory=dict)
     misses: int = 0  # launches that looked the cache up and found nothing to serve
+
+    def report(self) -> reports.CacheReport:
+        saved = sum(hit.entry.duration_seconds * hit.entry.gpus for hit in self.hits.values())
+        return reports.CacheReport(len(self.hits), self.misses, saved)
 
 
 @dataclasses.dataclass(frozen=True)

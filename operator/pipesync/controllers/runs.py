@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pipesync.api import conventions, documents, durations, model, runstatus, times
+from pipesync.api import conventions, documents, durations, model, reports, runstatus, times
 from pipesync.api.times import timestamp
 from pipesync.controllers import errors, runcache
 from pipesync.controllers.conditions import Health, same_status, set_condition, set_health
@@ -100,6 +100,7 @@ class PassReport:
     pods: Mapping[NodeKey, podstate.PodState]  # the newest pod of each node
     launched: int
     seconds: float  # how long the pass took
+    cache: reports.CacheReport = dataclasses.field(default_factory=reports.CacheReport)
 
 
 class RunObserver(Protocol):
@@ -216,6 +217,7 @@ class RunController:
                 pods_by_key,
                 len(decision.launches),
                 time.monotonic() - began,
+                cached.report(),
             )
         )
         self._write_results(run, new_status, told)

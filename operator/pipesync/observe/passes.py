@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from pipesync.api.reports import CacheReport
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.state import NodeKey, NodeState
 
@@ -94,6 +95,8 @@ class PassReportLike(Protocol):
     def nodes(self) -> Mapping[NodeKey, NodeState]: ...
     @property
     def pods(self) -> Mapping[NodeKey, PodLike]: ...
+    @property
+    def cache(self) -> CacheReport: ...
 
 
 @dataclasses.dataclass(frozen=True)

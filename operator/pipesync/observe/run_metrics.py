@@ -135,6 +135,25 @@ class RunMetrics:
             ["namespace", "pool"],
             registry=r,
         )
+        self.cache_hits = Counter(
+            "pipesync_cache_hits",
+            "Task launches the task cache served (no pod ran).",
+            ["namespace", "pipeline"],
+            registry=r,
+        )
+        self.cache_misses = Counter(
+            "pipesync_cache_misses",
+            "Task launches that looked the task cache up and ran (no entry, or one that "
+            "may not serve: stale, incomplete, its artifacts gone or changed).",
+            ["namespace", "pipeline"],
+            registry=r,
+        )
+        self.cache_gpu_seconds_saved = Counter(
+            "pipesync_cache_gpu_seconds_saved",
+            "For cache hits: the source task's duration times the GPUs it held.",
+            ["namespace", "pipeline"],
+            registry=r,
+        )
         #: The scrape-time gauges; the wiring registers it (after the counters of every
         #: domain, so the exposition keeps its order).
         self.gauges: Collector = _RunGauges(self)
@@ -152,6 +171,9 @@ class RunMetrics:
         self._pipelines.add((namespace, pipeline))
         self.runs_started.labels(namespace, pipeline)
         self.task_retries.labels(namespace, pipeline)
+        self.cache_hits.labels(namespace, pipeline)
+        self.cache_misses.labels(namespace, pipeline)
+        self.cache_gpu_seconds_saved.labels(namespace, pipeline)
         for phase in sorted(FINISHED):
             self.runs_finished.labels(namespace, pipeline, phase)
             self.run_duration.labels(namespace, pipeline, phase)
@@ -187,6 +209,7 @@ class RunMetrics:
         if before in NOT_STARTED and after not in NOT_STARTED:
             self.runs_started.labels(namespace, pipeline).inc()
         self._observe_pods(report, tracked, pipeline, baseline)
+        self._observe_cache(report, namespace, pipeline)
         counts = report.status.get("taskCounts") or {}
         tracked.task_counts = {k: int(counts.get(k) or 0) for k in TASK_COUNT_PHASES}
         tracked.pods_pending = sum(
@@ -204,6 +227,16 @@ class RunMetrics:
                 if began is not None and ended is not None:
                     seconds = max(ended - began, 0.0)
                     self.run_duration.labels(namespace, pipeline, after).observe(seconds)
+
+    def _observe_cache(self, report: PassReportLike, namespace: str, pipeline: str) -> None:
+        cache = report.cache
+        if cache.hits:
+            self.cache_hits.labels(namespace, pipeline).inc(cache.hits)
+        if cache.misses:
+            self.cache_misses.labels(namespace, pipeline).inc(cache.misses)
+        if cache.gpu_seconds_saved:
+            saved = self.cache_gpu_seconds_saved.labels(namespace, pipeline)
+            saved.inc(cache.gpu_seconds_saved)
 
     def _observe_pods(
         self, report: PassReportLike, tracked: _Tracked, pipeline: str, baseline: bool
