@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import (
+    cache_bench,
     engine_bench,
     executor_bench,
     gitsync_bench,
@@ -131,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "recurring",
             "kfp",
             "ui",
+            "cache",
         ),
         action="append",
         help="run only these benchmarks (repeatable)",
@@ -154,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("recurring", recurring_bench.measure),
         ("kfp", kfp_bench.measure),
         ("ui", ui_bench.measure),
+        ("cache", cache_bench.measure),
     ):
         if key == "operator-memory" and "operator-memory" not in (options.only or ()):
             continue
