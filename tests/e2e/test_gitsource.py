@@ -539,3 +539,62 @@ def test_a_planted_archive_is_replaced_and_its_digest_recorded(
     assert run["status"]["phase"] == "Succeeded", (run["status"], operator.log())
     assert run["status"]["tasks"]["say"]["outputs"]["said"] == "the repository's code"
     assert run["status"]["pipeline"]["archiveSha256"] == recorded
+
+
+def test_a_commit_of_one_step_reruns_that_task_and_what_reads_it(
+    cluster: Cluster, operator: Operator, git_server: GitServer, namespace: str
+) -> None:
+    """Caching keyed on the code at the commit: a commit that changes only steps/train.sh
+    (declared in train's cache.paths) starts an onChange run of the same version, which
+    runs train and evaluate (its model changed) and serves prepare from the cache."""
+    repo = Repo(git_server, f"{namespace}-cache")
+    pipeline = """\
+        apiVersion: pipesync.io/v1alpha1
+        kind: Pipeline
+        metadata: {name: steps}
+        spec:
+          trigger: {onChange: true}
+          defaults: {cache: {enabled: true}}
+          tasks:
+            - name: prepare
+              command: [sh, steps/prepare.sh, "{{outputs.artifacts.data}}"]
+              outputs: {artifacts: [data]}
+              cache: {enabled: true, paths: [steps/prepare.sh]}
+            - name: train
+              command: [sh, steps/train.sh, "{{inputs.artifacts.data}}",
+                        "{{outputs.artifacts.model}}"]
+              inputs: {artifacts: {data: {from: "{{tasks.prepare.outputs.artifacts.data}}"}}}
+              outputs: {artifacts: [model]}
+              cache: {enabled: true, paths: [steps/train.sh]}
+            - name: evaluate
+              command: [sh, -c, 'cat "$0" > "$1"', "{{inputs.artifacts.model}}",
+                        "{{outputs.parameters.score}}"]
+              inputs: {artifacts: {model: {from: "{{tasks.train.outputs.artifacts.model}}"}}}
+              outputs: {parameters: [score]}
+              cache: {enabled: true, paths: []}
+        """
+    first = repo.push(
+        pipelines__steps_yaml=pipeline,
+        steps__prepare_sh='echo rows > "$1"\n',
+        steps__train_sh='{ cat "$1"; echo "model v1"; } > "$2"\n',
+    )
+    create_source(cluster, namespace, repo.remote.file_url)
+    wait_source(cluster, namespace, applied(first), operator)
+    run = wait_finished(cluster, namespace, f"steps-{first[:10]}")
+    assert run["status"]["phase"] == "Succeeded", (run["status"], operator.log())
+
+    second = repo.push(steps__train_sh='{ cat "$1"; echo "model v2"; } > "$2"\n')
+    assert applied(second)(sync_now(cluster, namespace, operator))
+    run = wait_finished(cluster, namespace, f"steps-{second[:10]}")
+    status = run["status"]
+    assert status["phase"] == "Succeeded", (status, operator.log())
+    assert status["pipeline"]["commit"] == second
+    phases = {name: task["phase"] for name, task in status["tasks"].items()}
+    assert phases == {"prepare": "Cached", "train": "Succeeded", "evaluate": "Succeeded"}
+    assert status["tasks"]["evaluate"]["outputs"]["score"] == "rows\nmodel v2\n"
+    assert status["tasks"]["prepare"]["cachedFrom"]["run"] == f"steps-{first[:10]}"
+
+    # A file no cached task declares (the whole-tree default is not used here): no run.
+    third = repo.push(notes_txt="nothing a task reads\n")
+    assert applied(third)(sync_now(cluster, namespace, operator))
+    assert f"steps-{third[:10]}" not in names(cluster, namespace, "runs")
