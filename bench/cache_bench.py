@@ -159,12 +159,14 @@ def lookup_figures(quick: bool, say: Say, section: Section) -> None:
     from pipesync.runtime.storage import LocalStore  # noqa: PLC0415
 
     width = 200
-    spec = model.pipeline_spec_from_spec(layered_spec(1, width))
+    spec = model.pipeline_spec_from_spec({**layered_spec(1, width), "parallelism": width})
     compiled, _ = compiler.compile_pipeline(spec)
     assert compiled is not None
     context = runcontext.run_context(spec, {}, name="bench", namespace="ns", created_at=0.0)
     nodes: dict[tuple[int, int], NodeState] = {}
     decision = planner.plan(compiled, nodes, context, 0.0)
+    if len(decision.launches) != width:
+        raise RuntimeError(f"{len(decision.launches)} launches planned, not {width}")
     with tempfile.TemporaryDirectory(prefix="pipesync-lookup-bench-") as scratch:
         store = LocalStore(Path(scratch))
         settings = pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
