@@ -580,3 +580,25 @@ def test_history_lists_records_newest_first_with_filters(
     ]
     assert lines[1].split()[:3] == ["b", "r9", "p"]
     assert len(lines) == 5
+
+
+def test_the_record_keeps_each_artifacts_digest_and_a_cached_tasks_source() -> None:
+    """What the cache keys consumers on (the sha256 the pod agent reported as it stored
+    an artifact) and where a Cached task's results came from are in the S3 record, so a
+    retry reusing a task from the record can still key what runs after it."""
+    from pipesync.api.runstatus import RunRecord  # noqa: PLC0415
+    from pipesync.engine.state import CacheSource  # noqa: PLC0415
+    from pipesync.observe.records import build_record  # noqa: PLC0415
+
+    nodes = {
+        (0, TASK): NodeState(Phase.SUCCEEDED, 1, 1.0e9, {"count": "3"}, digests={"m": "a" * 64}),
+        (1, TASK): NodeState(
+            Phase.CACHED, 0, 1.0e9, {}, cached_from=CacheSource("flow-0", "square")
+        ),
+    }
+    record = build_record(run_object(), {"phase": "Succeeded"}, PINNED, nodes, {})
+    data = json.loads(json.dumps(record.to_json()))
+    assert data["tasks"]["prepare"]["digests"] == {"m": "a" * 64}
+    assert data["tasks"]["square"]["cachedFrom"] == {"run": "flow-0", "task": "square"}
+    again = RunRecord.from_json(data)
+    assert again is not None and again.tasks["prepare"].digests == {"m": "a" * 64}

@@ -253,6 +253,8 @@ class NodeDetail:
     index: int | None = None  # a forEach instance's item index
     instances: tuple[NodeDetail, ...] | None = None  # a forEach task's instances
     cached_from: Mapping[str, str] = dataclasses.field(default_factory=dict)  # as TaskStatus
+    #: each output artifact's sha256 (runtime.digests) as it was stored, by name
+    digests: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"phase": self.phase, "attempts": self.attempts}
@@ -260,6 +262,7 @@ class NodeDetail:
             "message": self.message,
             "outputs": dict(self.outputs),
             "cachedFrom": dict(self.cached_from),
+            "digests": dict(self.digests),
             "failure": self.failure,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
@@ -295,6 +298,7 @@ class NodeDetail:
             **texts,
             **numbers,
             on_exit=data.get("onExit") is True,
+            digests=_strings(data.get("digests")),
             instances=tuple(cls.from_json(i) for i in instances if isinstance(i, Mapping))
             if isinstance(instances, list)
             else None,

@@ -46,6 +46,7 @@ def _reused(record: runstatus.RunRecord, label: str, detail: runstatus.NodeDetai
         outputs=dict(detail.outputs),
         message=f"reused from run {record.name}",
         cached_from=origin,
+        digests=dict(detail.digests),  # so what runs after it can still be cache-keyed
     )
 
 

@@ -546,6 +546,8 @@ def _node_detail(state: NodeState | None, pod: PodLike | None) -> NodeDetail:
         outputs=dict(state.outputs),  # all of them, however long
         failure="" if state.failure is None else str(state.failure.value),
         finished_at="" if state.finished_at is None else times.timestamp(state.finished_at),
+        cached_from={} if state.cached_from is None else state.cached_from.to_json(),
+        digests=dict(state.digests),
     )
     if pod is None:
         return detail
