@@ -416,3 +416,45 @@ def test_a_retry_waits_for_the_record_and_refuses_a_running_original(store: Loca
     missing = Cluster(new_run("r4", retryOf={"name": "nope"}), store)
     controller(missing, store).reconcile("ns", "r4", T + 100)
     assert missing.run["status"]["phase"] == "Failed"
+
+
+class Versioned(Cluster):
+    """Counts Run reads; each status write answers the Run with a new resourceVersion,
+    as the API server does."""
+
+    def __init__(self, run: dict[str, Any], store: LocalStore) -> None:
+        super().__init__(run, store)
+        self.run["metadata"]["resourceVersion"] = "1"
+        self.reads = 0
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if name == self.run["metadata"]["name"]:
+            self.reads += 1
+        return super().get_object(plural, namespace, name)
+
+    def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        super().patch_status(plural, namespace, name, status)
+        version = int(self.run["metadata"]["resourceVersion"]) + 1
+        self.run["metadata"]["resourceVersion"] = str(version)
+        return copy.deepcopy(self.run)
+
+
+def test_a_pass_after_a_watch_event_reads_no_run_and_never_a_stale_one(
+    store: LocalStore,
+) -> None:
+    """Given the watch's view of the Run, a pass makes no GET; a view older than the
+    controller's own last write (the watch has not reported it yet) loses to it, so the
+    pass sees the status it wrote (here: startedAt is not moved)."""
+    cluster = Versioned(new_run("r1"), store)
+    control = controller(cluster, store)
+    stale = copy.deepcopy(cluster.run)  # what the watch reported before the first write
+    control.reconcile("ns", "r1", T)  # no view: read once
+    assert cluster.reads == 1
+    started = cluster.run["status"]["startedAt"]
+    cluster.finish("prepare")
+    control.reconcile("ns", "r1", T + 30, known_run=stale)
+    assert cluster.reads == 1  # the view stood in for the GET
+    assert cluster.run["status"]["startedAt"] == started
+    assert phases(cluster)["prepare"] == "Succeeded"

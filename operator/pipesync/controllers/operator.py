@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import logging
 import threading
 import time
@@ -29,7 +30,7 @@ from pipesync.controllers import (
 from pipesync.controllers.settings import OperatorSettings, Timer, timer
 from pipesync.engine import state
 from pipesync.kube.client import KubeClient, connect
-from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube
+from pipesync.kube.protocol import EXPERIMENTS, RUNS, Kube, resource_version
 from pipesync.observe.records import RunRecorder
 from pipesync.observe.run_metrics import RunMetrics
 from pipesync.runtime import cachestore, podstate
@@ -172,6 +173,7 @@ def _register_runs(
     timed = timer(settings)
 
     pod_cache = _PodCache()
+    run_cache = _RunCache()
     # Not asyncio.to_thread: its default pool has cpu_count + 4 threads, so a few hundred
     # runs starting together would queue behind each other's API calls.
     passes = concurrent.futures.ThreadPoolExecutor(
@@ -189,7 +191,8 @@ def _register_runs(
                 pod_cache.expect(key)
                 pod_cache.prime(key, kube.list_pods(namespace, selector))
                 known = pod_cache.known(key)
-            return controller.reconcile(namespace, name, known_pods=known)
+            run = None if refresh else run_cache.get(key)
+            return controller.reconcile(namespace, name, known_pods=known, known_run=run)
 
     @kopf.daemon(
         group,
@@ -229,6 +232,7 @@ def _register_runs(
         finally:
             wakeups.forget((namespace, name))
             pod_cache.forget((namespace, name))
+            run_cache.forget((namespace, name))
 
     @kopf.on.event(
         "", "v1", "pods", labels={conventions.LABEL_RUN: kopf.PRESENT}, registry=registry
@@ -241,11 +245,48 @@ def _register_runs(
         pod_cache.update(key, str(event.get("type")), kwargs["body"])
         wakeups.wake(key)
 
+    @kopf.on.event(group, version, "runs", registry=registry)
+    async def run_changed(**kwargs: Any) -> None:
+        # Keeps each Run as the watch reports it: its passes read it from here (no GET).
+        key = (kwargs["namespace"], kwargs["name"])
+        run_cache.update(key, str(kwargs["event"].get("type")), kwargs["body"])
+
     @kopf.on.update(group, version, "runs", field="spec.cancel", registry=registry)
     async def cancel_requested(**kwargs: Any) -> None:
         wakeups.wake((kwargs["namespace"], kwargs["name"]))
 
     return controller
+
+
+class _RunCache:
+    """Each Run as the watch last reported it (the newest resourceVersion wins). Only
+    Runs a daemon drives are read from it; finished ones drop out when their daemon
+    ends, and a Run the watch has not reported yet is read from the API server."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            return self._runs.get(key)
+
+    def update(self, key: tuple[str, str], kind: str, body: Mapping[str, Any]) -> None:
+        with self._lock:
+            if kind == "DELETED":
+                self._runs.pop(key, None)
+                return
+            if (body.get("status") or {}).get("phase") in state.FINISHED:
+                self._runs.pop(key, None)  # nothing drives it any more: not kept
+                return
+            run = copy.deepcopy(dict(body))
+            old = self._runs.get(key)
+            if old is None or resource_version(run) >= resource_version(old):
+                self._runs[key] = run
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._runs.pop(key, None)
 
 
 class _PodCache:

@@ -26,7 +26,7 @@ from pipesync.engine import context as runcontext
 from pipesync.engine.compiler import CompiledPipeline
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import FINISHED, TASK, NodeKey, NodeState, Phase, RunPhase
-from pipesync.kube.protocol import PIPELINES, RUNS, Kube, PodRefused
+from pipesync.kube.protocol import PIPELINES, RUNS, Kube, PodRefused, resource_version
 from pipesync.observe.passes import ObserverResult
 from pipesync.runtime import pods, podstate, taskpolicy
 from pipesync.runtime.storage import ObjectStore
@@ -131,6 +131,9 @@ class RunController:
         self.observers = observers
         self.store = store  # reads output parameters too big for a termination message
         self._pinned: dict[str, Pinned] = {}  # by run uid
+        #: each unfinished run as the API server answered this controller's last status
+        #: write: newer than a watch that has not reported that write yet
+        self._written: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._outputs: dict[str, dict[str, str]] = {}  # by pod uid: outputs read from S3
 
     def reconcile(
@@ -140,16 +143,19 @@ class RunController:
         now: float | None = None,
         *,
         known_pods: Sequence[podstate.PodState] | None = None,
+        known_run: Mapping[str, Any] | None = None,
     ) -> PassResult:
         """One pass. `known_pods`: the run's pods as a watch already knows them (may lag a
         little: a pod created a moment ago and missing here is created again, which the
-        API server refuses as existing); without it they are listed."""
+        API server refuses as existing); without it they are listed. `known_run`: the
+        Run as a watch last reported it; without it, it is read."""
         now = time.time() if now is None else now
-        run = self.kube.get_object(RUNS, namespace, name)
+        run = self._current_run(namespace, name, known_run)
         if run is None:
             return PassResult(finished=True)
         status = dict(run.get("status") or {})
         if status.get("phase") in FINISHED:
+            self._written.pop((namespace, name), None)
             if self.cache is not None:
                 self.cache.forget(run["metadata"]["uid"])
             self._record_finished(run, status)
@@ -659,7 +665,25 @@ class RunController:
         current = run.get("status") or {}
         if not same_status(status, current):
             metadata = run["metadata"]
-            self.kube.patch_status(RUNS, metadata["namespace"], metadata["name"], status)
+            namespace, name = metadata["namespace"], metadata["name"]
+            written = self.kube.patch_status(RUNS, namespace, name, status)
+            if written is not None:
+                self._written[(namespace, name)] = written
+
+    def _current_run(
+        self, namespace: str, name: str, known: Mapping[str, Any] | None
+    ) -> Mapping[str, Any] | None:
+        """The Run: read from the API server without a watch's view (a first pass, a
+        resync), else the newer (by resourceVersion) of that view and this controller's
+        last write of the same Run, which the watch may not have reported yet. A pass
+        that follows a watch event needs no GET: the event carried the object."""
+        if known is None:
+            return self.kube.get_object(RUNS, namespace, name)
+        written = self._written.get((namespace, name))
+        uid = (known.get("metadata") or {}).get("uid")
+        if written is None or (written.get("metadata") or {}).get("uid") != uid:
+            return known
+        return max((known, written), key=resource_version)
 
 
 # --- pure helpers -------------------------------------------------------------------------

@@ -186,8 +186,8 @@ class KubeClient(Kube):
 
     def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None:
-        self._call(
+    ) -> Mapping[str, Any] | None:
+        written: Mapping[str, Any] | None = self._call(
             "patch",
             self.custom.patch_namespaced_custom_object_status,
             model.GROUP,
@@ -197,6 +197,7 @@ class KubeClient(Kube):
             name,
             {"status": dict(status)},
         )
+        return written
 
     def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool:
         """Creates a pipesync object; False when one of that name exists already, so a

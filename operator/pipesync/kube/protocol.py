@@ -47,7 +47,10 @@ class Kube(Protocol):
 
     def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-    ) -> None: ...
+    ) -> Mapping[str, Any] | None:
+        """Merge-patches the status; the object as the API server has it after the write
+        (None where an implementation does not tell)."""
+        ...
 
     def create_object(self, plural: str, namespace: str, body: Mapping[str, Any]) -> bool: ...
 
@@ -143,3 +146,13 @@ class Kube(Protocol):
 
     @property
     def server_url(self) -> str: ...
+
+
+def resource_version(obj: Mapping[str, Any]) -> int:
+    """An object's metadata.resourceVersion as a number (-1 when absent or not one), to
+    tell which of two views of one object is newer. The API calls it opaque; etcd's
+    revisions, which every API server in use gives, grow with each write."""
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or -1)
+    except (TypeError, ValueError):
+        return -1
