@@ -14,6 +14,7 @@ import urllib3.exceptions
 
 from pipesync.api import runstatus
 from pipesync.cli import cluster, get, logs, retry, s3options, submit, watching
+from pipesync.engine import retryrun
 from pipesync.engine.state import NodeState, Phase
 from pipesync.kube import client
 from pipesync.kube.client import ApiException
@@ -428,6 +429,33 @@ def test_a_retry_names_the_original_and_carries_its_pipeline_and_params() -> Non
 def test_a_run_still_running_is_not_retried() -> None:
     with pytest.raises(cluster.Failure, match="not finished"):
         retry.retry_body(a_run("r1", "Running"), "r1-retry-1")
+
+
+def test_the_retry_body_is_the_one_the_ui_creates_too() -> None:
+    # engine.retryrun is shared by `pipesync retry` and the UI's Retry from failure
+    original = a_run("r2", "Cancelled", pipeline={"name": "digits", "version": "abc123def456"})
+    original["spec"].update(
+        cache="Refresh", serviceAccountName="trainer", timeout="2h", retryOf={"name": "r1"}
+    )
+    body = retry.retry_body(original, "r2-retry-1")
+    assert body == retryrun.retry_body(original, "r2-retry-1")
+    assert body["spec"] == {
+        "pipelineRef": {"name": "digits", "version": "abc123def456"},  # the version it ran
+        "params": {"lr": 0.1},
+        "cache": "Refresh",
+        "serviceAccountName": "trainer",
+        "timeout": "2h",
+        "retryOf": {"name": "r2"},  # a retry of a retry retries the retry
+    }
+    inline = a_run("r3", "Failed", pipeline={"name": "", "version": "0123456789ab"})
+    inline["spec"] = {"pipelineSpec": {"tasks": []}}
+    assert retryrun.retry_body(inline, "x")["spec"] == {
+        "pipelineSpec": {"tasks": []},
+        "retryOf": {"name": "r3"},
+    }
+    inline["spec"] = {}
+    with pytest.raises(retryrun.NotRetryable, match="neither a pipelineRef nor a pipelineSpec"):
+        retryrun.retry_body(inline, "x")
 
 
 def test_retry_creates_the_new_run_in_the_originals_namespace(cli: Cli, kube: ClusterKube) -> None:

@@ -404,6 +404,27 @@ def test_kubeconfig_mode_needs_no_token_and_a_bad_mode_is_refused() -> None:
 # --- re-run ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("phase", "archived", "offered"),
+    [
+        ("Failed", False, True),
+        ("Cancelled", False, True),
+        ("Succeeded", False, False),
+        ("Running", False, False),
+        ("Cancelling", False, False),
+        ("Failed", True, False),  # the operator retries from the Run, gone from the cluster
+    ],
+)
+def test_a_retry_is_offered_for_a_run_in_the_cluster_that_ended_without_succeeding(
+    phase: str, archived: bool, offered: bool
+) -> None:
+    run = _run("r", "2026-01-01T00:00:00Z", phase=phase)
+    assert (
+        views.run_detail(run, None, None, archived=archived, can_retry=True)["canRetry"] is offered
+    )
+    assert views.run_detail(run, None, None, archived=archived)["canRetry"] is False
+
+
 def test_a_rerun_names_the_original_version_and_carries_its_pin() -> None:
     original = {
         "metadata": {"name": "r1", "namespace": "ml"},

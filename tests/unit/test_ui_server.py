@@ -1,12 +1,14 @@
 """The web UI's server side without a cluster: request bodies are bounded before a byte is
 read, the HTTP endpoint serves a bounded number of requests and drops slow clients,
 artifacts and logs leave in chunks, a flood of junk tokens cannot push out good ones, the
-resource endpoints answer their views after the person's access is checked, the
+resource endpoints answer their views after the person's access is checked, Re-run hands
+over the original's pin and Retry from failure creates the Run `pipesync retry` creates, the
 kubeconfig mode accepts only its own Host, and `pipesync ui` / `pipesync operator` say in
 one line why they cannot start."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -15,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,14 @@ import kubernetes
 import pytest
 
 from pipesync.api import conventions
+from pipesync.cli import cluster
 from pipesync.engine import layout
 from pipesync.kube.client import KubeClient
 from pipesync.observe import endpoint
 from pipesync.runtime import storage
-from pipesync.ui import app, auth, resourceroutes, sessions, sources, views
-from tests.unit.kubefakes import MemoryKube
+from pipesync.ui import app, auth, resourceroutes, runroutes, sessions, sources, views
+from tests.unit.conftest import Cli
+from tests.unit.kubefakes import ClusterKube, MemoryKube
 from tests.unit.test_ui_logic import FakeReviews
 from tests.unit.test_ui_sources import LiveRuns
 
@@ -343,6 +347,190 @@ def test_the_page_table_keeps_the_navigation_and_has_a_page_for_every_view() -> 
     # app.js names no page: its routes and links come from the table
     app_js = (STATIC / "app.js").read_text()
     assert set(re.findall(r"\bpages\.(?!js\b)(\w+)", app_js)) == {"PAGES", "login", "showError"}
+
+
+# --- re-run and retry from failure ---------------------------------------------------
+
+PIN = {
+    "spec": {"tasks": [{"name": "a", "command": ["echo", "old"]}]},
+    "pipeline": {"name": "digits", "version": "abc123def456", "commit": "c" * 40,
+                 "source": "repo", "path": "pipelines"},
+}  # fmt: skip
+MAY_CREATE = {("get", "runs", "ml"), ("create", "runs", "ml")}
+
+
+class PinnedRuns(LiveRuns):
+    """LiveRuns pinned as the cluster source reads them (their `<run>-pipeline`
+    ConfigMap), or known from S3 only (archived)."""
+
+    def __init__(self, *runs: dict[str, Any], archived: bool = False) -> None:
+        super().__init__(*runs)
+        self.archived = archived
+
+    def find(self, namespace: str, name: str) -> sources.FoundRun | None:
+        found = super().find(namespace, name)
+        if found is None:
+            return None
+        return dataclasses.replace(found, pinned=PIN, archived=self.archived)
+
+
+class RunKube(MemoryKube):
+    """MemoryKube that keeps the ConfigMaps it is asked to create."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config_maps: dict[str, dict[str, Any]] = {}
+
+    def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        if name in self.config_maps:
+            return False
+        self.config_maps[name] = dict(body)
+        return True
+
+    def created_runs(self) -> dict[str, dict[str, Any]]:
+        return {name: obj for (plural, _, name), obj in self.objects.items() if plural == "runs"}
+
+
+def _original(phase: str) -> dict[str, Any]:
+    spec = {
+        "pipelineRef": {"name": "digits"},
+        "params": {"lr": 0.1},
+        "experimentRef": {"name": "e1"},
+        "timeout": "1h",
+        "cache": "Disabled",
+        "serviceAccountName": "trainer",
+        "cancel": True,
+    }
+    status = {"phase": phase, "pipeline": PIN["pipeline"]} if phase else {}
+    return {"metadata": {"name": "r1", "namespace": "ml", "uid": "u-1"}, "spec": spec,
+            "status": status}  # fmt: skip
+
+
+#: What a retry of _original() asks for: its spec, the version it ran, never cancel.
+RETRY_SPEC = {
+    "pipelineRef": {"name": "digits", "version": "abc123def456"},
+    "params": {"lr": 0.1},
+    "experimentRef": {"name": "e1"},
+    "timeout": "1h",
+    "cache": "Disabled",
+    "serviceAccountName": "trainer",
+    "retryOf": {"name": "r1"},
+}
+
+
+def _run_app(kube: RunKube, runs: LiveRuns, allowed: set[tuple[str, str, str]]) -> app.UiApp:
+    reviews = FakeReviews()
+    reviews.allowed = set(allowed)
+    ui = app.UiApp(kube, auth.Authenticator(reviews, "token"), None, ["ml"], lambda: NOW)
+    routes = runroutes.RunRoutes(kube, ui.sessions, sources.RunSources([runs]), lambda: NOW)
+    ui.routes = [*ui.sessions.routes(), *routes.routes()]
+    return ui
+
+
+def _post(ui: app.UiApp, path: str) -> tuple[int, Any]:
+    code, body = call(ui, "POST", f"/ui/api/{path}", HTTP_AUTHORIZATION="Bearer good",
+                      HTTP_X_PIPESYNC_REQUEST="1")  # fmt: skip
+    return code, json.loads(b"".join(body))
+
+
+def test_a_rerun_from_the_ui_names_the_original_version_and_hands_over_its_commit() -> None:
+    kube = RunKube()
+    code, answer = _post(_run_app(kube, PinnedRuns(_original("Failed")), MAY_CREATE),
+                         "namespaces/ml/runs/r1/rerun")  # fmt: skip
+    name = conventions.rerun_name("r1", NOW)
+    assert (code, answer) == (201, {"name": name, "pinned": True})
+    created = kube.created_runs()[name]
+    assert created["spec"]["pipelineRef"] == {"name": "digits", "version": "abc123def456"}
+    assert created["metadata"]["annotations"][conventions.ANNOTATION_PIN_HANDOVER] == "ui"
+    handed = kube.config_maps[conventions.pinned_config_name(name)]
+    assert json.loads(handed["data"][conventions.PINNED_SPEC_KEY]) == PIN  # version, commit
+
+
+@pytest.mark.parametrize("phase", ["Failed", "Cancelled"])
+def test_a_retry_from_the_ui_creates_a_run_retrying_the_original_with_its_spec(
+    phase: str,
+) -> None:
+    kube = RunKube()
+    ui = _run_app(kube, PinnedRuns(_original(phase)), MAY_CREATE)
+    code, answer = _post(ui, "namespaces/ml/runs/r1/retry")
+    name = conventions.retry_name("r1", NOW)
+    assert (code, answer) == (201, {"name": name})
+    created = kube.created_runs()[name]
+    assert created["spec"] == RETRY_SPEC  # params copied, no cancel
+    assert created["metadata"] == {"name": name}  # no pin handover: the operator pins it
+    assert kube.config_maps == {}
+    code, answer = _post(ui, "namespaces/ml/runs/r1/retry")  # the same second: same name
+    assert code == 409 and answer["error"] == f"run {name} exists already; try again in a second"
+
+
+@pytest.mark.parametrize(
+    ("runs", "allowed", "status", "error"),
+    [
+        (PinnedRuns(_original("Running")), MAY_CREATE, 409,
+         "run r1 is Running, not finished: wait for it or cancel it, then retry"),
+        (PinnedRuns(_original("")), MAY_CREATE, 409,
+         "run r1 is Pending, not finished: wait for it or cancel it, then retry"),
+        (PinnedRuns(_original("Failed")), {("get", "runs", "ml")}, 403,
+         "alice may not create runs in namespace ml"),
+        (PinnedRuns(_original("Failed"), archived=True), MAY_CREATE, 409,
+         "run r1 is only archived in S3: it cannot be retried; re-run it"),
+        (PinnedRuns(), MAY_CREATE, 404, "run r1 not found in namespace ml (nor in S3)"),
+    ],
+    ids=["running", "pending", "no-create-access", "archived", "unknown"],
+)  # fmt: skip
+def test_a_retry_from_the_ui_is_refused_for_what_cannot_be_retried(
+    runs: PinnedRuns, allowed: set[tuple[str, str, str]], status: int, error: str
+) -> None:
+    kube = RunKube()
+    code, answer = _post(_run_app(kube, runs, allowed), "namespaces/ml/runs/r1/retry")
+    assert (code, answer["error"]) == (status, error)
+    assert kube.created_runs() == {}
+
+
+@pytest.mark.parametrize(
+    ("phase", "allowed", "offered"),
+    [
+        ("Failed", MAY_CREATE, True),
+        ("Cancelled", MAY_CREATE, True),
+        ("Succeeded", MAY_CREATE, False),
+        ("Running", MAY_CREATE, False),
+        ("Failed", {("get", "runs", "ml")}, False),
+    ],
+    ids=["failed", "cancelled", "succeeded", "running", "no-create-access"],
+)
+def test_the_run_view_offers_a_retry_for_a_run_that_ended_without_succeeding(
+    phase: str, allowed: set[tuple[str, str, str]], offered: bool
+) -> None:
+    ui = _run_app(RunKube(), PinnedRuns(_original(phase)), allowed)
+    code, detail = _get_json(ui, "namespaces/ml/runs/r1")
+    assert code == 200
+    assert detail["canRetry"] is offered
+    assert detail["canRerun"] is (allowed == MAY_CREATE)
+
+
+def test_the_run_view_offers_no_retry_for_an_archived_run() -> None:
+    ui = _run_app(RunKube(), PinnedRuns(_original("Failed"), archived=True), MAY_CREATE)
+    code, detail = _get_json(ui, "namespaces/ml/runs/r1")
+    assert code == 200 and detail["canRerun"] and not detail["canRetry"]
+
+
+def test_pipesync_retry_and_the_ui_create_the_same_retry(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster_kube = ClusterKube()
+    cluster_kube.add_run("ml", _original("Failed"))
+    monkeypatch.setattr(cluster, "connect", lambda: cluster_kube)
+    result = cli("retry", "r1", "-n", "ml", "--run-name", "r1-again")
+    assert result.code == 0, result.err
+    ((_, from_cli),) = cluster_kube.created
+    kube = RunKube()
+    assert _post(_run_app(kube, PinnedRuns(_original("Failed")), MAY_CREATE),
+                 "namespaces/ml/runs/r1/retry")[0] == 201  # fmt: skip
+    (from_ui,) = kube.created_runs().values()
+    assert from_cli["spec"] == from_ui["spec"] == RETRY_SPEC
+    assert from_cli["kind"] == from_ui["kind"] == "Run"
+    assert from_cli["apiVersion"] == from_ui["apiVersion"]
 
 
 # --- Host and Origin ------------------------------------------------------------------

@@ -2,10 +2,7 @@
 with `spec.retryOf: {name: RUN}`, whose succeeded tasks the operator reuses from the
 original's record.
 
-The new Run also carries the original's pipelineRef or pipelineSpec, params, experiment
-and limits, so it is a whole Run by the schema (exactly one of pipelineRef and
-pipelineSpec) and reads as what it runs in `kubectl get runs`; which version and commit
-it runs is the operator's to pin, from the original.
+The body is engine.retryrun's, which the UI's "Retry from failure" creates too.
 """
 
 from __future__ import annotations
@@ -15,20 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pipesync.api import conventions, model
+from pipesync.api import conventions
 from pipesync.cli import cluster, flags, submit, watching
-
-#: The original's spec fields a retry carries over (not `cancel`: a retry of a cancelled
-#: run is meant to run).
-_KEPT = (
-    "pipelineRef",
-    "pipelineSpec",
-    "params",
-    "experimentRef",
-    "timeout",
-    "cache",
-    "serviceAccountName",
-)
+from pipesync.engine import retryrun
 
 
 def add_parser(subparsers: flags.Subcommands) -> None:
@@ -64,23 +50,8 @@ def _retry(options: argparse.Namespace) -> int:
 
 
 def retry_body(original: Mapping[str, Any], new_name: str) -> dict[str, Any]:
-    """The retry of a finished Run; Failure when it has not finished (nothing to retry
-    from yet) or is no Run pipesync could run."""
-    metadata, spec = original.get("metadata") or {}, original.get("spec") or {}
-    name = str(metadata.get("name") or "")
-    phase = cluster.phase_of(dict(original))
-    if cluster.exit_code(phase) is None:
-        raise cluster.Failure(
-            f"run {name} is {phase or 'Pending'}, not finished: wait for it (pipesync wait "
-            f"{name}) or cancel it, then retry"
-        )
-    kept: dict[str, Any] = {key: spec[key] for key in _KEPT if key in spec}
-    if ("pipelineRef" in kept) == ("pipelineSpec" in kept):
-        raise cluster.Failure(f"run {name} has neither a pipelineRef nor a pipelineSpec to retry")
-    kept["retryOf"] = {"name": name}
-    return {
-        "apiVersion": model.API_VERSION,
-        "kind": "Run",
-        "metadata": {"name": new_name},
-        "spec": kept,
-    }
+    """The retry of a finished Run (retryrun.retry_body); Failure when it cannot be."""
+    try:
+        return retryrun.retry_body(original, new_name)
+    except retryrun.NotRetryable as error:
+        raise cluster.Failure(str(error)) from None

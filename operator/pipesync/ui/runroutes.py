@@ -1,6 +1,7 @@
-"""The run endpoints: the runs list, one run, its logs and artifacts, cancel, re-run and
-compare. Each checks the person's access before it reads (sessions.Sessions.require);
-the reads go through the run sources (sources.RunSources), the writes to the cluster.
+"""The run endpoints: the runs list, one run, its logs and artifacts, cancel, re-run,
+retry from failure and compare. Each checks the person's access before it reads
+(sessions.Sessions.require); the reads go through the run sources (sources.RunSources),
+the writes to the cluster.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pipesync.api import conventions
-from pipesync.engine import state
+from pipesync.engine import retryrun, state
 from pipesync.kube.protocol import RUNS, Kube
 from pipesync.ui import PREFIX, artifacts, inputs, views
 from pipesync.ui.auth import Access, Principal
@@ -55,6 +56,7 @@ class RunRoutes:
             Route("GET", re.compile(_ARTIFACT + "/view$"), self.artifact_view),
             Route("POST", re.compile(_RUN + "/cancel$"), self.cancel),
             Route("POST", re.compile(_RUN + "/rerun$"), self.rerun),
+            Route("POST", re.compile(_RUN + "/retry$"), self.retry),
             Route("GET", re.compile(r"^namespaces/([^/]+)/compare$"), self.compare),
         ]
 
@@ -88,13 +90,15 @@ class RunRoutes:
             spec = (found.run.get("spec") or {}).get("pipelineSpec") or (found.record or {}).get(
                 "pipelineSpec"
             )
+        may_create = self.sessions.allowed(principal, Access("create", RUNS, ns))
         return views.run_detail(
             found.run,
             spec,
             found.record,
             archived=found.archived,
             can_cancel=self.sessions.allowed(principal, Access("patch", RUNS, ns)),
-            can_rerun=self.sessions.allowed(principal, Access("create", RUNS, ns)),
+            can_rerun=may_create,
+            can_retry=may_create,
         )
 
     def run(self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str) -> Response:
@@ -238,6 +242,31 @@ class RunRoutes:
             return True
         _log.warning("ui: re-run %s/%s was pinned by the operator first", ns, new_name)
         return False
+
+    def retry(
+        self, environ: Mapping[str, Any], principal: Principal, ns: str, name: str
+    ) -> Response:
+        """A new Run with spec.retryOf naming this one (retryrun.retry_body, as `pipesync
+        retry` makes it): the operator pins it to the original's spec, version, commit
+        and params and reuses its succeeded tasks, so no pin is handed over here."""
+        inputs.name(ns, "namespace")
+        inputs.name(name, "run")
+        self.sessions.require(principal, Access("create", RUNS, ns))
+        self.sessions.require(principal, Access("get", RUNS, ns))
+        found = self.sources.find(ns, name)
+        if found.archived:
+            # the operator retries from the Run object and its pin, both gone with it
+            raise HttpError(
+                409, f"run {name} is only archived in S3: it cannot be retried; re-run it"
+            )
+        new_name = conventions.retry_name(name, self.clock())
+        try:
+            body = retryrun.retry_body(found.run, new_name)
+        except retryrun.NotRetryable as error:
+            raise HttpError(409, str(error)) from None
+        if not self.kube.create_object(RUNS, ns, body):
+            raise HttpError(409, f"run {new_name} exists already; try again in a second")
+        return json_response(201, {"name": new_name})
 
     def compare(self, environ: Mapping[str, Any], principal: Principal, ns: str) -> Response:
         inputs.name(ns, "namespace")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pipesync.api import conventions, model, runstatus, times
-from pipesync.engine import compiler, recurring, state
+from pipesync.engine import compiler, recurring, retryrun, state
 from pipesync.kube import protocol as kube
 from pipesync.ui import graph
 
@@ -168,10 +168,13 @@ def run_detail(
     archived: bool = False,
     can_cancel: bool = False,
     can_rerun: bool = False,
+    can_retry: bool = False,
 ) -> dict[str, Any]:
     """The run page: the row, conditions, the DAG with task states, and per-task detail.
     Task state comes from the Run's status, and from the S3 record where the status
-    was cut (big runs) or the Run is gone (archived)."""
+    was cut (big runs) or the Run is gone (archived). `can_rerun` / `can_retry`: the
+    person may create Runs; a retry is offered for a run in the cluster that ended
+    without succeeding (the operator retries from the original Run and its pin)."""
     status = run.get("status") or {}
     summaries = runstatus.RunStatus.from_json(status).tasks or {}
     recorded = runstatus.RunRecord.from_json(record) if record is not None else None
@@ -243,6 +246,7 @@ def run_detail(
         "archived": archived,
         "canCancel": can_cancel and not archived and status.get("phase") not in state.FINISHED,
         "canRerun": can_rerun,
+        "canRetry": can_retry and not archived and status.get("phase") in retryrun.OFFERED,
     }
 
 

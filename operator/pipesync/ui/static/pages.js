@@ -173,14 +173,15 @@ export async function runDetail(ctx) {
         Object.entries(run.params).map(([k, v]) => h("span", { class: "param" }, `${k}=${v}`))),
       h("div", { class: "actions" },
         detail.canCancel ? h("button", { testid: "cancel-button", onclick: () => act("cancel") }, "Cancel") : null,
-        detail.canRerun ? h("button", { testid: "rerun-button", onclick: () => act("rerun") }, "Re-run") : null),
+        detail.canRerun ? h("button", { testid: "rerun-button", onclick: () => act("rerun") }, "Re-run") : null,
+        detail.canRetry ? h("button", { testid: "retry-button", title: "a new run that reuses this run's succeeded tasks and runs the rest", onclick: () => act("retry") }, "Retry from failure") : null),
     ].filter(Boolean));
   };
   const act = async (what) => {
     if (what === "cancel" && !window.confirm(`Cancel run ${name}?`)) return;
     try {
       const answer = await request(`${ns(namespace)}/runs/${encodeURIComponent(name)}/${what}`, { method: "POST" });
-      if (what === "rerun") window.location.hash = routeFor(namespace, "runs", answer.name);
+      if (what === "rerun" || what === "retry") window.location.hash = routeFor(namespace, "runs", answer.name);
     } catch (error) { showError(header, error); }
   };
   const renderGraph = () => {
