@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,21 @@ _lock = threading.Lock()
 def _key(method: str, url: str, query: Any, code: int) -> str:
     watching = "watch=true" in url or "watch=1" in url or _has_watch(query)
     verb = "WATCH" if watching else method.upper()
-    return f"{verb} {code}"
+    return f"{verb} {_resource(url)} {code}"
+
+
+def _resource(url: str) -> str:
+    """What a request is about, by kind (and subresource), without names: `pods`,
+    `pods/log`, `runs/status`, `configmaps`, `events`."""
+    path = urllib.parse.urlsplit(url).path.strip("/").split("/")
+    if "namespaces" in path:
+        rest_of = path[path.index("namespaces") + 2 :]
+    else:  # cluster-wide: /api/v1/KIND or /apis/GROUP/VERSION/KIND
+        rest_of = path[2:] if path[:1] == ["api"] else path[3:]
+    if not rest_of:
+        return "namespaces"
+    kind = rest_of[0]
+    return f"{kind}/{rest_of[2]}" if len(rest_of) > 2 else kind
 
 
 def _has_watch(query: Any) -> bool:

@@ -154,7 +154,10 @@ class Stack:
         except (OSError, ValueError):
             return False
         # Pipelines, experiments, runs and pods: a watch each, answered 200.
-        return counts.get("WATCH 200", 0) >= WATCHED_RESOURCES
+        watches = sum(
+            n for key, n in counts.items() if key.startswith("WATCH ") and key.endswith(" 200")
+        )
+        return watches >= WATCHED_RESOURCES
 
     def api(self) -> kubernetes.client.ApiClient:
         assert self.cluster is not None
