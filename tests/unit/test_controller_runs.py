@@ -383,3 +383,20 @@ def test_a_run_without_the_handover_annotation_is_pinned_at_once() -> None:
 
 def pin_owner_of(kube: PinKube) -> str | None:
     return runs.pin_owner(kube.config_maps["r-rerun-pipeline"])
+
+
+def test_a_resource_placeholder_no_pod_can_be_given_fails_the_run_with_its_reason() -> None:
+    pin = pinned(
+        "params: [{name: g, type: string}]\n"
+        'tasks: [{name: a, command: [x], image: i, resources: {gpu: "{{params.g}}"}}]'
+    )
+    decision = planner.plan(pin.compiled, {}, planner.RunContext("r", "ns", {"g": "two"}), 0.0)
+    controller = runs.RunController(
+        UnusedKube(), pods.PodSettings(image="op", s3=pods.S3Settings(bucket="b"))
+    )
+    with pytest.raises(runs.RunError) as failed:
+        controller._act(RUN, pin, decision, {}, {}, waiting={})
+    assert failed.value.reason == "PodBuildFailed"
+    assert "task 'a': resources.gpu '{{params.g}}' is 'two': not a whole number" in str(
+        failed.value
+    )

@@ -81,6 +81,12 @@ class Resources:
     memory: str | None = None
     gpu: int = 0
     ephemeral_storage: str | None = None
+    #: The extended resource `gpu` counts ("" is nvidia.com/gpu): google.com/tpu, ...
+    accelerator: str = ""
+    #: Fields written as a placeholder, by schema name ("gpu", "{{params.gpus}}"): their
+    #: values are known only when the task starts (engine/resources.py renders them);
+    #: until then the field holds its default.
+    templates: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +218,22 @@ def retry_from_spec(data: Mapping[str, Any]) -> Retry:
     )
 
 
+def _resources(data: Mapping[str, Any]) -> Resources:
+    """A task's resources; a field holding a placeholder waits in `templates`."""
+    templates = tuple(
+        (field, value) for field, value in data.items() if isinstance(value, str) and "{{" in value
+    )
+    fixed = {field: value for field, value in data.items() if (field, value) not in templates}
+    return Resources(
+        cpu=None if fixed.get("cpu") is None else str(fixed["cpu"]),
+        memory=fixed.get("memory"),
+        gpu=int(fixed.get("gpu", 0)),
+        ephemeral_storage=fixed.get("ephemeralStorage"),
+        accelerator=str(fixed.get("accelerator", "")),
+        templates=templates,
+    )
+
+
 def _env_ref(entry: Mapping[str, Any]) -> EnvRef:
     kind, reference = next(iter(entry["valueFrom"].items()))
     return EnvRef(
@@ -311,12 +333,7 @@ def task_from_spec(data: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         ),
         retry=retry_from_spec(data.get("retry") or {}),
         timeout_seconds=_seconds(data.get("timeout")),
-        resources=Resources(
-            cpu=None if resources.get("cpu") is None else str(resources["cpu"]),
-            memory=resources.get("memory"),
-            gpu=int(resources.get("gpu", 0)),
-            ephemeral_storage=resources.get("ephemeralStorage"),
-        ),
+        resources=_resources(resources),
         pool=data.get("pool"),
         node_selector=node_selector,
         tolerations=tuple(data.get("tolerations") or ()),

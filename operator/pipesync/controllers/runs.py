@@ -620,14 +620,20 @@ class RunController:
         if cached.hits:
             events.append(("Normal", "TasksCached", _cached_message(pinned.compiled, cached)))
         for launch in decision.launches:
-            pod = pods.build_pod(
-                launch,
-                run=info,
-                settings=self.settings,
-                pipeline=pinned.compiled,
-                collected=collected,
-                cache_key=cached.keys.get(launch.key, ""),
-            )
+            try:
+                pod = pods.build_pod(
+                    launch,
+                    run=info,
+                    settings=self.settings,
+                    pipeline=pinned.compiled,
+                    collected=collected,
+                    cache_key=cached.keys.get(launch.key, ""),
+                )
+            except pods.PodBuildError as error:
+                # What the task was given cannot be a pod (a resource from a parameter
+                # that is no quantity): the run fails saying so, instead of every pass
+                # raising the same error again.
+                raise RunError("PodBuildFailed", str(error)) from None
             try:
                 self.kube.create_pod(metadata["namespace"], pod)
             except PodRefused as refused:

@@ -5,7 +5,8 @@ The operator's pod builder (runtime/pods.py) and the local executor (runtime/loc
 differ only in where files are (a volume in a pod, a work directory on a laptop) and in
 what the root is (the workspace volume, the repository checkout): they pass those in. So
 a task field that changes what a task runs (its argv, env or working directory) is read
-here once, not in each executor.
+here once, not in each executor; so are its resources when a placeholder gives them
+(`resources`, raising engine.resources.ResourceError for a value no pod can be given).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from pipesync.api.model import Resources
+from pipesync.engine import resources as task_resources
 from pipesync.engine.planner import Launch
 from pipesync.engine.templating import FILE_KINDS, Ref, RefKind
 
@@ -53,3 +56,11 @@ def program(launch: Launch, *, run: str, namespace: str, path_of: PathOf) -> Pro
         env=env,
         working_dir=compiled.task.working_dir or "",
     )
+
+
+def resources(launch: Launch) -> Resources:
+    """The attempt's resources: the task's, with fields written as placeholders rendered
+    from the values the launch carries (resources never name files)."""
+    compiled = launch.task
+    rendered = {field: template.render(launch.resolve) for field, template in compiled.resources}
+    return task_resources.resolve(compiled.task.resources, rendered, compiled.name)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pipesync.api.model import ParamType, PipelineSpec, Task
-from pipesync.engine import expressions, params, templating
-from pipesync.engine.templating import Ref, RefKind, Template
+from pipesync.engine import expressions, params, resources, templating
+from pipesync.engine.templating import FILE_KINDS, Ref, RefKind, Template
 
 SpecPath = tuple[str | int, ...]
 
@@ -70,6 +70,8 @@ class CompiledTask:
     inner: tuple[int, ...] = ()
     when_per_item: bool = False  # `when` reads the item or a paired output: per instance
     parallelism: int | None = None  # forEach cap (for a group: iterations running at once)
+    # Resource fields written as placeholders (engine/resources.py renders them per attempt).
+    resources: tuple[tuple[str, Template], ...] = ()
 
     @property
     def name(self) -> str:
@@ -318,6 +320,7 @@ def _compile_task(
                 continue
             use(ref, where)
         env.append((name, template))
+    resource_templates = _compile_resources(checker, task, path, use)
 
     inputs = _compile_inputs(
         checker, task, path, (upstream, consumes, consumes_any), exit_task=exit_task
@@ -369,7 +372,33 @@ def _compile_task(
         inner=inner,
         when_per_item=when_per_item,
         parallelism=_parallelism(checker, task),
+        resources=resource_templates,
     )
+
+
+def _compile_resources(
+    checker: _Checker, task: Task, path: SpecPath, use: Callable[[Ref, SpecPath], None]
+) -> tuple[tuple[str, Template], ...]:
+    """The templated resource fields: values (parameters, items, task output parameters)
+    but no files, which a resource cannot be. A constant accelerator type must name a
+    resource pipesync can ask for."""
+    accelerator = task.resources.accelerator
+    if accelerator and resources.accelerator_resource(accelerator) is None:
+        checker.add(
+            (*path, "resources", "accelerator"),
+            f"accelerator {accelerator!r}: pipesync asks for {resources.SUPPORTED}",
+        )
+    compiled: list[tuple[str, Template]] = []
+    for field, text in task.resources.templates:
+        where = (*path, "resources", field)
+        template = checker.template(text, where)
+        for ref in template.refs:
+            if ref.kind in FILE_KINDS or ref.kind is RefKind.TASK_ARTIFACT:
+                checker.add(where, f"resources.{field}: {ref} is a file, not a value")
+                continue
+            use(ref, where)
+        compiled.append((field, template))
+    return tuple(compiled)
 
 
 def _paired_ref(checker: _Checker, ref: Ref, group: str | None) -> bool:

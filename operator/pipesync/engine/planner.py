@@ -777,7 +777,11 @@ def _task_uid(step: _Pass, compiled: CompiledTask, at: _At | None) -> str:
 
 def _values(step: _Pass, compiled: CompiledTask, at: _At | None) -> dict[str, str]:
     values: dict[str, str] = {}
-    templates = [*compiled.argv, *(template for _, template in compiled.env)]
+    templates = [
+        *compiled.argv,
+        *(template for _, template in compiled.env),
+        *(template for _, template in compiled.resources),
+    ]
     for template in templates:
         for ref in template.refs:
             if ref.kind in _PATH_KINDS or ref.text in values:

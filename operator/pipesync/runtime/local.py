@@ -22,6 +22,7 @@ from pipesync.api.runstatus import NodeDetail
 from pipesync.engine import attempt, layout, planner, summary
 from pipesync.engine import cache as taskcache
 from pipesync.engine import context as runcontext
+from pipesync.engine import resources as task_resources
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.retries import FailureKind
 from pipesync.engine.state import TASK, CacheSource, NodeKey, NodeState, Phase, RunPhase
@@ -433,6 +434,12 @@ class LocalRun:
         ran = attempt.program(
             launch, run=self.context.name, namespace=self.context.namespace, path_of=path_of
         )
+        try:
+            # A laptop has no pools or GPUs to hand out; a value no pod could be given
+            # still fails the attempt, as it would in the cluster.
+            attempt.resources(launch)
+        except task_resources.ResourceError as error:
+            raise _RenderError(str(error)) from None
         env = dict(os.environ)
         # `python` in a task means the interpreter pipesync runs on, with its packages.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipesync.api import conventions
-from pipesync.api.model import Task
+from pipesync.api.model import Resources, Task
+from pipesync.engine import resources as task_resources
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_POOL = "gpu"
@@ -151,15 +152,26 @@ def _pool_from_dict(name: str, spec: Any) -> Pool:
     return Pool(name, node_selector, tolerations, affinity)
 
 
-def place(task: Task, settings: PoolSettings) -> Placement:
-    """The placement of one task: its pool's, with the task's own fields on top."""
+def place(task: Task, settings: PoolSettings, resources: Resources | None = None) -> Placement:
+    """The placement of one task: its pool's, with the task's own fields on top.
+    `resources`: the attempt's, when placeholders gave them (engine/attempt.py)."""
+    resources = task.resources if resources is None else resources
     pool_name = task.pool or settings.default
     pool = settings.pool(pool_name) if pool_name else Pool("")
     node_selector = {**pool.node_selector, **task.node_selector}
-    gpu: tuple[Mapping[str, Any], ...] = (GPU_TOLERATION,) if task.resources.gpu > 0 else ()
+    # Nodes with accelerators are usually tainted with the resource's name (the NVIDIA and
+    # GKE TPU device plugins do so): a task asking for one tolerates it.
+    gpu: tuple[Mapping[str, Any], ...] = (
+        ({**GPU_TOLERATION, "key": accelerator(resources)},) if resources.gpu > 0 else ()
+    )
     tolerations = _unique([*pool.tolerations, *gpu, *task.tolerations])
     affinity = merge_affinity(pool.affinity, task.affinity)
     return Placement(node_selector, tolerations, affinity)
+
+
+def accelerator(resources: Resources) -> str:
+    """The extended resource a task's `gpu` count asks for (nvidia.com/gpu by default)."""
+    return task_resources.accelerator_resource(resources.accelerator) or GPU_RESOURCE
 
 
 def merge_affinity(

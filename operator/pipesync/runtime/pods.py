@@ -30,6 +30,7 @@ from typing import Any
 from pipesync.api import conventions
 from pipesync.api.model import API_VERSION, Resources, Task
 from pipesync.engine import attempt, inputs, layout
+from pipesync.engine import resources as task_resources
 from pipesync.engine.compiler import CompiledPipeline, CompiledTask
 from pipesync.engine.planner import Launch
 from pipesync.engine.state import TASK, NodeKey
@@ -183,6 +184,10 @@ def build_pod(
     if position is not None:
         labels[conventions.LABEL_INSTANCE] = str(position)
 
+    try:
+        resources = attempt.resources(launch)
+    except task_resources.ResourceError as error:
+        raise PodBuildError(str(error)) from None
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # Task pods talk to nothing in the cluster: no service env vars, no API token
@@ -202,7 +207,7 @@ def build_pod(
             )
         ],
         "containers": [
-            _main_container(launch, run, settings, image, mount),
+            _main_container(launch, run, settings, image, mount, resources=resources),
             _outputs_container(compiled, settings, node, mount),
         ],
     }
@@ -212,7 +217,7 @@ def build_pod(
         spec["activeDeadlineSeconds"] = max(1, math.ceil(task.timeout_seconds))
     if account:
         spec["serviceAccountName"] = account
-    spec.update(placement.place(task, settings.pools).as_pod_spec())
+    spec.update(placement.place(task, settings.pools, resources).as_pod_spec())
 
     return {
         "apiVersion": "v1",
@@ -401,7 +406,13 @@ _FILE_DIRS = {
 
 
 def _main_container(
-    launch: Launch, run: RunInfo, settings: PodSettings, image: str, mount: str
+    launch: Launch,
+    run: RunInfo,
+    settings: PodSettings,
+    image: str,
+    mount: str,
+    *,
+    resources: Resources,
 ) -> dict[str, Any]:
     compiled = launch.task
     task = compiled.task
@@ -429,9 +440,9 @@ def _main_container(
         # A failing program's last log lines become the status message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    resources = pod_resources(task.resources)
-    if resources:
-        container["resources"] = resources
+    limits = pod_resources(resources)
+    if limits:
+        container["resources"] = limits
     if run.workspace is not None:
         # Without a workspace the image's own working directory stays: Kubernetes needs an
         # absolute workingDir, and a relative one has nothing to be relative to.
@@ -489,7 +500,8 @@ def wrapper_command(argv: list[str], mount: str = MOUNT_PATH) -> list[str]:
 
 
 def pod_resources(resources: Resources) -> dict[str, dict[str, str]]:
-    """Requests equal limits for cpu, memory and ephemeral storage; GPUs as a limit."""
+    """Requests equal limits for cpu, memory and ephemeral storage; accelerators (GPUs,
+    TPUs) as a limit of their extended resource."""
     requests: dict[str, str] = {}
     for name, value in (
         ("cpu", resources.cpu),
@@ -501,7 +513,7 @@ def pod_resources(resources: Resources) -> dict[str, dict[str, str]]:
     limits = dict(requests)
     if resources.gpu > 0:
         # Extended resources are limits only; the API server copies them into requests.
-        limits[placement.GPU_RESOURCE] = str(resources.gpu)
+        limits[placement.accelerator(resources)] = str(resources.gpu)
     result: dict[str, dict[str, str]] = {}
     if requests:
         result["requests"] = requests

@@ -1,6 +1,6 @@
 """A KFP container task as one flat pipesync task: its argv (through the runtime shim
 for Python components), inputs and outputs, env, retry policy, resources and platform
-settings; dsl.importer executors become importer tasks (importer.py)."""
+settings (resources.py); dsl.importer executors become importer tasks (importer.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipesync.api.yamlsource import Path
-from pipesync.engine.kfp import commands, executors, importer, placeholders, platform, shim
+from pipesync.engine.kfp import (
+    commands,
+    executors,
+    importer,
+    placeholders,
+    platform,
+    resources,
+    shim,
+)
 from pipesync.engine.kfp import values as v
 from pipesync.engine.kfp.placement import place_task
 from pipesync.engine.kfp.state import Context, Site, Translation, mapping
@@ -61,7 +69,7 @@ def container_task(
         place_task(reading, body, context, target)
     _retry(reading, body, task, path, target)
     _cache(body, task)
-    _resources(reading, body, container, cpath)
+    resources.apply(reading, body, cpath, commands.TaskIO(flat_name, inputs, loops))
     platform.apply(reading, body, label, target)
     if exit_task:
         reading.on_exit = body
@@ -223,36 +231,6 @@ def _cache(body: dict[str, Any], task: Mapping[str, Any]) -> None:
     unless `set_caching_options(False)`); its code is its image and its command."""
     if mapping(task.get("cachingOptions")).get("enableCache") is True:
         body["cache"] = {"enabled": True, "paths": []}
-
-
-def _resources(
-    reading: Translation, body: dict[str, Any], container: Mapping[str, Any], cpath: Path
-) -> None:
-    spec = mapping(container.get("resources"))
-    if not spec:
-        return
-    resources: dict[str, Any] = {}
-    cpu = spec.get("resourceCpuLimit") or spec.get("cpuLimit") or spec.get("resourceCpuRequest")
-    if cpu:
-        resources["cpu"] = str(cpu)
-    memory = spec.get("resourceMemoryLimit") or spec.get("resourceMemoryRequest")
-    if memory:
-        resources["memory"] = str(memory)
-    elif spec.get("memoryLimit"):
-        resources["memory"] = f"{int(float(spec['memoryLimit']) * 1000)}M"
-    accelerator = mapping(spec.get("accelerator"))
-    count = accelerator.get("resourceCount") or accelerator.get("count")
-    if count:
-        resources["gpu"] = int(float(count))
-        body["pool"] = "gpu"
-        kind = accelerator.get("resourceType") or accelerator.get("type")
-        if kind and "nvidia" not in str(kind).lower() and "gpu" not in str(kind).lower():
-            reading.problem(
-                (*cpath, "resources", "accelerator"),
-                f"accelerator {kind!r}: pipesync schedules nvidia.com/gpu only",
-            )
-    if resources:
-        body["resources"] = resources
 
 
 def _title(definition: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ This module only holds text and pure helpers; it does no I/O itself.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,11 @@ from pipesync.engine.kfp.state import Context, Loop, Site, Translation, dns, map
 from pipesync.engine.kfp.values import Kind, Value
 
 OUTPUT = "artifact"
+#: The URI schemes PROGRAM reads ("": a path), and how messages say so.
+SCHEMES = ("", "file", "http", "https", "s3")
+SUPPORTED = "a path, file://, http(s):// or s3://"
+#: A URI's scheme as urllib.parse.urlsplit finds it (PROGRAM's test), lower-cased there.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 PROGRAM = r"""
 import json, os, shutil, sys, urllib.parse, urllib.request
@@ -83,6 +89,14 @@ def argv(uri: str, metadata: Mapping[str, Any], values: Sequence[str] = ()) -> l
     ]
 
 
+def unread_scheme(uri: str) -> str | None:
+    """The scheme of a constant URI when PROGRAM cannot read it (`gs`, `oci`), else None.
+    A URI with placeholders is known only when the task runs, which PROGRAM then says."""
+    found = _SCHEME.match(uri.strip())
+    scheme = found.group(1).lower() if found else ""
+    return None if scheme in SCHEMES else scheme
+
+
 def template(metadata: Any, render: Callable[[str], str]) -> tuple[Any, list[str]]:
     """Metadata with each string holding a KFP placeholder replaced by a reference to an
     argv value (`render` turns it into pipesync template text), and those values."""
@@ -111,7 +125,7 @@ def input_artifact(
     artifacts (`Input[List[Artifact]]`): a JSON list of URIs, imported by a forEach
     whose group a ParallelFor over the artifacts joins."""
     where: Path = ("root", "inputDefinitions", "artifacts", name)
-    uri = "a path, file://, http(s):// or s3://"
+    uri = SUPPORTED
     params.append(
         {
             "name": name,
@@ -154,13 +168,21 @@ def importer_task(
     ipath: Path = ("deploymentSpec", "executors", label, "importer")
     source = mapping(spec.get("artifactUri"))
     if "constant" in source:
-        uri = str(source["constant"])
+        uri, known = str(source["constant"]), True
     else:
         value = inputs.get(str(source.get("runtimeParameter", "")), v.ABSENT)
         if value.kind is not Kind.TEXT:
             reading.problem((*ipath, "artifactUri"), f"task {name!r}: the importer has no URI")
             return None
-        uri = value.text
+        uri, known = value.text, value.literal
+    scheme = unread_scheme(uri) if known else None
+    if scheme is not None:
+        # Known now, so said now: a run would only fail at this task, after the ones before.
+        reading.problem(
+            (*ipath, "artifactUri"),
+            f"task {name!r}: importer URI {uri!r}: pipesync does not read {scheme}:// "
+            f"URIs; it imports {SUPPORTED}",
+        )  # the task is still written: its consumers are not reported for its absence
     flat_name = context.prefix + name
     io = commands.TaskIO(flat_name, inputs)
     try:
