@@ -3,6 +3,7 @@ outage in the middle of an upload and the `pipesync agent` console script as a s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipesync.runtime import agent
+from pipesync.runtime.digests import tree_digest
 from pipesync.runtime.storage import Backoff, NotFound, Retry, S3Settings, S3Store
 from tests.e2e.fixtures.controlplane import Cluster
 from tests.e2e.fixtures.nodes import Nodes
@@ -258,6 +260,7 @@ def test_agent_console_script_fetch_and_upload(s3: S3Server, tmp_path: Path) -> 
         "missing": ["artifacts/report"],
         "uploaded": 2,
         "truncated": False,
+        "digests": {"model": hashlib.sha256(b"trained").hexdigest()},  # for the task cache
     }
     assert json.loads(out) == message
     assert (
@@ -347,6 +350,8 @@ def test_pod_shaped_as_the_contract_moves_data_through_s3(s3: S3Server, pods: Po
         "missing": [],
         "uploaded": 2,
         "truncated": False,
+        # a folder artifact: its files' paths and digests (runtime.digests.tree_digest)
+        "digests": {"model": tree_digest([("w.bin", hashlib.sha256(b"weights\n").hexdigest())])},
     }
     body = client.get_object(Bucket=s3.bucket, Key=f"{node}/outputs/artifacts/model/w.bin")
     assert body["Body"].read() == b"weights\n"

@@ -458,3 +458,23 @@ def test_a_pass_after_a_watch_event_reads_no_run_and_never_a_stale_one(
     assert cluster.reads == 1  # the view stood in for the GET
     assert cluster.run["status"]["startedAt"] == started
     assert phases(cluster)["prepare"] == "Succeeded"
+
+
+def test_a_run_that_caches_nothing_never_asks_s3_for_served_tasks(tmp_path: Path) -> None:
+    """An S3 outage must not hold back runs that do not cache: their passes read no
+    cached.json (the status says nothing was served), and a Disabled run stores nothing."""
+
+    class Watched(LocalStore):
+        reads: list[str] = []
+
+        def get_bytes(self, key: str) -> bytes:
+            self.reads.append(key)
+            return super().get_bytes(key)
+
+        def get_chunks(self, key: str, *, last: int | None = None) -> Any:
+            self.reads.append(key)
+            return super().get_chunks(key, last=last)
+
+    store = Watched(tmp_path / "s3")
+    cluster, _ = second_run(store, "r1", cache="Disabled")
+    assert cluster.created and store.reads == []

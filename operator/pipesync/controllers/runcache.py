@@ -106,9 +106,14 @@ class RunCache:
 
     # --- serving --------------------------------------------------------------------------
 
-    def served(self, run: Mapping[str, Any]) -> dict[NodeKey, NodeState]:
-        """The nodes the cache served this run in earlier passes."""
+    def served(self, run: Mapping[str, Any], *, load: bool = True) -> dict[NodeKey, NodeState]:
+        """The nodes the cache served this run in earlier passes. `load=False`: the run
+        has none as far as its status says, so S3 is not asked (a run that caches
+        nothing never waits for S3 here); if a crash came between writing them and the
+        status, their launches are simply looked up again."""
         uid = run["metadata"]["uid"]
+        if uid not in self._served and not load:
+            return {}
         if uid not in self._served:
             loaded = self._load(run)
             if loaded is not None:

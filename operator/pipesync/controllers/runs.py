@@ -303,7 +303,9 @@ class RunController:
                 raise _RetryPending(f"the record of run {pinned.retry_of} is not in S3 yet")
             if not self.cache.remember(run, reused, always=True):
                 raise _RetryPending(f"reusing the tasks of run {pinned.retry_of}: S3 refused")
-        for key, state in self.cache.served(run).items():
+        counts = (run.get("status") or {}).get("taskCounts") or {}
+        served_before = bool(pinned.retry_of) or bool(counts.get("cached"))
+        for key, state in self.cache.served(run, load=served_before).items():
             nodes.setdefault(key, state)
         self.cache.store_results(run, pinned.compiled, nodes, pods_by_key)
 
