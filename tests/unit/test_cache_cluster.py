@@ -465,7 +465,9 @@ def test_a_run_that_caches_nothing_never_asks_s3_for_served_tasks(tmp_path: Path
     cached.json (the status says nothing was served), and a Disabled run stores nothing."""
 
     class Watched(LocalStore):
-        reads: list[str] = []
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.reads: list[str] = []
 
         def get_bytes(self, key: str) -> bytes:
             self.reads.append(key)
