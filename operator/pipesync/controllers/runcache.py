@@ -135,7 +135,7 @@ class RunCache:
         while the original's record is not written yet."""
         metadata = run["metadata"]
         namespace = metadata["namespace"]
-        key = self._full(layout.record_key(namespace, original))
+        key = self.store.full(layout.record_key(namespace, original))
         try:
             data = json.loads(self.store.store.get_bytes(key))
         except NotFound:
@@ -155,11 +155,12 @@ class RunCache:
                 name: layout.output_artifact_key(before, name)
                 for name in task.task.output_artifacts
             }
-            if not all(self.store.store.content_tags(key) for key in origins.values()):
+            listed = {name: self.store.store.content_tags(key) for name, key in origins.items()}
+            if not all(listed.values()):
                 continue  # an artifact of it is gone: the task runs again
             for name, origin in origins.items():
                 target = layout.output_artifact_key(after, name)
-                self.store.copy(taskcache.StoredArtifact(origin, ""), target)
+                self.store.copy(origin, listed[name], target)
             reused[node] = state
         return reused
 
@@ -214,7 +215,7 @@ class RunCache:
         }
         try:
             self.store.store.put_bytes(
-                self._full(layout.cached_nodes_key(metadata["namespace"], metadata["name"])),
+                self.store.full(layout.cached_nodes_key(metadata["namespace"], metadata["name"])),
                 json.dumps(body, sort_keys=True).encode(),
             )
         except StoreError as error:
@@ -335,14 +336,17 @@ class RunCache:
                 entry, launch, key, now, task.cache.max_age_seconds
             ):
                 return None
-            wanted = [entry.artifacts[name] for name in task.output_artifacts]
-            if not all(self.store.intact(namespace, stored) for stored in wanted):
-                return None
-            node = self._node(run, launch.task.name, launch.key)
+            listed = {}
             for name in task.output_artifacts:
-                target = layout.output_artifact_key(node, name)
-                if entry.artifacts[name].key != target:
-                    self.store.copy(entry.artifacts[name], target)
+                objects = self.store.intact(namespace, entry.artifacts[name])
+                if objects is None:
+                    return None
+                listed[name] = objects
+            node = self._node(run, launch.task.name, launch.key)
+            for name, objects in listed.items():
+                source, target = entry.artifacts[name].key, layout.output_artifact_key(node, name)
+                if source != target:
+                    self.store.copy(source, objects, target)
         except (NotFound, StoreError) as error:  # gone meanwhile, or S3 away: the task runs
             _log.info("%s: cache entry %s not served: %s", launch.task.name, key[:12], error)
             return None
@@ -358,7 +362,7 @@ class RunCache:
     def _load(self, run: Mapping[str, Any]) -> dict[NodeKey, NodeState] | None:
         """The served nodes in the run's cached.json; None when it has none."""
         metadata = run["metadata"]
-        key = self._full(layout.cached_nodes_key(metadata["namespace"], metadata["name"]))
+        key = self.store.full(layout.cached_nodes_key(metadata["namespace"], metadata["name"]))
         try:
             data = json.loads(self.store.store.get_bytes(key))
         except NotFound:
@@ -380,9 +384,6 @@ class RunCache:
         metadata = run["metadata"]
         info = pods.RunInfo(metadata["name"], metadata["namespace"], metadata["uid"])
         return pods.node_prefix(self.settings.s3, info, task, None if key[1] == TASK else key[1])
-
-    def _full(self, key: str) -> str:
-        return f"{self.store.prefix}/{key}" if self.store.prefix else key
 
 
 def _state_json(state: NodeState) -> dict[str, Any]:

@@ -411,6 +411,20 @@ class KubeClient(Kube):
     ) -> bytes | None:
         """One container's log as raw bytes (at most `limit_bytes`: programs print any
         bytes); None when the pod is gone or the container never started."""
+        response = self._pod_log(namespace, pod, container, limit_bytes=limit_bytes)
+        if response is None:
+            return None
+        data: bytes = response.data
+        return data
+
+    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
+        """A container's log from its start, as the kubelet sends it, until the container
+        ends (`follow`); None when the pod is gone or the container has not started."""
+        response = self._pod_log(namespace, pod, container, follow=True)
+        return None if response is None else _chunks(response)
+
+    def _pod_log(self, namespace: str, pod: str, container: str, **options: Any) -> Any:
+        """The raw log response (not read yet); None when there is no log to read."""
         # 400: the container has not started (or never will), so it has no log yet.
         found, response = self._call_unless(
             (400, 404),
@@ -419,30 +433,10 @@ class KubeClient(Kube):
             pod,
             namespace,
             container=container,
-            limit_bytes=limit_bytes,
             _preload_content=False,
+            **options,
         )
-        if not found:
-            return None
-        data: bytes = response.data
-        return data
-
-    def stream_pod_log(self, namespace: str, pod: str, container: str) -> Iterator[bytes] | None:
-        """A container's log from its start, as the kubelet sends it, until the container
-        ends (`follow`); None when the pod is gone or the container has not started."""
-        found, response = self._call_unless(
-            (400, 404),
-            "get",
-            self.core.read_namespaced_pod_log,
-            pod,
-            namespace,
-            container=container,
-            follow=True,
-            _preload_content=False,
-        )
-        if not found:
-            return None
-        return _chunks(response)
+        return response if found else None
 
     # --- the leader election's Lease ------------------------------------------------------
     # Raw JSON, not the client's models: MicroTime stays text, read back as written.

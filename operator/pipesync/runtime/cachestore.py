@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from pipesync.api import conventions
@@ -132,7 +132,8 @@ class ObjectCacheStore:
         self.store = store
         self.prefix = prefix.strip("/")
 
-    def _full(self, key: str) -> str:
+    def full(self, key: str) -> str:
+        """A layout key (engine.layout) as the store holds it: under the operator's prefix."""
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def get(self, namespace: str, key: str) -> CacheEntry | None:
@@ -140,7 +141,7 @@ class ObjectCacheStore:
         not JSON, another format). Store failures other than NotFound propagate."""
         data = bytearray()
         try:
-            for chunk in self.store.get_chunks(self._full(layout.cache_entry_key(namespace, key))):
+            for chunk in self.store.get_chunks(self.full(layout.cache_entry_key(namespace, key))):
                 data += chunk
                 if len(data) > MAX_ENTRY_BYTES:
                     return None
@@ -155,29 +156,31 @@ class ObjectCacheStore:
         """One object written whole: two runs storing the same key at once leave one
         complete entry or the other, never a mix."""
         body = json.dumps(entry.to_json(), sort_keys=True).encode()
-        self.store.put_bytes(self._full(layout.cache_entry_key(namespace, entry.key)), body)
+        self.store.put_bytes(self.full(layout.cache_entry_key(namespace, entry.key)), body)
 
     def stored(self, key: str, sha256: str) -> StoredArtifact:
         """An artifact a succeeded task wrote at `key`, as an entry keeps it."""
         return StoredArtifact(key, sha256, tags_digest(self.store.content_tags(key)))
 
-    def intact(self, namespace: str, stored: StoredArtifact) -> bool:
-        """Whether an artifact an entry names may serve this namespace: it lies in the
+    def intact(self, namespace: str, stored: StoredArtifact) -> Mapping[str, str] | None:
+        """An artifact an entry names, if it may serve this namespace: it lies in the
         namespace's own runs (an entry is data anyone with write access to the prefix
         could forge, and the operator can read every namespace's keys) and its objects
-        are all still there, unchanged since it was stored."""
-        runs = self._full(f"{namespace}/runs/")
+        are all still there, unchanged since it was stored. Its objects' tags (what
+        `copy` copies, so the listing is made once); None when it may not serve."""
+        runs = self.full(f"{namespace}/runs/")
         if not stored.key.startswith(runs) or not stored.tags:
-            return False
+            return None
         tags = self.store.content_tags(stored.key)
-        return bool(tags) and tags_digest(tags) == stored.tags
+        return tags if tags and tags_digest(tags) == stored.tags else None
 
-    def copy(self, stored: StoredArtifact, target: str) -> None:
-        """Copies the artifact's objects to `target` (the serving run's own key), so the
-        run keeps its results whatever happens to the source run's."""
-        for below in sorted(self.store.content_tags(stored.key)):
+    def copy(self, key: str, objects: Iterable[str], target: str) -> None:
+        """Copies an artifact's objects (paths below `key`, as `content_tags` lists them)
+        to `target`, the serving run's own key, so the run keeps its results whatever
+        happens to the source run's."""
+        for below in sorted(objects):
             suffix = f"/{below}" if below else ""
-            self.store.copy(f"{stored.key}{suffix}", f"{target}{suffix}")
+            self.store.copy(f"{key}{suffix}", f"{target}{suffix}")
 
 
 def tags_digest(tags: Mapping[str, str]) -> str:
